@@ -1,0 +1,53 @@
+#pragma once
+// A small HDF5 wrapper: tensors as datasets, scalars and strings as attributes. The only place in
+// the project that includes H5Cpp.h (it lives behind a pointer here).
+#include <torch/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace robustlab {
+
+class H5File {
+ public:
+  enum class Mode { kRead, kTruncate, kReadWrite };
+
+  /// Opens `path`; throws std::runtime_error naming the file when it is missing or not HDF5.
+  H5File(const std::string& path, Mode mode);
+  ~H5File();
+  H5File(const H5File&) = delete;
+  H5File& operator=(const H5File&) = delete;
+
+  const std::string& path() const { return path_; }
+  bool has(const std::string& objectPath) const;
+  /// Names of the direct children of a group, sorted.
+  std::vector<std::string> children(const std::string& group) const;
+  void createGroup(const std::string& group);
+
+  /// Writes a float32/float64/int64/int32/uint8/bool tensor; parent groups are created as needed.
+  void writeTensor(const std::string& name, const torch::Tensor& t, bool compress = false);
+  /// Reads a dataset written by writeTensor (bool comes back as uint8).
+  torch::Tensor readTensor(const std::string& name) const;
+  void writeStrings(const std::string& name, const std::vector<std::string>& values);
+
+  void setAttr(const std::string& object, const std::string& key, const std::string& value);
+  void setAttr(const std::string& object, const std::string& key, double value);
+  void setAttr(const std::string& object, const std::string& key, int64_t value);
+  bool hasAttr(const std::string& object, const std::string& key) const;
+  std::string attrString(const std::string& object, const std::string& key) const;
+  double attrDouble(const std::string& object, const std::string& key) const;
+  int64_t attrInt(const std::string& object, const std::string& key) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string path_;
+};
+
+/// Writes `path` through a temporary file and an atomic rename, so a run killed halfway never leaves
+/// a truncated or corrupt file where a complete one was expected (and never clobbers the old one).
+void writeH5Atomically(const std::string& path, const std::function<void(H5File&)>& fill);
+
+}  // namespace robustlab

