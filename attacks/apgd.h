@@ -1,0 +1,22 @@
+#pragma once
+// APGD-CE — Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+// parameter-free attacks", ICML 2020 (the core of AutoAttack). Step-size-free PGD on the
+// cross-entropy: initial step 2 * eps, momentum 0.75, the step halved at checkpoints (first after
+// 22% of the iterations, intervals shrinking by 3% to at least 6%) when the loss oscillates
+// (increased in fewer than rho = 75% of the steps since the last checkpoint) or stopped improving, restarting
+// from the best point. Norms: linf, l2. Default 20 steps here (AutoAttack uses 100), 1 restart;
+// over restarts the worst case per example.
+#include "attacks/attack.h"
+
+namespace robustlab {
+
+class ApgdCe : public Attack {
+ public:
+  explicit ApgdCe(AttackOptions options) : Attack(options) {}
+  std::string name() const override { return "apgd-ce"; }
+
+ protected:
+  torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) override;
+};
+
+}  // namespace robustlab

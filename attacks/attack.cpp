@@ -1,0 +1,213 @@
+#include "attacks/attack.h"
+
+#include "framework/runtime.h"
+
+#include <torch/autograd.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/utils.h>
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace robustlab {
+namespace F = torch::nn::functional;
+
+Norm parseNorm(const std::string& name) {
+  if (name == "linf" || name == "Linf" || name == "inf") return Norm::kLinf;
+  if (name == "l2" || name == "L2") return Norm::kL2;
+  throw std::invalid_argument("norm: unknown norm '" + name + "', expected linf or l2");
+}
+
+std::string normName(Norm n) { return n == Norm::kLinf ? "linf" : "l2"; }
+
+Targeting parseTargeting(const std::string& name) {
+  if (name == "none") return Targeting::kNone;
+  if (name == "given") return Targeting::kGiven;
+  if (name == "random") return Targeting::kRandom;
+  if (name == "least-likely") return Targeting::kLeastLikely;
+  throw std::invalid_argument("targeted: unknown mode '" + name + "', expected none, given, random or least-likely");
+}
+
+std::string targetingName(Targeting t) {
+  switch (t) {
+    case Targeting::kNone: return "none";
+    case Targeting::kGiven: return "given";
+    case Targeting::kRandom: return "random";
+    default: return "least-likely";
+  }
+}
+
+void AttackOptions::validate() const {
+  auto bad = [](const std::string& field, const std::string& msg) { throw std::invalid_argument(field + ": " + msg); };
+  if (!(eps >= 0) || !std::isfinite(eps)) bad("eps", "must be a finite number >= 0");
+  if (!(lo < hi)) bad("lo/hi", "valid range needs lo < hi");
+  if (steps <= 0) bad("steps", "must be >= 1, got " + std::to_string(steps));
+  if (!(stepSize >= 0)) bad("step_size", "must be >= 0 (0: relative to eps)");
+  if (!(relStepSize >= 0)) bad("rel_step_size", "must be >= 0 (0: 2.5 / steps)");
+  if (restarts <= 0) bad("restarts", "must be >= 1, got " + std::to_string(restarts));
+  if (restarts > 1 && !randomStart) bad("restarts", "more than one restart needs random_start = true (restarts would be identical)");
+  if (!(rho > 0 && rho < 1)) bad("rho", "must be in (0, 1)");
+}
+
+double AttackOptions::effectiveStepSize() const {
+  if (stepSize > 0) return stepSize;
+  return (relStepSize > 0 ? relStepSize : 2.5 / static_cast<double>(steps)) * eps;
+}
+
+Attack::Attack(AttackOptions options) : options_(options), gen_(makeGenerator(options.seed)) { options_.validate(); }
+
+torch::Tensor Attack::perturb(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& targets) {
+  if (x.dim() < 2) throw std::invalid_argument(name() + ": input must be a batch N x ..., got " + std::to_string(x.dim()) + " dims");
+  if (!y.defined() || y.dim() != 1 || y.size(0) != x.size(0))
+    throw std::invalid_argument(name() + ": labels must be a 1-D tensor with one label per input");
+  if (x.size(0) == 0) return x.clone();
+  if (x.min().item<double>() < options_.lo || x.max().item<double>() > options_.hi)
+    throw std::invalid_argument(name() + ": input values outside the valid range [" + std::to_string(options_.lo) + ", " +
+                                std::to_string(options_.hi) + "]");
+  stats_ = AttackStats{};
+  const auto params = model.parameters();
+  const torch::Device device = params.empty() ? x.device() : params.front().device();
+  EvalModeGuard evalMode(model);
+  FrozenParamsGuard frozen(model);
+  // A private copy: nothing the attack does can reach the caller's storage.
+  const torch::Tensor x0 = x.detach().to(device, torch::kFloat32).clone();
+  const torch::Tensor y0 = y.detach().to(device, torch::kInt64);
+  torch::Tensor target;
+  if (options_.targeting != Targeting::kNone) {
+    const int64_t k = model.spec().numClasses;
+    if (options_.targeting == Targeting::kGiven) {
+      if (!targets.defined() || targets.sizes() != y.sizes())
+        throw std::invalid_argument(name() + ": targeted = given needs one target label per input");
+      target = targets.detach().to(device, torch::kInt64);
+    } else if (options_.targeting == Targeting::kRandom) {
+      // Uniform over the classes other than the true one.
+      auto offset = torch::randint(1, k, {x.size(0)}, gen_, torch::kInt64).to(device);
+      target = (y0 + offset).remainder(k);
+    } else {
+      torch::NoGradGuard noGrad;
+      target = model.forward(x0).argmin(1);
+    }
+    lastTargets_ = target.cpu();
+  }
+  torch::Tensor xadv = project(run(model, x0, y0, target).detach(), x0);
+  // The check every result passes: in the ball (with float tolerance) and in range.
+  const auto norms = perExampleNorm(xadv - x0, options_.norm);
+  const double worst = norms.numel() ? norms.max().item<double>() : 0.0;
+  if (worst > options_.eps * (1 + 1e-6) + 1e-7)
+    throw std::logic_error(name() + ": internal error: perturbation norm " + std::to_string(worst) + " exceeds eps " + std::to_string(options_.eps));
+  if (xadv.min().item<double>() < options_.lo || xadv.max().item<double>() > options_.hi)
+    throw std::logic_error(name() + ": internal error: result outside the valid range");
+  return xadv.to(x.device(), x.scalar_type());
+}
+
+Attack::LossGrad Attack::lossAndGrad(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target) {
+  auto xin = xadv.detach().requires_grad_(true);
+  LossGrad out;
+  {
+    torch::AutoGradMode enable(true);
+    out.logits = model.forward(xin);
+    out.loss = target.defined()
+                   ? -F::cross_entropy(out.logits, target, F::CrossEntropyFuncOptions().reduction(torch::kNone))
+                   : F::cross_entropy(out.logits, y, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+    out.grad = torch::autograd::grad({out.loss.sum()}, {xin})[0].detach();
+  }
+  out.loss = out.loss.detach();
+  out.logits = out.logits.detach();
+  stats_.gradientEvaluations += xadv.size(0);
+  stats_.zeroGradElements += out.grad.eq(0).sum().item<int64_t>();
+  stats_.gradElements += out.grad.numel();
+  return out;
+}
+
+Attack::LossGrad Attack::lossOnly(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target) {
+  torch::NoGradGuard noGrad;
+  LossGrad out;
+  out.logits = model.forward(xadv);
+  out.loss = target.defined() ? -F::cross_entropy(out.logits, target, F::CrossEntropyFuncOptions().reduction(torch::kNone))
+                              : F::cross_entropy(out.logits, y, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+  return out;
+}
+
+torch::Tensor Attack::success(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target) {
+  auto pred = logits.argmax(1);
+  return target.defined() ? pred.eq(target) : pred.ne(y);
+}
+
+torch::Tensor Attack::project(const torch::Tensor& xadv, const torch::Tensor& x) const {
+  const double eps = options_.eps;
+  torch::Tensor out;
+  if (options_.norm == Norm::kLinf) {
+    // Bounds computed in float, nudged one ulp inwards where rounding put them past eps, so the
+    // result satisfies |xadv - x| <= eps exactly when measured in float.
+    auto upper = x + eps;
+    upper = torch::where((upper - x) > eps, torch::nextafter(upper, x), upper);
+    auto lower = x - eps;
+    lower = torch::where((x - lower) > eps, torch::nextafter(lower, x), lower);
+    out = torch::max(torch::min(xadv, upper), lower);
+  } else {
+    auto delta = xadv - x;
+    auto norms = delta.flatten(1).norm(2, 1).clamp_min(1e-12);
+    auto factor = (eps / norms).clamp_max(1.0).to(delta.dtype());
+    std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+    shape[0] = x.size(0);
+    out = x + delta * factor.view(shape);
+  }
+  // Clipping to the valid range only moves each coordinate towards x, so the norm bound survives.
+  return out.clamp(options_.lo, options_.hi);
+}
+
+torch::Tensor Attack::randomStart(const torch::Tensor& x) {
+  const double eps = options_.eps;
+  if (options_.norm == Norm::kLinf) {
+    auto noise = (torch::rand(x.sizes(), gen_, torch::kFloat32) * 2.0 - 1.0) * eps;
+    return project(x + noise.to(x.device()), x);
+  }
+  // Uniform in the L2 ball: Gaussian direction, radius eps * u^(1/d).
+  const int64_t n = x.size(0);
+  const double d = static_cast<double>(x.numel() / std::max<int64_t>(n, 1));
+  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+  shape[0] = n;
+  auto dir = torch::randn(x.sizes(), gen_, torch::kFloat32);
+  dir = dir / dir.flatten(1).norm(2, 1).clamp_min(1e-12).view(shape);
+  auto radius = torch::rand({n}, gen_, torch::kFloat32).pow(1.0 / d) * eps;
+  return project(x + (dir * radius.view(shape)).to(x.device()), x);
+}
+
+torch::Tensor Attack::ascentDirection(const torch::Tensor& grad) const {
+  if (options_.norm == Norm::kLinf) return grad.sign();
+  const int64_t n = grad.size(0);
+  std::vector<int64_t> shape(static_cast<size_t>(grad.dim()), 1);
+  shape[0] = n;
+  return grad / grad.flatten(1).norm(2, 1).clamp_min(1e-12).view(shape);
+}
+
+torch::Tensor perExampleNorm(const torch::Tensor& delta, Norm norm) {
+  auto flat = delta.detach().flatten(1).to(torch::kFloat64);
+  return (norm == Norm::kLinf ? flat.abs().amax(1) : flat.norm(2, 1)).cpu();
+}
+
+EvalModeGuard::EvalModeGuard(torch::nn::Module& m) : root_(m), rootMode_(m.is_training()) {
+  for (const auto& child : m.modules(/*include_self=*/false)) modes_.emplace_back(child, child->is_training());
+  m.eval();
+}
+
+EvalModeGuard::~EvalModeGuard() {
+  // Module::train() recurses, so restore the root first and then each submodule's own flag.
+  // modules() is pre-order, so each child's own flag is set after its parent's recursive train().
+  root_.train(rootMode_);
+  for (auto& [mod, mode] : modes_) mod->train(mode);
+}
+
+FrozenParamsGuard::FrozenParamsGuard(torch::nn::Module& m) {
+  for (auto& p : m.parameters()) {
+    flags_.emplace_back(p, p.requires_grad());
+    p.requires_grad_(false);
+  }
+}
+
+FrozenParamsGuard::~FrozenParamsGuard() {
+  for (auto& [p, flag] : flags_) p.requires_grad_(flag);
+}
+
+}  // namespace robustlab

@@ -1,0 +1,128 @@
+#pragma once
+// The attack interface. Every attack goes through Attack::perturb, which does the work that
+// established libraries got wrong at least once (../shared/ATTACK-CORRECTNESS.md): eval mode during
+// the attack and each module's mode restored after; the caller's input never written; gradients taken
+// with respect to the input only (parameter .grad untouched); result projected onto the eps-ball
+// around the clean input and clipped to [lo, hi], then checked.
+//
+// Inputs: images N x C x H x W in pixel space [lo, hi] (default [0,1]), labels N int64.
+#include "framework/model.h"
+
+#include <ATen/core/Generator.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace robustlab {
+
+enum class Norm { kLinf, kL2 };
+Norm parseNorm(const std::string& name);  ///< "linf" | "l2"; throws std::invalid_argument listing them
+std::string normName(Norm n);
+
+enum class Targeting { kNone, kGiven, kRandom, kLeastLikely };
+Targeting parseTargeting(const std::string& name);  ///< none | given | random | least-likely
+std::string targetingName(Targeting t);
+
+/// Options shared by all attacks; each attack reads the fields it uses.
+struct AttackOptions {
+  double eps = 0.1;             ///< radius of the threat model, in `norm`
+  Norm norm = Norm::kLinf;
+  double lo = 0.0, hi = 1.0;    ///< valid input range
+  Targeting targeting = Targeting::kNone;
+  uint64_t seed = 0;            ///< random start and random targets
+  int64_t steps = 20;           ///< pgd, apgd
+  double stepSize = 0.0;        ///< pgd: absolute step; 0 means relStepSize * eps
+  double relStepSize = 0.0;     ///< pgd: step relative to eps; 0 means 2.5 / steps (Madry et al.)
+  bool randomStart = true;      ///< pgd: uniform in the Linf box / in the L2 ball
+  int64_t restarts = 1;         ///< pgd, apgd: worst case per example over restarts
+  bool earlyStop = true;        ///< pgd: stop stepping examples already fooled
+  double rho = 0.75;            ///< apgd: step-size halving threshold
+  /// Throws std::invalid_argument naming the field and the allowed range.
+  void validate() const;
+  /// The step size PGD actually takes.
+  double effectiveStepSize() const;
+};
+
+/// Counters an attack fills while it runs (reset by each perturb call).
+struct AttackStats {
+  int64_t gradientEvaluations = 0;  ///< forward+backward passes, per example
+  int64_t zeroGradElements = 0;     ///< input-gradient entries exactly 0 (sign(0) = 0 stalls a step)
+  int64_t gradElements = 0;
+  double zeroGradFraction() const { return gradElements ? double(zeroGradElements) / double(gradElements) : 0.0; }
+};
+
+class Attack {
+ public:
+  explicit Attack(AttackOptions options);
+  virtual ~Attack() = default;
+  virtual std::string name() const = 0;
+
+  /// Adversarial examples for (x, y), same shape and device as x. `targets` is needed only for
+  /// Targeting::kGiven. The model's mode and parameter gradients are as they were afterwards.
+  torch::Tensor perturb(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y,
+                        const torch::Tensor& targets = torch::Tensor());
+
+  const AttackOptions& options() const { return options_; }
+  const AttackStats& stats() const { return stats_; }
+  /// The targets used by the last targeted perturb call.
+  const torch::Tensor& lastTargets() const { return lastTargets_; }
+
+ protected:
+  /// One attack's algorithm. x is a private clone on the model's device, in eval mode, with
+  /// parameter gradients switched off; `target` is defined iff the attack is targeted.
+  virtual torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) = 0;
+
+  /// Per-example attack loss (CE on true labels, or -CE on targets), its input gradient and logits.
+  /// The loss is summed over the batch, so each example's gradient is independent of the batch.
+  struct LossGrad {
+    torch::Tensor loss, grad, logits;
+  };
+  LossGrad lossAndGrad(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target);
+  /// Per-example loss and logits without a gradient.
+  LossGrad lossOnly(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target);
+  /// Success per example: misclassified (untargeted) or classified as the target (targeted).
+  static torch::Tensor success(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target);
+  /// Projection onto the eps-ball around x in the attack's norm, then onto [lo, hi].
+  torch::Tensor project(const torch::Tensor& xadv, const torch::Tensor& x) const;
+  /// A uniform random point of the eps-ball (Linf: the box; L2: the ball, radius eps * u^(1/d)), clipped.
+  torch::Tensor randomStart(const torch::Tensor& x);
+  /// Steepest-ascent direction of unit norm: sign(g) for Linf, g / ||g||_2 for L2.
+  torch::Tensor ascentDirection(const torch::Tensor& grad) const;
+
+  AttackOptions options_;
+  AttackStats stats_;
+  at::Generator gen_;
+
+ private:
+  torch::Tensor lastTargets_;
+};
+
+/// Per-example norm of a batch of perturbations (N x ...), as float64 on CPU.
+torch::Tensor perExampleNorm(const torch::Tensor& delta, Norm norm);
+
+/// Sets a module tree to eval mode and restores every submodule's own mode on destruction.
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(torch::nn::Module& m);
+  ~EvalModeGuard();
+
+ private:
+  std::vector<std::pair<std::shared_ptr<torch::nn::Module>, bool>> modes_;
+  torch::nn::Module& root_;
+  bool rootMode_;
+};
+
+/// Switches off requires_grad on a module's parameters (so attacks neither compute nor touch
+/// parameter gradients) and restores the flags on destruction.
+class FrozenParamsGuard {
+ public:
+  explicit FrozenParamsGuard(torch::nn::Module& m);
+  ~FrozenParamsGuard();
+
+ private:
+  std::vector<std::pair<torch::Tensor, bool>> flags_;
+};
+
+}  // namespace robustlab

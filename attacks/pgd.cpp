@@ -1,0 +1,61 @@
+#include "attacks/pgd.h"
+
+#include <limits>
+
+namespace robustlab {
+
+torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) {
+  const int64_t n = x.size(0);
+  const double alpha = options_.effectiveStepSize();
+  auto best = x.clone();
+  auto bestLoss = torch::full({n}, -std::numeric_limits<float>::infinity(), x.options());
+  auto fooled = torch::zeros({n}, x.options().dtype(torch::kBool));
+  auto sub = [](const torch::Tensor& t, const torch::Tensor& idx) { return t.defined() ? t.index_select(0, idx) : t; };
+
+  for (int64_t restart = 0; restart < options_.restarts; ++restart) {
+    // Only examples no earlier restart has fooled are attacked again.
+    const auto idx = (~fooled).nonzero().squeeze(1);
+    if (idx.numel() == 0) break;
+    const auto xs = x.index_select(0, idx);
+    const auto ys = y.index_select(0, idx);
+    const auto ts = sub(target, idx);
+    auto cur = options_.randomStart ? randomStart(xs) : xs.clone();
+    auto active = torch::arange(idx.size(0), idx.options());  // rows of this restart's batch still stepping
+    // Iteration k scores iterate k (k >= 1; the start is not a candidate) with the same forward pass
+    // that gives the gradient for step k+1, so PGD costs `steps` gradients plus one forward.
+    for (int64_t k = 0; k <= options_.steps; ++k) {
+      auto xa = cur.index_select(0, active);
+      const auto ya = ys.index_select(0, active);
+      const auto ta = sub(ts, active);
+      const auto lg = k < options_.steps ? lossAndGrad(model, xa, ya, ta) : lossOnly(model, xa, ya, ta);
+      auto grad = lg.grad;
+      if (k > 0) {
+        const auto won = success(lg.logits, ya, ta);
+        const auto g = idx.index_select(0, active);
+        const auto prevFooled = fooled.index_select(0, g);
+        // Keep the first iterate that fools; otherwise the highest-loss one.
+        const auto take = ((~prevFooled) & (won | (lg.loss > bestLoss.index_select(0, g)))).nonzero().squeeze(1);
+        if (take.numel() > 0) {
+          const auto gt = g.index_select(0, take);
+          best.index_copy_(0, gt, xa.index_select(0, take));
+          bestLoss.index_copy_(0, gt, lg.loss.index_select(0, take));
+          fooled.index_copy_(0, gt, prevFooled.index_select(0, take) | won.index_select(0, take));
+        }
+        if (options_.earlyStop && k < options_.steps) {
+          const auto keep = (~won).nonzero().squeeze(1);
+          if (keep.numel() == 0) break;
+          if (keep.numel() < active.numel()) {
+            active = active.index_select(0, keep);
+            xa = xa.index_select(0, keep);
+            grad = grad.index_select(0, keep);
+          }
+        }
+      }
+      if (k == options_.steps) break;
+      cur.index_copy_(0, active, project(xa + alpha * ascentDirection(grad), xs.index_select(0, active)));
+    }
+  }
+  return best;
+}
+
+}  // namespace robustlab

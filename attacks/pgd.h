@@ -1,0 +1,20 @@
+#pragma once
+// PGD — Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
+// Projected gradient ascent on the cross-entropy, in Linf (sign steps) or L2 (normalised steps).
+// Defaults: 20 steps, step size 2.5 * eps / steps, random start (uniform in the box / in the ball),
+// 1 restart. Per example it returns the first iterate that fools the model, else the iterate of
+// highest loss; over restarts the worst case per example; examples already fooled stop stepping.
+#include "attacks/attack.h"
+
+namespace robustlab {
+
+class Pgd : public Attack {
+ public:
+  explicit Pgd(AttackOptions options) : Attack(options) {}
+  std::string name() const override { return "pgd"; }
+
+ protected:
+  torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) override;
+};
+
+}  // namespace robustlab
