@@ -122,7 +122,7 @@ void H5File::writeTensor(const std::string& name, const torch::Tensor& tensor, b
     const auto type = memType(t.scalar_type());
     if (impl_->file.nameExists(name)) impl_->file.unlink(name);
     H5::DataSet ds = impl_->file.createDataSet(name, type, space, props);
-    ds.write(t.data_ptr(), type);
+    if (t.numel() > 0) ds.write(t.data_ptr(), type);
   });
 }
 
@@ -146,7 +146,7 @@ torch::Tensor H5File::readTensor(const std::string& name) const {
     }
     std::vector<int64_t> shape(dims.begin(), dims.end());
     auto out = torch::empty(shape, torch::TensorOptions().dtype(st));
-    ds.read(out.data_ptr(), memType(st));
+    if (out.numel() > 0) ds.read(out.data_ptr(), memType(st));
     return out;
   });
 }

@@ -1,0 +1,74 @@
+#pragma once
+// The one resolved configuration of a run: embedded defaults, then the TOML file, then --set
+// overrides, then one validation. Printable (--dump-config) and stored with every result and
+// checkpoint, so a run can be reproduced from its output alone.
+#include "attacks/attack.h"
+#include "data/sources.h"
+#include "framework/model_spec.h"
+#include "framework/trainer.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace robustlab {
+
+struct DataConfig {
+  DataSourceSpec source;
+  int64_t trainLimit = 0;    ///< examples used from the training split after class selection (0: all)
+  int64_t testLimit = 0;     ///< examples evaluated from the test split (0: all)
+  double valFraction = 0.1;  ///< held-out share of the training examples, stratified
+};
+
+/// One training stage: [train], [pretrain] or [finetune].
+struct StageConfig {
+  std::vector<int64_t> classes;  ///< task classes, relabelled 0..k-1 in this order (empty: all)
+  int64_t perClass = 0;          ///< label budget per class (0: all)
+  TrainOptions train;
+  std::string objective = "standard";  ///< standard | pgd (Madry AT) | trades
+  AttackOptions adversary;             ///< eps, norm, steps, step size of the training attack
+  double tradesBeta = 6.0;
+  std::string mode = "supervised";     ///< pretrain: supervised | rotation | masked
+  int64_t maskPatch = 7;               ///< pretrain masked: patch side in pixels
+  double maskRatio = 0.5;              ///< pretrain masked: share of patches blanked
+  std::string finetune = "full";       ///< finetune: full | linear (head only)
+  std::string checkpoint;              ///< finetune: pre-trained backbone to start from
+};
+
+struct AttackConfig {
+  std::vector<std::string> attacks{"fgsm", "pgd", "apgd-ce"};
+  std::string norm = "linf";
+  std::vector<double> eps{0.0, 0.05, 0.1, 0.2};
+  AttackOptions options;     ///< steps, step sizes, restarts, random start, seed
+  int64_t batchSize = 500;
+  int64_t keepExamples = 8;
+  bool sanityChecks = true;
+};
+
+struct Config {
+  std::string name = "default";
+  uint64_t seed = 0;
+  std::string device = "auto";
+  int64_t threads = 0;       ///< 0: the measured default (1 on CPU)
+  std::string output = "results/default.h5";
+  DataConfig data;
+  ModelSpec model;
+  StageConfig train, pretrain, finetune;
+  AttackConfig attack;
+  bool compareScratch = true;  ///< run: also train the fine-tuning task from scratch
+
+  /// Full TOML of every key, defaults included.
+  std::string toToml() const;
+};
+
+/// The embedded default experiment.
+const std::string& defaultConfigText();
+
+/// Resolves a config: embedded defaults, then `path` (empty: none), then each "key=value" override
+/// (key dotted, value in TOML syntax; bare words are taken as strings). Errors are ConfigError with
+/// one line naming the file, the field and what was expected.
+Config loadConfig(const std::string& path, const std::vector<std::string>& overrides = {});
+/// Parses config text (used for checkpoints' stored configs and tests).
+Config parseConfig(const std::string& text, const std::string& what, const std::vector<std::string>& overrides = {});
+
+}  // namespace robustlab

@@ -1,0 +1,113 @@
+#include "experiments/pipeline.h"
+
+#include "attacks/adversarial_training.h"
+#include "data/h5io.h"
+#include "data/tasks.h"
+#include "framework/checkpoint.h"
+#include "framework/pretext.h"
+#include "framework/runtime.h"
+
+#include <cstdio>
+#include <memory>
+#include <stdexcept>
+
+namespace robustlab {
+namespace {
+
+std::unique_ptr<TrainingObjective> makeObjective(const StageConfig& s, const std::string& section, ClassifierImpl& model) {
+  if (section == "pretrain" && s.mode == "rotation") return std::make_unique<RotationObjective>(model.featureDim());
+  if (section == "pretrain" && s.mode == "masked") {
+    const auto& sp = model.spec();
+    return std::make_unique<MaskedReconstructionObjective>(model.featureDim(), sp.inChannels, sp.height, sp.width, s.maskPatch, s.maskRatio);
+  }
+  if (s.objective == "pgd") return std::make_unique<PgdTrainingObjective>(s.adversary);
+  if (s.objective == "trades") return std::make_unique<TradesObjective>(s.adversary, s.tradesBeta);
+  return std::make_unique<CrossEntropyObjective>();
+}
+
+uint64_t stageSeed(const Config& c, const std::string& section) {
+  // Distinct but fixed seeds per stage, all derived from the one config seed.
+  const uint64_t salt = section == "pretrain" ? 1 : section == "finetune" ? 2 : 3;
+  return c.seed * 1000003ULL + salt;
+}
+
+}  // namespace
+
+const StageConfig& stageOf(const Config& c, const std::string& section) {
+  if (section == "train") return c.train;
+  if (section == "pretrain") return c.pretrain;
+  if (section == "finetune") return c.finetune;
+  throw std::invalid_argument("unknown stage '" + section + "'");
+}
+
+TaskData loadTask(const Config& c, const StageConfig& stage, bool withTest) {
+  TaskData t;
+  Dataset full = selectClasses(loadSplit(c.data.source, "train"), stage.classes);
+  full = limitPerClass(full, stage.perClass, c.seed + 11);
+  full = sampleSubset(full, c.data.trainLimit, c.seed + 13);
+  std::tie(t.train, t.val) = splitValidation(full, c.data.valFraction, c.seed + 17);
+  if (withTest) {
+    t.test = selectClasses(loadSplit(c.data.source, "test"), stage.classes);
+    t.test = sampleSubset(t.test, c.data.testLimit, c.seed + 19);
+  }
+  return t;
+}
+
+ModelSpec specFor(const Config& c, const Dataset& d) {
+  ModelSpec s = c.model;
+  s.inChannels = d.channels();
+  s.height = d.height();
+  s.width = d.width();
+  s.numClasses = d.numClasses;
+  return s;
+}
+
+torch::Device setUpRuntime(const Config& c) {
+  configureThreads(static_cast<int>(c.threads));
+  return resolveDevice(c.device);
+}
+
+StageResult runStage(const Config& c, const std::string& section, const std::string& backbone, const std::string& label,
+                     torch::Device device) {
+  const StageConfig& stage = stageOf(c, section);
+  StageResult r;
+  r.data = loadTask(c, stage, /*withTest=*/true);
+  seedEverything(stageSeed(c, section));
+  r.model = Classifier(specFor(c, r.data.train));
+  if (!backbone.empty()) loadWeights(backbone, *r.model, /*backboneOnly=*/true);
+  r.model->to(device);
+  auto objective = makeObjective(stage, section, *r.model);
+  TrainOptions opt = stage.train;
+  opt.seed = stageSeed(c, section);
+  opt.headOnly = section == "finetune" && stage.finetune == "linear";
+  opt.label = label;
+  r.history = train(*r.model, *objective, r.data.train, r.data.val, opt, device);
+  r.valAccuracy = r.data.val.size() ? accuracy(*r.model, r.data.val, device) : NAN;
+  r.testAccuracy = accuracy(*r.model, r.data.test, device);
+  return r;
+}
+
+void saveStage(const std::string& path, StageResult& s, const Config& c, const std::string& section) {
+  const StageConfig& stage = stageOf(c, section);
+  saveCheckpoint(path, *s.model, c.toToml(), [&](H5File& f) {
+    f.setAttr("/", "stage", section);
+    f.writeTensor("/task/classes", torch::tensor(stage.classes.empty() ? std::vector<int64_t>{} : stage.classes, torch::kInt64));
+    f.setAttr("/task", "data_source", c.data.source.source);
+    f.setAttr("/task", "val_accuracy", s.valAccuracy);
+    f.setAttr("/task", "test_accuracy", s.testAccuracy);
+    writeHistory(f, "/history", s.history);
+  });
+}
+
+EvalOptions evalOptionsFrom(const Config& c) {
+  EvalOptions e;
+  for (const auto& name : c.attack.attacks) e.attacks.push_back({name, c.attack.options});
+  e.epsGrid = c.attack.eps;
+  e.norm = parseNorm(c.attack.norm);
+  e.batchSize = c.attack.batchSize;
+  e.keepExamples = c.attack.keepExamples;
+  e.sanityChecks = c.attack.sanityChecks;
+  return e;
+}
+
+}  // namespace robustlab
