@@ -110,8 +110,7 @@ void H5File::writeTensor(const std::string& name, const torch::Tensor& tensor, b
   createGroup(parentOf(name));
   guarded(path_, name, [&] {
     std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
-    if (dims.empty()) dims.push_back(1);
-    H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
+    H5::DataSpace space = dims.empty() ? H5::DataSpace(H5S_SCALAR) : H5::DataSpace(static_cast<int>(dims.size()), dims.data());
     H5::DSetCreatPropList props;
     if (compress && t.numel() > 4096) {
       std::vector<hsize_t> chunk = dims;
@@ -132,7 +131,7 @@ torch::Tensor H5File::readTensor(const std::string& name) const {
     H5::DataSet ds = impl_->file.openDataSet(name);
     H5::DataSpace space = ds.getSpace();
     std::vector<hsize_t> dims(space.getSimpleExtentNdims());
-    space.getSimpleExtentDims(dims.data());
+    if (!dims.empty()) space.getSimpleExtentDims(dims.data());
     const H5T_class_t cls = ds.getTypeClass();
     torch::ScalarType st;
     if (cls == H5T_FLOAT) {

@@ -25,7 +25,8 @@ class RotationObjective : public TrainingObjective {
 
 /// Masked-patch reconstruction (a denoising auto-encoder in the spirit of MAE, He et al. 2022):
 /// square patches are blanked with probability `maskRatio` and a linear decoder on the backbone's
-/// features reconstructs the whole clean image; loss is the mean squared error.
+/// features reconstructs the whole clean image; loss is the squared error per image (summed over
+/// pixels, averaged over the batch).
 class MaskedReconstructionObjective : public TrainingObjective {
  public:
   MaskedReconstructionObjective(int64_t featureDim, int64_t channels, int64_t height, int64_t width, int64_t patch = 7,

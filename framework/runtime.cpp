@@ -5,6 +5,8 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <dlfcn.h>
+
 #include <stdexcept>
 
 namespace robustlab {
@@ -22,6 +24,10 @@ torch::Device resolveDevice(const std::string& name) {
 int configureThreads(int n) {
   const int threads = n > 0 ? n : kDefaultCpuThreads;
   at::set_num_threads(threads);
+  // OpenBLAS keeps its own thread pool, which at::set_num_threads does not reach: busy-waiting
+  // BLAS threads cost a core's worth of system time for no speed-up on the small models here.
+  using SetThreads = void (*)(int);
+  if (auto* fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
   return threads;
 }
 

@@ -1,0 +1,100 @@
+#include "fixtures.h"
+
+#include "attacks/adversarial_training.h"
+#include "data/sources.h"
+#include "framework/checkpoint.h"
+#include "framework/progress.h"
+#include "framework/runtime.h"
+#include "framework/trainer.h"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <unistd.h>
+
+namespace robustlab::test {
+namespace fs = std::filesystem;
+namespace {
+
+// Bump when the fixtures' recipe changes, so stale cached models are not reused.
+constexpr const char* kCacheVersion = "v1";
+
+std::string cachePath(const std::string& name) {
+  fs::create_directories(ROBUSTLAB_TEST_CACHE);
+  return std::string(ROBUSTLAB_TEST_CACHE) + "/" + name + "-" + kCacheVersion + ".h5";
+}
+
+Classifier trainOrLoad(const std::string& name, const std::function<std::unique_ptr<TrainingObjective>()>& objective, int64_t epochs) {
+  const std::string path = cachePath(name);
+  if (fs::exists(path)) return loadClassifier(path);
+  Progress::setQuiet(true);
+  configureThreads(1);
+  seedEverything(0);
+  Classifier model(smallCnn());
+  TrainOptions opt;
+  opt.epochs = epochs;
+  opt.batchSize = 64;
+  opt.optim.lr = 0.05;
+  auto obj = objective();
+  train(*model, *obj, fashionTrain(), Dataset{}, opt, torch::kCPU);
+  saveCheckpoint(path, *model, "");
+  return model;
+}
+
+}  // namespace
+
+const Dataset& fashionTrain() {
+  static const Dataset d = loadSplit(DataSourceSpec{}, "train").head(6000);
+  return d;
+}
+
+const Dataset& fashionTest() {
+  static const Dataset d = loadSplit(DataSourceSpec{}, "test").head(1000);
+  return d;
+}
+
+ModelSpec smallCnn(int64_t classes, bool batchNorm) {
+  ModelSpec s = defaultSmallCnn();
+  s.numClasses = classes;
+  if (batchNorm) {
+    s.layers.insert(s.layers.begin() + 1, LayerSpec{"bn"});
+    s.layers.insert(s.layers.begin() + 4, LayerSpec{"bn"});
+  }
+  return s;
+}
+
+Classifier standardModel() {
+  return trainOrLoad("standard", [] { return std::make_unique<CrossEntropyObjective>(); }, 4);
+}
+
+std::string standardCheckpoint() {
+  standardModel();
+  return cachePath("standard");
+}
+
+Classifier adversarialModel() {
+  return trainOrLoad("pgd-at",
+                     [] {
+                       AttackOptions o;
+                       o.eps = 0.1;
+                       o.steps = 7;
+                       o.stepSize = 0.03;
+                       return std::make_unique<PgdTrainingObjective>(o);
+                     },
+                     4);
+}
+
+std::string tempDir(const std::string& name) {
+  const fs::path p = fs::temp_directory_path() / ("robustlab-test-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+TEST_CASE("trained fixture models are built and cached", "[fixtures]") {
+  CHECK(standardModel()->spec().numClasses == 10);
+  CHECK(adversarialModel()->spec().numClasses == 10);
+}
+
+}  // namespace robustlab::test

@@ -1,0 +1,28 @@
+#pragma once
+// Shared test fixtures: small slices of real Fashion-MNIST and models trained on them once per
+// build (cached as checkpoints in the build tree), all with fixed seeds.
+#include "data/dataset.h"
+#include "framework/model.h"
+
+#include <string>
+
+namespace robustlab::test {
+
+/// First `n` training images of Fashion-MNIST (all 10 classes).
+const Dataset& fashionTrain();   // 6000 images
+const Dataset& fashionTest();    // 1000 held-out test images
+
+/// The default small CNN trained normally on fashionTrain() (4 epochs, seed 0).
+Classifier standardModel();
+/// The same CNN trained with PGD adversarial training (Linf eps 0.1, 7 steps).
+Classifier adversarialModel();
+/// A path of the cached checkpoint of standardModel().
+std::string standardCheckpoint();
+
+/// A fresh temporary directory for one test.
+std::string tempDir(const std::string& name);
+
+/// The small CNN spec sized for Fashion-MNIST with `classes` classes; optional BatchNorm after convs.
+ModelSpec smallCnn(int64_t classes = 10, bool batchNorm = false);
+
+}  // namespace robustlab::test

@@ -1,0 +1,133 @@
+#include "fixtures.h"
+
+#include "data/tasks.h"
+#include "framework/checkpoint.h"
+#include "framework/pretext.h"
+#include "framework/progress.h"
+#include "framework/runtime.h"
+#include "framework/trainer.h"
+
+#include <catch2/catch.hpp>
+
+using namespace robustlab;
+
+namespace {
+
+TrainOptions quick(int64_t epochs) {
+  Progress::setQuiet(true);
+  TrainOptions o;
+  o.epochs = epochs;
+  o.batchSize = 64;
+  o.optim.lr = 0.05;
+  return o;
+}
+
+bool sameBackbone(ClassifierImpl& a, ClassifierImpl& b) {
+  auto pa = a.backbone()->parameters(), pb = b.backbone()->parameters();
+  for (size_t i = 0; i < pa.size(); ++i)
+    if (!torch::equal(pa[i], pb[i])) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("the small CNN trained on 6000 real Fashion-MNIST images reaches >= 80% on held-out images", "[training]") {
+  Classifier m = test::standardModel();
+  const double acc = accuracy(*m, test::fashionTest(), torch::kCPU);
+  INFO("held-out accuracy " << acc);
+  CHECK(acc >= 0.80);
+}
+
+TEST_CASE("training is reproducible: same seed, same weights and curves", "[training]") {
+  const Dataset d = test::fashionTrain().head(1000);
+  auto run = [&](uint64_t seed) {
+    seedEverything(seed);
+    Classifier m(test::smallCnn());
+    CrossEntropyObjective ce;
+    auto opt = quick(1);
+    opt.seed = seed;
+    auto h = train(*m, ce, d, Dataset{}, opt, torch::kCPU);
+    return std::make_pair(m, h.back().loss);
+  };
+  auto [a, la] = run(3);
+  auto [b, lb] = run(3);
+  auto [c, lc] = run(4);
+  CHECK(la == lb);
+  CHECK(sameBackbone(*a, *b));
+  CHECK(la != lc);
+}
+
+TEST_CASE("fine-tuning starts from the saved pre-trained backbone, not a fresh one", "[training]") {
+  const auto dir = test::tempDir("finetune");
+  // Pre-train on classes 0-4, save.
+  const Dataset source = selectClasses(test::fashionTrain(), {0, 1, 2, 3, 4});
+  seedEverything(0);
+  Classifier pre(test::smallCnn(5));
+  CrossEntropyObjective ce;
+  train(*pre, ce, source, Dataset{}, quick(2), torch::kCPU);
+  saveCheckpoint(dir + "/pre.h5", *pre, "");
+
+  // A new 5-class model for classes 5-9, initialised from the checkpoint's backbone.
+  seedEverything(123);
+  Classifier fine(test::smallCnn(5));
+  Classifier fresh(test::smallCnn(5));
+  loadWeights(dir + "/pre.h5", *fine, /*backboneOnly=*/true);
+  CHECK(sameBackbone(*fine, *pre));
+  CHECK_FALSE(sameBackbone(*fresh, *pre));
+  CHECK_FALSE(torch::equal(fine->head()->weight, pre->head()->weight));
+
+  // Linear probe: the head learns, the backbone stays exactly the pre-trained one.
+  const Dataset target = limitPerClass(selectClasses(test::fashionTrain(), {5, 6, 7, 8, 9}), 50, 1);
+  auto opt = quick(20);
+  opt.headOnly = true;
+  train(*fine, ce, target, Dataset{}, opt, torch::kCPU);
+  CHECK(sameBackbone(*fine, *pre));
+  const Dataset targetTest = selectClasses(test::fashionTest(), {5, 6, 7, 8, 9});
+  const double probe = accuracy(*fine, targetTest, torch::kCPU);
+  INFO("linear probe accuracy " << probe);
+  CHECK(probe > 0.6);
+  // Full fine-tuning moves the backbone.
+  train(*fine, ce, target, Dataset{}, quick(1), torch::kCPU);
+  CHECK_FALSE(sameBackbone(*fine, *pre));
+}
+
+TEST_CASE("self-supervised pre-training objectives learn from images alone", "[training]") {
+  const Dataset d = test::fashionTrain().head(2000);
+  SECTION("rotation prediction beats chance clearly") {
+    seedEverything(0);
+    Classifier m(test::smallCnn());
+    RotationObjective rot(m->featureDim());
+    auto h = train(*m, rot, d, test::fashionTest().head(500), quick(2), torch::kCPU);
+    INFO("rotation accuracy " << h.back().accuracy << " validation " << h.back().valAccuracy);
+    CHECK(h.back().valAccuracy > 0.7);  // chance is 0.25
+  }
+  SECTION("masked reconstruction lowers its loss") {
+    seedEverything(0);
+    Classifier m(test::smallCnn());
+    MaskedReconstructionObjective mr(m->featureDim(), 1, 28, 28);
+    auto h = train(*m, mr, d, Dataset{}, quick(3), torch::kCPU);
+    CHECK(h.back().loss < 0.8 * h.front().loss);
+  }
+}
+
+TEST_CASE("learning-rate schedules and option validation", "[training]") {
+  const Dataset d = test::fashionTrain().head(256);
+  Classifier m(test::smallCnn());
+  CrossEntropyObjective ce;
+  auto opt = quick(4);
+  opt.optim.schedule = "step";
+  opt.optim.stepEpochs = 2;
+  opt.optim.gamma = 0.5;
+  auto h = train(*m, ce, d, Dataset{}, opt, torch::kCPU);
+  CHECK(h[0].lr == Approx(0.05));
+  CHECK(h[2].lr == Approx(0.025));
+  opt.optim.schedule = "cosine";
+  h = train(*m, ce, d, Dataset{}, opt, torch::kCPU);
+  CHECK(h[0].lr < 0.05);
+  CHECK(h[3].lr < h[1].lr);
+  opt.epochs = -1;
+  REQUIRE_THROWS_WITH(train(*m, ce, d, Dataset{}, opt, torch::kCPU), Catch::Contains("epochs"));
+  opt.epochs = 1;
+  opt.optim.name = "rmsprop";
+  REQUIRE_THROWS_WITH(train(*m, ce, d, Dataset{}, opt, torch::kCPU), Catch::Contains("rmsprop"));
+}
