@@ -134,27 +134,27 @@ torch::Tensor Attack::success(const torch::Tensor& logits, const torch::Tensor& 
   return target.defined() ? pred.eq(target) : pred.ne(y);
 }
 
-torch::Tensor Attack::project(const torch::Tensor& xadv, const torch::Tensor& x) const {
+Attack::LinfBox Attack::linfBox(const torch::Tensor& x) const {
   const double eps = options_.eps;
-  torch::Tensor out;
-  if (options_.norm == Norm::kLinf) {
-    // Bounds computed in float, nudged one ulp inwards where rounding put them past eps, so the
-    // result satisfies |xadv - x| <= eps exactly when measured in float.
-    auto upper = x + eps;
-    upper = torch::where((upper - x) > eps, torch::nextafter(upper, x), upper);
-    auto lower = x - eps;
-    lower = torch::where((x - lower) > eps, torch::nextafter(lower, x), lower);
-    out = torch::max(torch::min(xadv, upper), lower);
-  } else {
-    auto delta = xadv - x;
-    auto norms = delta.flatten(1).norm(2, 1).clamp_min(1e-12);
-    auto factor = (eps / norms).clamp_max(1.0).to(delta.dtype());
-    std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
-    shape[0] = x.size(0);
-    out = x + delta * factor.view(shape);
-  }
+  // Bounds computed in float, nudged one ulp inwards where rounding put them past eps, so the
+  // result satisfies |xadv - x| <= eps exactly when measured in float.
+  auto upper = x + eps;
+  upper = torch::where((upper - x) > eps, torch::nextafter(upper, x), upper);
+  auto lower = x - eps;
+  lower = torch::where((x - lower) > eps, torch::nextafter(lower, x), lower);
+  // Clipping to the valid range only moves each coordinate towards x, so the bound survives.
+  return {lower.clamp(options_.lo, options_.hi), upper.clamp(options_.lo, options_.hi)};
+}
+
+torch::Tensor Attack::project(const torch::Tensor& xadv, const torch::Tensor& x) const {
+  if (options_.norm == Norm::kLinf) return linfBox(x).clamp(xadv);
+  auto delta = xadv - x;
+  auto norms = delta.flatten(1).norm(2, 1).clamp_min(1e-12);
+  auto factor = (options_.eps / norms).clamp_max(1.0).to(delta.dtype());
+  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+  shape[0] = x.size(0);
   // Clipping to the valid range only moves each coordinate towards x, so the norm bound survives.
-  return out.clamp(options_.lo, options_.hi);
+  return (x + delta * factor.view(shape)).clamp(options_.lo, options_.hi);
 }
 
 torch::Tensor Attack::randomStart(const torch::Tensor& x) {

@@ -86,6 +86,14 @@ class Attack {
   static torch::Tensor success(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target);
   /// Projection onto the eps-ball around x in the attack's norm, then onto [lo, hi].
   torch::Tensor project(const torch::Tensor& xadv, const torch::Tensor& x) const;
+  /// The Linf ball around x intersected with [lo, hi], as per-element bounds: computed once per
+  /// attack, so each step's projection is two element-wise ops.
+  struct LinfBox {
+    torch::Tensor lower, upper;
+    torch::Tensor clamp(const torch::Tensor& v) const { return torch::max(torch::min(v, upper), lower); }
+    LinfBox rows(const torch::Tensor& idx) const { return {lower.index_select(0, idx), upper.index_select(0, idx)}; }
+  };
+  LinfBox linfBox(const torch::Tensor& x) const;
   /// A uniform random point of the eps-ball (Linf: the box; L2: the ball, radius eps * u^(1/d)), clipped.
   torch::Tensor randomStart(const torch::Tensor& x);
   /// Steepest-ascent direction of unit norm: sign(g) for Linf, g / ||g||_2 for L2.

@@ -21,25 +21,38 @@ torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torc
     const auto ts = sub(target, idx);
     auto cur = options_.randomStart ? randomStart(xs) : xs.clone();
     auto active = torch::arange(idx.size(0), idx.options());  // rows of this restart's batch still stepping
+    bool allActive = true;                                     // fast path: no row gathering yet
+    const bool linf = options_.norm == Norm::kLinf;
+    const LinfBox box = linf ? linfBox(xs) : LinfBox{};
     // Iteration k scores iterate k (k >= 1; the start is not a candidate) with the same forward pass
     // that gives the gradient for step k+1, so PGD costs `steps` gradients plus one forward.
     for (int64_t k = 0; k <= options_.steps; ++k) {
-      auto xa = cur.index_select(0, active);
-      const auto ya = ys.index_select(0, active);
-      const auto ta = sub(ts, active);
+      auto xa = allActive ? cur : cur.index_select(0, active);
+      const auto ya = allActive ? ys : ys.index_select(0, active);
+      const auto ta = allActive ? ts : sub(ts, active);
       const auto lg = k < options_.steps ? lossAndGrad(model, xa, ya, ta) : lossOnly(model, xa, ya, ta);
       auto grad = lg.grad;
       if (k > 0) {
         const auto won = success(lg.logits, ya, ta);
-        const auto g = idx.index_select(0, active);
-        const auto prevFooled = fooled.index_select(0, g);
-        // Keep the first iterate that fools; otherwise the highest-loss one.
-        const auto take = ((~prevFooled) & (won | (lg.loss > bestLoss.index_select(0, g)))).nonzero().squeeze(1);
-        if (take.numel() > 0) {
-          const auto gt = g.index_select(0, take);
-          best.index_copy_(0, gt, xa.index_select(0, take));
-          bestLoss.index_copy_(0, gt, lg.loss.index_select(0, take));
-          fooled.index_copy_(0, gt, prevFooled.index_select(0, take) | won.index_select(0, take));
+        if (allActive && idx.size(0) == n) {
+          // Every row of the batch is here: masks instead of gathers and scatters.
+          const auto take = (~fooled) & (won | (lg.loss > bestLoss));
+          std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+          shape[0] = n;
+          best = torch::where(take.view(shape), xa, best);
+          bestLoss = torch::where(take, lg.loss, bestLoss);
+          fooled = fooled | (take & won);
+        } else {
+          const auto g = idx.index_select(0, active);
+          const auto prevFooled = fooled.index_select(0, g);
+          // Keep the first iterate that fools; otherwise the highest-loss one.
+          const auto take = ((~prevFooled) & (won | (lg.loss > bestLoss.index_select(0, g)))).nonzero().squeeze(1);
+          if (take.numel() > 0) {
+            const auto gt = g.index_select(0, take);
+            best.index_copy_(0, gt, xa.index_select(0, take));
+            bestLoss.index_copy_(0, gt, lg.loss.index_select(0, take));
+            fooled.index_copy_(0, gt, prevFooled.index_select(0, take) | won.index_select(0, take));
+          }
         }
         if (options_.earlyStop && k < options_.steps) {
           const auto keep = (~won).nonzero().squeeze(1);
@@ -48,11 +61,14 @@ torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torc
             active = active.index_select(0, keep);
             xa = xa.index_select(0, keep);
             grad = grad.index_select(0, keep);
+            allActive = false;
           }
         }
       }
       if (k == options_.steps) break;
-      cur.index_copy_(0, active, project(xa + alpha * ascentDirection(grad), xs.index_select(0, active)));
+      const auto moved = xa + alpha * ascentDirection(grad);
+      if (allActive) cur = linf ? box.clamp(moved) : project(moved, xs);
+      else cur.index_copy_(0, active, linf ? box.rows(active).clamp(moved) : project(moved, xs.index_select(0, active)));
     }
   }
   return best;

@@ -85,6 +85,7 @@ int cmdAttack(int argc, char** argv) {
   e.sanityChecks = !args.count("no-sanity");
   e.validate();
 
+  useEvalThreads(c);
   const EvalResult r = evaluate(*model, test, e, device);
   printEvalTable(r);
   const std::string out = args["out"].as<std::string>();

@@ -66,6 +66,7 @@ int cmdRun(int argc, char** argv) {
   }
 
   const EvalOptions e = evalOptionsFrom(c);
+  useEvalThreads(c);
   std::printf("\n== pre-trained then fine-tuned ==\n");
   const EvalResult rf = evaluate(*fine.model, fine.data.test, e, device);
   printEvalTable(rf);

@@ -20,13 +20,20 @@ struct DataConfig {
   double valFraction = 0.1;  ///< held-out share of the training examples, stratified
 };
 
+/// The training attack's defaults: as the evaluation's, but 10 steps (training pays for every step).
+inline AttackOptions trainingAttackDefaults() {
+  AttackOptions o;
+  o.steps = 10;
+  return o;
+}
+
 /// One training stage: [train], [pretrain] or [finetune].
 struct StageConfig {
   std::vector<int64_t> classes;  ///< task classes, relabelled 0..k-1 in this order (empty: all)
   int64_t perClass = 0;          ///< label budget per class (0: all)
   TrainOptions train;
   std::string objective = "standard";  ///< standard | pgd (Madry AT) | trades
-  AttackOptions adversary;             ///< eps, norm, steps, step size of the training attack
+  AttackOptions adversary = trainingAttackDefaults();  ///< eps, norm, steps, step size of the training attack
   double tradesBeta = 6.0;
   std::string mode = "supervised";     ///< pretrain: supervised | rotation | masked
   int64_t maskPatch = 7;               ///< pretrain masked: patch side in pixels

@@ -67,6 +67,8 @@ torch::Device setUpRuntime(const Config& c) {
   return resolveDevice(c.device);
 }
 
+void useEvalThreads(const Config& c) { configureThreads(c.threads > 0 ? static_cast<int>(c.threads) : defaultEvalThreads()); }
+
 StageResult runStage(const Config& c, const std::string& section, const std::string& backbone, const std::string& label,
                      torch::Device device) {
   const StageConfig& stage = stageOf(c, section);

@@ -42,7 +42,9 @@ const StageConfig& stageOf(const Config& c, const std::string& section);
 /// The evaluation the config's [attack] section describes.
 EvalOptions evalOptionsFrom(const Config& c);
 
-/// Applies the config's device and thread choices; returns the device.
+/// Applies the config's device and thread choices for training; returns the device.
 torch::Device setUpRuntime(const Config& c);
+/// Switches to the evaluation thread count (the config's, else the measured default).
+void useEvalThreads(const Config& c);
 
 }  // namespace robustlab

