@@ -164,6 +164,16 @@ void H5File::writeStrings(const std::string& name, const std::vector<std::string
   });
 }
 
+void H5File::copyFrom(const H5File& source, const std::string& from, const std::string& to) {
+  if (!source.has(from)) throw std::runtime_error(source.path() + ": object '" + from + "' is missing");
+  createGroup(parentOf(to));
+  guarded(path_, to, [&] {
+    if (impl_->file.nameExists(to)) impl_->file.unlink(to);
+    if (H5Ocopy(source.impl_->file.getId(), from.c_str(), impl_->file.getId(), to.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0)
+      throw std::runtime_error(path_ + ": copying '" + from + "' from " + source.path() + " failed");
+  });
+}
+
 void H5File::setAttr(const std::string& object, const std::string& key, const std::string& value) {
   guarded(path_, object + "@" + key, [&] {
     ObjectHolder holder;

@@ -32,6 +32,10 @@ class H5File {
   torch::Tensor readTensor(const std::string& name) const;
   void writeStrings(const std::string& name, const std::vector<std::string>& values);
 
+  /// Copies object `from` of `source` (a group with everything under it, or a dataset) to `to` here,
+  /// attributes included; parent groups are created as needed.
+  void copyFrom(const H5File& source, const std::string& from, const std::string& to);
+
   void setAttr(const std::string& object, const std::string& key, const std::string& value);
   void setAttr(const std::string& object, const std::string& key, double value);
   void setAttr(const std::string& object, const std::string& key, int64_t value);

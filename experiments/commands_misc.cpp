@@ -43,7 +43,13 @@ Config resolveConfig(const cxxopts::ParseResult& args) {
   if (args.count("device")) sets.push_back("device=\"" + args["device"].as<std::string>() + "\"");
   if (args.count("threads")) sets.push_back("threads=" + std::to_string(args["threads"].as<int64_t>()));
   if (args.count("seed")) sets.push_back("seed=" + std::to_string(args["seed"].as<int64_t>()));
-  return loadConfig(args["config"].as<std::string>(), sets);
+  std::string path = args["config"].as<std::string>();
+  if (args.count("positional")) {
+    const auto& pos = args["positional"].as<std::vector<std::string>>();
+    if (pos.size() > 1 || (!path.empty() && !pos.empty())) throw std::invalid_argument("give one config file, either as --config or as the argument");
+    if (!pos.empty()) path = pos.front();
+  }
+  return loadConfig(path, sets);
 }
 
 bool maybeDumpConfig(const cxxopts::ParseResult& args, const Config& c) {

@@ -45,7 +45,7 @@ int trainLike(const std::string& section, int argc, char** argv) {
     std::printf("%s: %lld training images, validation accuracy %.2f%%, test accuracy %.2f%% (%lld test images)\n", section.c_str(),
                 static_cast<long long>(r.data.train.size()), 100.0 * r.valAccuracy, 100.0 * r.testAccuracy,
                 static_cast<long long>(r.data.test.size()));
-  saveStage(out, r, c, section);
+  saveStage(out, r, c, s, section);
   std::printf("wrote %s\n", out.c_str());
   return 0;
 }

@@ -10,7 +10,10 @@
 namespace robustlab {
 namespace {
 
+/// Reads a stage table into `s` (its current values are the defaults). The base [pretrain] table
+/// may hold [pretrain.variants.*], which fromTable() reads afterwards on top of the base.
 void readStage(TomlReader r, StageConfig& s, const std::string& section) {
+  if (section == "pretrain" && r.has("variants")) r.sub("variants");  // mark it known
   s.classes = r.integers("classes", s.classes);
   s.perClass = r.integer("per_class", s.perClass, 0);
   auto& t = s.train;
@@ -32,7 +35,7 @@ void readStage(TomlReader r, StageConfig& s, const std::string& section) {
   a.stepSize = r.real("adv_step_size", a.stepSize, 0.0, 1e6);
   a.relStepSize = r.real("adv_rel_step_size", a.relStepSize, 0.0, 1e6);
   s.tradesBeta = r.real("trades_beta", s.tradesBeta, 0.0, 1e6);
-  if (section == "pretrain") {
+  if (section == "pretrain" || section == "variant") {
     s.mode = r.choice("mode", s.mode, {"supervised", "rotation", "masked"});
     s.maskPatch = r.integer("mask_patch", s.maskPatch, 1, 1024);
     s.maskRatio = r.real("mask_ratio", s.maskRatio, 0.01, 0.99);
@@ -100,15 +103,59 @@ void setPath(toml::table& root, const std::string& key, const std::string& value
   t->insert_or_assign(parts.back(), *parsed.get("v"));
 }
 
+void readArms(TomlReader& r, Config& c) {
+  const auto tables = r.tables("arms");
+  for (size_t i = 0; i < tables.size(); ++i) {
+    TomlReader a(*tables[i], r.file(), "arms[" + std::to_string(i) + "]");
+    ArmConfig arm;
+    arm.name = a.str("name", "");
+    if (arm.name.empty()) a.fail("name", "every arm needs a non-empty name");
+    for (const auto& other : c.arms)
+      if (other.name == arm.name) a.fail("name", "arm name '" + arm.name + "' used twice");
+    arm.pretrain = a.str("pretrain", arm.pretrain);
+    arm.objective = a.choice("objective", "", {"", "standard", "pgd", "trades"});
+    arm.mode = a.choice("mode", "", {"", "full", "linear"});
+    arm.perClass = a.integer("per_class", -1, -1);
+    arm.baseline = a.str("baseline", "");
+    a.rejectUnknown();
+    c.arms.push_back(arm);
+  }
+}
+
+void checkArms(const Config& c, const std::string& what) {
+  const auto variants = c.runVariants();
+  const auto arms = c.runArms();
+  for (size_t i = 0; i < arms.size(); ++i) {
+    const auto& arm = arms[i];
+    const std::string f = what + ": field 'arms[" + std::to_string(i) + "].";
+    if (arm.pretrain != "none") {
+      bool found = false;
+      std::string names;
+      for (const auto& v : variants) {
+        found |= v.first == arm.pretrain;
+        names += (names.empty() ? "" : ", ") + v.first;
+      }
+      if (!found) throw ConfigError(f + "pretrain': unknown pre-training variant '" + arm.pretrain + "', expected none or one of: " + names);
+    }
+    if (!arm.baseline.empty()) {
+      bool found = false;
+      for (const auto& other : arms) found |= other.name == arm.baseline && other.name != arm.name;
+      if (!found) throw ConfigError(f + "baseline': no other arm is named '" + arm.baseline + "'");
+    }
+  }
+}
+
 Config fromTable(const toml::table& table, const std::string& what) {
   Config c;
   TomlReader r(table, what);
   c.name = r.str("name", c.name);
   c.seed = static_cast<uint64_t>(r.integer("seed", 0, 0));
+  c.seeds = r.integers("seeds", {});
+  for (auto sd : c.seeds)
+    if (sd < 0) r.fail("seeds", "seeds must be >= 0");
   c.device = r.choice("device", c.device, {"auto", "cpu", "cuda"});
   c.threads = r.integer("threads", c.threads, 0, 1024);
   c.output = r.str("output", c.output);
-  c.compareScratch = r.boolean("compare_scratch", c.compareScratch);
   {
     TomlReader d = r.sub("data");
     auto& s = c.data.source;
@@ -130,14 +177,24 @@ Config fromTable(const toml::table& table, const std::string& what) {
   }
   readStage(r.sub("train"), c.train, "train");
   readStage(r.sub("pretrain"), c.pretrain, "pretrain");
-  readStage(r.sub("finetune"), c.finetune, "finetune");
-  readAttack(r.sub("attack"), c.attack, c.seed);
-  for (auto* s : {&c.train, &c.pretrain, &c.finetune}) {
-    s->train.seed = c.seed;
-    s->adversary.seed = c.seed;
+  if (const auto* pre = table.get("pretrain"); pre && pre->is_table()) {
+    if (const auto* vars = pre->as_table()->get("variants")) {
+      if (!vars->is_table()) throw ConfigError(what + ": field 'pretrain.variants': expected a table of named variants");
+      for (const auto& [name, node] : *vars->as_table()) {
+        const std::string n(name.str());
+        if (!node.is_table()) throw ConfigError(what + ": field 'pretrain.variants." + n + "': expected a table");
+        StageConfig v = c.pretrain;
+        readStage(TomlReader(*node.as_table(), what, "pretrain.variants." + n), v, "variant");
+        c.variants.emplace_back(n, v);
+      }
+    }
   }
+  readStage(r.sub("finetune"), c.finetune, "finetune");
+  readArms(r, c);
+  readAttack(r.sub("attack"), c.attack, c.seed);
   r.rejectUnknown();
-  return c;
+  checkArms(c, what);
+  return c.withSeed(c.seed);
 }
 
 std::string ints(const std::vector<int64_t>& v) {
@@ -152,7 +209,9 @@ std::string quoted(const std::string& s) {
   return os.str();
 }
 
-void writeStage(std::ostream& os, const std::string& section, const StageConfig& s) {
+}  // namespace
+
+static void writeStage(std::ostream& os, const std::string& section, const StageConfig& s) {
   const auto& t = s.train;
   os << "\n[" << section << "]\n";
   os << "classes = " << ints(s.classes) << "\nper_class = " << s.perClass << "\nepochs = " << t.epochs
@@ -163,20 +222,49 @@ void writeStage(std::ostream& os, const std::string& section, const StageConfig&
      << "\nadv_norm = \"" << normName(s.adversary.norm) << "\"\nadv_steps = " << s.adversary.steps
      << "\nadv_step_size = " << s.adversary.stepSize << "\nadv_rel_step_size = " << s.adversary.relStepSize
      << "\ntrades_beta = " << s.tradesBeta << "\n";
-  if (section == "pretrain") os << "mode = \"" << s.mode << "\"\nmask_patch = " << s.maskPatch << "\nmask_ratio = " << s.maskRatio << "\n";
+  if (section.rfind("pretrain", 0) == 0) os << "mode = \"" << s.mode << "\"\nmask_patch = " << s.maskPatch << "\nmask_ratio = " << s.maskRatio << "\n";
   if (section == "finetune") os << "mode = \"" << s.finetune << "\"\ncheckpoint = " << quoted(s.checkpoint) << "\n";
 }
 
-}  // namespace
+std::string stageToToml(const std::string& section, const StageConfig& s) {
+  std::ostringstream os;
+  os.precision(10);
+  writeStage(os, section, s);
+  return os.str();
+}
+
+std::string dataToToml(const DataConfig& data) {
+  std::ostringstream os;
+  os.precision(10);
+  os << "[data]\nsource = \"" << data.source.source << "\"\ndir = " << quoted(data.source.dir) << "\ntrain_file = " << quoted(data.source.trainFile)
+     << "\ntest_file = " << quoted(data.source.testFile) << "\ntrain_limit = " << data.trainLimit << "\ntest_limit = " << data.testLimit
+     << "\nval_fraction = " << data.valFraction << "\n";
+  return os.str();
+}
+
+std::string attackToToml(const AttackConfig& attack) {
+  std::ostringstream os;
+  os.precision(10);
+  const auto& o = attack.options;
+  os << "[attack]\nattacks = [";
+  for (size_t i = 0; i < attack.attacks.size(); ++i) os << (i ? ", " : "") << quoted(attack.attacks[i]);
+  os << "]\nnorm = \"" << attack.norm << "\"\neps = [";
+  for (size_t i = 0; i < attack.eps.size(); ++i) os << (i ? ", " : "") << attack.eps[i];
+  os << "]\nsteps = " << o.steps << "\nstep_size = " << o.stepSize << "\nrel_step_size = " << o.relStepSize << "\nrestarts = " << o.restarts
+     << "\nrandom_start = " << (o.randomStart ? "true" : "false") << "\nearly_stop = " << (o.earlyStop ? "true" : "false")
+     << "\nrho = " << o.rho << "\ntargeted = \"" << targetingName(o.targeting) << "\"\nbatch_size = " << attack.batchSize
+     << "\nkeep_examples = " << attack.keepExamples << "\nsanity_checks = " << (attack.sanityChecks ? "true" : "false") << "\n";
+  return os.str();
+}
+
+
 
 std::string Config::toToml() const {
   std::ostringstream os;
   os.precision(10);
-  os << "name = " << quoted(name) << "\nseed = " << seed << "\ndevice = \"" << device << "\"\nthreads = " << threads
-     << "\noutput = " << quoted(output) << "\ncompare_scratch = " << (compareScratch ? "true" : "false") << "\n";
-  os << "\n[data]\nsource = \"" << data.source.source << "\"\ndir = " << quoted(data.source.dir) << "\ntrain_file = " << quoted(data.source.trainFile)
-     << "\ntest_file = " << quoted(data.source.testFile) << "\ntrain_limit = " << data.trainLimit << "\ntest_limit = " << data.testLimit
-     << "\nval_fraction = " << data.valFraction << "\n";
+  os << "name = " << quoted(name) << "\nseed = " << seed << "\nseeds = " << ints(seeds) << "\ndevice = \"" << device
+     << "\"\nthreads = " << threads << "\noutput = " << quoted(output) << "\n";
+  os << "\n" << dataToToml(data);
   // The model table: the spec's own canonical text, nested under [model].
   std::string spec = model.backboneKey();
   std::string out;
@@ -188,17 +276,45 @@ std::string Config::toToml() const {
   os << "\n[model]\n" << out;
   writeStage(os, "train", train);
   writeStage(os, "pretrain", pretrain);
+  for (const auto& [n, v] : variants) writeStage(os, "pretrain.variants." + n, v);
   writeStage(os, "finetune", finetune);
-  const auto& o = attack.options;
-  os << "\n[attack]\nattacks = [";
-  for (size_t i = 0; i < attack.attacks.size(); ++i) os << (i ? ", " : "") << quoted(attack.attacks[i]);
-  os << "]\nnorm = \"" << attack.norm << "\"\neps = [";
-  for (size_t i = 0; i < attack.eps.size(); ++i) os << (i ? ", " : "") << attack.eps[i];
-  os << "]\nsteps = " << o.steps << "\nstep_size = " << o.stepSize << "\nrel_step_size = " << o.relStepSize << "\nrestarts = " << o.restarts
-     << "\nrandom_start = " << (o.randomStart ? "true" : "false") << "\nearly_stop = " << (o.earlyStop ? "true" : "false")
-     << "\nrho = " << o.rho << "\ntargeted = \"" << targetingName(o.targeting) << "\"\nbatch_size = " << attack.batchSize
-     << "\nkeep_examples = " << attack.keepExamples << "\nsanity_checks = " << (attack.sanityChecks ? "true" : "false") << "\n";
+  for (const auto& a : arms) {
+    os << "\n[[arms]]\nname = " << quoted(a.name) << "\npretrain = " << quoted(a.pretrain) << "\nobjective = " << quoted(a.objective)
+       << "\nmode = " << quoted(a.mode) << "\nper_class = " << a.perClass << "\nbaseline = " << quoted(a.baseline) << "\n";
+  }
+  os << "\n" << attackToToml(attack);
   return os.str();
+}
+
+std::vector<std::pair<std::string, StageConfig>> Config::runVariants() const {
+  if (!variants.empty()) return variants;
+  return {{"base", pretrain}};
+}
+
+std::vector<ArmConfig> Config::runArms() const {
+  if (!arms.empty()) return arms;
+  ArmConfig scratch;
+  scratch.name = "scratch";
+  ArmConfig pre;
+  pre.name = "pretrained";
+  pre.pretrain = runVariants().front().first;
+  pre.baseline = "scratch";
+  return {scratch, pre};
+}
+
+Config Config::withSeed(uint64_t s) const {
+  Config c = *this;
+  c.seed = s;
+  for (auto* st : {&c.train, &c.pretrain, &c.finetune}) {
+    st->train.seed = s;
+    st->adversary.seed = s;
+  }
+  for (auto& v : c.variants) {
+    v.second.train.seed = s;
+    v.second.adversary.seed = s;
+  }
+  c.attack.options.seed = s;
+  return c;
 }
 
 const std::string& defaultConfigText() {

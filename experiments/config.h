@@ -52,21 +52,49 @@ struct AttackConfig {
   bool sanityChecks = true;
 };
 
+/// One arm of an experiment: how the compared model is made.
+struct ArmConfig {
+  std::string name;
+  std::string pretrain = "none";  ///< "none" (from scratch) or a pre-training variant's name
+  std::string objective;          ///< fine-tuning objective; "" = [finetune].objective
+  std::string mode;               ///< full | linear; "" = [finetune].mode
+  int64_t perClass = -1;          ///< label budget; -1 = [finetune].per_class
+  std::string baseline;           ///< arm compared against in the summary ("" = none)
+};
+
 struct Config {
   std::string name = "default";
   uint64_t seed = 0;
+  std::vector<int64_t> seeds;  ///< run: seeds of every arm (empty = [seed])
   std::string device = "auto";
   int64_t threads = 0;       ///< 0: the measured default (1 on CPU)
   std::string output = "results/default.h5";
   DataConfig data;
   ModelSpec model;
   StageConfig train, pretrain, finetune;
+  /// run: named pre-training variants, each [pretrain] with its own overrides
+  /// ([pretrain.variants.NAME]); empty = one variant "base" = [pretrain].
+  std::vector<std::pair<std::string, StageConfig>> variants;
+  /// run: the arms compared; empty = "scratch" and "pretrained" (variant base, baseline scratch).
+  std::vector<ArmConfig> arms;
   AttackConfig attack;
-  bool compareScratch = true;  ///< run: also train the fine-tuning task from scratch
+
+  /// The seeds `run` uses.
+  std::vector<int64_t> runSeeds() const { return seeds.empty() ? std::vector<int64_t>{static_cast<int64_t>(seed)} : seeds; }
+  /// The variants and arms `run` uses (defaults filled in).
+  std::vector<std::pair<std::string, StageConfig>> runVariants() const;
+  std::vector<ArmConfig> runArms() const;
+  /// A copy with `seed` set everywhere it is used.
+  Config withSeed(uint64_t s) const;
 
   /// Full TOML of every key, defaults included.
   std::string toToml() const;
 };
+
+/// TOML of one section, as Config::toToml writes it (used to hash what a unit of work depends on).
+std::string stageToToml(const std::string& section, const StageConfig& s);
+std::string dataToToml(const DataConfig& data);
+std::string attackToToml(const AttackConfig& attack);
 
 /// The embedded default experiment.
 const std::string& defaultConfigText();

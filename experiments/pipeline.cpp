@@ -8,11 +8,21 @@
 #include "framework/runtime.h"
 
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <stdexcept>
 
 namespace robustlab {
 namespace {
+
+/// Splits loaded once per process: a run of many units reads each file once.
+Dataset cachedSplit(const DataSourceSpec& spec, const std::string& split) {
+  static std::map<std::string, Dataset> cache;
+  const std::string key = spec.source + "|" + spec.dir + "|" + spec.trainFile + "|" + spec.testFile + "|" + split;
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, loadSplit(spec, split)).first;
+  return it->second;
+}
 
 std::unique_ptr<TrainingObjective> makeObjective(const StageConfig& s, const std::string& section, ClassifierImpl& model) {
   if (section == "pretrain" && s.mode == "rotation") return std::make_unique<RotationObjective>(model.featureDim());
@@ -42,12 +52,12 @@ const StageConfig& stageOf(const Config& c, const std::string& section) {
 
 TaskData loadTask(const Config& c, const StageConfig& stage, bool withTest) {
   TaskData t;
-  Dataset full = selectClasses(loadSplit(c.data.source, "train"), stage.classes);
+  Dataset full = selectClasses(cachedSplit(c.data.source, "train"), stage.classes);
   full = limitPerClass(full, stage.perClass, c.seed + 11);
   full = sampleSubset(full, c.data.trainLimit, c.seed + 13);
   std::tie(t.train, t.val) = splitValidation(full, c.data.valFraction, c.seed + 17);
   if (withTest) {
-    t.test = selectClasses(loadSplit(c.data.source, "test"), stage.classes);
+    t.test = selectClasses(cachedSplit(c.data.source, "test"), stage.classes);
     t.test = sampleSubset(t.test, c.data.testLimit, c.seed + 19);
   }
   return t;
@@ -71,7 +81,11 @@ void useEvalThreads(const Config& c) { configureThreads(c.threads > 0 ? static_c
 
 StageResult runStage(const Config& c, const std::string& section, const std::string& backbone, const std::string& label,
                      torch::Device device) {
-  const StageConfig& stage = stageOf(c, section);
+  return runStage(c, stageOf(c, section), section, backbone, label, device);
+}
+
+StageResult runStage(const Config& c, const StageConfig& stage, const std::string& section, const std::string& backbone,
+                     const std::string& label, torch::Device device) {
   StageResult r;
   r.data = loadTask(c, stage, /*withTest=*/true);
   seedEverything(stageSeed(c, section));
@@ -89,8 +103,8 @@ StageResult runStage(const Config& c, const std::string& section, const std::str
   return r;
 }
 
-void saveStage(const std::string& path, StageResult& s, const Config& c, const std::string& section) {
-  const StageConfig& stage = stageOf(c, section);
+void saveStage(const std::string& path, StageResult& s, const Config& c, const StageConfig& stage, const std::string& section,
+               const std::function<void(H5File&)>& extra) {
   saveCheckpoint(path, *s.model, c.toToml(), [&](H5File& f) {
     f.setAttr("/", "stage", section);
     f.writeTensor("/task/classes", torch::tensor(stage.classes.empty() ? std::vector<int64_t>{} : stage.classes, torch::kInt64));
@@ -98,6 +112,7 @@ void saveStage(const std::string& path, StageResult& s, const Config& c, const s
     f.setAttr("/task", "val_accuracy", s.valAccuracy);
     f.setAttr("/task", "test_accuracy", s.testAccuracy);
     writeHistory(f, "/history", s.history);
+    if (extra) extra(f);
   });
 }
 

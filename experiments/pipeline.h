@@ -6,9 +6,12 @@
 #include "framework/model.h"
 #include "framework/trainer.h"
 
+#include <functional>
 #include <string>
 
 namespace robustlab {
+
+class H5File;
 
 struct TaskData {
   Dataset train, val, test;
@@ -28,13 +31,18 @@ struct StageResult {
   double testAccuracy = NAN;  ///< clean, on the test split
 };
 
-/// Trains one stage. `section` is "train", "pretrain" or "finetune"; `backbone` (may be empty) is a
-/// checkpoint whose backbone initialises the model. `label` names the progress bar.
+/// Trains one stage. `kind` is "train", "pretrain" or "finetune" (it picks the objective family and
+/// the seed stream); `backbone` (may be empty) is a checkpoint whose backbone initialises the model.
+/// `label` names the progress bar.
+StageResult runStage(const Config& c, const StageConfig& stage, const std::string& kind, const std::string& backbone,
+                     const std::string& label, torch::Device device);
+/// The same for the config's own [train], [pretrain] or [finetune] section.
 StageResult runStage(const Config& c, const std::string& section, const std::string& backbone, const std::string& label,
                      torch::Device device);
 
 /// Writes the model, the resolved config, the task classes and the curves (atomically).
-void saveStage(const std::string& path, StageResult& s, const Config& c, const std::string& section);
+void saveStage(const std::string& path, StageResult& s, const Config& c, const StageConfig& stage, const std::string& kind,
+               const std::function<void(H5File&)>& extra = nullptr);
 
 /// The stage config of a section name.
 const StageConfig& stageOf(const Config& c, const std::string& section);

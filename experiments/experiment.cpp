@@ -1,0 +1,422 @@
+#include "experiments/experiment.h"
+
+#include "attacks/evaluation.h"
+#include "data/h5io.h"
+#include "experiments/pipeline.h"
+#include "experiments/results_io.h"
+#include "experiments/statistics.h"
+#include "experiments/version.h"
+#include "framework/checkpoint.h"
+#include "framework/progress.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <torch/version.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace robustlab {
+namespace fs = std::filesystem;
+namespace {
+
+// Bump when what a unit file holds changes, so old units are recomputed instead of misread.
+constexpr const char* kUnitFormat = "robustlab-unit-1";
+
+std::string utcNow() {
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return buf;
+}
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Holds an exclusive lock on a file for the life of the run; the kernel drops it if we die.
+class RunLock {
+ public:
+  RunLock(const std::string& lockPath, const std::string& output) {
+    fd_ = ::open(lockPath.c_str(), O_CREAT | O_RDWR, 0644);
+    if (fd_ < 0) throw std::runtime_error(lockPath + ": cannot create the run lock");
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      throw std::runtime_error(output + ": another robustlab run is writing these results now (lock " + lockPath + " is held)");
+    }
+  }
+  ~RunLock() { ::close(fd_); }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+struct PretrainUnit {
+  std::string variant;
+  StageConfig stage;
+  int64_t seed;
+  std::string hash, path;
+};
+
+struct ArmUnit {
+  ArmConfig arm;
+  StageConfig stage;  // the effective fine-tuning stage
+  int64_t seed;
+  const PretrainUnit* pretrain = nullptr;
+  std::string hash, path;
+};
+
+bool unitDone(const std::string& path, const std::string& hash) {
+  if (!fs::exists(path)) return false;
+  try {
+    H5File f(path, H5File::Mode::kRead);
+    return f.hasAttr("/", "unit_hash") && f.attrString("/", "unit_hash") == hash;
+  } catch (const std::exception&) {
+    return false;  // unreadable: recompute it
+  }
+}
+
+StageConfig effectiveFinetune(const Config& c, const ArmConfig& a) {
+  StageConfig s = c.finetune;
+  if (!a.objective.empty()) s.objective = a.objective;
+  if (!a.mode.empty()) s.finetune = a.mode;
+  if (a.perClass >= 0) s.perClass = a.perClass;
+  return s;
+}
+
+/// Everything a unit's numbers depend on, besides its own stage.
+std::string commonKey(const Config& c) { return std::string(kUnitFormat) + "\n" + dataToToml(c.data) + c.model.backboneKey(); }
+
+struct ArmSeedData {
+  double clean = 0;
+  std::vector<double> worst;
+  std::map<std::string, std::vector<double>> perAttack;
+  torch::Tensor worstRobust;  // N x E
+};
+
+ArmSeedData readUnit(const std::string& path) {
+  H5File f(path, H5File::Mode::kRead);
+  ArmSeedData d;
+  d.clean = f.attrDouble("/unit/eval", "clean_accuracy");
+  const auto w = f.readTensor("/unit/eval/worst_accuracy");
+  d.worst.assign(w.data_ptr<double>(), w.data_ptr<double>() + w.numel());
+  d.worstRobust = f.readTensor("/unit/eval/worst_robust").to(torch::kBool);
+  for (const auto& a : f.children("/unit/eval/attacks")) {
+    const auto r = f.readTensor("/unit/eval/attacks/" + a + "/robust_accuracy");
+    d.perAttack[a].assign(r.data_ptr<double>(), r.data_ptr<double>() + r.numel());
+  }
+  return d;
+}
+
+torch::Tensor column(const std::vector<double>& v) { return torch::tensor(v, torch::kFloat64); }
+
+std::string pm(const MeanCi& m) {
+  char buf[64];
+  if (m.n < 2) std::snprintf(buf, sizeof buf, "%6.2f", 100.0 * m.mean);
+  else std::snprintf(buf, sizeof buf, "%6.2f ±%5.2f", 100.0 * m.mean, 100.0 * (m.ciHigh - m.mean));
+  return buf;
+}
+
+}  // namespace
+
+std::string stableHash(const std::string& text) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char ch : text) {
+    h ^= ch;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+void runExperiment(const Config& c, const std::string& command, torch::Device device) {
+  const std::string started = utcNow();
+  const auto t0 = std::chrono::steady_clock::now();
+  const fs::path out(c.output);
+  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  const std::string stem = (out.parent_path() / out.stem()).string();
+  const std::string unitsDir = stem + ".units", cacheDir = (out.parent_path() / "cache").string();
+  fs::create_directories(unitsDir);
+  fs::create_directories(cacheDir);
+  RunLock lock(c.output + ".lock", c.output);
+
+  // Plan every unit.
+  const auto seeds = c.runSeeds();
+  const auto variants = c.runVariants();
+  const auto arms = c.runArms();
+  std::vector<PretrainUnit> pres;
+  for (const auto& arm : arms) {
+    if (arm.pretrain == "none") continue;
+    for (int64_t seed : seeds) {
+      bool have = false;
+      for (const auto& p : pres) have |= p.variant == arm.pretrain && p.seed == seed;
+      if (have) continue;
+      PretrainUnit p;
+      p.variant = arm.pretrain;
+      for (const auto& [n, v] : variants)
+        if (n == arm.pretrain) p.stage = v;
+      p.seed = seed;
+      p.hash = stableHash(commonKey(c) + stageToToml("pretrain", p.stage) + "seed=" + std::to_string(seed));
+      p.path = cacheDir + "/pretrain-" + p.variant + "-" + p.hash + ".h5";
+      pres.push_back(p);
+    }
+  }
+  std::vector<ArmUnit> units;
+  for (const auto& arm : arms) {
+    for (int64_t seed : seeds) {
+      ArmUnit u;
+      u.arm = arm;
+      u.stage = effectiveFinetune(c, arm);
+      u.seed = seed;
+      for (const auto& p : pres)
+        if (p.variant == arm.pretrain && p.seed == seed) u.pretrain = &p;
+      u.hash = stableHash(commonKey(c) + stageToToml("finetune", u.stage) + attackToToml(c.attack) +
+                          "pretrain=" + (u.pretrain ? u.pretrain->hash : std::string("none")) + "\nseed=" + std::to_string(seed));
+      u.path = unitsDir + "/" + arm.name + "-seed" + std::to_string(seed) + "-" + u.hash + ".h5";
+      units.push_back(u);
+    }
+  }
+
+  const int64_t total = static_cast<int64_t>(pres.size() + units.size());
+  int64_t done = 0;
+  std::fprintf(stderr, "experiment '%s': %zu arms x %zu seeds, %zu pre-trainings, %lld units\n", c.name.c_str(), arms.size(),
+               seeds.size(), pres.size(), static_cast<long long>(total));
+  auto logUnit = [&](const std::string& what, const std::string& how, double secs) {
+    ++done;
+    const double elapsed = since(t0);
+    std::fprintf(stderr, "[%lld/%lld] %s: %s (%s) elapsed %s\n", static_cast<long long>(done), static_cast<long long>(total),
+                 what.c_str(), how.c_str(), formatDuration(secs).c_str(), formatDuration(elapsed).c_str());
+  };
+
+  for (const auto& p : pres) {
+    const std::string what = "pretrain " + p.variant + " seed " + std::to_string(p.seed);
+    if (unitDone(p.path, p.hash)) {
+      logUnit(what, "cached", 0);
+      continue;
+    }
+    const auto u0 = std::chrono::steady_clock::now();
+    const Config cs = c.withSeed(static_cast<uint64_t>(p.seed));
+    StageConfig stage = p.stage;
+    stage.train.seed = stage.adversary.seed = static_cast<uint64_t>(p.seed);
+    setUpRuntime(cs);
+    StageResult r = runStage(cs, stage, "pretrain", "", "pretrain " + p.variant, device);
+    const double secs = since(u0);
+    saveStage(p.path, r, cs, stage, "pretrain", [&](H5File& f) {
+      f.setAttr("/", "unit_hash", p.hash);
+      f.setAttr("/", "variant", p.variant);
+      f.setAttr("/", "seed", p.seed);
+      f.setAttr("/", "seconds", secs);
+    });
+    logUnit(what, "trained", secs);
+  }
+
+  for (const auto& u : units) {
+    const std::string what = "arm " + u.arm.name + " seed " + std::to_string(u.seed);
+    if (unitDone(u.path, u.hash)) {
+      logUnit(what, "cached", 0);
+      continue;
+    }
+    const auto u0 = std::chrono::steady_clock::now();
+    const Config cs = c.withSeed(static_cast<uint64_t>(u.seed));
+    StageConfig stage = u.stage;
+    stage.train.seed = stage.adversary.seed = static_cast<uint64_t>(u.seed);
+    setUpRuntime(cs);
+    StageResult r = runStage(cs, stage, "finetune", u.pretrain ? u.pretrain->path : "", u.arm.name, device);
+    const double trainSecs = since(u0);
+    useEvalThreads(cs);
+    const auto e0 = std::chrono::steady_clock::now();
+    const EvalResult ev = evaluate(*r.model, r.data.test, evalOptionsFrom(cs), device);
+    const double evalSecs = since(e0);
+    writeH5Atomically(u.path, [&](H5File& f) {
+      f.setAttr("/", "unit_hash", u.hash);
+      f.createGroup("/unit");
+      f.setAttr("/unit", "arm", u.arm.name);
+      f.setAttr("/unit", "seed", u.seed);
+      f.setAttr("/unit", "pretrain", u.arm.pretrain);
+      f.setAttr("/unit", "pretrain_checkpoint", u.pretrain ? u.pretrain->path : std::string());
+      f.setAttr("/unit", "objective", u.stage.objective);
+      f.setAttr("/unit", "mode", u.stage.finetune);
+      f.setAttr("/unit", "per_class", u.stage.perClass);
+      f.setAttr("/unit", "train_images", r.data.train.size());
+      f.setAttr("/unit", "val_accuracy", r.valAccuracy);
+      f.setAttr("/unit", "train_seconds", trainSecs);
+      f.setAttr("/unit", "eval_seconds", evalSecs);
+      writeHistory(f, "/unit/train", r.history);
+      writeEvaluation(f, "/unit/eval", ev);
+    });
+    char how[96];
+    std::snprintf(how, sizeof how, "clean %.2f%%, worst at eps %g: %.2f%%, %lld failed checks", 100.0 * ev.cleanAccuracy,
+                  ev.epsGrid.back(), 100.0 * ev.worstAccuracy.back(), static_cast<long long>(ev.failedChecks()));
+    logUnit(what, how, since(u0));
+  }
+
+  // Summaries across seeds and comparisons, from the unit files alone (so a resumed run and an
+  // uninterrupted one compute them from the same bytes).
+  std::map<std::string, std::vector<ArmSeedData>> data;
+  for (const auto& u : units) data[u.arm.name].push_back(readUnit(u.path));
+  const auto& eps = c.attack.eps;
+  std::ostringstream table;
+  table << "== " << c.name << ": robust accuracy (%), worst case over attacks and smaller eps, mean";
+  table << (seeds.size() > 1 ? " ± 95% CI" : "") << " over " << seeds.size() << " seed(s), " << c.attack.norm << " ==\n";
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%-24s %16s", "arm", "clean");
+  table << buf;
+  for (size_t e = 1; e < eps.size(); ++e) {
+    std::snprintf(buf, sizeof buf, " %16s", ("eps=" + std::to_string(eps[e]).substr(0, 6)).c_str());
+    table << buf;
+  }
+  table << "\n";
+  for (const auto& arm : arms) {
+    std::vector<double> clean;
+    for (const auto& d : data[arm.name]) clean.push_back(d.clean);
+    std::snprintf(buf, sizeof buf, "%-24s %16s", arm.name.c_str(), pm(meanCi(clean)).c_str());
+    table << buf;
+    for (size_t e = 1; e < eps.size(); ++e) {
+      std::vector<double> w;
+      for (const auto& d : data[arm.name]) w.push_back(d.worst[e]);
+      std::snprintf(buf, sizeof buf, " %16s", pm(meanCi(w)).c_str());
+      table << buf;
+    }
+    table << "\n";
+  }
+  std::ostringstream comparisons;
+  for (const auto& arm : arms) {
+    if (arm.baseline.empty()) continue;
+    comparisons << arm.name << " - " << arm.baseline << ":";
+    const auto& a = data[arm.name];
+    const auto& b = data[arm.baseline];
+    for (size_t e = 0; e < eps.size(); ++e) {
+      std::vector<double> va, vb;
+      int64_t onlyA = 0, onlyB = 0;
+      for (size_t s = 0; s < a.size(); ++s) {
+        va.push_back(a[s].worst[e]);
+        vb.push_back(b[s].worst[e]);
+        const auto ra = a[s].worstRobust.select(1, static_cast<int64_t>(e)), rb = b[s].worstRobust.select(1, static_cast<int64_t>(e));
+        onlyA += (ra & ~rb).sum().item<int64_t>();
+        onlyB += (rb & ~ra).sum().item<int64_t>();
+      }
+      const PairedTest t = pairedTTest(va, vb);
+      std::snprintf(buf, sizeof buf, " eps %g: %+.2f (t-test p %.3g, McNemar p %.3g);", eps[e], 100.0 * t.meanDifference, t.p,
+                    mcnemarExactP(onlyA, onlyB));
+      comparisons << buf;
+    }
+    comparisons << "\n";
+  }
+
+  writeH5Atomically(c.output, [&](H5File& f) {
+    f.setAttr("/", "format", std::string(kExperimentFormat));
+    f.setAttr("/", "config", c.toToml());
+    f.setAttr("/", "config_hash", stableHash(c.toToml()));
+    f.setAttr("/", "robustlab_version", std::string(kGitDescribe));
+    f.setAttr("/", "libtorch_version", std::string(TORCH_VERSION));
+    f.setAttr("/", "device", device.str());
+    f.setAttr("/", "command", command);
+    f.setAttr("/", "started", started);
+    f.setAttr("/", "finished", utcNow());
+    f.setAttr("/", "seconds", since(t0));
+    f.writeTensor("/seeds", torch::tensor(seeds, torch::kInt64));
+    for (const auto& p : pres) {
+      H5File src(p.path, H5File::Mode::kRead);
+      const std::string g = "/pretrain/" + p.variant + "/seed_" + std::to_string(p.seed);
+      f.copyFrom(src, "/history", g + "/history");
+      f.setAttr(g, "test_accuracy", src.attrDouble("/task", "test_accuracy"));
+      f.setAttr(g, "checkpoint", p.path);
+      f.setAttr(g, "seconds", src.attrDouble("/", "seconds"));
+    }
+    for (const auto& u : units) {
+      H5File src(u.path, H5File::Mode::kRead);
+      f.copyFrom(src, "/unit", "/arms/" + u.arm.name + "/seed_" + std::to_string(u.seed));
+    }
+    for (const auto& arm : arms) {
+      const auto& ds = data[arm.name];
+      const std::string g = "/summary/" + arm.name;
+      f.writeTensor(g + "/eps", column(eps));
+      auto put = [&](const std::string& prefix, const std::function<double(const ArmSeedData&, size_t)>& get, size_t count) {
+        std::vector<double> mean, sd, lo, hi;
+        for (size_t e = 0; e < count; ++e) {
+          std::vector<double> v;
+          for (const auto& d : ds) v.push_back(get(d, e));
+          const MeanCi m = meanCi(v);
+          mean.push_back(m.mean);
+          sd.push_back(m.std);
+          lo.push_back(m.ciLow);
+          hi.push_back(m.ciHigh);
+        }
+        f.writeTensor(prefix + "_mean", column(mean));
+        f.writeTensor(prefix + "_std", column(sd));
+        f.writeTensor(prefix + "_ci_low", column(lo));
+        f.writeTensor(prefix + "_ci_high", column(hi));
+      };
+      put(g + "/clean_accuracy", [](const ArmSeedData& d, size_t) { return d.clean; }, 1);
+      put(g + "/worst_accuracy", [](const ArmSeedData& d, size_t e) { return d.worst[e]; }, eps.size());
+      for (const auto& [attack, _] : ds.front().perAttack)
+        put(g + "/attacks/" + attack + "/robust_accuracy", [&, name = attack](const ArmSeedData& d, size_t e) { return d.perAttack.at(name)[e]; },
+            eps.size());
+      f.setAttr(g, "n_seeds", static_cast<int64_t>(ds.size()));
+    }
+    for (const auto& arm : arms) {
+      if (arm.baseline.empty()) continue;
+      const auto& a = data[arm.name];
+      const auto& b = data[arm.baseline];
+      const std::string g = "/comparisons/" + arm.name + "_vs_" + arm.baseline;
+      std::vector<double> diff, tStat, pT, d, pooledP;
+      std::vector<int64_t> onlyA, onlyB;
+      std::vector<double> perSeedP;
+      for (size_t e = 0; e < eps.size(); ++e) {
+        std::vector<double> va, vb;
+        int64_t oa = 0, ob = 0;
+        for (size_t s = 0; s < a.size(); ++s) {
+          va.push_back(a[s].worst[e]);
+          vb.push_back(b[s].worst[e]);
+          const auto ra = a[s].worstRobust.select(1, static_cast<int64_t>(e)), rb = b[s].worstRobust.select(1, static_cast<int64_t>(e));
+          const int64_t sa = (ra & ~rb).sum().item<int64_t>(), sb = (rb & ~ra).sum().item<int64_t>();
+          perSeedP.push_back(mcnemarExactP(sa, sb));
+          oa += sa;
+          ob += sb;
+        }
+        const PairedTest t = pairedTTest(va, vb);
+        diff.push_back(t.meanDifference);
+        tStat.push_back(t.t);
+        pT.push_back(t.p);
+        d.push_back(t.cohensD);
+        onlyA.push_back(oa);
+        onlyB.push_back(ob);
+        pooledP.push_back(mcnemarExactP(oa, ob));
+      }
+      f.createGroup(g);
+      f.setAttr(g, "arm", arm.name);
+      f.setAttr(g, "baseline", arm.baseline);
+      f.writeTensor(g + "/eps", column(eps));
+      f.writeTensor(g + "/mean_difference", column(diff));
+      f.writeTensor(g + "/paired_t", column(tStat));
+      f.writeTensor(g + "/paired_p", column(pT));
+      f.writeTensor(g + "/cohens_d", column(d));
+      f.writeTensor(g + "/robust_only_arm", torch::tensor(onlyA, torch::kInt64));
+      f.writeTensor(g + "/robust_only_baseline", torch::tensor(onlyB, torch::kInt64));
+      f.writeTensor(g + "/mcnemar_p", column(pooledP));
+      f.writeTensor(g + "/mcnemar_p_per_seed",
+                    column(perSeedP).view({static_cast<int64_t>(eps.size()), static_cast<int64_t>(a.size())}).t().contiguous());
+    }
+  });
+
+  const std::string text = table.str() + (comparisons.str().empty() ? "" : "\n== differences (points), paired over seeds ==\n" + comparisons.str());
+  std::printf("\n%s", text.c_str());
+  {
+    const std::string summaryPath = stem + ".summary.txt";
+    std::ofstream(summaryPath + ".tmp") << text;
+    fs::rename(summaryPath + ".tmp", summaryPath);
+  }
+  std::printf("wrote %s (%s)\n", c.output.c_str(), formatDuration(since(t0)).c_str());
+}
+
+}  // namespace robustlab

@@ -1,0 +1,28 @@
+#pragma once
+// The statistics of summaries and comparisons, on Boost.Math.
+#include <cstdint>
+#include <vector>
+
+namespace robustlab {
+
+struct MeanCi {
+  double mean = 0, std = 0;  ///< sample standard deviation (n - 1); 0 for one value
+  double ciLow = 0, ciHigh = 0;  ///< 95% confidence interval of the mean (Student t); NaN for one value
+  int64_t n = 0;
+};
+/// Mean, standard deviation and 95% t-interval of `values` (must not be empty).
+MeanCi meanCi(const std::vector<double>& values);
+
+struct PairedTest {
+  double meanDifference = 0;  ///< mean of a[i] - b[i]
+  double t = 0;               ///< t statistic; NaN with fewer than 2 pairs or zero variance
+  double p = 1;               ///< two-sided p-value (1 when all differences are 0, NaN with < 2 pairs)
+  double cohensD = 0;         ///< mean difference / sd of differences (effect size; NaN when undefined)
+};
+/// Paired two-sided t-test of a against b (same length).
+PairedTest pairedTTest(const std::vector<double>& a, const std::vector<double>& b);
+
+/// Exact two-sided McNemar test: b = pairs right only under the first model, c = only under the second.
+double mcnemarExactP(int64_t b, int64_t c);
+
+}  // namespace robustlab
