@@ -88,6 +88,11 @@ bool H5File::has(const std::string& objectPath) const {
   return true;
 }
 
+bool H5File::isGroup(const std::string& objectPath) const {
+  if (objectPath == "/") return true;
+  return has(objectPath) && guarded(path_, objectPath, [&] { return impl_->file.childObjType(objectPath) == H5O_TYPE_GROUP; });
+}
+
 std::vector<std::string> H5File::children(const std::string& group) const {
   return guarded(path_, group, [&] {
     H5::Group g = impl_->file.openGroup(group);

@@ -22,6 +22,7 @@ class H5File {
 
   const std::string& path() const { return path_; }
   bool has(const std::string& objectPath) const;
+  bool isGroup(const std::string& objectPath) const;
   /// Names of the direct children of a group, sorted.
   std::vector<std::string> children(const std::string& group) const;
   void createGroup(const std::string& group);

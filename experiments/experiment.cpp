@@ -189,10 +189,13 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
 
   const int64_t total = static_cast<int64_t>(pres.size() + units.size());
   int64_t done = 0;
-  std::fprintf(stderr, "experiment '%s': %zu arms x %zu seeds, %zu pre-trainings, %lld units\n", c.name.c_str(), arms.size(),
-               seeds.size(), pres.size(), static_cast<long long>(total));
+  const bool quiet = Progress::quiet();
+  if (!quiet)
+    std::fprintf(stderr, "experiment '%s': %zu arms x %zu seeds, %zu pre-trainings, %lld units\n", c.name.c_str(), arms.size(),
+                 seeds.size(), pres.size(), static_cast<long long>(total));
   auto logUnit = [&](const std::string& what, const std::string& how, double secs) {
     ++done;
+    if (quiet) return;
     const double elapsed = since(t0);
     std::fprintf(stderr, "[%lld/%lld] %s: %s (%s) elapsed %s\n", static_cast<long long>(done), static_cast<long long>(total),
                  what.c_str(), how.c_str(), formatDuration(secs).c_str(), formatDuration(elapsed).c_str());
@@ -316,7 +319,9 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
   writeH5Atomically(c.output, [&](H5File& f) {
     f.setAttr("/", "format", std::string(kExperimentFormat));
     f.setAttr("/", "config", c.toToml());
-    f.setAttr("/", "config_hash", stableHash(c.toToml()));
+    Config hashed = c;  // where the results go is not part of what they are
+    hashed.output.clear();
+    f.setAttr("/", "config_hash", stableHash(hashed.toToml()));
     f.setAttr("/", "robustlab_version", std::string(kGitDescribe));
     f.setAttr("/", "libtorch_version", std::string(TORCH_VERSION));
     f.setAttr("/", "device", device.str());

@@ -14,6 +14,7 @@ constexpr double kTtyIntervalSeconds = 0.1;
 }  // namespace
 
 void Progress::setQuiet(bool quiet) { gQuiet = quiet; }
+bool Progress::quiet() { return gQuiet; }
 
 std::string formatDuration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";

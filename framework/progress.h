@@ -18,6 +18,7 @@ class Progress {
 
   /// Globally silences progress output (tests, --quiet).
   static void setQuiet(bool quiet);
+  static bool quiet();
 
  private:
   void draw(bool final);

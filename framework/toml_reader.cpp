@@ -1,5 +1,8 @@
 #include "framework/toml_reader.h"
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -29,8 +32,29 @@ const toml::table& emptyTable() {
 TomlReader::TomlReader(const toml::table& table, std::string file, std::string prefix)
     : table_(table), file_(std::move(file)), prefix_(std::move(prefix)) {}
 
+namespace {
+
+std::string location(const std::string& file, const toml::node* n) {
+  if (!n || !n->source().begin) return file;
+  return file + ":" + std::to_string(n->source().begin.line);
+}
+
+size_t editDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+}  // namespace
+
 void TomlReader::fail(const std::string& key, const std::string& what) const {
-  throw ConfigError(file_ + ": field '" + field(key) + "': " + what);
+  throw ConfigError(location(file_, table_.get(key)) + ": field '" + field(key) + "': " + what);
 }
 
 const toml::node* TomlReader::node(const std::string& key) {
@@ -150,9 +174,18 @@ void TomlReader::rejectUnknown() const {
   for (const auto& [k, v] : table_) {
     const std::string key(k.str());
     if (!used_.count(key)) {
-      std::string valid;
-      for (const auto& u : used_) valid += (valid.empty() ? "" : ", ") + u;
-      throw ConfigError(file_ + ": unknown key '" + field(key) + "' (valid keys here: " + valid + ")");
+      std::string valid, nearest;
+      size_t best = SIZE_MAX;
+      for (const auto& u : used_) {
+        valid += (valid.empty() ? "" : ", ") + u;
+        const size_t d = editDistance(key, u);
+        if (d < best) {
+          best = d;
+          nearest = u;
+        }
+      }
+      const std::string hint = best <= std::max<size_t>(2, key.size() / 3) ? "; did you mean '" + field(nearest) + "'?" : "";
+      throw ConfigError(location(file_, &v) + ": unknown key '" + field(key) + "'" + hint + " (valid keys here: " + valid + ")");
     }
   }
 }

@@ -22,6 +22,9 @@ std::string writeConfig(const std::string& name, const std::string& text) {
 TEST_CASE("the embedded default config parses and round-trips through --dump-config text", "[config]") {
   const Config c = loadConfig("");
   CHECK(c.pretrain.classes == std::vector<int64_t>{0, 1, 2, 3, 4});
+  CHECK(c.runArms().size() == 6);
+  CHECK(c.runVariants().size() == 3);
+  CHECK(c.runSeeds() == std::vector<int64_t>{0, 1});
   CHECK(c.finetune.classes == std::vector<int64_t>{5, 6, 7, 8, 9});
   CHECK(c.model.layers.size() == 6);
   const std::string dumped = c.toToml();
@@ -31,12 +34,12 @@ TEST_CASE("the embedded default config parses and round-trips through --dump-con
 
 TEST_CASE("config errors name the file, the field and what was expected", "[config]") {
   SECTION("unknown key") {
-    const auto p = writeConfig("unknown", "[train]\nepochz = 3\n");
-    REQUIRE_THROWS_WITH(loadConfig(p), Catch::Contains(p) && Catch::Contains("unknown key 'train.epochz'") && Catch::Contains("epochs"));
+    const auto p = writeConfig("unknown", "seed = 1\n[train]\nepochz = 3\n");
+    REQUIRE_THROWS_WITH(loadConfig(p), Catch::StartsWith(p + ":3: unknown key 'train.epochz'; did you mean 'train.epochs'?"));
   }
   SECTION("wrong type") {
     const auto p = writeConfig("type", "[train]\nepochs = \"three\"\n");
-    REQUIRE_THROWS_WITH(loadConfig(p), Catch::Contains(p) && Catch::Contains("train.epochs") && Catch::Contains("expected an integer"));
+    REQUIRE_THROWS_WITH(loadConfig(p), Catch::StartsWith(p + ":2: field 'train.epochs'") && Catch::Contains("expected an integer, got string"));
   }
   SECTION("negative epochs") {
     const auto p = writeConfig("negative", "[pretrain]\nepochs = -1\n");
@@ -53,6 +56,18 @@ TEST_CASE("config errors name the file, the field and what was expected", "[conf
   SECTION("unknown attack and bad eps grid") {
     REQUIRE_THROWS_WITH(loadConfig(writeConfig("attack", "[attack]\nattacks = [\"pgd\", \"cw\"]\n")), Catch::Contains("unknown attack 'cw'"));
     REQUIRE_THROWS_WITH(loadConfig(writeConfig("eps", "[attack]\neps = [0.1, 0.05]\n")), Catch::Contains("strictly increasing"));
+  }
+  SECTION("eps out of range") {
+    REQUIRE_THROWS_WITH(loadConfig(writeConfig("epsneg", "[attack]\neps = [-0.1, 0.1]\n")), Catch::Contains("attack.eps") && Catch::Contains(">= 0"));
+    REQUIRE_THROWS_WITH(loadConfig(writeConfig("adveps", "[finetune]\nadv_eps = -1\n")), Catch::Contains("finetune.adv_eps") && Catch::Contains("out of range"));
+  }
+  SECTION("arms naming unknown variants or baselines") {
+    REQUIRE_THROWS_WITH(loadConfig(writeConfig("arm", "[[arms]]\nname = \"a\"\npretrain = \"simclr\"\n")),
+                        Catch::Contains("arms[0].pretrain") && Catch::Contains("'simclr'") && Catch::Contains("base"));
+    REQUIRE_THROWS_WITH(loadConfig(writeConfig("base", "[[arms]]\nname = \"a\"\nbaseline = \"b\"\n")), Catch::Contains("arms[0].baseline"));
+    REQUIRE_THROWS_WITH(loadConfig(writeConfig("dup", "[[arms]]\nname = \"a\"\n[[arms]]\nname = \"a\"\n")), Catch::Contains("used twice"));
+    REQUIRE_THROWS_WITH(loadConfig(writeConfig("var", "[pretrain.variants.x]\nmode = \"simclr\"\n")),
+                        Catch::Contains("pretrain.variants.x.mode") && Catch::Contains("rotation"));
   }
   SECTION("missing file") {
     REQUIRE_THROWS_WITH(loadConfig("/nonexistent/robustlab.toml"), Catch::Contains("/nonexistent/robustlab.toml: config file not found"));

@@ -1,0 +1,159 @@
+// The experiment runner: a tiny real-data experiment run whole, killed with SIGKILL and resumed,
+// locked against a second writer, and refusing bad configs without touching earlier results.
+#include "fixtures.h"
+
+#include "data/h5io.h"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using namespace robustlab;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kTinyConfig = R"(name = "tiny"
+seeds = [0, 1]
+[data]
+test_limit = 200
+[pretrain]
+classes = [0, 1, 2, 3, 4]
+per_class = 300
+epochs = 1
+[pretrain.variants.clean]
+objective = "standard"
+[finetune]
+classes = [5, 6, 7, 8, 9]
+per_class = 40
+epochs = 10
+lr = 0.05
+adv_steps = 3
+[[arms]]
+name = "scratch"
+pretrain = "none"
+[[arms]]
+name = "pre-adv"
+pretrain = "clean"
+objective = "pgd"
+baseline = "scratch"
+[attack]
+attacks = ["fgsm", "pgd"]
+eps = [0, 0.05, 0.1]
+steps = 5
+)";
+
+std::string writeTiny(const std::string& dir) {
+  std::ofstream(dir + "/tiny.toml") << kTinyConfig;
+  return dir + "/tiny.toml";
+}
+
+int sh(const std::string& cmd) {
+  const int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// Every dataset under `group` in both files, compared exactly (timings excluded).
+void compareTrees(H5File& a, H5File& b, const std::string& group, int& compared) {
+  const auto names = a.children(group);
+  REQUIRE(names == b.children(group));
+  for (const auto& n : names) {
+    const std::string p = group + "/" + n;
+    if (a.isGroup(p)) {
+      compareTrees(a, b, p, compared);
+    } else if (n != "seconds" && n.find("names") == std::string::npos && n != "details") {
+      INFO(p);
+      CHECK(torch::equal(a.readTensor(p), b.readTensor(p)));
+      ++compared;
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a run killed with SIGKILL and started again gives the numbers of an uninterrupted run", "[experiment]") {
+  const std::string bin = ROBUSTLAB_BINARY;
+  const std::string a = test::tempDir("exp-a"), b = test::tempDir("exp-b");
+  const std::string cfgA = writeTiny(a), cfgB = writeTiny(b);
+  REQUIRE(sh(bin + " run -q " + cfgA + " -o " + a + "/r.h5 >" + a + "/out 2>" + a + "/err") == 0);
+
+  // Kill the second run as soon as its first arm unit is on disk.
+  const std::string killer = "bash -c '" + bin + " run -q " + cfgB + " -o " + b + "/r.h5 >/dev/null 2>&1 & pid=$!; " +
+                             "for i in $(seq 1 1200); do ls " + b + "/r.units/*.h5 >/dev/null 2>&1 && break; sleep 0.05; done; " +
+                             "kill -9 $pid; wait $pid; true'";
+  sh(killer);
+  CHECK_FALSE(fs::exists(b + "/r.h5"));
+  int unitsBefore = 0;
+  for (const auto& e : fs::directory_iterator(b + "/r.units")) unitsBefore += e.path().extension() == ".h5";
+  CHECK(unitsBefore >= 1);
+  CHECK(unitsBefore < 4);
+
+  REQUIRE(sh(bin + " run " + cfgB + " -o " + b + "/r.h5 >" + b + "/out 2>" + b + "/err") == 0);
+  const std::string log = slurp(b + "/err");
+  INFO(log);
+  CHECK(log.find("cached") != std::string::npos);  // the finished units were not recomputed
+
+  H5File fa(a + "/r.h5", H5File::Mode::kRead), fb(b + "/r.h5", H5File::Mode::kRead);
+  CHECK(fa.attrString("/", "format") == "robustlab-experiment-1");
+  CHECK(fa.attrString("/", "config_hash") == fb.attrString("/", "config_hash"));
+  int compared = 0;
+  for (const std::string g : {"/arms", "/summary", "/comparisons"}) compareTrees(fa, fb, g, compared);
+  CHECK(compared > 100);
+  // The summary really summarises two seeds.
+  CHECK(fa.attrInt("/summary/pre-adv", "n_seeds") == 2);
+  CHECK(fa.readTensor("/summary/pre-adv/worst_accuracy_mean").size(0) == 3);
+  CHECK(fa.has("/comparisons/pre-adv_vs_scratch/mcnemar_p"));
+  // And the models learned their task (5 classes: chance is 20%).
+  CHECK(fa.readTensor("/summary/scratch/clean_accuracy_mean")[0].item<double>() > 0.6);
+  CHECK(fa.readTensor("/summary/pre-adv/clean_accuracy_mean")[0].item<double>() > 0.3);  // adversarial, 40 labels/class
+  CHECK(fa.has("/pretrain/clean/seed_1/history/loss"));
+}
+
+TEST_CASE("a second run on the same results stops with a clear error", "[experiment]") {
+  const std::string dir = test::tempDir("exp-lock");
+  const std::string cfg = writeTiny(dir);
+  const int fd = ::open((dir + "/r.h5.lock").c_str(), O_CREAT | O_RDWR, 0644);
+  REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+  const int code = sh(std::string(ROBUSTLAB_BINARY) + " run -q " + cfg + " -o " + dir + "/r.h5 >/dev/null 2>" + dir + "/err");
+  ::close(fd);
+  CHECK(code == 1);
+  CHECK(slurp(dir + "/err").find("another robustlab run is writing these results") != std::string::npos);
+}
+
+TEST_CASE("bad configs for run: one line, non-zero exit, earlier results untouched", "[experiment]") {
+  const std::string dir = test::tempDir("exp-bad");
+  std::ofstream(dir + "/r.h5") << "earlier results";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"seed = 1\n[train\n", "TOML syntax error"},
+      {"[attack]\nepz = [0.1]\n", "did you mean 'attack.eps'"},
+      {"seeds = \"zero\"\n", "expected an array of integers"},
+      {"[attack]\neps = [0.0, -0.5]\n", "attack.eps"},
+      {"[data]\nsource = \"idx\"\ndir = \"/nonexistent/data\"\n", "/nonexistent/data: data directory not found"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string cfg = dir + "/bad" + std::to_string(i) + ".toml";
+    std::ofstream(cfg) << cases[i].first;
+    const int code = sh(std::string(ROBUSTLAB_BINARY) + " run -q " + cfg + " -o " + dir + "/r.h5 >/dev/null 2>" + dir + "/err");
+    const std::string err = slurp(dir + "/err");
+    INFO(cases[i].first << " -> " << err);
+    CHECK(code == 1);
+    CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+    CHECK(err.find(cases[i].second) != std::string::npos);
+    CHECK(slurp(dir + "/r.h5") == "earlier results");
+  }
+}

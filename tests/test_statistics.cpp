@@ -1,0 +1,43 @@
+// Statistics against values computed by hand (df = 2 has a closed-form t distribution:
+// F(t) = 1/2 + t / (2 sqrt(2 + t^2))).
+#include "experiments/statistics.h"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+using namespace robustlab;
+
+TEST_CASE("mean and 95% t-interval", "[statistics]") {
+  const MeanCi m = meanCi({0.70, 0.74, 0.69});
+  CHECK(m.mean == Approx(0.71));
+  CHECK(m.std == Approx(std::sqrt(7e-4)));
+  // t(0.975, 2) = 4.302653; half-width = 4.302653 * sd / sqrt(3) = 0.065725
+  CHECK(m.ciLow == Approx(0.71 - 0.065725).epsilon(1e-5));
+  CHECK(m.ciHigh == Approx(0.71 + 0.065725).epsilon(1e-5));
+  const MeanCi one = meanCi({0.5});
+  CHECK(one.mean == 0.5);
+  CHECK(std::isnan(one.ciLow));
+}
+
+TEST_CASE("paired t-test on a hand-computed example", "[statistics]") {
+  // Differences 0.05, 0.04, 0.03: mean 0.04, sd 0.01, t = 0.04 / (0.01 / sqrt 3) = 4 sqrt 3,
+  // p = 1 - t / sqrt(2 + t^2) = 1 - sqrt(48/50) = 0.0202041.
+  const PairedTest t = pairedTTest({0.70, 0.74, 0.69}, {0.65, 0.70, 0.66});
+  CHECK(t.meanDifference == Approx(0.04));
+  CHECK(t.t == Approx(4 * std::sqrt(3.0)));
+  CHECK(t.p == Approx(1 - std::sqrt(48.0 / 50.0)).epsilon(1e-6));
+  CHECK(t.cohensD == Approx(4.0));
+  CHECK(pairedTTest({0.5, 0.6}, {0.5, 0.6}).p == 1.0);
+  CHECK(std::isnan(pairedTTest({0.5}, {0.4}).p));
+}
+
+TEST_CASE("exact McNemar test", "[statistics]") {
+  // b = 1, c = 9: p = 2 * P(X <= 1), X ~ Bin(10, 1/2) = 2 * 11 / 1024.
+  CHECK(mcnemarExactP(1, 9) == Approx(22.0 / 1024.0));
+  CHECK(mcnemarExactP(9, 1) == Approx(22.0 / 1024.0));
+  CHECK(mcnemarExactP(5, 5) == 1.0);
+  CHECK(mcnemarExactP(0, 0) == 1.0);
+  // b = 0, c = 6: 2 / 64.
+  CHECK(mcnemarExactP(0, 6) == Approx(2.0 / 64.0));
+}
