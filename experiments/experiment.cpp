@@ -4,7 +4,7 @@
 #include "data/h5io.h"
 #include "experiments/pipeline.h"
 #include "experiments/results_io.h"
-#include "experiments/statistics.h"
+#include "experiments/experiment_summary.h"
 #include "experiments/version.h"
 #include "framework/checkpoint.h"
 #include "framework/progress.h"
@@ -96,36 +96,6 @@ StageConfig effectiveFinetune(const Config& c, const ArmConfig& a) {
 /// Everything a unit's numbers depend on, besides its own stage.
 std::string commonKey(const Config& c) { return std::string(kUnitFormat) + "\n" + dataToToml(c.data) + c.model.backboneKey(); }
 
-struct ArmSeedData {
-  double clean = 0;
-  std::vector<double> worst;
-  std::map<std::string, std::vector<double>> perAttack;
-  torch::Tensor worstRobust;  // N x E
-};
-
-ArmSeedData readUnit(const std::string& path) {
-  H5File f(path, H5File::Mode::kRead);
-  ArmSeedData d;
-  d.clean = f.attrDouble("/unit/eval", "clean_accuracy");
-  const auto w = f.readTensor("/unit/eval/worst_accuracy");
-  d.worst.assign(w.data_ptr<double>(), w.data_ptr<double>() + w.numel());
-  d.worstRobust = f.readTensor("/unit/eval/worst_robust").to(torch::kBool);
-  for (const auto& a : f.children("/unit/eval/attacks")) {
-    const auto r = f.readTensor("/unit/eval/attacks/" + a + "/robust_accuracy");
-    d.perAttack[a].assign(r.data_ptr<double>(), r.data_ptr<double>() + r.numel());
-  }
-  return d;
-}
-
-torch::Tensor column(const std::vector<double>& v) { return torch::tensor(v, torch::kFloat64); }
-
-std::string pm(const MeanCi& m) {
-  char buf[64];
-  if (m.n < 2) std::snprintf(buf, sizeof buf, "%6.2f", 100.0 * m.mean);
-  else std::snprintf(buf, sizeof buf, "%6.2f ±%5.2f", 100.0 * m.mean, 100.0 * (m.ciHigh - m.mean));
-  return buf;
-}
-
 }  // namespace
 
 std::string stableHash(const std::string& text) {
@@ -188,17 +158,24 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
   }
 
   const int64_t total = static_cast<int64_t>(pres.size() + units.size());
-  int64_t done = 0;
+  int64_t done = 0, computed = 0;
+  double computedSeconds = 0;
   const bool quiet = Progress::quiet();
   if (!quiet)
     std::fprintf(stderr, "experiment '%s': %zu arms x %zu seeds, %zu pre-trainings, %lld units\n", c.name.c_str(), arms.size(),
                  seeds.size(), pres.size(), static_cast<long long>(total));
   auto logUnit = [&](const std::string& what, const std::string& how, double secs) {
     ++done;
+    if (secs > 0) {
+      ++computed;
+      computedSeconds += secs;
+    }
     if (quiet) return;
-    const double elapsed = since(t0);
-    std::fprintf(stderr, "[%lld/%lld] %s: %s (%s) elapsed %s\n", static_cast<long long>(done), static_cast<long long>(total),
-                 what.c_str(), how.c_str(), formatDuration(secs).c_str(), formatDuration(elapsed).c_str());
+    // ETA from the units computed so far (cached ones cost nothing and say nothing about the rest).
+    const double eta = computed ? computedSeconds / static_cast<double>(computed) * static_cast<double>(total - done) : NAN;
+    std::fprintf(stderr, "[%lld/%lld] %s: %s (%s) elapsed %s ETA %s\n", static_cast<long long>(done), static_cast<long long>(total),
+                 what.c_str(), how.c_str(), formatDuration(secs).c_str(), formatDuration(since(t0)).c_str(),
+                 done == total ? "0s" : formatDuration(eta).c_str());
   };
 
   for (const auto& p : pres) {
@@ -263,58 +240,11 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
     logUnit(what, how, since(u0));
   }
 
-  // Summaries across seeds and comparisons, from the unit files alone (so a resumed run and an
-  // uninterrupted one compute them from the same bytes).
-  std::map<std::string, std::vector<ArmSeedData>> data;
+  ArmData data;
   for (const auto& u : units) data[u.arm.name].push_back(readUnit(u.path));
-  const auto& eps = c.attack.eps;
-  std::ostringstream table;
-  table << "== " << c.name << ": robust accuracy (%), worst case over attacks and smaller eps, mean";
-  table << (seeds.size() > 1 ? " ± 95% CI" : "") << " over " << seeds.size() << " seed(s), " << c.attack.norm << " ==\n";
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "%-24s %16s", "arm", "clean");
-  table << buf;
-  for (size_t e = 1; e < eps.size(); ++e) {
-    std::snprintf(buf, sizeof buf, " %16s", ("eps=" + std::to_string(eps[e]).substr(0, 6)).c_str());
-    table << buf;
-  }
-  table << "\n";
-  for (const auto& arm : arms) {
-    std::vector<double> clean;
-    for (const auto& d : data[arm.name]) clean.push_back(d.clean);
-    std::snprintf(buf, sizeof buf, "%-24s %16s", arm.name.c_str(), pm(meanCi(clean)).c_str());
-    table << buf;
-    for (size_t e = 1; e < eps.size(); ++e) {
-      std::vector<double> w;
-      for (const auto& d : data[arm.name]) w.push_back(d.worst[e]);
-      std::snprintf(buf, sizeof buf, " %16s", pm(meanCi(w)).c_str());
-      table << buf;
-    }
-    table << "\n";
-  }
-  std::ostringstream comparisons;
-  for (const auto& arm : arms) {
-    if (arm.baseline.empty()) continue;
-    comparisons << arm.name << " - " << arm.baseline << ":";
-    const auto& a = data[arm.name];
-    const auto& b = data[arm.baseline];
-    for (size_t e = 0; e < eps.size(); ++e) {
-      std::vector<double> va, vb;
-      int64_t onlyA = 0, onlyB = 0;
-      for (size_t s = 0; s < a.size(); ++s) {
-        va.push_back(a[s].worst[e]);
-        vb.push_back(b[s].worst[e]);
-        const auto ra = a[s].worstRobust.select(1, static_cast<int64_t>(e)), rb = b[s].worstRobust.select(1, static_cast<int64_t>(e));
-        onlyA += (ra & ~rb).sum().item<int64_t>();
-        onlyB += (rb & ~ra).sum().item<int64_t>();
-      }
-      const PairedTest t = pairedTTest(va, vb);
-      std::snprintf(buf, sizeof buf, " eps %g: %+.2f (t-test p %.3g, McNemar p %.3g);", eps[e], 100.0 * t.meanDifference, t.p,
-                    mcnemarExactP(onlyA, onlyB));
-      comparisons << buf;
-    }
-    comparisons << "\n";
-  }
+  std::vector<Comparison> comparisons;
+  for (const auto& arm : arms)
+    if (!arm.baseline.empty()) comparisons.push_back(compareArms(arm.name, data.at(arm.name), arm.baseline, data.at(arm.baseline)));
 
   writeH5Atomically(c.output, [&](H5File& f) {
     f.setAttr("/", "format", std::string(kExperimentFormat));
@@ -342,79 +272,10 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
       H5File src(u.path, H5File::Mode::kRead);
       f.copyFrom(src, "/unit", "/arms/" + u.arm.name + "/seed_" + std::to_string(u.seed));
     }
-    for (const auto& arm : arms) {
-      const auto& ds = data[arm.name];
-      const std::string g = "/summary/" + arm.name;
-      f.writeTensor(g + "/eps", column(eps));
-      auto put = [&](const std::string& prefix, const std::function<double(const ArmSeedData&, size_t)>& get, size_t count) {
-        std::vector<double> mean, sd, lo, hi;
-        for (size_t e = 0; e < count; ++e) {
-          std::vector<double> v;
-          for (const auto& d : ds) v.push_back(get(d, e));
-          const MeanCi m = meanCi(v);
-          mean.push_back(m.mean);
-          sd.push_back(m.std);
-          lo.push_back(m.ciLow);
-          hi.push_back(m.ciHigh);
-        }
-        f.writeTensor(prefix + "_mean", column(mean));
-        f.writeTensor(prefix + "_std", column(sd));
-        f.writeTensor(prefix + "_ci_low", column(lo));
-        f.writeTensor(prefix + "_ci_high", column(hi));
-      };
-      put(g + "/clean_accuracy", [](const ArmSeedData& d, size_t) { return d.clean; }, 1);
-      put(g + "/worst_accuracy", [](const ArmSeedData& d, size_t e) { return d.worst[e]; }, eps.size());
-      for (const auto& [attack, _] : ds.front().perAttack)
-        put(g + "/attacks/" + attack + "/robust_accuracy", [&, name = attack](const ArmSeedData& d, size_t e) { return d.perAttack.at(name)[e]; },
-            eps.size());
-      f.setAttr(g, "n_seeds", static_cast<int64_t>(ds.size()));
-    }
-    for (const auto& arm : arms) {
-      if (arm.baseline.empty()) continue;
-      const auto& a = data[arm.name];
-      const auto& b = data[arm.baseline];
-      const std::string g = "/comparisons/" + arm.name + "_vs_" + arm.baseline;
-      std::vector<double> diff, tStat, pT, d, pooledP;
-      std::vector<int64_t> onlyA, onlyB;
-      std::vector<double> perSeedP;
-      for (size_t e = 0; e < eps.size(); ++e) {
-        std::vector<double> va, vb;
-        int64_t oa = 0, ob = 0;
-        for (size_t s = 0; s < a.size(); ++s) {
-          va.push_back(a[s].worst[e]);
-          vb.push_back(b[s].worst[e]);
-          const auto ra = a[s].worstRobust.select(1, static_cast<int64_t>(e)), rb = b[s].worstRobust.select(1, static_cast<int64_t>(e));
-          const int64_t sa = (ra & ~rb).sum().item<int64_t>(), sb = (rb & ~ra).sum().item<int64_t>();
-          perSeedP.push_back(mcnemarExactP(sa, sb));
-          oa += sa;
-          ob += sb;
-        }
-        const PairedTest t = pairedTTest(va, vb);
-        diff.push_back(t.meanDifference);
-        tStat.push_back(t.t);
-        pT.push_back(t.p);
-        d.push_back(t.cohensD);
-        onlyA.push_back(oa);
-        onlyB.push_back(ob);
-        pooledP.push_back(mcnemarExactP(oa, ob));
-      }
-      f.createGroup(g);
-      f.setAttr(g, "arm", arm.name);
-      f.setAttr(g, "baseline", arm.baseline);
-      f.writeTensor(g + "/eps", column(eps));
-      f.writeTensor(g + "/mean_difference", column(diff));
-      f.writeTensor(g + "/paired_t", column(tStat));
-      f.writeTensor(g + "/paired_p", column(pT));
-      f.writeTensor(g + "/cohens_d", column(d));
-      f.writeTensor(g + "/robust_only_arm", torch::tensor(onlyA, torch::kInt64));
-      f.writeTensor(g + "/robust_only_baseline", torch::tensor(onlyB, torch::kInt64));
-      f.writeTensor(g + "/mcnemar_p", column(pooledP));
-      f.writeTensor(g + "/mcnemar_p_per_seed",
-                    column(perSeedP).view({static_cast<int64_t>(eps.size()), static_cast<int64_t>(a.size())}).t().contiguous());
-    }
+    writeSummaries(f, c, data, comparisons);
   });
 
-  const std::string text = table.str() + (comparisons.str().empty() ? "" : "\n== differences (points), paired over seeds ==\n" + comparisons.str());
+  const std::string text = summaryText(c, data, comparisons);
   std::printf("\n%s", text.c_str());
   {
     const std::string summaryPath = stem + ".summary.txt";

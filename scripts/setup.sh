@@ -10,7 +10,7 @@ packages=(
   libcxxopts-dev catch2 libtomlplusplus-dev
   dataset-fashion-mnist
   gnuplot-nox
-  python3-torch python3-numpy
+  python3-torch python3-numpy python3-h5py
 )
 
 missing=()

@@ -122,6 +122,10 @@ TEST_CASE("a run killed with SIGKILL and started again gives the numbers of an u
   CHECK(fa.readTensor("/summary/scratch/clean_accuracy_mean")[0].item<double>() > 0.6);
   CHECK(fa.readTensor("/summary/pre-adv/clean_accuracy_mean")[0].item<double>() > 0.3);  // adversarial, 40 labels/class
   CHECK(fa.has("/pretrain/clean/seed_1/history/loss"));
+  // The documented layout, read by h5py without robustlab.
+  CHECK(sh("/usr/bin/python3 " + std::string(ROBUSTLAB_SOURCE_DIR) + "/tests/h5py_layout.py " + a + "/r.h5 >" + a + "/h5py.out 2>&1") == 0);
+  INFO(slurp(a + "/h5py.out"));
+  CHECK(slurp(a + "/h5py.out").find("layout ok (2 arms, 2 seeds)") != std::string::npos);
 }
 
 TEST_CASE("a second run on the same results stops with a clear error", "[experiment]") {

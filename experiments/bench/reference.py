@@ -2,7 +2,7 @@
 """Python PyTorch reference for `robustlab bench`: the same small CNN, the same training loop
 (SGD momentum 0.9, weight decay 5e-4, batch 128, one epoch over Fashion-MNIST) and the same PGD-20
 loop (Linf eps 0.1, step 2.5*eps/20, random start, 1000 test images in one batch), timed the same way.
-    python3 experiments/bench/reference.py [--threads 1,2] [--train-images 60000]
+    /usr/bin/python3 experiments/bench/reference.py [--threads 1,2] [--train-images 60000]
 """
 import argparse, gzip, resource, time
 
