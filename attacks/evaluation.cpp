@@ -56,6 +56,20 @@ EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOption
   Progress progress("attack", static_cast<int64_t>(options.attacks.size() * options.epsGrid.size()) * n, options.progress);
   for (const auto& spec : options.attacks) {
     for (double eps : options.epsGrid) {
+      if (eps == 0) {
+        // An eps-0 attack returns its input (the eps_zero_identity sanity check runs the real
+        // attacks at eps 0 to prove it), so the clean predictions are its result.
+        AttackRun run;
+        run.attack = makeAttack(spec.name, spec.options)->name();
+        run.eps = 0;
+        run.advPred = r.cleanPred.clone();
+        run.robust = r.cleanCorrect.clone();
+        run.robustAccuracy = r.cleanAccuracy;
+        run.examples = r.exampleInputs.to(torch::kFloat32);
+        r.runs.push_back(std::move(run));
+        progress.advance(n);
+        continue;
+      }
       AttackOptions o = spec.options;
       o.eps = eps;
       o.norm = options.norm;
