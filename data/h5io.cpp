@@ -169,6 +169,22 @@ void H5File::writeStrings(const std::string& name, const std::vector<std::string
   });
 }
 
+std::vector<std::string> H5File::readStrings(const std::string& name) const {
+  if (!has(name)) throw std::runtime_error(path_ + ": dataset '" + name + "' is missing");
+  return guarded(path_, name, [&] {
+    H5::DataSet ds = impl_->file.openDataSet(name);
+    H5::DataSpace space = ds.getSpace();
+    const hssize_t n = space.getSimpleExtentNpoints();
+    std::vector<char*> raw(static_cast<size_t>(n), nullptr);
+    H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+    if (n > 0) ds.read(raw.data(), type);
+    std::vector<std::string> out;
+    for (char* p : raw) out.emplace_back(p ? p : "");
+    if (n > 0) H5Dvlen_reclaim(type.getId(), space.getId(), H5P_DEFAULT, raw.data());
+    return out;
+  });
+}
+
 void H5File::copyFrom(const H5File& source, const std::string& from, const std::string& to) {
   if (!source.has(from)) throw std::runtime_error(source.path() + ": object '" + from + "' is missing");
   createGroup(parentOf(to));

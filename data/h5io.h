@@ -32,6 +32,7 @@ class H5File {
   /// Reads a dataset written by writeTensor (bool comes back as uint8).
   torch::Tensor readTensor(const std::string& name) const;
   void writeStrings(const std::string& name, const std::vector<std::string>& values);
+  std::vector<std::string> readStrings(const std::string& name) const;
 
   /// Copies object `from` of `source` (a group with everything under it, or a dataset) to `to` here,
   /// attributes included; parent groups are created as needed.

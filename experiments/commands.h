@@ -10,5 +10,6 @@ int cmdAttack(int argc, char** argv);
 int cmdRun(int argc, char** argv);
 int cmdConvert(int argc, char** argv);
 int cmdBench(int argc, char** argv);
+int cmdReport(int argc, char** argv);
 
 }  // namespace robustlab

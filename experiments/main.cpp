@@ -22,6 +22,7 @@ const Command kCommands[] = {
     {"finetune", robustlab::cmdFinetune, "fine-tune a pre-trained backbone on the [finetune] task"},
     {"attack", robustlab::cmdAttack, "evaluate a saved model under attack; table + HDF5"},
     {"convert", robustlab::cmdConvert, "convert an IDX dataset directory to robustlab's HDF5 dataset format"},
+    {"report", robustlab::cmdReport, "turn an experiment's results into report.html and report.md"},
     {"bench", robustlab::cmdBench, "measure training and PGD throughput"},
 };
 
@@ -51,6 +52,6 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::fprintf(stderr, "robustlab: error: unknown command '%s' (valid: run, train, pretrain, finetune, attack, convert, bench)\n", argv[1]);
+  std::fprintf(stderr, "robustlab: error: unknown command '%s' (valid: run, train, pretrain, finetune, attack, convert, report, bench)\n", argv[1]);
   return 2;
 }

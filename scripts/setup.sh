@@ -9,7 +9,7 @@ packages=(
   libboost-dev libboost-math-dev
   libcxxopts-dev catch2 libtomlplusplus-dev
   dataset-fashion-mnist
-  gnuplot-nox
+  gnuplot-nox libpng-dev chromium
   python3-torch python3-numpy python3-h5py
 )
 

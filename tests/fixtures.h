@@ -19,6 +19,11 @@ Classifier adversarialModel();
 /// A path of the cached checkpoint of standardModel().
 std::string standardCheckpoint();
 
+/// The whole content of a file ("" when it cannot be read).
+std::string readFile(const std::string& path);
+/// Runs a shell command; returns its exit code (-1 when it did not exit normally).
+int shell(const std::string& command);
+
 /// A fresh temporary directory for one test.
 std::string tempDir(const std::string& name);
 

@@ -26,22 +26,15 @@ struct CliResult {
   std::string out, err;
 };
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 CliResult runCli(const std::string& args) {
   static int counter = 0;
   const std::string dir = test::tempDir("cli-" + std::to_string(counter++));
   const std::string cmd = std::string(ROBUSTLAB_BINARY) + " " + args + " >" + dir + "/out 2>" + dir + "/err";
-  const int status = std::system(cmd.c_str());
   CliResult r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(dir + "/out");
-  r.err = slurp(dir + "/err");
+  r.code = test::shell(cmd);
+  r.out = test::readFile(dir + "/out");
+  r.err = test::readFile(dir + "/err");
   return r;
 }
 
@@ -139,8 +132,7 @@ TEST_CASE("train then attack on real data end to end, and a killed run leaves ea
 
   // Kill a run that would write to the same file, halfway through its training.
   const std::string cmd = "timeout -s KILL 3 " + std::string(ROBUSTLAB_BINARY) + " run -q -o " + dir + "/r.h5 >/dev/null 2>&1";
-  const int status = std::system(cmd.c_str());
-  CHECK(WEXITSTATUS(status) != 0);
+  CHECK(test::shell(cmd) != 0);
   const StoredEval after = readEvaluation(dir + "/r.h5", "/eval/model");
   CHECK(after.cleanAccuracy == before.cleanAccuracy);
   CHECK(torch::equal(after.worstAccuracy, before.worstAccuracy));

@@ -1,6 +1,7 @@
 // The experiment runner: a tiny real-data experiment run whole, killed with SIGKILL and resumed,
 // locked against a second writer, and refusing bad configs without touching earlier results.
 #include "fixtures.h"
+#include "tiny_experiment.h"
 
 #include "data/h5io.h"
 
@@ -21,52 +22,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kTinyConfig = R"(name = "tiny"
-seeds = [0, 1]
-[data]
-test_limit = 200
-[pretrain]
-classes = [0, 1, 2, 3, 4]
-per_class = 300
-epochs = 1
-[pretrain.variants.clean]
-objective = "standard"
-[finetune]
-classes = [5, 6, 7, 8, 9]
-per_class = 40
-epochs = 10
-lr = 0.05
-adv_steps = 3
-[[arms]]
-name = "scratch"
-pretrain = "none"
-[[arms]]
-name = "pre-adv"
-pretrain = "clean"
-objective = "pgd"
-baseline = "scratch"
-[attack]
-attacks = ["fgsm", "pgd"]
-eps = [0, 0.05, 0.1]
-steps = 5
-)";
 
-std::string writeTiny(const std::string& dir) {
-  std::ofstream(dir + "/tiny.toml") << kTinyConfig;
-  return dir + "/tiny.toml";
-}
 
-int sh(const std::string& cmd) {
-  const int status = std::system(cmd.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 /// Every dataset under `group` in both files, compared exactly (timings excluded).
 void compareTrees(H5File& a, H5File& b, const std::string& group, int& compared) {
@@ -89,22 +46,22 @@ void compareTrees(H5File& a, H5File& b, const std::string& group, int& compared)
 TEST_CASE("a run killed with SIGKILL and started again gives the numbers of an uninterrupted run", "[experiment]") {
   const std::string bin = ROBUSTLAB_BINARY;
   const std::string a = test::tempDir("exp-a"), b = test::tempDir("exp-b");
-  const std::string cfgA = writeTiny(a), cfgB = writeTiny(b);
-  REQUIRE(sh(bin + " run -q " + cfgA + " -o " + a + "/r.h5 >" + a + "/out 2>" + a + "/err") == 0);
+  const std::string cfgA = test::writeTiny(a), cfgB = test::writeTiny(b);
+  REQUIRE(test::shell(bin + " run -q " + cfgA + " -o " + a + "/r.h5 >" + a + "/out 2>" + a + "/err") == 0);
 
   // Kill the second run as soon as its first arm unit is on disk.
   const std::string killer = "bash -c '" + bin + " run -q " + cfgB + " -o " + b + "/r.h5 >/dev/null 2>&1 & pid=$!; " +
                              "for i in $(seq 1 1200); do ls " + b + "/r.units/*.h5 >/dev/null 2>&1 && break; sleep 0.05; done; " +
                              "kill -9 $pid; wait $pid; true'";
-  sh(killer);
+  test::shell(killer);
   CHECK_FALSE(fs::exists(b + "/r.h5"));
   int unitsBefore = 0;
   for (const auto& e : fs::directory_iterator(b + "/r.units")) unitsBefore += e.path().extension() == ".h5";
   CHECK(unitsBefore >= 1);
   CHECK(unitsBefore < 4);
 
-  REQUIRE(sh(bin + " run " + cfgB + " -o " + b + "/r.h5 >" + b + "/out 2>" + b + "/err") == 0);
-  const std::string log = slurp(b + "/err");
+  REQUIRE(test::shell(bin + " run " + cfgB + " -o " + b + "/r.h5 >" + b + "/out 2>" + b + "/err") == 0);
+  const std::string log = test::readFile(b + "/err");
   INFO(log);
   CHECK(log.find("cached") != std::string::npos);  // the finished units were not recomputed
 
@@ -123,20 +80,20 @@ TEST_CASE("a run killed with SIGKILL and started again gives the numbers of an u
   CHECK(fa.readTensor("/summary/pre-adv/clean_accuracy_mean")[0].item<double>() > 0.3);  // adversarial, 40 labels/class
   CHECK(fa.has("/pretrain/clean/seed_1/history/loss"));
   // The documented layout, read by h5py without robustlab.
-  CHECK(sh("/usr/bin/python3 " + std::string(ROBUSTLAB_SOURCE_DIR) + "/tests/h5py_layout.py " + a + "/r.h5 >" + a + "/h5py.out 2>&1") == 0);
-  INFO(slurp(a + "/h5py.out"));
-  CHECK(slurp(a + "/h5py.out").find("layout ok (2 arms, 2 seeds)") != std::string::npos);
+  CHECK(test::shell("/usr/bin/python3 " + std::string(ROBUSTLAB_SOURCE_DIR) + "/tests/h5py_layout.py " + a + "/r.h5 >" + a + "/h5py.out 2>&1") == 0);
+  INFO(test::readFile(a + "/h5py.out"));
+  CHECK(test::readFile(a + "/h5py.out").find("layout ok (2 arms, 2 seeds)") != std::string::npos);
 }
 
 TEST_CASE("a second run on the same results stops with a clear error", "[experiment]") {
   const std::string dir = test::tempDir("exp-lock");
-  const std::string cfg = writeTiny(dir);
+  const std::string cfg = test::writeTiny(dir);
   const int fd = ::open((dir + "/r.h5.lock").c_str(), O_CREAT | O_RDWR, 0644);
   REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
-  const int code = sh(std::string(ROBUSTLAB_BINARY) + " run -q " + cfg + " -o " + dir + "/r.h5 >/dev/null 2>" + dir + "/err");
+  const int code = test::shell(std::string(ROBUSTLAB_BINARY) + " run -q " + cfg + " -o " + dir + "/r.h5 >/dev/null 2>" + dir + "/err");
   ::close(fd);
   CHECK(code == 1);
-  CHECK(slurp(dir + "/err").find("another robustlab run is writing these results") != std::string::npos);
+  CHECK(test::readFile(dir + "/err").find("another robustlab run is writing these results") != std::string::npos);
 }
 
 TEST_CASE("bad configs for run: one line, non-zero exit, earlier results untouched", "[experiment]") {
@@ -152,12 +109,12 @@ TEST_CASE("bad configs for run: one line, non-zero exit, earlier results untouch
   for (size_t i = 0; i < cases.size(); ++i) {
     const std::string cfg = dir + "/bad" + std::to_string(i) + ".toml";
     std::ofstream(cfg) << cases[i].first;
-    const int code = sh(std::string(ROBUSTLAB_BINARY) + " run -q " + cfg + " -o " + dir + "/r.h5 >/dev/null 2>" + dir + "/err");
-    const std::string err = slurp(dir + "/err");
+    const int code = test::shell(std::string(ROBUSTLAB_BINARY) + " run -q " + cfg + " -o " + dir + "/r.h5 >/dev/null 2>" + dir + "/err");
+    const std::string err = test::readFile(dir + "/err");
     INFO(cases[i].first << " -> " << err);
     CHECK(code == 1);
     CHECK(std::count(err.begin(), err.end(), '\n') == 1);
     CHECK(err.find(cases[i].second) != std::string::npos);
-    CHECK(slurp(dir + "/r.h5") == "earlier results");
+    CHECK(test::readFile(dir + "/r.h5") == "earlier results");
   }
 }

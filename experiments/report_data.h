@@ -1,0 +1,62 @@
+#pragma once
+// What a report shows, read from an experiment results file (format robustlab-experiment-1).
+// Reading checks the layout first: a file that is not HDF5, not an experiment, or missing a group
+// the report needs is one error naming the file and what is missing.
+#include <torch/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace robustlab {
+
+struct SeriesCi {
+  std::vector<double> mean, std, lo, hi;
+};
+
+struct ArmReport {
+  std::string name;
+  int64_t nSeeds = 0;
+  SeriesCi clean, worst;
+  std::map<std::string, SeriesCi> perAttack;
+  std::vector<double> trainEpoch, trainLoss, trainValAccuracy;  ///< fine-tuning curves, first seed
+  std::string pretrain, objective, mode;
+  int64_t perClass = 0;
+};
+
+struct ComparisonReport {
+  std::string arm, baseline;
+  std::vector<double> meanDifference, pairedP, cohensD, mcnemarP;
+};
+
+struct SanityReport {
+  std::string arm;
+  int64_t seed = 0;
+  std::string name, detail;
+  bool passed = true;
+};
+
+struct GalleryItem {
+  std::string arm, attack;
+  double eps = 0;
+  torch::Tensor clean, adversarial;  ///< C x H x W float32 in [0,1]
+  int64_t label = 0, cleanPred = 0, advPred = 0;
+};
+
+struct ReportData {
+  std::string path;
+  std::map<std::string, std::string> meta;  ///< root attributes shown in the report
+  std::vector<double> eps;
+  std::string norm;
+  std::vector<int64_t> seeds;
+  std::vector<ArmReport> arms;
+  std::vector<ComparisonReport> comparisons;
+  std::vector<SanityReport> sanity;
+  std::vector<GalleryItem> gallery;
+  std::vector<std::string> classNames;  ///< names of the fine-tuning task's classes
+};
+
+/// Reads everything the report needs; throws std::runtime_error naming the file and what is wrong.
+ReportData readReportData(const std::string& path);
+
+}  // namespace robustlab

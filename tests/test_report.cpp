@@ -1,0 +1,103 @@
+// `robustlab report` on a tiny real-data experiment: a self-contained HTML page that renders in
+// headless Chromium with every section, and clear errors for results files it cannot use.
+#include "fixtures.h"
+#include "tiny_experiment.h"
+
+#include "data/h5io.h"
+#include "experiments/report_figures.h"
+
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using namespace robustlab;
+namespace fs = std::filesystem;
+
+namespace {
+
+
+
+/// Results of the tiny experiment, computed once per test process.
+const std::string& tinyResults() {
+  static const std::string path = [] {
+    const std::string dir = test::tempDir("report-exp");
+    const std::string cfg = test::writeTiny(dir);
+    REQUIRE(test::shell(std::string(ROBUSTLAB_BINARY) + " run -q " + cfg + " -o " + dir + "/r.h5 >/dev/null 2>&1") == 0);
+    return dir + "/r.h5";
+  }();
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("the report renders offline in headless Chromium with every section", "[report]") {
+  const std::string out = test::tempDir("report-out") + "/rep";
+  REQUIRE(test::shell(std::string(ROBUSTLAB_BINARY) + " report " + tinyResults() + " -o " + out + " >/dev/null 2>&1") == 0);
+  const std::string html = test::readFile(out + "/report.html");
+  for (const std::string id : {"metadata", "summary", "curves", "comparison", "training", "gallery", "sanity"}) {
+    INFO(id);
+    CHECK(html.find("<section id=\"" + id + "\">") != std::string::npos);
+  }
+  // Self-contained: no request leaves the page (SVG namespace URIs are names, not requests).
+  CHECK(html.find("src=\"http") == std::string::npos);
+  CHECK(html.find("href=\"http") == std::string::npos);
+  CHECK(html.find("data:image/png;base64,") != std::string::npos);
+  CHECK(html.find("pre-adv") != std::string::npos);
+  CHECK(fs::exists(out + "/report.md"));
+  CHECK(fs::exists(out + "/figures/curve-worst.svg"));
+  CHECK(test::readFile(out + "/report.md").find("## Pre-trained against from scratch") != std::string::npos);
+
+  // Render it as a person would see it.
+  const std::string shot = out + "/screenshot.png";
+  const std::string cmd = "timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+                          "--disable-background-networking --disable-component-update --disable-sync --user-data-dir=" +
+                          out + "/chromium-profile --window-size=1200,2400 --screenshot=" + shot + " file://" + out +
+                          "/report.html >/dev/null 2>&1";
+  REQUIRE(test::shell("command -v chromium >/dev/null") == 0);  // installed by scripts/setup.sh
+  test::shell(cmd);
+  REQUIRE(fs::exists(shot));
+  const auto img = decodePng(shot).to(torch::kInt64);
+  CHECK(img.size(0) == 2400);
+  // Not blank: a good share of non-white pixels and many distinct colours (tables, plots, images).
+  const auto nonWhite = (img.sum(2) < 3 * 245).to(torch::kFloat64).mean().item<double>();
+  const auto packed = (img.select(2, 0) * 65536 + img.select(2, 1) * 256 + img.select(2, 2)).flatten();
+  const int64_t colours = std::get<0>(at::_unique(packed)).numel();
+  INFO("non-white share " << nonWhite << ", distinct colours " << colours);
+  CHECK(nonWhite > 0.03);
+  CHECK(colours > 50);
+}
+
+TEST_CASE("results the report cannot use: one clear error and no report left behind", "[report]") {
+  const std::string dir = test::tempDir("report-bad");
+  auto check = [&](const std::string& file, const std::string& expected) {
+    const std::string out = dir + "/rep";
+    const int code = test::shell(std::string(ROBUSTLAB_BINARY) + " report " + file + " -o " + out + " >/dev/null 2>" + dir + "/err");
+    const std::string err = test::readFile(dir + "/err");
+    INFO(file << ": " << err);
+    CHECK(code == 1);
+    CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+    CHECK(err.find(expected) != std::string::npos);
+    CHECK_FALSE(fs::exists(out));
+    for (const auto& e : fs::directory_iterator(dir)) CHECK(e.path().filename().string().find("rep.tmp") == std::string::npos);
+  };
+  std::ofstream(dir + "/text.h5") << "not HDF5";
+  check(dir + "/text.h5", "not an HDF5 file");
+  const std::string full = test::readFile(tinyResults());
+  std::ofstream(dir + "/cut.h5", std::ios::binary) << full.substr(0, full.size() / 3);
+  check(dir + "/cut.h5", dir + "/cut.h5");
+  {
+    H5File f(dir + "/partial.h5", H5File::Mode::kTruncate);
+    H5File src(tinyResults(), H5File::Mode::kRead);
+    f.setAttr("/", "format", std::string("robustlab-experiment-1"));
+    f.setAttr("/", "config", src.attrString("/", "config"));
+    f.copyFrom(src, "/seeds", "/seeds");
+    f.copyFrom(src, "/arms", "/arms");
+  }
+  check(dir + "/partial.h5", "missing '/summary'");
+  check(dir + "/missing.h5", "file not found");
+}
