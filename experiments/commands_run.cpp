@@ -2,6 +2,10 @@
 #include "experiments/commands.h"
 #include "experiments/experiment.h"
 #include "experiments/pipeline.h"
+#include "experiments/report.h"
+
+#include <cstdio>
+#include <filesystem>
 
 namespace robustlab {
 
@@ -21,6 +25,17 @@ int cmdRun(int argc, char** argv) {
   if (maybeDumpConfig(args, c)) return 0;
   const torch::Device device = setUpRuntime(c);
   runExperiment(c, commandLine(argc, argv), device);
+  // The results are safe on disk by now: a report that cannot be made is a warning, not a failure.
+  ReportOptions report;
+  report.results = c.output;
+  const std::filesystem::path out(c.output);
+  report.outDir = (out.parent_path() / (out.stem().string() + "-report")).string();
+  try {
+    writeReport(report);
+    std::printf("wrote %s/report.html (robustlab report %s)\n", report.outDir.c_str(), c.output.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "warning: report not written: %s\n", e.what());
+  }
   return 0;
 }
 
