@@ -11,5 +11,6 @@ int cmdRun(int argc, char** argv);
 int cmdConvert(int argc, char** argv);
 int cmdBench(int argc, char** argv);
 int cmdReport(int argc, char** argv);
+int cmdSweep(int argc, char** argv);
 
 }  // namespace robustlab

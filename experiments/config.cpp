@@ -192,6 +192,7 @@ Config fromTable(const toml::table& table, const std::string& what) {
   readStage(r.sub("finetune"), c.finetune, "finetune");
   readArms(r, c);
   readAttack(r.sub("attack"), c.attack, c.seed);
+  if (r.has("sweep")) r.sub("sweep");  // read by `robustlab sweep` (sweep.h); `run` runs the base experiment
   r.rejectUnknown();
   checkArms(c, what);
   return c.withSeed(c.seed);

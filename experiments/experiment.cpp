@@ -109,6 +109,13 @@ std::string stableHash(const std::string& text) {
   return buf;
 }
 
+std::string experimentHash(const Config& c) {
+  Config hashed = c;
+  hashed.output.clear();
+  hashed.threads = 0;
+  return stableHash(hashed.toToml());
+}
+
 void runExperiment(const Config& c, const std::string& command, torch::Device device) {
   const std::string started = utcNow();
   const auto t0 = std::chrono::steady_clock::now();
@@ -249,9 +256,7 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
   writeH5Atomically(c.output, [&](H5File& f) {
     f.setAttr("/", "format", std::string(kExperimentFormat));
     f.setAttr("/", "config", c.toToml());
-    Config hashed = c;  // where the results go is not part of what they are
-    hashed.output.clear();
-    f.setAttr("/", "config_hash", stableHash(hashed.toToml()));
+    f.setAttr("/", "config_hash", experimentHash(c));
     f.setAttr("/", "robustlab_version", std::string(kGitDescribe));
     f.setAttr("/", "libtorch_version", std::string(TORCH_VERSION));
     f.setAttr("/", "device", device.str());

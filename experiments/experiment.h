@@ -23,4 +23,8 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
 /// FNV-1a 64-bit hash as 16 hex digits (stable across builds and machines).
 std::string stableHash(const std::string& text);
 
+/// The hash that identifies an experiment: its resolved config without where the results go and
+/// how many threads compute them.
+std::string experimentHash(const Config& c);
+
 }  // namespace robustlab

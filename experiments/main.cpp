@@ -17,6 +17,7 @@ struct Command {
 
 const Command kCommands[] = {
     {"run", robustlab::cmdRun, "run an experiment from a config (default: the embedded default experiment)"},
+    {"sweep", robustlab::cmdSweep, "run a config's [sweep] here or on Slurm; 'sweep status', 'sweep collect'"},
     {"train", robustlab::cmdTrain, "train a classifier on the [train] task"},
     {"pretrain", robustlab::cmdPretrain, "pre-train a backbone (supervised, adversarial, rotation, masked)"},
     {"finetune", robustlab::cmdFinetune, "fine-tune a pre-trained backbone on the [finetune] task"},
@@ -52,6 +53,6 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::fprintf(stderr, "robustlab: error: unknown command '%s' (valid: run, train, pretrain, finetune, attack, convert, report, bench)\n", argv[1]);
+  std::fprintf(stderr, "robustlab: error: unknown command '%s' (valid: run, sweep, train, pretrain, finetune, attack, convert, report, bench)\n", argv[1]);
   return 2;
 }

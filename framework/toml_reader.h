@@ -33,6 +33,8 @@ class TomlReader {
   std::string choice(const std::string& key, const std::string& def, const std::vector<std::string>& allowed);
 
   bool has(const std::string& key) const { return table_.contains(key); }
+  /// The node at `key` of any type (nullptr when absent); marks the key used.
+  const toml::node* raw(const std::string& key) { return node(key); }
   /// A sub-table reader (an empty table when absent); marks the key used.
   TomlReader sub(const std::string& key);
   /// The array of tables at `key` (empty when absent); marks the key used.
