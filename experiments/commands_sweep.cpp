@@ -33,6 +33,7 @@ int cmdSweep(int argc, char** argv) {
   opts.add_options()
       ("config", "config file with a [sweep] table", cxxopts::value<std::string>())
       ("set", "override a base config key (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("dir", "sweep directory (overrides [sweep].dir; default results/sweep-<name>)", cxxopts::value<std::string>()->default_value(""))
       ("backend", "local | slurm", cxxopts::value<std::string>()->default_value("local"))
       ("j,jobs", "local: points run at once", cxxopts::value<int>()->default_value("1"))
       ("threads", "threads per point (0: cores / jobs)", cxxopts::value<int>()->default_value("0"))
@@ -50,7 +51,7 @@ int cmdSweep(int argc, char** argv) {
   if (!args.count("config")) throw std::invalid_argument("sweep: give the config file, e.g. robustlab sweep experiments/configs/sweep-example.toml");
   std::vector<std::string> sets;
   if (args.count("set")) sets = args["set"].as<std::vector<std::string>>();
-  const Sweep s = planSweep(args["config"].as<std::string>(), sets);
+  const Sweep s = planSweep(args["config"].as<std::string>(), sets, args["dir"].as<std::string>());
   if (action == "status") {
     std::printf("%s", sweepStatus(s).c_str());
     return 0;

@@ -79,7 +79,7 @@ std::vector<std::string> readLines(const std::string& path) {
 
 }  // namespace
 
-Sweep planSweep(const std::string& path, const std::vector<std::string>& overrides) {
+Sweep planSweep(const std::string& path, const std::vector<std::string>& overrides, const std::string& dirOverride) {
   toml::table table = parseToml(readText(path), path);
   const toml::node* sweepNode = table.get("sweep");
   if (!sweepNode || !sweepNode->is_table()) throw ConfigError(path + ": no [sweep] table: nothing to sweep (see README.md, Sweeps)");
@@ -89,6 +89,7 @@ Sweep planSweep(const std::string& path, const std::vector<std::string>& overrid
   const int64_t samples = r.integer("samples", mode == "grid" ? 1 : 0, 0, 100000);
   const uint64_t seed = static_cast<uint64_t>(r.integer("seed", 0, 0));
   std::string dir = r.str("dir", "");
+  if (!dirOverride.empty()) dir = dirOverride;
   // Grid: key -> list of TOML values.
   std::vector<std::pair<std::string, std::vector<std::string>>> grid;
   if (r.has("grid")) {

@@ -38,7 +38,8 @@ struct Sweep {
 /// Expands the [sweep] of `path` (with --set `overrides` applied to the base first) into points and
 /// writes each point's resolved config to <dir>/configs/<hash>.toml. Errors (a key the config does
 /// not have, an empty list, a bad distribution) are ConfigError naming the file and the sweep key.
-Sweep planSweep(const std::string& path, const std::vector<std::string>& overrides);
+/// `dir` (when not empty) replaces [sweep].dir.
+Sweep planSweep(const std::string& path, const std::vector<std::string>& overrides, const std::string& dir = "");
 
 /// Whether a point's results file is complete (written by run, with the point's config hash).
 bool pointDone(const SweepPoint& p);
