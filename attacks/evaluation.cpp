@@ -41,9 +41,11 @@ const AttackRun* EvalResult::find(const std::string& attack, double eps) const {
 EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOptions& options, torch::Device device) {
   options.validate();
   model.to(device);
+  PrecisionGuard precision(options.precision);
   const int64_t n = data.size();
   EvalResult r;
   r.norm = options.norm;
+  r.precision = options.precision;
   r.epsGrid = options.epsGrid;
   r.labels = data.labels.clone();
   r.cleanPred = predict(model, data.images, device, options.batchSize);

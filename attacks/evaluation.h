@@ -6,6 +6,7 @@
 // gradient-masking sanity checks (sanity.h).
 #include "attacks/attack.h"
 #include "data/dataset.h"
+#include "framework/runtime.h"
 
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@ struct EvalOptions {
   bool sanityChecks = true;
   int64_t sanityLimit = 500;     ///< examples used by the extra sanity-check attacks
   bool progress = true;
+  Precision precision = Precision::kFp32;  ///< arithmetic of every forward/backward pass
   void validate() const;
 };
 
@@ -53,6 +55,7 @@ struct SanityCheck {
 
 struct EvalResult {
   Norm norm = Norm::kLinf;
+  Precision precision = Precision::kFp32;
   std::vector<double> epsGrid;
   torch::Tensor labels, cleanPred, cleanCorrect;  ///< N
   double cleanAccuracy = 0;

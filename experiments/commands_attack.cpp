@@ -31,6 +31,7 @@ int cmdAttack(int argc, char** argv) {
       ("seed", "attack seed", cxxopts::value<int64_t>()->default_value("0"))
       ("device", "auto | cpu | cuda", cxxopts::value<std::string>()->default_value("auto"))
       ("threads", "intra-op CPU threads (0: measured default)", cxxopts::value<int64_t>()->default_value("0"))
+      ("precision", "fp32 | bf16 | auto", cxxopts::value<std::string>()->default_value("fp32"))
       ("o,out", "results file (default results/attack.h5)", cxxopts::value<std::string>()->default_value("results/attack.h5"))
       ("q,quiet", "no progress output")
       ("h,help", "show this help");
@@ -83,6 +84,8 @@ int cmdAttack(int argc, char** argv) {
   e.norm = parseNorm(args["norm"].as<std::string>());
   e.batchSize = args["batch-size"].as<int64_t>();
   e.sanityChecks = !args.count("no-sanity");
+  e.precision = parsePrecision(args["precision"].as<std::string>());
+  c.precision = precisionName(e.precision);
   e.validate();
 
   useEvalThreads(c);

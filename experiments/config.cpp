@@ -27,6 +27,7 @@ void readStage(TomlReader r, StageConfig& s, const std::string& section) {
   t.optim.schedule = r.choice("schedule", t.optim.schedule, {"constant", "cosine", "step"});
   t.optim.stepEpochs = r.integer("step_epochs", t.optim.stepEpochs, 0);
   t.optim.gamma = r.real("gamma", t.optim.gamma, 1e-9, 1.0);
+  t.optim.clipGradNorm = r.real("clip_grad_norm", t.optim.clipGradNorm, 0.0, 1e9);
   s.objective = r.choice("objective", s.objective, {"standard", "pgd", "trades"});
   auto& a = s.adversary;
   a.eps = r.real("adv_eps", a.eps, 0.0, 1e6);
@@ -155,6 +156,7 @@ Config fromTable(const toml::table& table, const std::string& what) {
     if (sd < 0) r.fail("seeds", "seeds must be >= 0");
   c.device = r.choice("device", c.device, {"auto", "cpu", "cuda"});
   c.threads = r.integer("threads", c.threads, 0, 1024);
+  c.precision = r.choice("precision", c.precision, {"fp32", "bf16", "auto"});
   c.output = r.str("output", c.output);
   {
     TomlReader d = r.sub("data");
@@ -219,7 +221,7 @@ static void writeStage(std::ostream& os, const std::string& section, const Stage
      << "\nbatch_size = " << t.batchSize << "\noptimizer = \"" << t.optim.name << "\"\nlr = " << t.optim.lr
      << "\nmomentum = " << t.optim.momentum << "\nnesterov = " << (t.optim.nesterov ? "true" : "false")
      << "\nweight_decay = " << t.optim.weightDecay << "\nschedule = \"" << t.optim.schedule << "\"\nstep_epochs = " << t.optim.stepEpochs
-     << "\ngamma = " << t.optim.gamma << "\nobjective = \"" << s.objective << "\"\nadv_eps = " << s.adversary.eps
+     << "\ngamma = " << t.optim.gamma << "\nclip_grad_norm = " << t.optim.clipGradNorm << "\nobjective = \"" << s.objective << "\"\nadv_eps = " << s.adversary.eps
      << "\nadv_norm = \"" << normName(s.adversary.norm) << "\"\nadv_steps = " << s.adversary.steps
      << "\nadv_step_size = " << s.adversary.stepSize << "\nadv_rel_step_size = " << s.adversary.relStepSize
      << "\ntrades_beta = " << s.tradesBeta << "\n";
@@ -264,7 +266,7 @@ std::string Config::toToml() const {
   std::ostringstream os;
   os.precision(10);
   os << "name = " << quoted(name) << "\nseed = " << seed << "\nseeds = " << ints(seeds) << "\ndevice = \"" << device
-     << "\"\nthreads = " << threads << "\noutput = " << quoted(output) << "\n";
+     << "\"\nthreads = " << threads << "\nprecision = \"" << precision << "\"\noutput = " << quoted(output) << "\n";
   os << "\n" << dataToToml(data);
   // The model table: the spec's own canonical text, nested under [model].
   std::string spec = model.backboneKey();

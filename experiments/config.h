@@ -68,6 +68,7 @@ struct Config {
   std::vector<int64_t> seeds;  ///< run: seeds of every arm (empty = [seed])
   std::string device = "auto";
   int64_t threads = 0;       ///< 0: the measured default (1 on CPU)
+  std::string precision = "fp32";  ///< fp32 | bf16 | auto
   std::string output = "results/default.h5";
   DataConfig data;
   ModelSpec model;

@@ -94,7 +94,9 @@ StageConfig effectiveFinetune(const Config& c, const ArmConfig& a) {
 }
 
 /// Everything a unit's numbers depend on, besides its own stage.
-std::string commonKey(const Config& c) { return std::string(kUnitFormat) + "\n" + dataToToml(c.data) + c.model.backboneKey(); }
+std::string commonKey(const Config& c) {
+  return std::string(kUnitFormat) + "\nprecision = " + c.precision + "\n" + dataToToml(c.data) + c.model.backboneKey();
+}
 
 }  // namespace
 

@@ -97,6 +97,7 @@ StageResult runStage(const Config& c, const StageConfig& stage, const std::strin
   opt.seed = stageSeed(c, section);
   opt.headOnly = section == "finetune" && stage.finetune == "linear";
   opt.label = label;
+  opt.precision = parsePrecision(c.precision);
   r.history = train(*r.model, *objective, r.data.train, r.data.val, opt, device);
   r.valAccuracy = r.data.val.size() ? accuracy(*r.model, r.data.val, device) : NAN;
   r.testAccuracy = accuracy(*r.model, r.data.test, device);
@@ -124,6 +125,7 @@ EvalOptions evalOptionsFrom(const Config& c) {
   e.batchSize = c.attack.batchSize;
   e.keepExamples = c.attack.keepExamples;
   e.sanityChecks = c.attack.sanityChecks;
+  e.precision = parsePrecision(c.precision);
   return e;
 }
 

@@ -54,6 +54,7 @@ ReportData readReportData(const std::string& path) {
   d.meta["config"] = configText;
   const Config c = parseConfig(configText, path + " (stored config)");
   d.meta["name"] = c.name;
+  d.meta["precision"] = c.precision;
   for (int64_t cls : c.finetune.classes)
     d.classNames.push_back(c.data.source.source == "fashion-mnist" && cls < 10 ? kFashionNames[cls] : "class " + std::to_string(cls));
   rd.need("/seeds");

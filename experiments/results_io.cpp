@@ -21,6 +21,7 @@ void writeEvaluation(H5File& f, const std::string& group, const EvalResult& r) {
   f.createGroup(group);
   f.setAttr(group, "clean_accuracy", r.cleanAccuracy);
   f.setAttr(group, "norm", normName(r.norm));
+  f.setAttr(group, "precision", precisionName(r.precision));
   f.setAttr(group, "n_examples", static_cast<int64_t>(r.labels.size(0)));
   f.setAttr(group, "robust_accuracy_denominator", std::string("all evaluated examples (clean mistakes count as not robust)"));
   f.setAttr(group, "success_rate_denominator", std::string("clean-correct examples"));

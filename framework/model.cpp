@@ -122,7 +122,10 @@ torch::Tensor ClassifierImpl::features(const torch::Tensor& x) {
   return backbone_->forward((x - mean_) / std_);
 }
 
-torch::Tensor ClassifierImpl::forward(const torch::Tensor& x) { return head_->forward(features(x)); }
+torch::Tensor ClassifierImpl::forward(const torch::Tensor& x) {
+  // Under bf16 autocast the logits come out in bf16; losses and argmax are taken in fp32.
+  return head_->forward(features(x)).to(torch::kFloat32);
+}
 
 void ClassifierImpl::resetHead(int64_t numClasses) {
   const auto device = mean_.device();

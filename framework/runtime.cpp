@@ -1,6 +1,8 @@
 #include "framework/runtime.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
@@ -36,6 +38,55 @@ int configureThreads(int n) {
 int defaultEvalThreads() {
   const unsigned hw = std::thread::hardware_concurrency();
   return static_cast<int>(std::max(1u, std::min(2u, hw)));
+}
+
+Precision parsePrecision(const std::string& name) {
+  if (name == "fp32" || name == "auto") return Precision::kFp32;
+  if (name == "bf16") return Precision::kBf16;
+  throw std::invalid_argument("precision: unknown precision '" + name + "', expected fp32, bf16 or auto");
+}
+
+std::string precisionName(Precision p) { return p == Precision::kBf16 ? "bf16" : "fp32"; }
+
+// The autocast API was renamed in LibTorch 2.4 (device-type arguments instead of per-device names).
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define ROBUSTLAB_AUTOCAST_V2 1
+#endif
+
+PrecisionGuard::PrecisionGuard(Precision p) {
+  if (p != Precision::kBf16) return;
+  active_ = true;
+#ifdef ROBUSTLAB_AUTOCAST_V2
+  cpuWas_ = at::autocast::is_autocast_enabled(at::kCPU);
+  cudaWas_ = at::autocast::is_autocast_enabled(at::kCUDA);
+  cpuDtypeWas_ = at::autocast::get_autocast_dtype(at::kCPU);
+  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCPU, true);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+  cpuWas_ = at::autocast::is_cpu_enabled();
+  cudaWas_ = at::autocast::is_enabled();
+  cpuDtypeWas_ = at::autocast::get_autocast_cpu_dtype();
+  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+  at::autocast::set_cpu_enabled(true);
+  at::autocast::set_enabled(true);
+#endif
+}
+
+PrecisionGuard::~PrecisionGuard() {
+  if (!active_) return;
+#ifdef ROBUSTLAB_AUTOCAST_V2
+  at::autocast::set_autocast_enabled(at::kCPU, cpuWas_);
+  at::autocast::set_autocast_enabled(at::kCUDA, cudaWas_);
+  at::autocast::set_autocast_dtype(at::kCPU, cpuDtypeWas_);
+#else
+  at::autocast::set_cpu_enabled(cpuWas_);
+  at::autocast::set_enabled(cudaWas_);
+  at::autocast::set_autocast_cpu_dtype(cpuDtypeWas_);
+#endif
+  at::autocast::clear_cache();
 }
 
 void seedEverything(uint64_t seed) { torch::manual_seed(seed); }

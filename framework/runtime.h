@@ -26,6 +26,27 @@ int defaultEvalThreads();
 /// explicit generators derived from the same seed.
 void seedEverything(uint64_t seed);
 
+/// Arithmetic precision of the forward and backward passes.
+enum class Precision { kFp32, kBf16 };
+/// "fp32" | "bf16" | "auto" (auto = fp32: bf16 is opt-in until it is measured faster on the machine
+/// at hand, see BENCHMARKS.md). Throws std::invalid_argument on anything else.
+Precision parsePrecision(const std::string& name);
+std::string precisionName(Precision p);
+
+/// Turns LibTorch autocast on (bf16) for the current thread on CPU and CUDA, and restores the
+/// previous state on destruction. With kFp32 it does nothing.
+class PrecisionGuard {
+ public:
+  explicit PrecisionGuard(Precision p);
+  ~PrecisionGuard();
+  PrecisionGuard(const PrecisionGuard&) = delete;
+  PrecisionGuard& operator=(const PrecisionGuard&) = delete;
+
+ private:
+  bool active_ = false, cpuWas_ = false, cudaWas_ = false;
+  at::ScalarType cpuDtypeWas_ = at::kBFloat16;
+};
+
 /// A CPU generator with a given seed (random numbers are drawn on CPU and moved, so CPU and CUDA runs
 /// see the same noise).
 at::Generator makeGenerator(uint64_t seed);

@@ -6,6 +6,7 @@
 
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
+#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/sgd.h>
 #include <torch/utils.h>
 
@@ -85,6 +86,7 @@ void OptimizerOptions::validate() const {
     throw std::invalid_argument("schedule: unknown schedule '" + schedule + "', expected constant, cosine or step");
   if (!(gamma > 0 && gamma <= 1)) throw std::invalid_argument("gamma: must be in (0, 1]");
   if (stepEpochs < 0) throw std::invalid_argument("step_epochs: must be >= 0");
+  if (!(clipGradNorm >= 0)) throw std::invalid_argument("clip_grad_norm: must be >= 0");
 }
 
 void TrainOptions::validate() const {
@@ -125,8 +127,13 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
       lr = scheduledLr(opt.optim, epoch, opt.epochs, s, stepsPerEpoch);
       for (auto& g : optimizer->param_groups()) g.options().set_lr(lr);
       optimizer->zero_grad();
-      BatchOutput out = objective.batch(model, x, y, gen);
+      BatchOutput out;
+      {
+        PrecisionGuard precision(opt.precision);
+        out = objective.batch(model, x, y, gen);
+      }
       out.loss.backward();
+      if (opt.optim.clipGradNorm > 0) torch::nn::utils::clip_grad_norm_(params, opt.optim.clipGradNorm);
       optimizer->step();
       lossSum += out.loss.item<double>() * static_cast<double>(idx.size(0));
       correct += out.correct;

@@ -4,6 +4,7 @@
 #include "data/dataset.h"
 #include "framework/model.h"
 #include "framework/objectives.h"
+#include "framework/runtime.h"
 
 #include <cmath>
 #include <string>
@@ -23,6 +24,7 @@ struct OptimizerOptions {
   std::string schedule = "cosine";    ///< constant | cosine (per step) | step
   int64_t stepEpochs = 0;             ///< step: decay every this many epochs (0: at 50% and 75%)
   double gamma = 0.1;                 ///< step: decay factor
+  double clipGradNorm = 0;            ///< clip the global gradient norm to this (0: off)
   void validate() const;
 };
 
@@ -33,6 +35,7 @@ struct TrainOptions {
   uint64_t seed = 0;       ///< data order and objective randomness
   bool headOnly = false;   ///< linear probe: train the head only, backbone (and its BatchNorm) frozen
   std::string label = "train";  ///< progress label
+  Precision precision = Precision::kFp32;
   void validate() const;
 };
 
