@@ -10,6 +10,8 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <fstream>
+#include <string>
 #include <stdexcept>
 #include <thread>
 
@@ -40,8 +42,16 @@ int defaultEvalThreads() {
   return static_cast<int>(std::max(1u, std::min(2u, hw)));
 }
 
+bool cpuHasNativeBf16() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("flags", 0) == 0) return line.find(" avx512_bf16") != std::string::npos || line.find(" amx_bf16") != std::string::npos;
+  return false;
+}
+
 Precision parsePrecision(const std::string& name) {
-  if (name == "fp32" || name == "auto") return Precision::kFp32;
+  if (name == "fp32") return Precision::kFp32;
+  if (name == "auto") return cpuHasNativeBf16() || torch::cuda::is_available() ? Precision::kBf16 : Precision::kFp32;
   if (name == "bf16") return Precision::kBf16;
   throw std::invalid_argument("precision: unknown precision '" + name + "', expected fp32, bf16 or auto");
 }

@@ -28,9 +28,12 @@ void seedEverything(uint64_t seed);
 
 /// Arithmetic precision of the forward and backward passes.
 enum class Precision { kFp32, kBf16 };
-/// "fp32" | "bf16" | "auto" (auto = fp32: bf16 is opt-in until it is measured faster on the machine
-/// at hand, see BENCHMARKS.md). Throws std::invalid_argument on anything else.
+/// "fp32" | "bf16" | "auto": bf16 where the hardware computes it natively (a CPU with AVX-512 BF16
+/// or AMX, or a CUDA device), else fp32 (BENCHMARKS.md has the measurements behind it). Throws
+/// std::invalid_argument on anything else.
 Precision parsePrecision(const std::string& name);
+/// Whether /proc/cpuinfo lists avx512_bf16 or amx_bf16.
+bool cpuHasNativeBf16();
 std::string precisionName(Precision p);
 
 /// Turns LibTorch autocast on (bf16) for the current thread on CPU and CUDA, and restores the

@@ -76,3 +76,20 @@ TEST_CASE("TRADES training makes the model more robust than standard training of
   INFO("PGD-20 accuracy at eps 0.1: TRADES " << robustT << ", standard " << robustC);
   CHECK(robustT >= robustC + 0.15);
 }
+
+TEST_CASE("bf16 precision gives robust accuracy within 1 point of fp32 on the same model and data", "[attacks]") {
+  Classifier model = test::standardModel();
+  auto e = suite({"pgd"}, {0.05, 0.1});
+  const EvalResult fp32 = evaluate(*model, test::fashionTest().head(500), e, torch::kCPU);
+  e.precision = Precision::kBf16;
+  const EvalResult bf16 = evaluate(*model, test::fashionTest().head(500), e, torch::kCPU);
+  CHECK(bf16.precision == Precision::kBf16);
+  CHECK(std::abs(bf16.cleanAccuracy - fp32.cleanAccuracy) <= 0.01);
+  for (size_t i = 0; i < e.epsGrid.size(); ++i) {
+    INFO("eps " << e.epsGrid[i] << ": fp32 " << fp32.worstAccuracy[i] << ", bf16 " << bf16.worstAccuracy[i]);
+    CHECK(std::abs(bf16.worstAccuracy[i] - fp32.worstAccuracy[i]) <= 0.01);
+  }
+  // The precision is scoped to its evaluation: fp32 again afterwards gives the fp32 numbers.
+  e.precision = Precision::kFp32;
+  CHECK(evaluate(*model, test::fashionTest().head(500), e, torch::kCPU).worstAccuracy == fp32.worstAccuracy);
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Python PyTorch reference for `robustlab bench`: the same small CNN, the same training loop
-(SGD momentum 0.9, weight decay 5e-4, batch 128, one epoch over Fashion-MNIST) and the same PGD-20
-loop (Linf eps 0.1, step 2.5*eps/20, random start, 1000 test images in one batch), timed the same way.
+(SGD momentum 0.9, weight decay 5e-4, batch 128, one epoch over Fashion-MNIST), the same PGD-10
+adversarial training (Linf eps 0.1, on the first 6000 images), the same PGD-20 loop (Linf eps 0.1, step
+2.5*eps/20, random start, 1000 test images in one batch) and FGSM, in fp32 and bf16 autocast, timed
+the same way.
     /usr/bin/python3 experiments/bench/reference.py [--threads 1,2] [--train-images 60000]
 """
 import argparse, gzip, resource, time
@@ -34,18 +36,27 @@ def small_cnn():
                          nn.Linear(32 * 7 * 7, 100), nn.ReLU(), nn.Linear(100, 10))
 
 
-def train_epoch(model, x, y, batch, gen):
+def autocast(bf16):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+
+def train_epoch(model, x, y, batch, gen, bf16=False, adversarial=False):
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    model.train()
     perm = torch.randperm(len(y), generator=gen)
     for i in range(0, len(y), batch):
         idx_ = perm[i:i + batch]
+        xb, yb = x[idx_], y[idx_]
+        if adversarial:  # Madry PGD-10 at eps 0.1, made in eval mode
+            xb = pgd(model, xb, yb, steps=10, bf16=bf16)
+        model.train()
         opt.zero_grad()
-        F.cross_entropy(model(x[idx_]), y[idx_]).backward()
+        with autocast(bf16):
+            loss = F.cross_entropy(model(xb).float(), yb)
+        loss.backward()
         opt.step()
 
 
-def pgd(model, x, y, eps=0.1, steps=20):
+def pgd(model, x, y, eps=0.1, steps=20, bf16=False):
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -53,7 +64,8 @@ def pgd(model, x, y, eps=0.1, steps=20):
     xadv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
     for _ in range(steps):
         xadv.requires_grad_(True)
-        loss = F.cross_entropy(model(xadv), y, reduction="sum")
+        with autocast(bf16):
+            loss = F.cross_entropy(model(xadv).float(), y, reduction="sum")
         g, = torch.autograd.grad(loss, xadv)
         xadv = torch.min(torch.max(xadv.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
     for p in model.parameters():
@@ -61,27 +73,51 @@ def pgd(model, x, y, eps=0.1, steps=20):
     return xadv
 
 
+def fgsm(model, x, y, eps=0.1, bf16=False):
+    model.eval()
+    x = x.clone().requires_grad_(True)
+    with autocast(bf16):
+        loss = F.cross_entropy(model(x).float(), y, reduction="sum")
+    g, = torch.autograd.grad(loss, x)
+    return (x.detach() + eps * g.sign()).clamp(0, 1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--train-images", type=int, default=60000)
+    ap.add_argument("--adv-train-images", type=int, default=6000)
     ap.add_argument("--attack-images", type=int, default=1000)
+    ap.add_argument("--precision", default="fp32,bf16")
     a = ap.parse_args()
     xtr, ytr = load("train", a.train_images)
     xte, yte = load("test", a.attack_images)
-    print(f"{'python':<8} {'threads':>8} {'train img/s':>14} {'epoch s':>12} {'PGD-20 img-steps/s':>20} {'peak RSS MiB':>14}")
-    for t in [int(s) for s in a.threads.split(",")]:
-        torch.set_num_threads(t)
-        torch.manual_seed(0)
-        model = small_cnn()
-        t0 = time.perf_counter()
-        train_epoch(model, xtr, ytr, 128, torch.Generator().manual_seed(0))
-        tr = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        pgd(model, xte, yte)
-        pg = time.perf_counter() - t0
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"{'torch' + torch.__version__[:4]:<8} {t:>8} {len(ytr) / tr:>14.0f} {tr:>12.2f} {len(yte) * 20 / pg:>20.0f} {rss:>14.0f}", flush=True)
+    print(f"{'python':<10} {'prec':<6} {'threads':>8} {'train img/s':>12} {'PGD-10 AT img/s':>16} {'PGD-20 img-st/s':>16} "
+          f"{'FGSM img/s':>12} {'RSS MiB':>10}")
+    for prec in a.precision.split(","):
+        bf16 = prec == "bf16"
+        for t in [int(s) for s in a.threads.split(",")]:
+            torch.set_num_threads(t)
+            torch.manual_seed(0)
+            model = small_cnn()
+            t0 = time.perf_counter()
+            train_epoch(model, xtr, ytr, 128, torch.Generator().manual_seed(0), bf16=bf16)
+            tr = time.perf_counter() - t0
+            torch.manual_seed(0)
+            adv_model = small_cnn()
+            t0 = time.perf_counter()
+            train_epoch(adv_model, xtr[:a.adv_train_images], ytr[:a.adv_train_images], 128, torch.Generator().manual_seed(0),
+                        bf16=bf16, adversarial=True)
+            at = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            pgd(model, xte, yte, bf16=bf16)
+            pg = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            fgsm(model, xte, yte, bf16=bf16)
+            fg = time.perf_counter() - t0
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"{'torch' + torch.__version__[:4]:<10} {prec:<6} {t:>8} {len(ytr) / tr:>12.0f} {a.adv_train_images / at:>16.0f} "
+                  f"{len(yte) * 20 / pg:>16.0f} {len(yte) / fg:>12.0f} {rss:>10.0f}", flush=True)
 
 
 if __name__ == "__main__":
