@@ -23,6 +23,7 @@ int cmdAttack(int argc, char** argv) {
       ("rel-step-size", "pgd step relative to eps (0: 2.5 / steps)", cxxopts::value<double>()->default_value("0"))
       ("restarts", "random restarts (worst case per example)", cxxopts::value<int64_t>()->default_value("1"))
       ("no-random-start", "start pgd at the clean input")
+      ("no-early-stop", "keep stepping examples already fooled (same accuracy, for timing)")
       ("targeted", "none | random | least-likely", cxxopts::value<std::string>()->default_value("none"))
       ("limit", "test examples to evaluate (0: all)", cxxopts::value<int64_t>()->default_value("1000"))
       ("batch-size", "examples per attack batch", cxxopts::value<int64_t>()->default_value("500"))
@@ -71,6 +72,7 @@ int cmdAttack(int argc, char** argv) {
   o.relStepSize = args["rel-step-size"].as<double>();
   o.restarts = args["restarts"].as<int64_t>();
   o.randomStart = !args.count("no-random-start");
+  o.earlyStop = !args.count("no-early-stop");
   o.targeting = parseTargeting(args["targeted"].as<std::string>());
   o.seed = c.seed;
   for (const auto& name : splitList(args["attack"].as<std::string>())) e.attacks.push_back({name, o});

@@ -41,6 +41,9 @@ struct Sweep {
 /// `dir` (when not empty) replaces [sweep].dir.
 Sweep planSweep(const std::string& path, const std::vector<std::string>& overrides, const std::string& dir = "");
 
+/// "key=value, key=value" of a point's parameters.
+std::string describe(const std::vector<std::pair<std::string, std::string>>& params);
+
 /// Whether a point's results file is complete (written by run, with the point's config hash).
 bool pointDone(const SweepPoint& p);
 
