@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // Bump when the fixtures' recipe changes, so stale cached models are not reused.
-constexpr const char* kCacheVersion = "v1";
+constexpr const char* kCacheVersion = "v2";
 
 std::string cachePath(const std::string& name) {
   fs::create_directories(ROBUSTLAB_TEST_CACHE);
@@ -70,7 +70,7 @@ ModelSpec smallCnn(int64_t classes, bool batchNorm) {
 }
 
 Classifier standardModel() {
-  return trainOrLoad("standard", [] { return std::make_unique<CrossEntropyObjective>(); }, 4);
+  return trainOrLoad("standard", [] { return std::make_unique<CrossEntropyObjective>(); }, 8);
 }
 
 std::string standardCheckpoint() {

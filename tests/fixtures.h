@@ -12,7 +12,7 @@ namespace robustlab::test {
 const Dataset& fashionTrain();   // 6000 images
 const Dataset& fashionTest();    // 1000 held-out test images
 
-/// The default small CNN trained normally on fashionTrain() (4 epochs, seed 0).
+/// The default small CNN trained normally on fashionTrain() (8 epochs, seed 0).
 Classifier standardModel();
 /// The same CNN trained with PGD adversarial training (Linf eps 0.1, 7 steps).
 Classifier adversarialModel();
