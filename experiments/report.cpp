@@ -1,7 +1,10 @@
 #include "experiments/report.h"
 
 #include "experiments/report_data.h"
+#include "experiments/report_doc.h"
 #include "experiments/report_figures.h"
+#include "experiments/report_sweep.h"
+#include "data/h5io.h"
 
 #include <cmath>
 #include <cstdio>
@@ -13,75 +16,7 @@
 namespace robustlab {
 namespace fs = std::filesystem;
 namespace {
-
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char ch : s) {
-    if (ch == '<') o += "&lt;";
-    else if (ch == '>') o += "&gt;";
-    else if (ch == '&') o += "&amp;";
-    else if (ch == '"') o += "&quot;";
-    else o += ch;
-  }
-  return o;
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-std::string pct(const SeriesCi& s, size_t i) {
-  std::string out = fmt("%.2f", 100.0 * s.mean[i]);
-  if (std::isfinite(s.hi[i])) out += " ± " + fmt("%.2f", 100.0 * (s.hi[i] - s.mean[i]));
-  return out;
-}
-
-std::string pval(double p) { return std::isfinite(p) ? fmt("%.3g", p) : "n/a"; }
-
-/// Inline SVG: the gnuplot file without its XML prologue.
-std::string inlineSvg(const std::string& svg) {
-  const auto pos = svg.find("<svg");
-  return pos == std::string::npos ? svg : svg.substr(pos);
-}
-
-struct Doc {
-  std::ostringstream html, md;
-  void section(const std::string& id, const std::string& title) {
-    html << "<section id=\"" << id << "\"><h2>" << esc(title) << "</h2>\n";
-    md << "\n## " << title << "\n\n";
-  }
-  void end() { html << "</section>\n"; }
-  /// A table in both formats; `classes` per cell (same shape as rows) colours HTML cells.
-  void table(const std::vector<std::string>& head, const std::vector<std::vector<std::string>>& rows,
-             const std::vector<std::vector<std::string>>& classes = {}) {
-    html << "<table><tr>";
-    for (const auto& h : head) html << "<th>" << esc(h) << "</th>";
-    html << "</tr>\n";
-    md << "|";
-    for (const auto& h : head) md << " " << h << " |";
-    md << "\n|";
-    for (size_t i = 0; i < head.size(); ++i) md << "---|";
-    md << "\n";
-    for (size_t r = 0; r < rows.size(); ++r) {
-      html << "<tr>";
-      md << "|";
-      for (size_t k = 0; k < rows[r].size(); ++k) {
-        const std::string cls = r < classes.size() && k < classes[r].size() ? classes[r][k] : "";
-        html << "<td" << (cls.empty() ? "" : " class=\"" + cls + "\"") << ">" << esc(rows[r][k]) << "</td>";
-        md << " " << rows[r][k] << " |";
-      }
-      html << "</tr>\n";
-      md << "\n";
-    }
-    html << "</table>\n";
-  }
-  void figure(const std::string& svg, const std::string& file, const std::string& caption) {
-    html << "<figure>" << inlineSvg(svg) << "<figcaption>" << esc(caption) << "</figcaption></figure>\n";
-    md << "![" << caption << "](" << file << ")\n\n";
-  }
-};
+using namespace report;
 
 std::string epsHead(double e) { return "eps " + fmt("%g", e); }
 
@@ -218,45 +153,47 @@ void compareExperimentsSection(Doc& doc, const ReportData& a, const ReportData& 
   doc.end();
 }
 
-const char* kStyle = R"(body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#eee}td:first-child{text-align:left}.fail{background:#f4b4b4;color:#900;font-weight:bold}.pass{color:#060}
-.better{color:#060}.worse{color:#900}figure{margin:1em 0}.gallery{display:flex;flex-wrap:wrap;gap:12px}
-.gallery figure{width:340px;font-size:12px}.gallery img{image-rendering:pixelated;border:1px solid #999}
-.fooled img{border-color:#c00}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}
-)";
 
 }  // namespace
 
 void writeReport(const ReportOptions& o) {
-  const ReportData d = readReportData(o.results);
-  ReportData other;
+  std::string format;
+  {
+    H5File f(o.results, H5File::Mode::kRead);
+    format = f.hasAttr("/", "format") ? f.attrString("/", "format") : "";
+  }
+  const bool sweep = format == "robustlab-sweep-1";
+  ReportData d, other;
+  if (!sweep) d = readReportData(o.results);
   if (!o.compare.empty()) other = readReportData(o.compare);
   const fs::path out(o.outDir);
   const fs::path tmp = out.string() + ".tmp-" + std::to_string(::getpid());
   fs::remove_all(tmp);
   fs::create_directories(tmp / "figures");
   try {
-    Doc doc;
-    const std::string title = "robustlab report: " + d.meta.at("name");
-    doc.html << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" << esc(title) << "</title><style>" << kStyle
-             << "</style></head><body>\n<h1>" << esc(title) << "</h1>\n";
-    doc.md << "# " << title << "\n";
     const std::string figDir = (tmp / "figures").string();
-    metadataSection(doc, d);
-    summarySection(doc, d, "summary", "Clean and robust accuracy");
-    curvesSection(doc, d, figDir);
-    comparisonSection(doc, d);
-    trainingSection(doc, d, figDir);
-    gallerySection(doc, d, figDir);
-    sanitySection(doc, d);
-    if (!o.compare.empty()) {
-      compareExperimentsSection(doc, d, other, figDir);
-      summarySection(doc, other, "summary-second", "Second experiment: " + other.meta.at("name"));
+    Doc body;
+    std::string title;
+    if (sweep) {
+      title = sweepReport(o.results, body, figDir);
+    } else {
+      title = "robustlab report: " + d.meta.at("name");
+      metadataSection(body, d);
+      summarySection(body, d, "summary", "Clean and robust accuracy");
+      curvesSection(body, d, figDir);
+      comparisonSection(body, d);
+      trainingSection(body, d, figDir);
+      gallerySection(body, d, figDir);
+      sanitySection(body, d);
+      if (!o.compare.empty()) {
+        compareExperimentsSection(body, d, other, figDir);
+        summarySection(body, other, "summary-second", "Second experiment: " + other.meta.at("name"));
+      }
     }
-    doc.html << "</body></html>\n";
-    std::ofstream(tmp / "report.html") << doc.html.str();
-    std::ofstream(tmp / "report.md") << doc.md.str();
+    std::ofstream(tmp / "report.html") << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" << esc(title) << "</title><style>"
+                                       << kStyle << "</style></head><body>\n<h1>" << esc(title) << "</h1>\n"
+                                       << body.html.str() << "</body></html>\n";
+    std::ofstream(tmp / "report.md") << "# " << title << "\n" << body.md.str();
     fs::remove_all(out);
     fs::rename(tmp, out);
   } catch (...) {

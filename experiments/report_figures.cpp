@@ -61,6 +61,54 @@ std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const
 
 namespace {
 
+std::string runGnuplot(const std::string& svgPath, const std::string& script) {
+  const std::string scriptPath = svgPath + ".gp", logPath = svgPath + ".log";
+  std::ofstream(scriptPath) << script;
+  if (std::system(("gnuplot '" + scriptPath + "' >'" + logPath + "' 2>&1").c_str()) != 0 || !fs::exists(svgPath)) {
+    std::ifstream log(logPath);
+    std::string first;
+    std::getline(log, first);
+    throw std::runtime_error("gnuplot failed for " + svgPath + " (apt-get install gnuplot-nox): " + first);
+  }
+  fs::remove(scriptPath);
+  fs::remove(logPath);
+  std::ifstream in(svgPath);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string quoteTic(const std::string& s) {
+  std::string o;
+  for (char ch : s) o += ch == '"' ? '\'' : ch;
+  return o;
+}
+
+}  // namespace
+
+std::string heatmapSvg(const std::string& svgPath, const std::string& xlabel, const std::vector<std::string>& xticks,
+                       const std::string& ylabel, const std::vector<std::string>& yticks, const std::vector<std::vector<double>>& values,
+                       const std::string& title) {
+  std::ostringstream gp;
+  gp << "set terminal svg size 620,420 noenhanced font 'sans,12' background rgb 'white'\nset output '" << svgPath << "'\n"
+     << "set title '" << title << "'\nset xlabel '" << xlabel << "'\nset ylabel '" << ylabel << "'\n"
+     << "set palette defined (0 '#b2182b', 0.5 '#f7f7f7', 1 '#2166ac')\nset cblabel '%'\nunset key\n";
+  gp << "set xtics (";
+  for (size_t i = 0; i < xticks.size(); ++i) gp << (i ? ", " : "") << "\"" << quoteTic(xticks[i]) << "\" " << i;
+  gp << ")\nset ytics (";
+  for (size_t i = 0; i < yticks.size(); ++i) gp << (i ? ", " : "") << "\"" << quoteTic(yticks[i]) << "\" " << i;
+  gp << ")\nset xrange [-0.5:" << xticks.size() - 0.5 << "]\nset yrange [-0.5:" << yticks.size() - 0.5 << "]\n";
+  gp << "$data << EOD\n";
+  for (size_t r = 0; r < values.size(); ++r) {
+    for (size_t c = 0; c < values[r].size(); ++c) gp << (c ? " " : "") << (std::isfinite(values[r][c]) ? values[r][c] * 100.0 : NAN);
+    gp << "\n";
+  }
+  gp << "EOD\nplot $data matrix with image pixels, $data matrix using 1:2:(sprintf('%.1f', $3)) with labels\n";
+  return runGnuplot(svgPath, gp.str());
+}
+
+namespace {
+
 void appendBytes(png_structp png, png_bytep data, png_size_t n) {
   auto* out = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(png));
   out->insert(out->end(), data, data + n);

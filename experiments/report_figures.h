@@ -19,6 +19,11 @@ struct PlotSeries {
 std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const std::string& ylabel, const std::vector<PlotSeries>& series,
                     bool percent);
 
+/// A heatmap of `values` (rows x cols, NaN = missing) with categorical axis labels, through gnuplot.
+std::string heatmapSvg(const std::string& svgPath, const std::string& xlabel, const std::vector<std::string>& xticks,
+                       const std::string& ylabel, const std::vector<std::string>& yticks, const std::vector<std::vector<double>>& values,
+                       const std::string& title);
+
 /// PNG bytes of an 8-bit grayscale image (H x W uint8 tensor).
 std::vector<uint8_t> encodePng(const torch::Tensor& gray);
 /// Decodes an 8-bit PNG (any colour type) into an H x W x C uint8 tensor (used by tests).

@@ -95,4 +95,13 @@ TEST_CASE("a local sweep killed with SIGKILL does not recompute its finished poi
   CHECK(err.find("4 points, " + std::to_string(finished) + " done, " + std::to_string(4 - finished) + " to run") != std::string::npos);
   const std::string out = test::readFile(dir + "/out");
   CHECK(out.find("4 of 4 points") != std::string::npos);
+
+  // The collected sweep makes a report: points, best point per metric, heatmaps (two swept keys).
+  REQUIRE(test::shell(bin + " report " + dir + "/s/sweep.h5 -o " + dir + "/rep >/dev/null 2>&1") == 0);
+  const std::string html = test::readFile(dir + "/rep/report.html");
+  for (const std::string id : {"metadata", "points", "best", "heatmaps"}) {
+    INFO(id);
+    CHECK(html.find("<section id=\"" + id + "\">") != std::string::npos);
+  }
+  CHECK(fs::exists(dir + "/rep/figures/heatmap-0.svg"));
 }
