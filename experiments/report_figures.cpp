@@ -11,10 +11,36 @@
 
 namespace robustlab {
 namespace fs = std::filesystem;
+namespace {
+
+std::string runGnuplot(const std::string& svgPath, const std::string& script) {
+  const std::string scriptPath = svgPath + ".gp", logPath = svgPath + ".log";
+  std::ofstream(scriptPath) << script;
+  if (std::system(("gnuplot '" + scriptPath + "' >'" + logPath + "' 2>&1").c_str()) != 0 || !fs::exists(svgPath)) {
+    std::ifstream log(logPath);
+    std::string first;
+    std::getline(log, first);
+    throw std::runtime_error("gnuplot failed for " + svgPath + " (apt-get install gnuplot-nox): " + first);
+  }
+  fs::remove(scriptPath);
+  fs::remove(logPath);
+  std::ifstream in(svgPath);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string quoteTic(const std::string& s) {
+  std::string o;
+  for (char ch : s) o += ch == '"' ? '\'' : ch;
+  return o;
+}
+
+}  // namespace
 
 std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const std::string& ylabel, const std::vector<PlotSeries>& series,
                     bool percent) {
-  const std::string dataPath = svgPath + ".dat", scriptPath = svgPath + ".gp", logPath = svgPath + ".log";
+  const std::string dataPath = svgPath + ".dat";
   {
     std::ofstream data(dataPath);
     data.precision(8);
@@ -42,49 +68,10 @@ std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const
     gp << ", '" << dataPath << "' index " << i << " using 1:2 with linespoints lw 2 pt 7 lc " << i + 1 << " title '" << series[i].title
        << "'";
   gp << "\n";
-  std::ofstream(scriptPath) << gp.str();
-  const std::string cmd = "gnuplot '" + scriptPath + "' >'" + logPath + "' 2>&1";
-  if (std::system(cmd.c_str()) != 0 || !fs::exists(svgPath)) {
-    std::ifstream log(logPath);
-    std::string first;
-    std::getline(log, first);
-    throw std::runtime_error("gnuplot failed for " + svgPath + " (apt-get install gnuplot-nox): " + first);
-  }
+  const std::string svg = runGnuplot(svgPath, gp.str());
   fs::remove(dataPath);
-  fs::remove(scriptPath);
-  fs::remove(logPath);
-  std::ifstream in(svgPath);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return svg;
 }
-
-namespace {
-
-std::string runGnuplot(const std::string& svgPath, const std::string& script) {
-  const std::string scriptPath = svgPath + ".gp", logPath = svgPath + ".log";
-  std::ofstream(scriptPath) << script;
-  if (std::system(("gnuplot '" + scriptPath + "' >'" + logPath + "' 2>&1").c_str()) != 0 || !fs::exists(svgPath)) {
-    std::ifstream log(logPath);
-    std::string first;
-    std::getline(log, first);
-    throw std::runtime_error("gnuplot failed for " + svgPath + " (apt-get install gnuplot-nox): " + first);
-  }
-  fs::remove(scriptPath);
-  fs::remove(logPath);
-  std::ifstream in(svgPath);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string quoteTic(const std::string& s) {
-  std::string o;
-  for (char ch : s) o += ch == '"' ? '\'' : ch;
-  return o;
-}
-
-}  // namespace
 
 std::string heatmapSvg(const std::string& svgPath, const std::string& xlabel, const std::vector<std::string>& xticks,
                        const std::string& ylabel, const std::vector<std::string>& yticks, const std::vector<std::vector<double>>& values,
