@@ -187,6 +187,13 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
                  done == total ? "0s" : formatDuration(eta).c_str());
   };
 
+  // The config of one seed, with the training runtime (threads) set up for it.
+  auto forSeed = [&](int64_t seed) {
+    const Config cs = c.withSeed(static_cast<uint64_t>(seed));
+    setUpRuntime(cs);
+    return cs;
+  };
+
   for (const auto& p : pres) {
     const std::string what = "pretrain " + p.variant + " seed " + std::to_string(p.seed);
     if (unitDone(p.path, p.hash)) {
@@ -194,13 +201,10 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
       continue;
     }
     const auto u0 = std::chrono::steady_clock::now();
-    const Config cs = c.withSeed(static_cast<uint64_t>(p.seed));
-    StageConfig stage = p.stage;
-    stage.train.seed = stage.adversary.seed = static_cast<uint64_t>(p.seed);
-    setUpRuntime(cs);
-    StageResult r = runStage(cs, stage, "pretrain", "", "pretrain " + p.variant, device);
+    const Config cs = forSeed(p.seed);
+    StageResult r = runStage(cs, p.stage, "pretrain", "", "pretrain " + p.variant, device);
     const double secs = since(u0);
-    saveStage(p.path, r, cs, stage, "pretrain", [&](H5File& f) {
+    saveStage(p.path, r, cs, p.stage, "pretrain", [&](H5File& f) {
       f.setAttr("/", "unit_hash", p.hash);
       f.setAttr("/", "variant", p.variant);
       f.setAttr("/", "seed", p.seed);
@@ -216,11 +220,8 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
       continue;
     }
     const auto u0 = std::chrono::steady_clock::now();
-    const Config cs = c.withSeed(static_cast<uint64_t>(u.seed));
-    StageConfig stage = u.stage;
-    stage.train.seed = stage.adversary.seed = static_cast<uint64_t>(u.seed);
-    setUpRuntime(cs);
-    StageResult r = runStage(cs, stage, "finetune", u.pretrain ? u.pretrain->path : "", u.arm.name, device);
+    const Config cs = forSeed(u.seed);
+    StageResult r = runStage(cs, u.stage, "finetune", u.pretrain ? u.pretrain->path : "", u.arm.name, device);
     const double trainSecs = since(u0);
     useEvalThreads(cs);
     const auto e0 = std::chrono::steady_clock::now();

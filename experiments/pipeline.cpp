@@ -92,7 +92,10 @@ StageResult runStage(const Config& c, const StageConfig& stage, const std::strin
   r.model = Classifier(specFor(c, r.data.train));
   if (!backbone.empty()) loadWeights(backbone, *r.model, /*backboneOnly=*/true);
   r.model->to(device);
-  auto objective = makeObjective(stage, section, *r.model);
+  // Every random number of the stage comes from the config's seed, whatever the stage table says.
+  StageConfig seeded = stage;
+  seeded.adversary.seed = c.seed;
+  auto objective = makeObjective(seeded, section, *r.model);
   TrainOptions opt = stage.train;
   opt.seed = stageSeed(c, section);
   opt.headOnly = section == "finetune" && stage.finetune == "linear";
