@@ -12,7 +12,9 @@ namespace robustlab {
 namespace F = torch::nn::functional;
 
 PgdTrainingObjective::PgdTrainingObjective(AttackOptions attack) {
-  attack.earlyStop = false;  // train on the full-strength iterate, as Madry et al. do
+  attack.earlyStop = false;  // train on the full-strength last iterate, as Madry et al. do
+  attack.lastIterate = true;
+  attack.restarts = 1;
   attack_ = std::make_unique<Pgd>(attack);
 }
 

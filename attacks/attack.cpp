@@ -90,7 +90,9 @@ torch::Tensor Attack::perturb(ClassifierImpl& model, const torch::Tensor& x, con
     }
     lastTargets_ = target.cpu();
   }
+  zeroGrads_ = torch::Tensor();
   torch::Tensor xadv = project(run(model, x0, y0, target).detach(), x0);
+  if (zeroGrads_.defined()) stats_.zeroGradElements = zeroGrads_.item<int64_t>();
   // The check every result passes: in the ball (with float tolerance) and in range.
   const auto norms = perExampleNorm(xadv - x0, options_.norm);
   const double worst = norms.numel() ? norms.max().item<double>() : 0.0;
@@ -115,7 +117,8 @@ Attack::LossGrad Attack::lossAndGrad(ClassifierImpl& model, const torch::Tensor&
   out.loss = out.loss.detach();
   out.logits = out.logits.detach();
   stats_.gradientEvaluations += xadv.size(0);
-  stats_.zeroGradElements += out.grad.eq(0).sum().item<int64_t>();
+  const auto zeros = out.grad.eq(0).sum();
+  zeroGrads_ = zeroGrads_.defined() ? zeroGrads_ + zeros : zeros;
   stats_.gradElements += out.grad.numel();
   return out;
 }

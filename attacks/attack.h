@@ -38,6 +38,7 @@ struct AttackOptions {
   bool randomStart = true;      ///< pgd: uniform in the Linf box / in the L2 ball
   int64_t restarts = 1;         ///< pgd, apgd: worst case per example over restarts
   bool earlyStop = true;        ///< pgd: stop stepping examples already fooled
+  bool lastIterate = false;     ///< pgd: return the last iterate (adversarial training), no per-example best
   double rho = 0.75;            ///< apgd: step-size halving threshold
   /// Throws std::invalid_argument naming the field and the allowed range.
   void validate() const;
@@ -101,6 +102,7 @@ class Attack {
 
   AttackOptions options_;
   AttackStats stats_;
+  torch::Tensor zeroGrads_;  ///< running count on the model's device, read once per perturb (no sync per step)
   at::Generator gen_;
 
  private:

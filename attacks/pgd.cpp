@@ -12,6 +12,16 @@ torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torc
   auto fooled = torch::zeros({n}, x.options().dtype(torch::kBool));
   auto sub = [](const torch::Tensor& t, const torch::Tensor& idx) { return t.defined() ? t.index_select(0, idx) : t; };
 
+  if (options_.lastIterate) {
+    // Madry et al.'s training loop: plain steps from one start, the last iterate is the example.
+    const LinfBox box = options_.norm == Norm::kLinf ? linfBox(x) : LinfBox{};
+    auto cur = options_.randomStart ? randomStart(x) : x.clone();
+    for (int64_t k = 0; k < options_.steps; ++k) {
+      const auto moved = cur + alpha * ascentDirection(lossAndGrad(model, cur, y, target).grad);
+      cur = options_.norm == Norm::kLinf ? box.clamp(moved) : project(moved, x);
+    }
+    return cur;
+  }
   for (int64_t restart = 0; restart < options_.restarts; ++restart) {
     // Only examples no earlier restart has fooled are attacked again.
     const auto idx = (~fooled).nonzero().squeeze(1);

@@ -4,6 +4,7 @@
 // Defaults: 20 steps, step size 2.5 * eps / steps, random start (uniform in the box / in the ball),
 // 1 restart. Per example it returns the first iterate that fools the model, else the iterate of
 // highest loss; over restarts the worst case per example; examples already fooled stop stepping.
+// With lastIterate (adversarial training) it is the plain loop: one start, the last iterate.
 #include "attacks/attack.h"
 
 namespace robustlab {

@@ -92,7 +92,11 @@ TEST_CASE("PGD with one step of size eps and no random start equals FGSM exactly
     o.randomStart = false;
     o.earlyStop = false;
     Pgd pgd(o);
-    CHECK(torch::equal(pgd.perturb(*model, x, y), fgsm.perturb(*model, x, y)));
+    const auto expected = fgsm.perturb(*model, x, y);
+    CHECK(torch::equal(pgd.perturb(*model, x, y), expected));
+    // The adversarial-training loop (last iterate, no per-example bookkeeping) agrees too.
+    o.lastIterate = true;
+    CHECK(torch::equal(Pgd(o).perturb(*model, x, y), expected));
   }
 }
 
