@@ -52,13 +52,11 @@ BatchOutput TradesObjective::batch(ClassifierImpl& model, const torch::Tensor& x
       auto kl = F::kl_div(torch::log_softmax(model.forward(xin), 1), pClean, klSum);
       auto g = torch::autograd::grad({kl}, {xin})[0];
       if (options_.norm == Norm::kLinf) {
+        // Plain clamp, not projectToBall's ulp-exact box: switching changes TRADES training runs.
         xadv = xadv.detach() + alpha * g.sign();
         xadv = torch::min(torch::max(xadv, x - eps), x + eps).clamp(options_.lo, options_.hi);
       } else {
-        auto gn = g.flatten(1).norm(2, 1).clamp_min(1e-12).view({-1, 1, 1, 1});
-        auto d = xadv.detach() + alpha * g / gn - x;
-        auto dn = d.flatten(1).norm(2, 1).clamp_min(1e-12).view({-1, 1, 1, 1});
-        xadv = (x + d * (eps / dn).clamp_max(1.0)).clamp(options_.lo, options_.hi);
+        xadv = projectToBall(xadv.detach() + alpha * steepestAscent(g, Norm::kL2), x, Norm::kL2, eps, options_.lo, options_.hi);
       }
     }
     xadv = xadv.detach();

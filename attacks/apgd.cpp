@@ -4,15 +4,6 @@
 #include <limits>
 
 namespace robustlab {
-namespace {
-
-torch::Tensor rowsView(const torch::Tensor& v, const torch::Tensor& like) {
-  std::vector<int64_t> shape(static_cast<size_t>(like.dim()), 1);
-  shape[0] = like.size(0);
-  return v.view(shape);
-}
-
-}  // namespace
 
 torch::Tensor ApgdCe::run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) {
   const int64_t n = x.size(0);
@@ -39,7 +30,7 @@ torch::Tensor ApgdCe::run(ClassifierImpl& model, const torch::Tensor& x, const t
                                                    : torch::randn(xs.sizes(), gen_, torch::kFloat32);
     t = t.to(xs.device());
     const auto tn = options_.norm == Norm::kLinf ? t.flatten(1).abs().amax(1) : t.flatten(1).norm(2, 1);
-    auto xAdv = project(xs + eps * t / rowsView(tn + 1e-12, t), xs);
+    auto xAdv = project(xs + eps * t / perExample(tn + 1e-12, t), xs);
 
     auto lg = lossAndGrad(model, xAdv, ys, ts);
     auto grad = lg.grad;
@@ -57,7 +48,7 @@ torch::Tensor ApgdCe::run(ClassifierImpl& model, const torch::Tensor& x, const t
       const auto momentumTerm = xAdv - xOld;
       xOld = xAdv.clone();
       const double a = i > 0 ? 0.75 : 1.0;
-      auto x1 = project(xAdv + rowsView(stepSize, xAdv) * ascentDirection(grad), xs);
+      auto x1 = project(xAdv + perExample(stepSize, xAdv) * ascentDirection(grad), xs);
       x1 = project(xAdv + (x1 - xAdv) * a + momentumTerm * (1 - a), xs);
       xAdv = x1;
 

@@ -137,27 +137,32 @@ torch::Tensor Attack::success(const torch::Tensor& logits, const torch::Tensor& 
   return target.defined() ? pred.eq(target) : pred.ne(y);
 }
 
-Attack::LinfBox Attack::linfBox(const torch::Tensor& x) const {
-  const double eps = options_.eps;
-  // Bounds computed in float, nudged one ulp inwards where rounding put them past eps, so the
-  // result satisfies |xadv - x| <= eps exactly when measured in float.
+torch::Tensor perExample(const torch::Tensor& v, const torch::Tensor& like) {
+  std::vector<int64_t> shape(static_cast<size_t>(like.dim()), 1);
+  shape[0] = like.size(0);
+  return v.view(shape);
+}
+
+LinfBox linfBox(const torch::Tensor& x, double eps, double lo, double hi) {
   auto upper = x + eps;
   upper = torch::where((upper - x) > eps, torch::nextafter(upper, x), upper);
   auto lower = x - eps;
   lower = torch::where((x - lower) > eps, torch::nextafter(lower, x), lower);
   // Clipping to the valid range only moves each coordinate towards x, so the bound survives.
-  return {lower.clamp(options_.lo, options_.hi), upper.clamp(options_.lo, options_.hi)};
+  return {lower.clamp(lo, hi), upper.clamp(lo, hi)};
 }
 
-torch::Tensor Attack::project(const torch::Tensor& xadv, const torch::Tensor& x) const {
-  if (options_.norm == Norm::kLinf) return linfBox(x).clamp(xadv);
-  auto delta = xadv - x;
-  auto norms = delta.flatten(1).norm(2, 1).clamp_min(1e-12);
-  auto factor = (options_.eps / norms).clamp_max(1.0).to(delta.dtype());
-  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
-  shape[0] = x.size(0);
+torch::Tensor projectToBall(const torch::Tensor& xadv, const torch::Tensor& x, Norm norm, double eps, double lo, double hi) {
+  if (norm == Norm::kLinf) return linfBox(x, eps, lo, hi).clamp(xadv);
+  const auto delta = xadv - x;
+  const auto factor = (eps / delta.flatten(1).norm(2, 1).clamp_min(1e-12)).clamp_max(1.0).to(delta.dtype());
   // Clipping to the valid range only moves each coordinate towards x, so the norm bound survives.
-  return (x + delta * factor.view(shape)).clamp(options_.lo, options_.hi);
+  return (x + delta * perExample(factor, x)).clamp(lo, hi);
+}
+
+torch::Tensor steepestAscent(const torch::Tensor& grad, Norm norm) {
+  if (norm == Norm::kLinf) return grad.sign();
+  return grad / perExample(grad.flatten(1).norm(2, 1).clamp_min(1e-12), grad);
 }
 
 torch::Tensor Attack::randomStart(const torch::Tensor& x) {
@@ -169,20 +174,10 @@ torch::Tensor Attack::randomStart(const torch::Tensor& x) {
   // Uniform in the L2 ball: Gaussian direction, radius eps * u^(1/d).
   const int64_t n = x.size(0);
   const double d = static_cast<double>(x.numel() / std::max<int64_t>(n, 1));
-  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
-  shape[0] = n;
   auto dir = torch::randn(x.sizes(), gen_, torch::kFloat32);
-  dir = dir / dir.flatten(1).norm(2, 1).clamp_min(1e-12).view(shape);
+  dir = dir / perExample(dir.flatten(1).norm(2, 1).clamp_min(1e-12), dir);
   auto radius = torch::rand({n}, gen_, torch::kFloat32).pow(1.0 / d) * eps;
-  return project(x + (dir * radius.view(shape)).to(x.device()), x);
-}
-
-torch::Tensor Attack::ascentDirection(const torch::Tensor& grad) const {
-  if (options_.norm == Norm::kLinf) return grad.sign();
-  const int64_t n = grad.size(0);
-  std::vector<int64_t> shape(static_cast<size_t>(grad.dim()), 1);
-  shape[0] = n;
-  return grad / grad.flatten(1).norm(2, 1).clamp_min(1e-12).view(shape);
+  return project(x + (dir * perExample(radius, dir)).to(x.device()), x);
 }
 
 torch::Tensor perExampleNorm(const torch::Tensor& delta, Norm norm) {

@@ -46,6 +46,25 @@ struct AttackOptions {
   double effectiveStepSize() const;
 };
 
+/// A per-example vector (N) shaped to broadcast against `like` (N x ...).
+torch::Tensor perExample(const torch::Tensor& v, const torch::Tensor& like);
+
+/// The Linf ball of radius eps around x intersected with [lo, hi], as per-element bounds. The
+/// bounds are nudged one ulp inwards where float rounding put them past eps, so a clamped result
+/// satisfies |xadv - x| <= eps exactly when measured in float.
+struct LinfBox {
+  torch::Tensor lower, upper;
+  torch::Tensor clamp(const torch::Tensor& v) const { return torch::max(torch::min(v, upper), lower); }
+  LinfBox rows(const torch::Tensor& idx) const { return {lower.index_select(0, idx), upper.index_select(0, idx)}; }
+};
+LinfBox linfBox(const torch::Tensor& x, double eps, double lo, double hi);
+
+/// Projection onto the eps-ball around x in `norm`, then onto [lo, hi].
+torch::Tensor projectToBall(const torch::Tensor& xadv, const torch::Tensor& x, Norm norm, double eps, double lo, double hi);
+
+/// Steepest-ascent direction of unit norm: sign(g) for Linf, g / ||g||_2 per example for L2.
+torch::Tensor steepestAscent(const torch::Tensor& grad, Norm norm);
+
 /// Counters an attack fills while it runs (reset by each perturb call).
 struct AttackStats {
   int64_t gradientEvaluations = 0;  ///< forward+backward passes, per example
@@ -85,20 +104,16 @@ class Attack {
   LossGrad lossOnly(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target);
   /// Success per example: misclassified (untargeted) or classified as the target (targeted).
   static torch::Tensor success(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target);
-  /// Projection onto the eps-ball around x in the attack's norm, then onto [lo, hi].
-  torch::Tensor project(const torch::Tensor& xadv, const torch::Tensor& x) const;
-  /// The Linf ball around x intersected with [lo, hi], as per-element bounds: computed once per
-  /// attack, so each step's projection is two element-wise ops.
-  struct LinfBox {
-    torch::Tensor lower, upper;
-    torch::Tensor clamp(const torch::Tensor& v) const { return torch::max(torch::min(v, upper), lower); }
-    LinfBox rows(const torch::Tensor& idx) const { return {lower.index_select(0, idx), upper.index_select(0, idx)}; }
-  };
-  LinfBox linfBox(const torch::Tensor& x) const;
+  /// projectToBall with the attack's norm, eps and range.
+  torch::Tensor project(const torch::Tensor& xadv, const torch::Tensor& x) const {
+    return projectToBall(xadv, x, options_.norm, options_.eps, options_.lo, options_.hi);
+  }
+  /// The attack's Linf box around x: computed once per attack, so each step's projection is two
+  /// element-wise ops.
+  LinfBox linfBox(const torch::Tensor& x) const { return robustlab::linfBox(x, options_.eps, options_.lo, options_.hi); }
   /// A uniform random point of the eps-ball (Linf: the box; L2: the ball, radius eps * u^(1/d)), clipped.
   torch::Tensor randomStart(const torch::Tensor& x);
-  /// Steepest-ascent direction of unit norm: sign(g) for Linf, g / ||g||_2 for L2.
-  torch::Tensor ascentDirection(const torch::Tensor& grad) const;
+  torch::Tensor ascentDirection(const torch::Tensor& grad) const { return steepestAscent(grad, options_.norm); }
 
   AttackOptions options_;
   AttackStats stats_;

@@ -47,9 +47,7 @@ torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torc
         if (allActive && idx.size(0) == n) {
           // Every row of the batch is here: masks instead of gathers and scatters.
           const auto take = (~fooled) & (won | (lg.loss > bestLoss));
-          std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
-          shape[0] = n;
-          best = torch::where(take.view(shape), xa, best);
+          best = torch::where(perExample(take, xa), xa, best);
           bestLoss = torch::where(take, lg.loss, bestLoss);
           fooled = fooled | (take & won);
         } else {
