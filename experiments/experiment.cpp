@@ -27,8 +27,11 @@ namespace robustlab {
 namespace fs = std::filesystem;
 namespace {
 
-// Bump when what a unit file holds changes, so old units are recomputed instead of misread.
-constexpr const char* kUnitFormat = "robustlab-unit-1";
+// Part of every cache key. Bump when what a unit file holds changes, or when a code change alters
+// the numbers a unit computes, so old units are recomputed instead of reused.
+// 2: input gradients of one-channel first convolutions by im2col (adversarial examples differ at
+//    float rounding level).
+constexpr const char* kUnitFormat = "robustlab-unit-2";
 
 std::string utcNow() {
   const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());

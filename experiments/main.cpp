@@ -1,6 +1,7 @@
 // robustlab: does pre-training make a fine-tuned model more robust to adversarial examples?
 // A thin main: dispatch to a subcommand, report any error once, on one line.
 #include "experiments/commands.h"
+#include "framework/runtime.h"
 
 #include <cstdio>
 #include <cstring>
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
     usage();
     return argc < 2 ? 2 : 0;
   }
+  robustlab::tuneAllocator();
   for (const auto& c : kCommands) {
     if (std::strcmp(argv[1], c.name) != 0) continue;
     try {

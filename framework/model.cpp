@@ -1,5 +1,6 @@
 #include "framework/model.h"
 
+#include "framework/conv.h"
 #include "framework/resnet.h"
 
 #include <torch/nn/modules/activation.h>
@@ -30,7 +31,7 @@ void appendCnn(nn::Sequential& seq, const ModelSpec& spec) {
     const std::string where = "model.layers[" + std::to_string(i) + "] (" + l.type + ")";
     if (l.type == "conv") {
       if (s.flattened) throw std::invalid_argument(where + ": conv after flatten");
-      seq->push_back(nn::Conv2d(nn::Conv2dOptions(s.c, l.channels, l.kernel).stride(l.stride).padding(l.padding)));
+      seq->push_back(Conv(nn::Conv2dOptions(s.c, l.channels, l.kernel).stride(l.stride).padding(l.padding)));
       s.c = l.channels;
       s.h = (s.h + 2 * l.padding - l.kernel) / l.stride + 1;
       s.w = (s.w + 2 * l.padding - l.kernel) / l.stride + 1;
@@ -81,7 +82,7 @@ void appendMlp(nn::Sequential& seq, const ModelSpec& spec) {
 
 void appendResnet(nn::Sequential& seq, const ModelSpec& spec) {
   int64_t width = spec.resnetWidth;
-  seq->push_back(nn::Conv2d(nn::Conv2dOptions(spec.inChannels, width, 3).padding(1).bias(false)));
+  seq->push_back(Conv(nn::Conv2dOptions(spec.inChannels, width, 3).padding(1).bias(false)));
   int64_t in = width;
   for (size_t stage = 0; stage < spec.resnetBlocks.size(); ++stage) {
     const int64_t out = spec.resnetWidth << stage;

@@ -4,6 +4,8 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/any.h>
+#include "framework/conv.h"
+
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/pimpl.h>
 
@@ -16,7 +18,7 @@ class PreActBlockImpl : public torch::nn::Module {
 
  private:
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
-  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, shortcut_{nullptr};
+  Conv conv1_{nullptr}, conv2_{nullptr}, shortcut_{nullptr};
 };
 TORCH_MODULE(PreActBlock);
 

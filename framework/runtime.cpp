@@ -8,6 +8,9 @@
 #include <torch/utils.h>
 
 #include <dlfcn.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <fstream>
@@ -97,6 +100,24 @@ PrecisionGuard::~PrecisionGuard() {
   at::autocast::set_autocast_cpu_dtype(cpuDtypeWas_);
 #endif
   at::autocast::clear_cache();
+}
+
+at::ScalarType cpuComputeDtype(const torch::Tensor& x) {
+#ifdef ROBUSTLAB_AUTOCAST_V2
+  const bool on = at::autocast::is_autocast_enabled(at::kCPU);
+  const auto dtype = at::autocast::get_autocast_dtype(at::kCPU);
+#else
+  const bool on = at::autocast::is_cpu_enabled();
+  const auto dtype = at::autocast::get_autocast_cpu_dtype();
+#endif
+  return on && x.scalar_type() == torch::kFloat32 ? dtype : x.scalar_type();
+}
+
+void tuneAllocator() {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest allowed value on 64-bit
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
 }
 
 void seedEverything(uint64_t seed) { torch::manual_seed(seed); }

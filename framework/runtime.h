@@ -22,6 +22,13 @@ int configureThreads(int n);
 /// PGD-20 on 1000 images ran 1.47x faster with 2 threads than 1, while training ran 1.7x slower.
 int defaultEvalThreads();
 
+/// Keeps freed tensor memory in the process instead of handing it back to the kernel after every
+/// batch. With glibc's defaults each activation tensor of a batch (a few MiB) is mmap'ed and unmapped,
+/// or the heap top trimmed, once per step, and every reuse pays page faults: measured here, PGD-10
+/// adversarial training ran 1.5x faster with the mmap threshold at 32 MiB and the trim threshold at
+/// 1 GiB (BENCHMARKS.md). Peak memory is what the tensors need either way. No-op off glibc.
+void tuneAllocator();
+
 /// Seeds LibTorch's global generators (initialisation, dropout); data order and attack noise use
 /// explicit generators derived from the same seed.
 void seedEverything(uint64_t seed);
@@ -49,6 +56,10 @@ class PrecisionGuard {
   bool active_ = false, cpuWas_ = false, cudaWas_ = false;
   at::ScalarType cpuDtypeWas_ = at::kBFloat16;
 };
+
+/// The dtype a CPU operation on `x` computes in: the autocast dtype when CPU autocast is on and `x`
+/// is fp32, else x's own dtype.
+at::ScalarType cpuComputeDtype(const torch::Tensor& x);
 
 /// A CPU generator with a given seed (random numbers are drawn on CPU and moved, so CPU and CUDA runs
 /// see the same noise).

@@ -1,0 +1,93 @@
+#include "framework/conv.h"
+
+#include "framework/runtime.h"
+
+#include <ATen/ops/_slow_conv2d_backward.h>
+#include <ATen/ops/convolution.h>
+#include <ATen/ops/convolution_backward.h>
+#include <torch/autograd.h>
+#include <torch/version.h>
+
+namespace robustlab {
+namespace {
+
+// LibTorch's option variants are c10::variant in 1.x and std::variant from 2.0.
+#if TORCH_VERSION_MAJOR >= 2
+using std::get;
+using holds_alternative;
+#else
+using c10::get;
+using c10::holds_alternative;
+#endif
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+std::vector<int64_t> pair(const torch::ExpandingArray<2>& a) { return {(*a)[0], (*a)[1]}; }
+
+/// Forward through at::convolution; backward with the im2col kernel for the input gradient and
+/// at::convolution_backward for the weight and bias gradients.
+struct Im2colInputGradConv : torch::autograd::Function<Im2colInputGradConv> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                               std::vector<int64_t> stride, std::vector<int64_t> padding) {
+    // Under autocast the convolution runs in the autocast dtype: cast here, once, so the backward pass
+    // differentiates exactly what the forward pass computed.
+    const auto dtype = cpuComputeDtype(x);
+    const auto xc = x.to(dtype);
+    const auto wc = weight.to(dtype);
+    const auto bc = bias.defined() ? bias.to(dtype) : bias;
+    ctx->save_for_backward({xc, wc});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    ctx->saved_data["has_bias"] = bias.defined();
+    ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
+    return at::convolution(xc, wc, bc, stride, padding, {1, 1}, false, {0, 0}, 1);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& xc = saved[0];
+    const auto& wc = saved[1];
+    const auto stride = ctx->saved_data["stride"].toIntVector();
+    const auto padding = ctx->saved_data["padding"].toIntVector();
+    const auto& go = grads[0];
+    torch::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) {
+      // The im2col kernel runs in fp32 (its bf16 variant is slower than oneDNN's); the gradient goes
+      // back in the caller's input dtype without a round trip through the compute dtype.
+      const auto f32 = torch::kFloat32;
+      gx = std::get<0>(at::_slow_conv2d_backward(go.to(f32), xc.to(f32), wc.to(f32), {wc.size(2), wc.size(3)}, stride, padding,
+                                                 {true, false, false}))
+               .to(static_cast<at::ScalarType>(ctx->saved_data["x_dtype"].toInt()));
+    }
+    const bool needW = ctx->needs_input_grad(1);
+    const bool needB = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
+    if (needW || needB) {
+      auto g = at::convolution_backward(go, xc, wc, std::vector<int64_t>{wc.size(0)}, stride, padding, {1, 1}, false, {0, 0}, 1,
+                                        {false, needW, needB});
+      gw = std::get<1>(g);
+      gb = std::get<2>(g);
+    }
+    return {gx, gw, gb, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool useIm2colInputGrad(int64_t inChannels, at::ScalarType computeDtype) {
+  return computeDtype == torch::kFloat32 ? inChannels <= 4 : inChannels == 1;
+}
+
+bool ConvImpl::im2colInputGrad(const torch::Tensor& x) const {
+  const auto& o = options;
+  return x.device().is_cpu() && x.requires_grad() && torch::GradMode::is_enabled() && o.groups() == 1 &&
+         holds_alternative<torch::ExpandingArray<2>>(o.padding()) &&
+         holds_alternative<torch::enumtype::kZeros>(o.padding_mode()) && (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 &&
+         useIm2colInputGrad(o.in_channels(), cpuComputeDtype(x));
+}
+
+torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
+  if (!im2colInputGrad(x)) return torch::nn::Conv2dImpl::forward(x);
+  return Im2colInputGradConv::apply(x, weight, bias, pair(options.stride()), pair(get<torch::ExpandingArray<2>>(options.padding())));
+}
+
+}  // namespace robustlab
