@@ -3,6 +3,8 @@
 #include "framework/runtime.h"
 
 #include <torch/autograd.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
@@ -117,9 +119,11 @@ Attack::LossGrad Attack::lossAndGrad(ClassifierImpl& model, const torch::Tensor&
   out.loss = out.loss.detach();
   out.logits = out.logits.detach();
   stats_.gradientEvaluations += xadv.size(0);
-  const auto zeros = out.grad.eq(0).sum();
-  zeroGrads_ = zeroGrads_.defined() ? zeroGrads_ + zeros : zeros;
-  stats_.gradElements += out.grad.numel();
+  if (options_.countZeroGradients) {
+    const auto zeros = out.grad.eq(0).sum();
+    zeroGrads_ = zeroGrads_.defined() ? zeroGrads_ + zeros : zeros;
+    stats_.gradElements += out.grad.numel();
+  }
   return out;
 }
 
@@ -202,9 +206,23 @@ FrozenParamsGuard::FrozenParamsGuard(torch::nn::Module& m) {
     flags_.emplace_back(p, p.requires_grad());
     p.requires_grad_(false);
   }
+  // Under CPU autocast, convolutions and linear layers compute with their weights cast to the autocast
+  // dtype, on every forward pass: autocast caches casts only of parameters that require a gradient.
+  // Cast them once here instead; the forward passes compute exactly the same numbers.
+  for (const auto& mod : m.modules()) {
+    if (!dynamic_cast<torch::nn::Conv2dImpl*>(mod.get()) && !dynamic_cast<torch::nn::LinearImpl*>(mod.get())) continue;
+    for (auto& p : mod->parameters(/*recurse=*/false)) {
+      if (!p.device().is_cpu() || p.scalar_type() != torch::kFloat32) continue;
+      const auto dtype = cpuComputeDtype(p);
+      if (dtype == p.scalar_type()) continue;
+      casts_.emplace_back(p, p.data());
+      p.set_data(p.to(dtype));
+    }
+  }
 }
 
 FrozenParamsGuard::~FrozenParamsGuard() {
+  for (auto& [p, data] : casts_) p.set_data(data);
   for (auto& [p, flag] : flags_) p.requires_grad_(flag);
 }
 

@@ -39,6 +39,7 @@ struct AttackOptions {
   int64_t restarts = 1;         ///< pgd, apgd: worst case per example over restarts
   bool earlyStop = true;        ///< pgd: stop stepping examples already fooled
   bool lastIterate = false;     ///< pgd: return the last iterate (adversarial training), no per-example best
+  bool countZeroGradients = true;  ///< count exactly-zero input-gradient entries (the sanity check); off in training
   double rho = 0.75;            ///< apgd: step-size halving threshold
   /// Throws std::invalid_argument naming the field and the allowed range.
   void validate() const;
@@ -54,7 +55,7 @@ torch::Tensor perExample(const torch::Tensor& v, const torch::Tensor& like);
 /// satisfies |xadv - x| <= eps exactly when measured in float.
 struct LinfBox {
   torch::Tensor lower, upper;
-  torch::Tensor clamp(const torch::Tensor& v) const { return torch::max(torch::min(v, upper), lower); }
+  torch::Tensor clamp(const torch::Tensor& v) const { return torch::clamp(v, lower, upper); }
   LinfBox rows(const torch::Tensor& idx) const { return {lower.index_select(0, idx), upper.index_select(0, idx)}; }
 };
 LinfBox linfBox(const torch::Tensor& x, double eps, double lo, double hi);
@@ -148,6 +149,7 @@ class FrozenParamsGuard {
 
  private:
   std::vector<std::pair<torch::Tensor, bool>> flags_;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> casts_;  ///< parameter, its own fp32 data
 };
 
 }  // namespace robustlab

@@ -17,7 +17,7 @@ torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torc
     const LinfBox box = options_.norm == Norm::kLinf ? linfBox(x) : LinfBox{};
     auto cur = options_.randomStart ? randomStart(x) : x.clone();
     for (int64_t k = 0; k < options_.steps; ++k) {
-      const auto moved = cur + alpha * ascentDirection(lossAndGrad(model, cur, y, target).grad);
+      const auto moved = torch::add(cur, ascentDirection(lossAndGrad(model, cur, y, target).grad), alpha);
       cur = options_.norm == Norm::kLinf ? box.clamp(moved) : project(moved, x);
     }
     return cur;
@@ -74,7 +74,7 @@ torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torc
         }
       }
       if (k == options_.steps) break;
-      const auto moved = xa + alpha * ascentDirection(grad);
+      const auto moved = torch::add(xa, ascentDirection(grad), alpha);
       if (allActive) cur = linf ? box.clamp(moved) : project(moved, xs);
       else cur.index_copy_(0, active, linf ? box.rows(active).clamp(moved) : project(moved, xs.index_select(0, active)));
     }

@@ -14,7 +14,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <functional>
+#include <stdexcept>
 
 namespace robustlab {
 namespace {
@@ -37,6 +39,83 @@ struct Row {
   double train, advTrain, pgd, pgdEarly, fgsm, rss;
 };
 
+/// The median of each throughput over repeated runs (run-to-run noise here is 10-20%).
+Row medianRow(const std::vector<Row>& runs) {
+  Row out = runs.front();
+  for (double Row::*m : {&Row::train, &Row::advTrain, &Row::pgd, &Row::pgdEarly, &Row::fgsm}) {
+    std::vector<double> v;
+    for (const auto& r : runs) v.push_back(r.*m);
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    out.*m = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  }
+  out.rss = runs.back().rss;
+  return out;
+}
+
+void printRow(const std::string& label, const Row& r) {
+  std::printf("%-6s %-6s %8d %12.0f %14.0f %16.0f %20.0f %12.0f %10.0f\n", label.c_str(), r.precision.c_str(), r.threads, r.train,
+              r.advTrain, r.pgd, r.pgdEarly, r.fgsm, r.rss);
+  std::fflush(stdout);
+}
+
+/// What one run of the bench measures, on one thread count and precision.
+struct BenchSetup {
+  const Dataset& trainSet;
+  const Dataset& advSet;
+  const Dataset& testSet;
+  int64_t batchSize, attackBatch;
+  torch::Device device;
+};
+
+Row measureOnce(const BenchSetup& setup, Precision precision, int threadCount) {
+  const Dataset& testSet = setup.testSet;
+  const torch::Device device = setup.device;
+  Row row;
+  row.precision = precisionName(precision);
+  row.threads = configureThreads(threadCount);
+  seedEverything(0);
+  Classifier model(defaultSmallCnn());
+  CrossEntropyObjective ce;
+  TrainOptions opt;
+  opt.epochs = 1;
+  opt.batchSize = setup.batchSize;
+  opt.precision = precision;
+  row.train = static_cast<double>(setup.trainSet.size()) / timeIt([&] { train(*model, ce, setup.trainSet, Dataset{}, opt, device); });
+  {
+    seedEverything(0);
+    Classifier advModel(defaultSmallCnn());
+    AttackOptions ao;
+    ao.eps = 0.1;
+    ao.steps = 10;
+    PgdTrainingObjective pgdAt(ao);
+    row.advTrain =
+        static_cast<double>(setup.advSet.size()) / timeIt([&] { train(*advModel, pgdAt, setup.advSet, Dataset{}, opt, device); });
+  }
+  PrecisionGuard guard(precision);
+  auto attackAll = [&](Attack& attack) {
+    return timeIt([&] {
+      for (int64_t b = 0; b < testSet.size(); b += setup.attackBatch) {
+        const int64_t e = std::min(testSet.size(), b + setup.attackBatch);
+        attack.perturb(*model, testSet.images.slice(0, b, e).to(device), testSet.labels.slice(0, b, e).to(device));
+      }
+    });
+  };
+  AttackOptions ao;
+  ao.eps = 0.1;
+  ao.steps = 20;
+  ao.earlyStop = false;  // every step of every example, as the reference loop does
+  Pgd pgd(ao);
+  row.pgd = static_cast<double>(testSet.size() * 20) / attackAll(pgd);
+  ao.earlyStop = true;  // the evaluation default; counted as if every example took every step
+  Pgd early(ao);
+  row.pgdEarly = static_cast<double>(testSet.size() * 20) / attackAll(early);
+  Fgsm fgsm(ao);
+  row.fgsm = static_cast<double>(testSet.size()) / attackAll(fgsm);
+  row.rss = peakRssMiB();
+  return row;
+}
+
 }  // namespace
 
 int cmdBench(int argc, char** argv) {
@@ -51,6 +130,8 @@ int cmdBench(int argc, char** argv) {
       ("attack-batch", "attack batch size", cxxopts::value<int64_t>()->default_value("1000"))
       ("threads", "comma-separated thread counts to measure", cxxopts::value<std::string>()->default_value("1,2"))
       ("precision", "comma-separated precisions to measure (fp32, bf16)", cxxopts::value<std::string>()->default_value("fp32,bf16"))
+      ("repeats", "runs of each measurement; the table shows the median", cxxopts::value<int>()->default_value("3"))
+      ("v,verbose", "also print every run, not only the medians")
       ("device", "auto | cpu | cuda", cxxopts::value<std::string>()->default_value("cpu"))
       ("o,out", "HDF5 file for the table (empty: none)", cxxopts::value<std::string>()->default_value("results/bench.h5"))
       ("h,help", "show this help");
@@ -62,57 +143,22 @@ int cmdBench(int argc, char** argv) {
   const Dataset trainSet = loadSplit(src, "train").head(args["train-images"].as<int64_t>());
   const Dataset advSet = trainSet.head(args["adv-train-images"].as<int64_t>());
   const Dataset testSet = loadSplit(src, "test").head(args["attack-images"].as<int64_t>());
-  const int64_t bs = args["attack-batch"].as<int64_t>();
+  const BenchSetup setup{trainSet, advSet, testSet, args["batch-size"].as<int64_t>(), args["attack-batch"].as<int64_t>(), device};
+  const int repeats = args["repeats"].as<int>();
+  if (repeats < 1) throw std::invalid_argument("--repeats: must be >= 1");
   std::printf("%-6s %-6s %8s %12s %14s %16s %20s %12s %10s\n", "device", "prec", "threads", "train img/s", "PGD-10 AT img/s",
               "PGD-20 img-st/s", "PGD-20 early-stop", "FGSM img/s", "RSS MiB");
   std::vector<Row> rows;
   for (const auto& p : splitList(args["precision"].as<std::string>())) {
     const Precision precision = parsePrecision(p);
     for (const auto& t : splitList(args["threads"].as<std::string>())) {
-      Row row;
-      row.precision = precisionName(precision);
-      row.threads = configureThreads(std::stoi(t));
-      seedEverything(0);
-      Classifier model(defaultSmallCnn());
-      CrossEntropyObjective ce;
-      TrainOptions opt;
-      opt.epochs = 1;
-      opt.batchSize = args["batch-size"].as<int64_t>();
-      opt.precision = precision;
-      row.train = static_cast<double>(trainSet.size()) / timeIt([&] { train(*model, ce, trainSet, Dataset{}, opt, device); });
-      {
-        seedEverything(0);
-        Classifier advModel(defaultSmallCnn());
-        AttackOptions ao;
-        ao.eps = 0.1;
-        ao.steps = 10;
-        PgdTrainingObjective pgdAt(ao);
-        row.advTrain = static_cast<double>(advSet.size()) / timeIt([&] { train(*advModel, pgdAt, advSet, Dataset{}, opt, device); });
+      std::vector<Row> runs;
+      for (int rep = 0; rep < repeats; ++rep) {
+        runs.push_back(measureOnce(setup, precision, std::stoi(t)));
+        if (args.count("verbose")) printRow("run", runs.back());
       }
-      PrecisionGuard guard(precision);
-      auto attackAll = [&](Attack& attack) {
-        return timeIt([&] {
-          for (int64_t b = 0; b < testSet.size(); b += bs) {
-            const int64_t e = std::min(testSet.size(), b + bs);
-            attack.perturb(*model, testSet.images.slice(0, b, e).to(device), testSet.labels.slice(0, b, e).to(device));
-          }
-        });
-      };
-      AttackOptions ao;
-      ao.eps = 0.1;
-      ao.steps = 20;
-      ao.earlyStop = false;  // every step of every example, as the reference loop does
-      Pgd pgd(ao);
-      row.pgd = static_cast<double>(testSet.size() * 20) / attackAll(pgd);
-      ao.earlyStop = true;  // the evaluation default; counted as if every example took every step
-      Pgd early(ao);
-      row.pgdEarly = static_cast<double>(testSet.size() * 20) / attackAll(early);
-      Fgsm fgsm(ao);
-      row.fgsm = static_cast<double>(testSet.size()) / attackAll(fgsm);
-      row.rss = peakRssMiB();
-      std::printf("%-6s %-6s %8d %12.0f %14.0f %16.0f %20.0f %12.0f %10.0f\n", device.str().c_str(), row.precision.c_str(), row.threads,
-                  row.train, row.advTrain, row.pgd, row.pgdEarly, row.fgsm, row.rss);
-      std::fflush(stdout);
+      const Row row = medianRow(runs);
+      printRow(device.str(), row);
       rows.push_back(row);
     }
   }

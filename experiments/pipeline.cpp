@@ -73,7 +73,7 @@ ModelSpec specFor(const Config& c, const Dataset& d) {
 }
 
 torch::Device setUpRuntime(const Config& c) {
-  configureThreads(static_cast<int>(c.threads));
+  configureThreads(c.threads > 0 ? static_cast<int>(c.threads) : defaultTrainThreads(parsePrecision(c.precision)));
   return resolveDevice(c.device);
 }
 

@@ -35,11 +35,11 @@ struct Im2colInputGradConv : torch::autograd::Function<Im2colInputGradConv> {
     const auto xc = x.to(dtype);
     const auto wc = weight.to(dtype);
     const auto bc = bias.defined() ? bias.to(dtype) : bias;
-    ctx->save_for_backward({xc, wc});
+    // x itself (not xc) for the im2col kernel, which reads only its shape: no cast in the backward pass.
+    ctx->save_for_backward({xc, wc, x});
     ctx->saved_data["stride"] = stride;
     ctx->saved_data["padding"] = padding;
     ctx->saved_data["has_bias"] = bias.defined();
-    ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
     return at::convolution(xc, wc, bc, stride, padding, {1, 1}, false, {0, 0}, 1);
   }
 
@@ -47,6 +47,7 @@ struct Im2colInputGradConv : torch::autograd::Function<Im2colInputGradConv> {
     const auto saved = ctx->get_saved_variables();
     const auto& xc = saved[0];
     const auto& wc = saved[1];
+    const auto& x = saved[2];
     const auto stride = ctx->saved_data["stride"].toIntVector();
     const auto padding = ctx->saved_data["padding"].toIntVector();
     const auto& go = grads[0];
@@ -55,9 +56,9 @@ struct Im2colInputGradConv : torch::autograd::Function<Im2colInputGradConv> {
       // The im2col kernel runs in fp32 (its bf16 variant is slower than oneDNN's); the gradient goes
       // back in the caller's input dtype without a round trip through the compute dtype.
       const auto f32 = torch::kFloat32;
-      gx = std::get<0>(at::_slow_conv2d_backward(go.to(f32), xc.to(f32), wc.to(f32), {wc.size(2), wc.size(3)}, stride, padding,
+      gx = std::get<0>(at::_slow_conv2d_backward(go.to(f32), x.to(f32), wc.to(f32), {wc.size(2), wc.size(3)}, stride, padding,
                                                  {true, false, false}))
-               .to(static_cast<at::ScalarType>(ctx->saved_data["x_dtype"].toInt()));
+               .to(x.scalar_type());
     }
     const bool needW = ctx->needs_input_grad(1);
     const bool needB = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);

@@ -45,6 +45,8 @@ int defaultEvalThreads() {
   return static_cast<int>(std::max(1u, std::min(2u, hw)));
 }
 
+int defaultTrainThreads(Precision p) { return p == Precision::kBf16 ? defaultEvalThreads() : kDefaultCpuThreads; }
+
 bool cpuHasNativeBf16() {
   std::ifstream in("/proc/cpuinfo");
   for (std::string line; std::getline(in, line);)

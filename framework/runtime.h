@@ -43,6 +43,11 @@ Precision parsePrecision(const std::string& name);
 bool cpuHasNativeBf16();
 std::string precisionName(Precision p);
 
+/// Training threads when the config leaves it to us. Measured here (BENCHMARKS.md): in fp32 the small
+/// CNN trains faster on 1 thread than on 2 (clean and adversarial); in bf16, 2 threads win (PGD-10
+/// adversarial training 1.5x), so bf16 takes all cores up to 2.
+int defaultTrainThreads(Precision p);
+
 /// Turns LibTorch autocast on (bf16) for the current thread on CPU and CUDA, and restores the
 /// previous state on destruction. With kFp32 it does nothing.
 class PrecisionGuard {

@@ -3,10 +3,10 @@
 (SGD momentum 0.9, weight decay 5e-4, batch 128, one epoch over Fashion-MNIST), the same PGD-10
 adversarial training (Linf eps 0.1, on the first 6000 images), the same PGD-20 loop (Linf eps 0.1, step
 2.5*eps/20, random start, 1000 test images in one batch) and FGSM, in fp32 and bf16 autocast, timed
-the same way.
-    /usr/bin/python3 experiments/bench/reference.py [--threads 1,2] [--train-images 60000]
+the same way: each measurement --repeats times (default 3), the median printed.
+    /usr/bin/python3 experiments/bench/reference.py [--threads 1,2] [--train-images 60000] [--repeats 3]
 """
-import argparse, gzip, resource, time
+import argparse, gzip, resource, statistics, time
 
 import numpy as np
 import torch
@@ -82,6 +82,27 @@ def fgsm(model, x, y, eps=0.1, bf16=False):
     return (x.detach() + eps * g.sign()).clamp(0, 1)
 
 
+def measure_once(xtr, ytr, xte, yte, adv_images, bf16):
+    """Throughputs of one run: training and adversarial-training images/s, PGD-20 image-steps/s, FGSM images/s."""
+    torch.manual_seed(0)
+    model = small_cnn()
+    t0 = time.perf_counter()
+    train_epoch(model, xtr, ytr, 128, torch.Generator().manual_seed(0), bf16=bf16)
+    tr = time.perf_counter() - t0
+    torch.manual_seed(0)
+    adv_model = small_cnn()
+    t0 = time.perf_counter()
+    train_epoch(adv_model, xtr[:adv_images], ytr[:adv_images], 128, torch.Generator().manual_seed(0), bf16=bf16, adversarial=True)
+    at = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pgd(model, xte, yte, bf16=bf16)
+    pg = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fgsm(model, xte, yte, bf16=bf16)
+    fg = time.perf_counter() - t0
+    return len(ytr) / tr, adv_images / at, len(yte) * 20 / pg, len(yte) / fg
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", default="1,2")
@@ -89,6 +110,7 @@ def main():
     ap.add_argument("--adv-train-images", type=int, default=6000)
     ap.add_argument("--attack-images", type=int, default=1000)
     ap.add_argument("--precision", default="fp32,bf16")
+    ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
     xtr, ytr = load("train", a.train_images)
     xte, yte = load("test", a.attack_images)
@@ -98,26 +120,11 @@ def main():
         bf16 = prec == "bf16"
         for t in [int(s) for s in a.threads.split(",")]:
             torch.set_num_threads(t)
-            torch.manual_seed(0)
-            model = small_cnn()
-            t0 = time.perf_counter()
-            train_epoch(model, xtr, ytr, 128, torch.Generator().manual_seed(0), bf16=bf16)
-            tr = time.perf_counter() - t0
-            torch.manual_seed(0)
-            adv_model = small_cnn()
-            t0 = time.perf_counter()
-            train_epoch(adv_model, xtr[:a.adv_train_images], ytr[:a.adv_train_images], 128, torch.Generator().manual_seed(0),
-                        bf16=bf16, adversarial=True)
-            at = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            pgd(model, xte, yte, bf16=bf16)
-            pg = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            fgsm(model, xte, yte, bf16=bf16)
-            fg = time.perf_counter() - t0
+            runs = [measure_once(xtr, ytr, xte, yte, a.adv_train_images, bf16) for _ in range(a.repeats)]
+            tr, at, pg, fg = (statistics.median(r[i] for r in runs) for i in range(4))
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"{'torch' + torch.__version__[:4]:<10} {prec:<6} {t:>8} {len(ytr) / tr:>12.0f} {a.adv_train_images / at:>16.0f} "
-                  f"{len(yte) * 20 / pg:>16.0f} {len(yte) / fg:>12.0f} {rss:>10.0f}", flush=True)
+            print(f"{'torch' + torch.__version__[:4]:<10} {prec:<6} {t:>8} {tr:>12.0f} {at:>16.0f} {pg:>16.0f} {fg:>12.0f} {rss:>10.0f}",
+                  flush=True)
 
 
 if __name__ == "__main__":
