@@ -6,15 +6,19 @@
 #include "attacks/pgd.h"
 #include "data/h5io.h"
 #include "data/sources.h"
+#include "framework/conv.h"
 #include "framework/progress.h"
 #include "framework/runtime.h"
 #include "framework/trainer.h"
 
+#include <torch/autograd.h>
+#include <torch/nn/functional/conv.h>
+
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <algorithm>
 #include <functional>
 #include <stdexcept>
 
@@ -116,6 +120,42 @@ Row measureOnce(const BenchSetup& setup, Precision precision, int threadCount) {
   return row;
 }
 
+/// Input gradient of the default model's first convolution (1 -> 16 channels, 4x4, stride 2): LibTorch's
+/// own convolution backward against robustlab's layer (framework/conv.h), milliseconds per call.
+void benchConvGrad(const Dataset& testSet, const std::vector<std::string>& precisions, const std::vector<std::string>& threadList,
+                   int repeats) {
+  namespace F = torch::nn::functional;
+  const auto options = torch::nn::Conv2dOptions(1, 16, 4).stride(2).padding(1);
+  Conv conv(options);
+  for (auto& p : conv->parameters()) p.requires_grad_(false);  // as in an attack
+  std::printf("%-6s %8s %6s %14s %14s %9s\n", "prec", "threads", "batch", "LibTorch ms", "robustlab ms", "speed-up");
+  for (const auto& p : precisions) {
+    const Precision precision = parsePrecision(p);
+    for (const auto& t : threadList) {
+      const int threads = configureThreads(std::stoi(t));
+      PrecisionGuard guard(precision);
+      for (const int64_t batch : {int64_t{128}, testSet.size()}) {
+        const auto x = testSet.images.slice(0, 0, batch).clone().requires_grad_(true);
+        auto msPerCall = [&](bool ours) {
+          const auto y = ours ? conv->forward(x)
+                              : F::conv2d(x, conv->weight, F::Conv2dFuncOptions().bias(conv->bias).stride(2).padding(1));
+          const auto go = torch::ones_like(y);
+          std::vector<double> ms;
+          for (int r = 0; r < repeats; ++r)
+            ms.push_back(1e3 / 10 * timeIt([&] {
+                           for (int i = 0; i < 10; ++i) torch::autograd::grad({y}, {x}, {go}, /*retain_graph=*/true);
+                         }));
+          std::sort(ms.begin(), ms.end());
+          return ms[ms.size() / 2];
+        };
+        const double ref = msPerCall(false), ours = msPerCall(true);
+        std::printf("%-6s %8d %6lld %14.3f %14.3f %8.1fx\n", precisionName(precision).c_str(), threads, static_cast<long long>(batch), ref,
+                    ours, ref / ours);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int cmdBench(int argc, char** argv) {
@@ -132,6 +172,7 @@ int cmdBench(int argc, char** argv) {
       ("precision", "comma-separated precisions to measure (fp32, bf16)", cxxopts::value<std::string>()->default_value("fp32,bf16"))
       ("repeats", "runs of each measurement; the table shows the median", cxxopts::value<int>()->default_value("3"))
       ("v,verbose", "also print every run, not only the medians")
+      ("conv-grad", "instead: time the input gradient of the first convolution, LibTorch's kernel against robustlab's")
       ("device", "auto | cpu | cuda", cxxopts::value<std::string>()->default_value("cpu"))
       ("o,out", "HDF5 file for the table (empty: none)", cxxopts::value<std::string>()->default_value("results/bench.h5"))
       ("h,help", "show this help");
@@ -143,9 +184,13 @@ int cmdBench(int argc, char** argv) {
   const Dataset trainSet = loadSplit(src, "train").head(args["train-images"].as<int64_t>());
   const Dataset advSet = trainSet.head(args["adv-train-images"].as<int64_t>());
   const Dataset testSet = loadSplit(src, "test").head(args["attack-images"].as<int64_t>());
-  const BenchSetup setup{trainSet, advSet, testSet, args["batch-size"].as<int64_t>(), args["attack-batch"].as<int64_t>(), device};
   const int repeats = args["repeats"].as<int>();
   if (repeats < 1) throw std::invalid_argument("--repeats: must be >= 1");
+  if (args.count("conv-grad")) {
+    benchConvGrad(testSet, splitList(args["precision"].as<std::string>()), splitList(args["threads"].as<std::string>()), repeats);
+    return 0;
+  }
+  const BenchSetup setup{trainSet, advSet, testSet, args["batch-size"].as<int64_t>(), args["attack-batch"].as<int64_t>(), device};
   std::printf("%-6s %-6s %8s %12s %14s %16s %20s %12s %10s\n", "device", "prec", "threads", "train img/s", "PGD-10 AT img/s",
               "PGD-20 img-st/s", "PGD-20 early-stop", "FGSM img/s", "RSS MiB");
   std::vector<Row> rows;
