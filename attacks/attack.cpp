@@ -8,6 +8,9 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -148,6 +151,26 @@ torch::Tensor perExample(const torch::Tensor& v, const torch::Tensor& like) {
 }
 
 LinfBox linfBox(const torch::Tensor& x, double eps, double lo, double hi) {
+  if (x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous()) {
+    // The same float arithmetic as the tensor ops below in one pass instead of ten (the ten cost
+    // about a tenth of a 128-image PGD-10 training batch on CPU, `where` alone 80 us per call).
+    auto lower = torch::empty_like(x), upper = torch::empty_like(x);
+    const float e = static_cast<float>(eps), flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
+    const float* px = x.data_ptr<float>();
+    float* pl = lower.data_ptr<float>();
+    float* pu = upper.data_ptr<float>();
+    at::parallel_for(0, x.numel(), 32768, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const float v = px[i];
+        float u = v + e, d = v - e;
+        if (u - v > e) u = std::nextafter(u, v);
+        if (v - d > e) d = std::nextafter(d, v);
+        pl[i] = std::min(std::max(d, flo), fhi);
+        pu[i] = std::min(std::max(u, flo), fhi);
+      }
+    });
+    return {lower, upper};
+  }
   auto upper = x + eps;
   upper = torch::where((upper - x) > eps, torch::nextafter(upper, x), upper);
   auto lower = x - eps;

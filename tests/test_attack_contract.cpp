@@ -188,3 +188,20 @@ TEST_CASE("bad attack options and names are clear errors", "[attacks]") {
   REQUIRE_THROWS_WITH(makeAttack("fgsm", AttackOptions{})->perturb(*model, x, torch::zeros({2}, torch::kInt64)),
                       Catch::Contains("valid range"));
 }
+
+TEST_CASE("the Linf box is exact to the ulp, and the fused CPU path equals the tensor-op path bit for bit", "[attacks]") {
+  // Real pixels plus values where x + eps rounds past eps (x near 1 with eps 0.1 and 1/255 steps).
+  const auto real = test::fashionTest().images.slice(0, 0, 64).flatten(1);
+  const auto x = torch::cat({real, torch::rand({64, 784}) * 0.3 + 0.7}, 0).contiguous();
+  for (const double eps : {0.1, 8.0 / 255, 0.3, 1e-3}) {
+    const LinfBox fused = linfBox(x, eps, 0.0, 1.0);
+    const LinfBox ops = linfBox(x.t().contiguous().t(), eps, 0.0, 1.0);  // non-contiguous: the tensor-op path
+    CHECK(torch::equal(fused.lower, ops.lower));
+    CHECK(torch::equal(fused.upper, ops.upper));
+    const auto xd = x.to(torch::kFloat64);
+    CHECK((fused.upper.to(torch::kFloat64) - xd).max().item<double>() <= static_cast<double>(static_cast<float>(eps)));
+    CHECK((xd - fused.lower.to(torch::kFloat64)).max().item<double>() <= static_cast<double>(static_cast<float>(eps)));
+    CHECK(fused.lower.min().item<double>() >= 0.0);
+    CHECK(fused.upper.max().item<double>() <= 1.0);
+  }
+}
