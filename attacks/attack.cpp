@@ -1,5 +1,6 @@
 #include "attacks/attack.h"
 
+#include "framework/input_grad.h"
 #include "framework/runtime.h"
 
 #include <torch/autograd.h>
@@ -109,18 +110,23 @@ torch::Tensor Attack::perturb(ClassifierImpl& model, const torch::Tensor& x, con
 }
 
 Attack::LossGrad Attack::lossAndGrad(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target) {
-  auto xin = xadv.detach().requires_grad_(true);
   LossGrad out;
-  {
+  if (auto manual = crossEntropyInputGrad(model, xadv.detach(), target.defined() ? target : y, target.defined())) {
+    // The same kernels autograd would call, without building its graph (framework/input_grad.h).
+    out.loss = manual->loss;
+    out.logits = manual->logits;
+    out.grad = manual->grad;
+  } else {
+    auto xin = xadv.detach().requires_grad_(true);
     torch::AutoGradMode enable(true);
     out.logits = model.forward(xin);
     out.loss = target.defined()
                    ? -F::cross_entropy(out.logits, target, F::CrossEntropyFuncOptions().reduction(torch::kNone))
                    : F::cross_entropy(out.logits, y, F::CrossEntropyFuncOptions().reduction(torch::kNone));
     out.grad = torch::autograd::grad({out.loss.sum()}, {xin})[0].detach();
+    out.loss = out.loss.detach();
+    out.logits = out.logits.detach();
   }
-  out.loss = out.loss.detach();
-  out.logits = out.logits.detach();
   stats_.gradientEvaluations += xadv.size(0);
   if (options_.countZeroGradients) {
     const auto zeros = out.grad.eq(0).sum();

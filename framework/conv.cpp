@@ -53,12 +53,7 @@ struct Im2colInputGradConv : torch::autograd::Function<Im2colInputGradConv> {
     const auto& go = grads[0];
     torch::Tensor gx, gw, gb;
     if (ctx->needs_input_grad(0)) {
-      // The im2col kernel runs in fp32 (its bf16 variant is slower than oneDNN's); the gradient goes
-      // back in the caller's input dtype without a round trip through the compute dtype.
-      const auto f32 = torch::kFloat32;
-      gx = std::get<0>(at::_slow_conv2d_backward(go.to(f32), x.to(f32), wc.to(f32), {wc.size(2), wc.size(3)}, stride, padding,
-                                                 {true, false, false}))
-               .to(x.scalar_type());
+      gx = im2colConvInputGrad(go, x, wc, stride, padding);
     }
     const bool needW = ctx->needs_input_grad(1);
     const bool needB = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
@@ -78,17 +73,33 @@ bool useIm2colInputGrad(int64_t inChannels, at::ScalarType computeDtype) {
   return computeDtype == torch::kFloat32 ? inChannels <= 4 : inChannels == 1;
 }
 
-bool ConvImpl::im2colInputGrad(const torch::Tensor& x) const {
+torch::Tensor im2colConvInputGrad(const torch::Tensor& go, const torch::Tensor& x, const torch::Tensor& weight,
+                                  at::IntArrayRef stride, at::IntArrayRef padding) {
+  // The im2col kernel runs in fp32 (its bf16 variant is slower than oneDNN's); the gradient goes back in
+  // the caller's input dtype without a round trip through the compute dtype.
+  const auto f32 = torch::kFloat32;
+  return std::get<0>(at::_slow_conv2d_backward(go.to(f32), x.to(f32), weight.to(f32), {weight.size(2), weight.size(3)}, stride,
+                                               padding, {true, false, false}))
+      .to(x.scalar_type());
+}
+
+bool ConvImpl::plainPadding() const {
+  return holds_alternative<torch::ExpandingArray<2>>(options.padding()) && holds_alternative<torch::enumtype::kZeros>(options.padding_mode());
+}
+
+std::vector<int64_t> ConvImpl::stride2() const { return pair(options.stride()); }
+
+std::vector<int64_t> ConvImpl::padding2() const { return pair(get<torch::ExpandingArray<2>>(options.padding())); }
+
+bool ConvImpl::im2colFor(const torch::Tensor& x) const {
   const auto& o = options;
-  return x.device().is_cpu() && x.requires_grad() && torch::GradMode::is_enabled() && o.groups() == 1 &&
-         holds_alternative<torch::ExpandingArray<2>>(o.padding()) &&
-         holds_alternative<torch::enumtype::kZeros>(o.padding_mode()) && (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 &&
+  return x.device().is_cpu() && plainPadding() && o.groups() == 1 && (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 &&
          useIm2colInputGrad(o.in_channels(), cpuComputeDtype(x));
 }
 
 torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
-  if (!im2colInputGrad(x)) return torch::nn::Conv2dImpl::forward(x);
-  return Im2colInputGradConv::apply(x, weight, bias, pair(options.stride()), pair(get<torch::ExpandingArray<2>>(options.padding())));
+  if (!(x.requires_grad() && torch::GradMode::is_enabled() && im2colFor(x))) return torch::nn::Conv2dImpl::forward(x);
+  return Im2colInputGradConv::apply(x, weight, bias, stride2(), padding2());
 }
 
 }  // namespace robustlab

@@ -17,15 +17,26 @@ namespace robustlab {
 /// in fp32, groups 1, no dilation).
 bool useIm2colInputGrad(int64_t inChannels, at::ScalarType computeDtype);
 
+/// Input gradient of a convolution by the im2col kernel, accumulated in fp32 and returned in x's dtype:
+/// `go` the output gradient, `x` the layer's input (only its shape and dtype are read), `weight` the
+/// weight the forward pass used (groups 1, no dilation).
+torch::Tensor im2colConvInputGrad(const torch::Tensor& go, const torch::Tensor& x, const torch::Tensor& weight,
+                                  at::IntArrayRef stride, at::IntArrayRef padding);
+
 /// torch::nn::Conv2d with the input gradient taken by the im2col kernel where that is faster.
 class ConvImpl : public torch::nn::Conv2dImpl {
  public:
   explicit ConvImpl(const torch::nn::Conv2dOptions& options) : torch::nn::Conv2dImpl(options) {}
   torch::Tensor forward(const torch::Tensor& x);
 
- private:
-  /// CPU, input needs a gradient, zero padding, groups 1, no dilation, and useIm2colInputGrad.
-  bool im2colInputGrad(const torch::Tensor& x) const;
+  /// Zero padding given as numbers (not "same"/"valid", not reflect or circular): the case with
+  /// explicit stride and padding vectors below.
+  bool plainPadding() const;
+  std::vector<int64_t> stride2() const;
+  std::vector<int64_t> padding2() const;  ///< needs plainPadding()
+  /// Whether an input gradient for x is taken by the im2col kernel: CPU, plain padding, groups 1, no
+  /// dilation, and useIm2colInputGrad for the layer's input channels and x's compute dtype.
+  bool im2colFor(const torch::Tensor& x) const;
 };
 TORCH_MODULE(Conv);
 

@@ -119,7 +119,7 @@ ClassifierImpl::ClassifierImpl(const ModelSpec& spec) : spec_(spec) {
 
 torch::Tensor ClassifierImpl::features(const torch::Tensor& x) {
   // The identity normalisation (the default) costs two element-wise ops forward and backward: skip it.
-  if (spec_.mean == 0.0 && spec_.stdev == 1.0) return backbone_->forward(x);
+  if (!normalises()) return backbone_->forward(x);
   return backbone_->forward((x - mean_) / std_);
 }
 

@@ -2,11 +2,15 @@
 
 #include "data/h5io.h"
 #include "framework/checkpoint.h"
+#include "attacks/attack.h"
 #include "framework/conv.h"
+#include "framework/input_grad.h"
 #include "framework/runtime.h"
 
 #include <torch/csrc/autograd/function.h>
+#include <torch/autograd.h>
 #include <torch/nn/functional/conv.h>
+#include <torch/nn/functional/loss.h>
 
 #include <catch2/catch.hpp>
 
@@ -115,5 +119,53 @@ TEST_CASE("the convolution layer's im2col input gradient matches LibTorch's conv
         }
       }
     }
+  }
+}
+
+TEST_CASE("the graph-free input gradient equals autograd's bit for bit", "[models]") {
+  namespace F = torch::nn::functional;
+  const auto x = test::fashionTest().images.slice(0, 0, 96);
+  const auto y = test::fashionTest().labels.slice(0, 0, 96);
+  const auto targets = (y + 3).remainder(10);
+  ModelSpec normalised = test::smallCnn();
+  normalised.mean = 0.286;
+  normalised.stdev = 0.353;
+  normalised.layers.insert(normalised.layers.end() - 1, LayerSpec{"dropout"});
+  ModelSpec mlp;
+  mlp.arch = "mlp";
+  mlp.hidden = {64, 32};
+  for (auto [name, model] : std::vector<std::pair<std::string, Classifier>>{
+           {"trained cnn", test::standardModel()}, {"normalised cnn with dropout", Classifier(normalised)}, {"mlp", Classifier(mlp)}}) {
+    for (const Precision p : {Precision::kFp32, Precision::kBf16}) {
+      for (const bool targeted : {false, true}) {
+        DYNAMIC_SECTION(name << " " << precisionName(p) << (targeted ? " targeted" : "")) {
+          EvalModeGuard eval(*model);
+          FrozenParamsGuard frozen(*model);
+          PrecisionGuard guard(p);
+          REQUIRE(supportsManualInputGrad(*model));
+          const auto& labels = targeted ? targets : y;
+          const auto manual = crossEntropyInputGrad(*model, x, labels, targeted);
+          REQUIRE(manual.has_value());
+          auto xin = x.clone().requires_grad_(true);
+          const auto logits = model->forward(xin);
+          auto loss = F::cross_entropy(logits, labels, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+          if (targeted) loss = -loss;
+          const auto grad = torch::autograd::grad({loss.sum()}, {xin})[0];
+          CHECK(torch::equal(manual->logits, logits.detach()));
+          CHECK(torch::equal(manual->loss, loss.detach()));
+          CHECK(torch::equal(manual->grad, grad));
+          CHECK(grad.abs().max().item<double>() > 0);
+        }
+      }
+    }
+  }
+  SECTION("models it cannot follow fall back to autograd") {
+    Classifier bn(test::smallCnn(10, true));
+    EvalModeGuard eval(*bn);
+    FrozenParamsGuard frozen(*bn);
+    CHECK_FALSE(supportsManualInputGrad(*bn));
+    CHECK_FALSE(crossEntropyInputGrad(*bn, x, y, false).has_value());
+    Classifier training(test::smallCnn());
+    CHECK_FALSE(supportsManualInputGrad(*training));  // train mode, parameters need gradients
   }
 }
