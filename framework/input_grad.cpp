@@ -70,7 +70,9 @@ bool supportsManualInputGrad(ClassifierImpl& model) {
 }
 
 std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& labels, bool negate) {
-  if (!supportsManualInputGrad(model)) return std::nullopt;
+  // CPU only: that is where the graph's bookkeeping was measured to matter, and where the casts below
+  // are autocast's (CPU autocast state).
+  if (!x.device().is_cpu() || !supportsManualInputGrad(model)) return std::nullopt;
   torch::NoGradGuard noGrad;
   std::vector<Saved> saved;
   torch::Tensor h = model.normalises() ? (x - model.inputMean()) / model.inputStd() : x;

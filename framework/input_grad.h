@@ -25,7 +25,7 @@ bool supportsManualInputGrad(ClassifierImpl& model);
 
 /// Per-example cross-entropy of model(x) against `labels` (negated when `negate`, for targeted
 /// attacks), the logits and the input gradient of the summed loss, under the calling thread's autocast
-/// state. std::nullopt when supportsManualInputGrad is false (use autograd then).
+/// state. std::nullopt when x is not on the CPU or supportsManualInputGrad is false (use autograd then).
 std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& labels, bool negate);
 
 }  // namespace robustlab
