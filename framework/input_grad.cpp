@@ -3,6 +3,7 @@
 #include "framework/conv.h"
 #include "framework/runtime.h"
 
+#include <ATen/core/Reduction.h>
 #include <ATen/ops/_log_softmax.h>
 #include <ATen/ops/_log_softmax_backward_data.h>
 #include <ATen/ops/convolution.h>
