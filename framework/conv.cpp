@@ -14,7 +14,7 @@ namespace {
 // LibTorch's option variants are c10::variant in 1.x and std::variant from 2.0.
 #if TORCH_VERSION_MAJOR >= 2
 using std::get;
-using holds_alternative;
+using std::holds_alternative;
 #else
 using c10::get;
 using c10::holds_alternative;
