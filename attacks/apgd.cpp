@@ -15,14 +15,13 @@ torch::Tensor ApgdCe::run(ClassifierImpl& model, const torch::Tensor& x, const t
   auto best = x.clone();
   auto bestLossAll = torch::full({n}, -std::numeric_limits<float>::infinity(), x.options());
   auto fooledAll = torch::zeros({n}, x.options().dtype(torch::kBool));
-  auto sub = [](const torch::Tensor& t, const torch::Tensor& idx) { return t.defined() ? t.index_select(0, idx) : t; };
 
   for (int64_t restart = 0; restart < options_.restarts; ++restart) {
     const auto idx = (~fooledAll).nonzero().squeeze(1);
     if (idx.numel() == 0) break;
     const auto xs = x.index_select(0, idx);
     const auto ys = y.index_select(0, idx);
-    const auto ts = sub(target, idx);
+    const auto ts = rowsOf(target, idx);
     const int64_t b = xs.size(0);
 
     // Start on the boundary of the ball in a random direction (as AutoAttack does).

@@ -103,14 +103,16 @@ class Attack {
   LossGrad lossAndGrad(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target);
   /// Per-example loss and logits without a gradient.
   LossGrad lossOnly(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target);
+  /// Rows `idx` of t, or t itself when undefined (the target of an untargeted attack).
+  static torch::Tensor rowsOf(const torch::Tensor& t, const torch::Tensor& idx) { return t.defined() ? t.index_select(0, idx) : t; }
   /// Success per example: misclassified (untargeted) or classified as the target (targeted).
   static torch::Tensor success(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target);
   /// projectToBall with the attack's norm, eps and range.
   torch::Tensor project(const torch::Tensor& xadv, const torch::Tensor& x) const {
     return projectToBall(xadv, x, options_.norm, options_.eps, options_.lo, options_.hi);
   }
-  /// The attack's Linf box around x: computed once per attack, so each step's projection is two
-  /// element-wise ops.
+  /// The attack's Linf box around x: computed once per attack, so each step's projection is one
+  /// element-wise clamp.
   LinfBox linfBox(const torch::Tensor& x) const { return robustlab::linfBox(x, options_.eps, options_.lo, options_.hi); }
   /// A uniform random point of the eps-ball (Linf: the box; L2: the ball, radius eps * u^(1/d)), clipped.
   torch::Tensor randomStart(const torch::Tensor& x);

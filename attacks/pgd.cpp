@@ -7,11 +7,6 @@ namespace robustlab {
 torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) {
   const int64_t n = x.size(0);
   const double alpha = options_.effectiveStepSize();
-  auto best = x.clone();
-  auto bestLoss = torch::full({n}, -std::numeric_limits<float>::infinity(), x.options());
-  auto fooled = torch::zeros({n}, x.options().dtype(torch::kBool));
-  auto sub = [](const torch::Tensor& t, const torch::Tensor& idx) { return t.defined() ? t.index_select(0, idx) : t; };
-
   if (options_.lastIterate) {
     // Madry et al.'s training loop: plain steps from one start, the last iterate is the example.
     const LinfBox box = options_.norm == Norm::kLinf ? linfBox(x) : LinfBox{};
@@ -22,13 +17,16 @@ torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torc
     }
     return cur;
   }
+  auto best = x.clone();
+  auto bestLoss = torch::full({n}, -std::numeric_limits<float>::infinity(), x.options());
+  auto fooled = torch::zeros({n}, x.options().dtype(torch::kBool));
   for (int64_t restart = 0; restart < options_.restarts; ++restart) {
     // Only examples no earlier restart has fooled are attacked again.
     const auto idx = (~fooled).nonzero().squeeze(1);
     if (idx.numel() == 0) break;
     const auto xs = x.index_select(0, idx);
     const auto ys = y.index_select(0, idx);
-    const auto ts = sub(target, idx);
+    const auto ts = rowsOf(target, idx);
     auto cur = options_.randomStart ? randomStart(xs) : xs.clone();
     auto active = torch::arange(idx.size(0), idx.options());  // rows of this restart's batch still stepping
     bool allActive = true;                                     // fast path: no row gathering yet
@@ -39,7 +37,7 @@ torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torc
     for (int64_t k = 0; k <= options_.steps; ++k) {
       auto xa = allActive ? cur : cur.index_select(0, active);
       const auto ya = allActive ? ys : ys.index_select(0, active);
-      const auto ta = allActive ? ts : sub(ts, active);
+      const auto ta = allActive ? ts : rowsOf(ts, active);
       const auto lg = k < options_.steps ? lossAndGrad(model, xa, ya, ta) : lossOnly(model, xa, ya, ta);
       auto grad = lg.grad;
       if (k > 0) {

@@ -43,15 +43,19 @@ struct Row {
   double train, advTrain, pgd, pgdEarly, fgsm, rss;
 };
 
-/// The median of each throughput over repeated runs (run-to-run noise here is 10-20%).
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/// The median of each throughput over repeated runs (run-to-run noise here is 10-30%).
 Row medianRow(const std::vector<Row>& runs) {
   Row out = runs.front();
   for (double Row::*m : {&Row::train, &Row::advTrain, &Row::pgd, &Row::pgdEarly, &Row::fgsm}) {
     std::vector<double> v;
     for (const auto& r : runs) v.push_back(r.*m);
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    out.*m = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    out.*m = median(std::move(v));
   }
   out.rss = runs.back().rss;
   return out;
@@ -145,8 +149,7 @@ void benchConvGrad(const Dataset& testSet, const std::vector<std::string>& preci
             ms.push_back(1e3 / 10 * timeIt([&] {
                            for (int i = 0; i < 10; ++i) torch::autograd::grad({y}, {x}, {go}, /*retain_graph=*/true);
                          }));
-          std::sort(ms.begin(), ms.end());
-          return ms[ms.size() / 2];
+          return median(std::move(ms));
         };
         const double ref = msPerCall(false), ours = msPerCall(true);
         std::printf("%-6s %8d %6lld %14.3f %14.3f %8.1fx\n", precisionName(precision).c_str(), threads, static_cast<long long>(batch), ref,

@@ -59,29 +59,38 @@ torch::Tensor linearBackward(const Saved& s, const torch::Tensor& g) {
   return s.cin.scalar_type() != s.in.scalar_type() ? gi.to(s.in.scalar_type()) : gi;  // ToCopyBackward0
 }
 
+/// One record per backbone layer, kinds filled in, or std::nullopt when the manual path cannot follow
+/// the model (see supportsManualInputGrad).
+std::optional<std::vector<Saved>> plainLayers(ClassifierImpl& model) {
+  if (model.is_training()) return std::nullopt;
+  for (const auto& p : model.parameters())
+    if (p.requires_grad()) return std::nullopt;
+  std::vector<Saved> layers;
+  for (const auto& m : model.backbone()->children()) {
+    const Kind kind = kindOf(m);
+    if (kind == Kind::kOther) return std::nullopt;
+    layers.push_back(Saved{kind, m.get(), {}, {}, {}, {}});
+  }
+  return layers;
+}
+
 }  // namespace
 
-bool supportsManualInputGrad(ClassifierImpl& model) {
-  if (model.is_training()) return false;
-  for (const auto& p : model.parameters())
-    if (p.requires_grad()) return false;
-  for (const auto& m : model.backbone()->children())
-    if (kindOf(m) == Kind::kOther) return false;
-  return true;
-}
+bool supportsManualInputGrad(ClassifierImpl& model) { return plainLayers(model).has_value(); }
 
 std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& labels, bool negate) {
   // CPU only: that is where the graph's bookkeeping was measured to matter, and where the casts below
   // are autocast's (CPU autocast state).
-  if (!x.device().is_cpu() || !supportsManualInputGrad(model)) return std::nullopt;
+  if (!x.device().is_cpu()) return std::nullopt;
+  auto layers = plainLayers(model);
+  if (!layers) return std::nullopt;
+  std::vector<Saved>& saved = *layers;
   torch::NoGradGuard noGrad;
-  std::vector<Saved> saved;
   torch::Tensor h = model.normalises() ? (x - model.inputMean()) / model.inputStd() : x;
-  for (const auto& m : model.backbone()->children()) {
-    Saved s{kindOf(m), m.get(), {}, {}, {}, {}};
+  for (Saved& s : saved) {
     switch (s.kind) {
       case Kind::kConv: {
-        auto& c = *dynamic_cast<ConvImpl*>(m.get());
+        auto& c = *dynamic_cast<ConvImpl*>(s.module);
         s.in = h;
         s.cin = autocastArg(h);
         s.w = autocastArg(c.weight);
@@ -92,10 +101,9 @@ std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torc
       }
       case Kind::kRelu: h = s.out = at::relu(h); break;
       case Kind::kFlatten: s.in = h; h = h.flatten(1); break;
-      case Kind::kLinear: h = linearForward(s, *dynamic_cast<torch::nn::LinearImpl*>(m.get()), h); break;
+      case Kind::kLinear: h = linearForward(s, *dynamic_cast<torch::nn::LinearImpl*>(s.module), h); break;
       default: break;
     }
-    saved.push_back(std::move(s));
   }
   Saved head{Kind::kLinear, model.head().get(), {}, {}, {}, {}};
   const auto raw = linearForward(head, *model.head(), h);
