@@ -31,7 +31,9 @@ namespace {
 // the numbers a unit computes, so old units are recomputed instead of reused.
 // 2: input gradients of one-channel first convolutions by im2col (adversarial examples differ at
 //    float rounding level).
-constexpr const char* kUnitFormat = "robustlab-unit-2";
+// 3: one-channel first convolutions by robustlab's own kernels on AVX-512 CPUs, forward and input
+//    gradient (the same sums in another order: trained weights and examples differ at rounding level).
+constexpr const char* kUnitFormat = "robustlab-unit-3";
 
 std::string utcNow() {
   const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());

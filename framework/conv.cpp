@@ -1,5 +1,6 @@
 #include "framework/conv.h"
 
+#include "framework/conv_kernels.h"
 #include "framework/runtime.h"
 
 #include <ATen/ops/_slow_conv2d_backward.h>
@@ -27,8 +28,9 @@ std::vector<int64_t> pair(const torch::ExpandingArray<2>& a) { return {(*a)[0], 
 /// Forward through at::convolution; backward with the im2col kernel for the input gradient and
 /// at::convolution_backward for the weight and bias gradients.
 struct Im2colInputGradConv : torch::autograd::Function<Im2colInputGradConv> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
-                               std::vector<int64_t> stride, std::vector<int64_t> padding) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
+                               const c10::optional<torch::Tensor>& biasArg, std::vector<int64_t> stride, std::vector<int64_t> padding) {
+    const torch::Tensor bias = biasArg.value_or(torch::Tensor());
     // Under autocast the convolution runs in the autocast dtype: cast here, once, so the backward pass
     // differentiates exactly what the forward pass computed.
     const auto dtype = cpuComputeDtype(x);
@@ -67,6 +69,47 @@ struct Im2colInputGradConv : torch::autograd::Function<Im2colInputGradConv> {
   }
 };
 
+/// Forward and input gradient by the single-channel kernels (framework/conv_kernels.h); weight and bias
+/// gradients by at::convolution_backward on the same cast tensors.
+struct SingleChannelConvFn : torch::autograd::Function<SingleChannelConvFn> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
+                               const c10::optional<torch::Tensor>& biasArg, std::vector<int64_t> stride, std::vector<int64_t> padding) {
+    const torch::Tensor bias = biasArg.value_or(torch::Tensor());
+    const auto dtype = cpuComputeDtype(x);
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    ctx->saved_data["has_bias"] = bias.defined();
+    ctx->saved_data["dtype"] = static_cast<int64_t>(dtype);
+    return singleChannelConv(x, weight, bias, stride, padding, dtype, /*relu=*/false);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& weight = saved[1];
+    const auto stride = ctx->saved_data["stride"].toIntVector();
+    const auto padding = ctx->saved_data["padding"].toIntVector();
+    const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
+    const auto& go = grads[0];
+    torch::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0))
+      gx = singleChannelConvInputGrad(go, weight, {x.size(2), x.size(3)}, stride, padding, dtype).to(x.scalar_type());
+    const bool needW = ctx->needs_input_grad(1);
+    const bool needB = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
+    if (needW || needB) {
+      // What autocast would have differentiated: the cast input and weight; gradients back in the
+      // parameters' dtype (autocast's cast is differentiable).
+      const auto xc = x.to(dtype), wc = weight.to(dtype);
+      auto g = at::convolution_backward(go.to(dtype), xc, wc, std::vector<int64_t>{wc.size(0)}, stride, padding, {1, 1}, false, {0, 0}, 1,
+                                        {false, needW, needB});
+      if (needW) gw = std::get<1>(g).to(weight.scalar_type());
+      if (needB) gb = std::get<2>(g).to(weight.scalar_type());
+    }
+    return {gx, gw, gb, torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 bool useIm2colInputGrad(int64_t inChannels, at::ScalarType computeDtype) {
@@ -97,9 +140,25 @@ bool ConvImpl::im2colFor(const torch::Tensor& x) const {
          useIm2colInputGrad(o.in_channels(), cpuComputeDtype(x));
 }
 
+c10::optional<torch::Tensor> ConvImpl::optionalBias() const {
+  // Custom autograd functions take an absent tensor argument as an empty optional, not an undefined tensor.
+  return bias.defined() ? c10::optional<torch::Tensor>(bias) : c10::nullopt;
+}
+
+bool ConvImpl::kernelsFor(const torch::Tensor& x) const {
+  const auto& o = options;
+  return plainPadding() && o.groups() == 1 && (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 &&
+         singleChannelConvApplies(x, weight, stride2(), padding2());
+}
+
 torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
+  if (kernelsFor(x)) {
+    const bool grad = torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
+    if (grad) return SingleChannelConvFn::apply(x, weight, optionalBias(), stride2(), padding2());
+    return singleChannelConv(x, weight, bias, stride2(), padding2(), cpuComputeDtype(x), /*relu=*/false);
+  }
   if (!(x.requires_grad() && torch::GradMode::is_enabled() && im2colFor(x))) return torch::nn::Conv2dImpl::forward(x);
-  return Im2colInputGradConv::apply(x, weight, bias, stride2(), padding2());
+  return Im2colInputGradConv::apply(x, weight, optionalBias(), stride2(), padding2());
 }
 
 }  // namespace robustlab

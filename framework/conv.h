@@ -1,13 +1,14 @@
 #pragma once
-// A 2-D convolution layer (torch::nn::Conv2d, same parameters and checkpoint names) whose input
-// gradient on CPU takes the fastest measured kernel for the layer's shape.
+// A 2-D convolution layer (torch::nn::Conv2d, same parameters and checkpoint names) that takes the
+// fastest measured CPU kernels for its shape.
 //
-// Attacks need the gradient with respect to the image. For a first layer that reads a one-channel
-// image, oneDNN's backward-data kernel (what LibTorch 1.13 picks on CPU) vectorises over input
-// channels and has one: measured here it took 3-8x longer than the layer's forward pass, and a third
-// of every PGD step on the default model. LibTorch's im2col kernel (`_slow_conv2d_backward`) computes
-// the same gradient 2-8x faster for such layers (BENCHMARKS.md, "Input gradient of the first
-// convolution"). The forward pass and every weight gradient are unchanged, so training is unchanged.
+// Attacks need the gradient with respect to the image, and the first layer of an MNIST-style model
+// reads a one-channel image: oneDNN (LibTorch 1.13's CPU convolution) vectorises over input channels
+// and has one. Such a layer runs robustlab's single-channel kernels (framework/conv_kernels.h) for its
+// forward pass and input gradient on AVX-512 CPUs; weight and bias gradients stay LibTorch's. Where
+// those kernels do not run, the input gradient of a layer with few input channels takes LibTorch's
+// im2col kernel (`_slow_conv2d_backward`), 2-8x faster there than oneDNN's backward-data kernel
+// (BENCHMARKS.md, "The first convolution"). Every other layer is torch::nn::Conv2d.
 #include <torch/nn/modules/conv.h>
 
 namespace robustlab {
@@ -37,6 +38,12 @@ class ConvImpl : public torch::nn::Conv2dImpl {
   /// Whether an input gradient for x is taken by the im2col kernel: CPU, plain padding, groups 1, no
   /// dilation, and useIm2colInputGrad for the layer's input channels and x's compute dtype.
   bool im2colFor(const torch::Tensor& x) const;
+  /// Whether the forward pass and the input gradient on x are taken by the single-channel kernels
+  /// (framework/conv_kernels.h): plain padding, groups 1, no dilation, and singleChannelConvApplies.
+  bool kernelsFor(const torch::Tensor& x) const;
+
+ private:
+  c10::optional<torch::Tensor> optionalBias() const;
 };
 TORCH_MODULE(Conv);
 

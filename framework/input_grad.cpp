@@ -1,6 +1,7 @@
 #include "framework/input_grad.h"
 
 #include "framework/conv.h"
+#include "framework/conv_kernels.h"
 #include "framework/runtime.h"
 
 #include <ATen/core/Reduction.h>
@@ -19,7 +20,7 @@
 namespace robustlab {
 namespace {
 
-enum class Kind { kConv, kRelu, kFlatten, kLinear, kIdentity, kOther };
+enum class Kind { kConv, kRelu, kFlatten, kLinear, kIdentity, kOther, kFusedRelu /* computed by the conv before it */ };
 
 Kind kindOf(const std::shared_ptr<torch::nn::Module>& m) {
   if (auto* c = dynamic_cast<ConvImpl*>(m.get())) return c->plainPadding() ? Kind::kConv : Kind::kOther;
@@ -43,7 +44,8 @@ struct Saved {
   torch::Tensor in;   ///< the layer's input before any autocast cast (conv, linear)
   torch::Tensor cin;  ///< the input as the kernel saw it (after the cast)
   torch::Tensor w;    ///< the weight as the kernel saw it
-  torch::Tensor out;  ///< the layer's output (relu)
+  torch::Tensor out;  ///< the layer's output (relu; a kernel conv with the ReLU fused: the ReLU's output)
+  bool kernels = false;  ///< conv: taken by the single-channel kernels
 };
 
 torch::Tensor linearForward(Saved& s, torch::nn::LinearImpl& l, const torch::Tensor& h) {
@@ -87,10 +89,24 @@ std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torc
   std::vector<Saved>& saved = *layers;
   torch::NoGradGuard noGrad;
   torch::Tensor h = model.normalises() ? (x - model.inputMean()) / model.inputStd() : x;
-  for (Saved& s : saved) {
+  for (size_t i = 0; i < saved.size(); ++i) {
+    Saved& s = saved[i];
     switch (s.kind) {
       case Kind::kConv: {
         auto& c = *dynamic_cast<ConvImpl*>(s.module);
+        if (c.kernelsFor(h)) {
+          // What ConvImpl::forward computes, with a following ReLU fused (the same numbers as at::relu of it).
+          const bool fuse = i + 1 < saved.size() && saved[i + 1].kind == Kind::kRelu;
+          s.kernels = true;
+          s.in = h;
+          s.w = c.weight;
+          h = singleChannelConv(h, c.weight, c.bias, c.stride2(), c.padding2(), cpuComputeDtype(h), fuse);
+          if (fuse) {
+            s.out = h;
+            saved[++i].kind = Kind::kFusedRelu;
+          }
+          break;
+        }
         s.in = h;
         s.cin = autocastArg(h);
         s.w = autocastArg(c.weight);
@@ -120,7 +136,12 @@ std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torc
     switch (it->kind) {
       case Kind::kConv: {
         auto& c = *dynamic_cast<ConvImpl*>(it->module);
-        if (c.im2colFor(it->in)) {
+        if (it->kernels) {
+          // it->out is defined when the ReLU after it was fused: its backward is applied here.
+          g = singleChannelConvInputGrad(g, it->w, {it->in.size(2), it->in.size(3)}, c.stride2(), c.padding2(), cpuComputeDtype(it->in),
+                                         it->out)
+                  .to(it->in.scalar_type());
+        } else if (c.im2colFor(it->in)) {
           g = im2colConvInputGrad(g, it->in, it->w, c.stride2(), c.padding2());
         } else {
           const auto& o = c.options;

@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // Bump when the fixtures' recipe changes, so stale cached models are not reused.
-constexpr const char* kCacheVersion = "v4";
+constexpr const char* kCacheVersion = "v5";
 
 std::string cachePath(const std::string& name) {
   fs::create_directories(ROBUSTLAB_TEST_CACHE);

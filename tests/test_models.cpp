@@ -4,6 +4,7 @@
 #include "framework/checkpoint.h"
 #include "attacks/attack.h"
 #include "framework/conv.h"
+#include "framework/conv_kernels.h"
 #include "framework/input_grad.h"
 #include "framework/runtime.h"
 
@@ -11,6 +12,9 @@
 #include <torch/autograd.h>
 #include <torch/nn/functional/conv.h>
 #include <torch/nn/functional/loss.h>
+#include <ATen/ops/convolution.h>
+#include <ATen/ops/convolution_backward.h>
+#include <ATen/ops/threshold_backward.h>
 
 #include <catch2/catch.hpp>
 
@@ -82,16 +86,24 @@ TEST_CASE("a run killed while writing leaves the previous checkpoint intact", "[
   CHECK_FALSE(std::filesystem::exists(dir + "/a.h5.tmp"));
 }
 
-TEST_CASE("the convolution layer's im2col input gradient matches LibTorch's convolution, fp32 and bf16", "[models]") {
+TEST_CASE("the convolution layer's gradients match LibTorch's convolution, fp32 and bf16, with and without its own kernels", "[models]") {
   namespace F = torch::nn::functional;
   torch::manual_seed(3);
   const auto gray = test::fashionTest().images.slice(0, 0, 64);
   struct Case {
     int64_t in, kernel, stride, padding;
   };
+  const bool kernels = singleChannelKernelsAvailable();
+  if (!kernels) WARN("this CPU has no AVX-512: the single-channel kernels are not tested here");
+  for (const bool useKernels : {true, false}) {
   for (const Case c : {Case{1, 4, 2, 1}, Case{1, 3, 1, 1}, Case{3, 3, 1, 0}}) {
     for (const Precision p : {Precision::kFp32, Precision::kBf16}) {
-      DYNAMIC_SECTION("in " << c.in << " kernel " << c.kernel << " stride " << c.stride << " " << precisionName(p)) {
+      DYNAMIC_SECTION((useKernels ? "kernels on" : "kernels off") << " in " << c.in << " kernel " << c.kernel << " stride " << c.stride << " "
+                                                                   << precisionName(p)) {
+        setSingleChannelKernels(useKernels);
+        struct Restore {
+          ~Restore() { setSingleChannelKernels(true); }
+        } restore;
         const auto base = c.in == 1 ? gray : torch::cat({gray, gray.flip(2), 1 - gray}, 1);
         Conv conv(torch::nn::Conv2dOptions(c.in, 16, c.kernel).stride(c.stride).padding(c.padding));
         auto run = [&](bool ours) {
@@ -100,7 +112,9 @@ TEST_CASE("the convolution layer's im2col input gradient matches LibTorch's conv
           PrecisionGuard guard(p);
           auto y = ours ? conv->forward(x)
                         : F::conv2d(x, conv->weight, F::Conv2dFuncOptions().bias(conv->bias).stride(c.stride).padding(c.padding));
-          if (ours && useIm2colInputGrad(c.in, p == Precision::kBf16 ? torch::kBFloat16 : torch::kFloat32))
+          if (ours && useKernels && kernels && c.in == 1)
+            CHECK(y.grad_fn()->name().find("SingleChannelConvFn") != std::string::npos);
+          else if (ours && useIm2colInputGrad(c.in, p == Precision::kBf16 ? torch::kBFloat16 : torch::kFloat32))
             CHECK(y.grad_fn()->name().find("Im2colInputGradConv") != std::string::npos);
           const auto weights = torch::linspace(-1, 1, y.numel()).view(y.sizes());
           (y.to(torch::kFloat32) * weights).sum().backward();
@@ -119,6 +133,68 @@ TEST_CASE("the convolution layer's im2col input gradient matches LibTorch's conv
         }
       }
     }
+  }
+  }
+}
+
+TEST_CASE("the single-channel kernels match LibTorch's convolution, fused ReLU included", "[models]") {
+  if (!singleChannelKernelsAvailable()) {
+    WARN("this CPU has no AVX-512: the single-channel kernels do not run here and are not tested");
+    return;
+  }
+  torch::manual_seed(5);
+  const auto images = test::fashionTest().images.slice(0, 0, 24);
+  struct Case {
+    int64_t c, kh, kw, sh, sw, ph, pw, h, w;
+  };
+  // The default model's first layer; an output row wider than 16 and channels in blocks of 8; a
+  // channel count that is not; a 3-column kernel (the general scatter); stride 3 with a non-square crop.
+  for (const Case& k : {Case{16, 4, 4, 2, 2, 1, 1, 28, 28}, Case{32, 3, 3, 1, 1, 1, 1, 28, 28}, Case{5, 5, 3, 3, 2, 2, 0, 28, 28},
+                       Case{20, 2, 4, 1, 3, 0, 3, 27, 25}, Case{12, 4, 2, 2, 1, 3, 1, 26, 28}}) {
+    for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+      for (const bool relu : {false, true}) {
+        DYNAMIC_SECTION(k.c << " channels, kernel " << k.kh << "x" << k.kw << ", stride " << k.sh << "," << k.sw << ", padding " << k.ph << ","
+                            << k.pw << (dtype == torch::kFloat32 ? " fp32" : " bf16") << (relu ? " relu" : "")) {
+          const auto x = images.slice(2, 0, k.h).slice(3, 0, k.w).contiguous();
+          const auto w = torch::randn({k.c, 1, k.kh, k.kw}) * 0.3;
+          const auto b = torch::randn({k.c}) * 0.1;
+          const std::vector<int64_t> stride{k.sh, k.sw}, padding{k.ph, k.pw};
+          REQUIRE(singleChannelConvApplies(x, w, stride, padding));
+          auto ref = at::convolution(x.to(dtype), w.to(dtype), b.to(dtype), stride, padding, {1, 1}, false, {0, 0}, 1);
+          if (relu) ref = ref.relu();
+          const auto ours = singleChannelConv(x, w, b, stride, padding, dtype, relu);
+          REQUIRE(ours.sizes() == ref.sizes());
+          REQUIRE(ours.scalar_type() == dtype);
+          // fp32: the same sums in another order. bf16: the same bf16 inputs, products summed in fp32, the
+          // sum rounded to bf16 (one rounding step apart at most).
+          const double scale = ref.abs().max().item<double>();
+          CHECK((ours.to(torch::kFloat32) - ref.to(torch::kFloat32)).abs().max().item<double>() <= (dtype == torch::kFloat32 ? 1e-5 : 8e-3) * scale);
+          if (relu) CHECK(ours.min().item<double>() >= 0);
+          // Input gradient: against LibTorch's convolution backward in fp32 on the same rounded weights,
+          // after ReLU's backward when the ReLU is fused (its output as the mask).
+          const auto go = torch::randn(ref.sizes()).to(dtype);
+          const auto gin = relu ? at::threshold_backward(go, ref, 0) : go;
+          const auto gref = std::get<0>(at::convolution_backward(gin.to(torch::kFloat32), x, w.to(dtype).to(torch::kFloat32), std::vector<int64_t>{k.c},
+                                                                 stride, padding, {1, 1}, false, {0, 0}, 1, {true, false, false}));
+          const auto gours = singleChannelConvInputGrad(go, w, {k.h, k.w}, stride, padding, dtype, relu ? ref : torch::Tensor());
+          REQUIRE(gours.sizes() == x.sizes());
+          REQUIRE(gours.scalar_type() == torch::kFloat32);
+          const double gscale = gref.abs().max().item<double>();
+          CHECK(gscale > 0);
+          CHECK((gours - gref).abs().max().item<double>() <= 1e-5 * gscale);
+        }
+      }
+    }
+  }
+  SECTION("what the kernels do not take is left to LibTorch") {
+    const auto x = images.slice(0, 0, 2);
+    CHECK_FALSE(singleChannelConvApplies(torch::cat({x, x}, 1), torch::randn({8, 2, 3, 3}), {1, 1}, {1, 1}));  // two input channels
+    CHECK_FALSE(singleChannelConvApplies(x, torch::randn({8, 1, 5, 5}), {1, 1}, {2, 2}));                     // 25 taps
+    CHECK_FALSE(singleChannelConvApplies(x.to(torch::kFloat64), torch::randn({8, 1, 3, 3}, torch::kFloat64), {1, 1}, {1, 1}));
+    CHECK_FALSE(singleChannelConvApplies(x, torch::randn({8, 1, 3, 3}), {1, 1}, {3, 3}));  // padding >= kernel
+    setSingleChannelKernels(false);
+    CHECK_FALSE(singleChannelConvApplies(x, torch::randn({8, 1, 3, 3}), {1, 1}, {1, 1}));
+    setSingleChannelKernels(true);
   }
 }
 

@@ -1,0 +1,42 @@
+#pragma once
+// CPU kernels for a convolution that reads a one-channel image: the first layer of every MNIST-style
+// model, and the layer each attack step runs twice (forward, then the input gradient).
+//
+// oneDNN (LibTorch 1.13's CPU convolution) vectorises over input channels; with one, its forward pass
+// ran at 8-60 GFLOP/s here, varying 8x from run to run, and its input gradient was slower still. These
+// kernels vectorise over output columns instead: the stride-s input is split into s column phases so
+// that every tap is one contiguous 16-float load, and each load feeds several output channels (forward)
+// or every output channel's gradient (backward). A ReLU after the layer can be fused into both passes.
+//
+// Numerics are LibTorch's under autocast: inputs, weights and bias rounded to the compute dtype,
+// products summed in fp32, the output rounded to the compute dtype; only the summation order differs
+// from oneDNN's. AVX-512 (F, BW, VL) x86-64 CPUs only, chosen at run time; elsewhere LibTorch's kernels run.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace robustlab {
+
+/// Whether this CPU runs the kernels (x86-64 with AVX-512 F, BW and VL) and they are switched on.
+bool singleChannelKernelsAvailable();
+
+/// Switches the kernels off (LibTorch's run instead) or back on: for tests and A/B benchmarks.
+void setSingleChannelKernels(bool on);
+
+/// Whether the kernels take conv2d(x, weight) with this stride and zero padding: available, CPU tensors,
+/// x N x 1 x H x W and weight C x 1 x KH x KW in fp32 or bf16, at most 16 taps, padding < kernel size.
+bool singleChannelConvApplies(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding);
+
+/// conv2d(x, weight, bias, stride, padding), then ReLU when `relu`, in `compute` (fp32 or bf16) as
+/// described above; returns N x C x OH x OW in `compute`. `bias` may be undefined.
+at::Tensor singleChannelConv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::ScalarType compute, bool relu);
+
+/// Gradient of singleChannelConv with respect to x, in fp32 (N x 1 x H x W): `go` the output gradient
+/// (fp32 or bf16), `inputSize` {H, W}. With `reluOut` defined (the forward pass's fused-ReLU output),
+/// go counts only where reluOut > 0, as ReLU's backward (threshold_backward) would pass it.
+at::Tensor singleChannelConvInputGrad(const at::Tensor& go, const at::Tensor& weight, at::IntArrayRef inputSize, at::IntArrayRef stride,
+                                      at::IntArrayRef padding, at::ScalarType compute, const at::Tensor& reluOut = {});
+
+}  // namespace robustlab
