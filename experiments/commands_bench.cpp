@@ -7,6 +7,7 @@
 #include "data/h5io.h"
 #include "data/sources.h"
 #include "framework/conv.h"
+#include "framework/conv_kernels.h"
 #include "framework/progress.h"
 #include "framework/runtime.h"
 #include "framework/trainer.h"
@@ -124,36 +125,46 @@ Row measureOnce(const BenchSetup& setup, Precision precision, int threadCount) {
   return row;
 }
 
-/// Input gradient of the default model's first convolution (1 -> 16 channels, 4x4, stride 2): LibTorch's
-/// own convolution backward against robustlab's layer (framework/conv.h), milliseconds per call.
-void benchConvGrad(const Dataset& testSet, const std::vector<std::string>& precisions, const std::vector<std::string>& threadList,
-                   int repeats) {
+/// The default model's first convolution (1 -> 16 channels, 4x4, stride 2) as an attack step runs it,
+/// weights frozen: its forward pass and its input gradient, LibTorch's convolution against robustlab's
+/// layer (framework/conv.h: its own kernels on AVX-512 CPUs, else LibTorch's im2col input gradient),
+/// milliseconds per call, median of `repeats` timings of 10 calls.
+void benchFirstConv(const Dataset& testSet, const std::vector<std::string>& precisions, const std::vector<std::string>& threadList,
+                    int repeats) {
   namespace F = torch::nn::functional;
   const auto options = torch::nn::Conv2dOptions(1, 16, 4).stride(2).padding(1);
   Conv conv(options);
   for (auto& p : conv->parameters()) p.requires_grad_(false);  // as in an attack
-  std::printf("%-6s %8s %6s %14s %14s %9s\n", "prec", "threads", "batch", "LibTorch ms", "robustlab ms", "speed-up");
+  std::printf("robustlab's single-channel kernels: %s\n", singleChannelKernelsAvailable() ? "yes (AVX-512)" : "no (this CPU has no AVX-512)");
+  std::printf("%-6s %8s %6s %12s %12s %8s %12s %12s %8s\n", "prec", "threads", "batch", "fwd LibTorch", "fwd ours", "speed-up",
+              "grad LibTorch", "grad ours", "speed-up");
+  auto msPer = [&](const std::function<void()>& fn) {
+    fn();  // warm-up
+    std::vector<double> ms;
+    for (int r = 0; r < repeats; ++r)
+      ms.push_back(1e3 / 10 * timeIt([&] {
+                     for (int i = 0; i < 10; ++i) fn();
+                   }));
+    return median(std::move(ms));
+  };
   for (const auto& p : precisions) {
     const Precision precision = parsePrecision(p);
     for (const auto& t : threadList) {
       const int threads = configureThreads(std::stoi(t));
       PrecisionGuard guard(precision);
       for (const int64_t batch : {int64_t{128}, testSet.size()}) {
-        const auto x = testSet.images.slice(0, 0, batch).clone().requires_grad_(true);
-        auto msPerCall = [&](bool ours) {
-          const auto y = ours ? conv->forward(x)
-                              : F::conv2d(x, conv->weight, F::Conv2dFuncOptions().bias(conv->bias).stride(2).padding(1));
-          const auto go = torch::ones_like(y);
-          std::vector<double> ms;
-          for (int r = 0; r < repeats; ++r)
-            ms.push_back(1e3 / 10 * timeIt([&] {
-                           for (int i = 0; i < 10; ++i) torch::autograd::grad({y}, {x}, {go}, /*retain_graph=*/true);
-                         }));
-          return median(std::move(ms));
-        };
-        const double ref = msPerCall(false), ours = msPerCall(true);
-        std::printf("%-6s %8d %6lld %14.3f %14.3f %8.1fx\n", precisionName(precision).c_str(), threads, static_cast<long long>(batch), ref,
-                    ours, ref / ours);
+        const auto x = testSet.images.slice(0, 0, batch).clone();
+        const auto xg = x.clone().requires_grad_(true);
+        auto ref = [&] { return F::conv2d(xg, conv->weight, F::Conv2dFuncOptions().bias(conv->bias).stride(2).padding(1)); };
+        const auto yRef = ref(), yOurs = conv->forward(xg);
+        const auto go = torch::ones_like(yRef);
+        torch::NoGradGuard noGrad;
+        const double fwdRef = msPer([&] { ref(); }), fwdOurs = msPer([&] { conv->forward(x); });
+        torch::AutoGradMode grad(true);
+        const double gradRef = msPer([&] { torch::autograd::grad({yRef}, {xg}, {go}, /*retain_graph=*/true); });
+        const double gradOurs = msPer([&] { torch::autograd::grad({yOurs}, {xg}, {go}, /*retain_graph=*/true); });
+        std::printf("%-6s %8d %6lld %12.3f %12.3f %7.1fx %12.3f %12.3f %7.1fx\n", precisionName(precision).c_str(), threads,
+                    static_cast<long long>(batch), fwdRef, fwdOurs, fwdRef / fwdOurs, gradRef, gradOurs, gradRef / gradOurs);
       }
     }
   }
@@ -175,7 +186,7 @@ int cmdBench(int argc, char** argv) {
       ("precision", "comma-separated precisions to measure (fp32, bf16)", cxxopts::value<std::string>()->default_value("fp32,bf16"))
       ("repeats", "runs of each measurement; the table shows the median", cxxopts::value<int>()->default_value("3"))
       ("v,verbose", "also print every run, not only the medians")
-      ("conv-grad", "instead: time the input gradient of the first convolution, LibTorch's kernel against robustlab's")
+      ("first-conv", "instead: time the first convolution's forward pass and input gradient, LibTorch's kernels against robustlab's")
       ("device", "auto | cpu | cuda", cxxopts::value<std::string>()->default_value("cpu"))
       ("o,out", "HDF5 file for the table (empty: none)", cxxopts::value<std::string>()->default_value("results/bench.h5"))
       ("h,help", "show this help");
@@ -189,8 +200,8 @@ int cmdBench(int argc, char** argv) {
   const Dataset testSet = loadSplit(src, "test").head(args["attack-images"].as<int64_t>());
   const int repeats = args["repeats"].as<int>();
   if (repeats < 1) throw std::invalid_argument("--repeats: must be >= 1");
-  if (args.count("conv-grad")) {
-    benchConvGrad(testSet, splitList(args["precision"].as<std::string>()), splitList(args["threads"].as<std::string>()), repeats);
+  if (args.count("first-conv")) {
+    benchFirstConv(testSet, splitList(args["precision"].as<std::string>()), splitList(args["threads"].as<std::string>()), repeats);
     return 0;
   }
   const BenchSetup setup{trainSet, advSet, testSet, args["batch-size"].as<int64_t>(), args["attack-batch"].as<int64_t>(), device};
