@@ -15,6 +15,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define ROBUSTLAB_AVX512_KERNELS 1
 #define ROBUSTLAB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define ROBUSTLAB_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #endif
 
 namespace robustlab {
@@ -25,6 +26,16 @@ std::atomic<bool> gEnabled{true};
 bool cpuSupportsKernels() {
 #ifdef ROBUSTLAB_AVX512_KERNELS
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+/// The CPU's bf16 dot product (vdpbf16ps: two bf16 products summed into each fp32 lane).
+bool cpuHasBf16Dot() {
+#ifdef ROBUSTLAB_AVX512_KERNELS
+  static const bool ok = cpuSupportsKernels() && __builtin_cpu_supports("avx512bf16");
   return ok;
 #else
   return false;
@@ -166,6 +177,84 @@ ROBUSTLAB_AVX512 void forwardImages(const Geometry& g, const TI* x, const float*
   }
 }
 
+/// Whether a forward pass takes forwardImagesDot: bf16, column stride 2, even kernel width, and a CPU
+/// with the bf16 dot product.
+bool dotForwardApplies(const Geometry& g, at::ScalarType compute) {
+  return compute == at::kBFloat16 && g.sw == 2 && g.kw % 2 == 0 && cpuHasBf16Dot();
+}
+
+/// bf16 weights of a block of B output channels as 32-bit pairs (kx = 2m low, 2m + 1 high), ordered
+/// [ky][m][b]; then channel by channel for the rest.
+std::vector<uint32_t> packForwardPairs(const std::vector<float>& w, const Geometry& g) {
+  const int64_t taps = g.taps(), pairs = g.kw / 2;
+  auto bits = [&](int64_t oc, int64_t ky, int64_t kx) {
+    return static_cast<uint32_t>(c10::BFloat16(w[oc * taps + ky * g.kw + kx]).x);  // already bf16 values: exact
+  };
+  std::vector<uint32_t> out(static_cast<size_t>(g.c * g.kh * pairs));
+  int64_t oc = 0;
+  auto pack = [&](int64_t block) {
+    for (int64_t ky = 0; ky < g.kh; ++ky)
+      for (int64_t m = 0; m < pairs; ++m)
+        for (int64_t b = 0; b < block; ++b)
+          out[oc * g.kh * pairs + (ky * pairs + m) * block + b] = bits(oc + b, ky, 2 * m) | (bits(oc + b, ky, 2 * m + 1) << 16);
+  };
+  for (; oc + 8 <= g.c; oc += 8) pack(8);
+  for (; oc < g.c; ++oc) pack(1);
+  return out;
+}
+
+/// Output channels [oc, oc + B) of one image with the bf16 dot product: `img` is the zero-padded image
+/// in bf16 read as 32-bit pairs (pair j of a row = columns 2j, 2j + 1), so taps kx = 2m, 2m + 1 of
+/// output column ox are pair ox + m, and one vdpbf16ps adds both for 16 output columns.
+template <int B, typename TO>
+ROBUSTLAB_AVX512_BF16 void forwardBlockDot(const Geometry& g, const uint32_t* img, int64_t rowPairs, const uint32_t* wp, const float* bias,
+                                           bool relu, TO* out) {
+  const int64_t pairs = g.kw / 2, plane = g.oh * g.ow;
+  __m512 b0[B];
+  for (int b = 0; b < B; ++b) b0[b] = _mm512_set1_ps(bias ? bias[b] : 0.0f);
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    for (int64_t ox0 = 0; ox0 < g.ow; ox0 += kLanes) {
+      __m512 acc[B];
+      for (int b = 0; b < B; ++b) acc[b] = b0[b];
+      const uint32_t* w = wp;
+      for (int64_t ky = 0; ky < g.kh; ++ky) {
+        const uint32_t* src = img + (oy * g.sh + ky) * rowPairs + ox0;
+        for (int64_t m = 0; m < pairs; ++m, w += B) {
+          const __m512bh v = reinterpret_cast<__m512bh>(_mm512_loadu_si512(src + m));
+          for (int b = 0; b < B; ++b) acc[b] = _mm512_dpbf16_ps(acc[b], v, reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(w[b]))));
+        }
+      }
+      const __mmask16 msk = laneMask(g.ow - ox0);
+      TO* o = out + oy * g.ow + ox0;
+      for (int b = 0; b < B; ++b) storeRow(o + b * plane, relu ? _mm512_max_ps(_mm512_setzero_ps(), acc[b]) : acc[b], msk);
+    }
+  }
+}
+
+template <typename TI, typename TO>
+ROBUSTLAB_AVX512_BF16 void forwardImagesDot(const Geometry& g, const TI* x, const uint32_t* wp, const float* bias, bool relu, TO* out,
+                                            int64_t n0, int64_t n1) {
+  // Rows long enough for the last chunk's loads past the data (zeros).
+  const int64_t rowPairs = (g.wp + 1) / 2 + kLanes + g.kw / 2;
+  std::vector<uint32_t> img(static_cast<size_t>(g.hp * rowPairs), 0u);  // the padding stays zero
+  auto* cells = reinterpret_cast<uint16_t*>(img.data());                 // bf16 cell (row, column): row * 2 * rowPairs + column
+  for (int64_t n = n0; n < n1; ++n) {
+    const TI* xn = x + n * g.h * g.w;
+    for (int64_t i = 0; i < g.h; ++i)
+      for (int64_t j = 0; j < g.w; j += kLanes) {
+        const __mmask16 m = laneMask(g.w - j);
+        _mm256_mask_storeu_epi16(cells + (i + g.ph) * 2 * rowPairs + g.pw + j, m, toBf16(loadRow(xn + i * g.w + j, m)));
+      }
+    TO* on = out + n * g.c * g.oh * g.ow;
+    const int64_t perChannel = g.kh * (g.kw / 2);
+    int64_t oc = 0;
+    for (; oc + 8 <= g.c; oc += 8)
+      forwardBlockDot<8>(g, img.data(), rowPairs, wp + oc * perChannel, bias ? bias + oc : nullptr, relu, on + oc * g.oh * g.ow);
+    for (; oc < g.c; ++oc)
+      forwardBlockDot<1>(g, img.data(), rowPairs, wp + oc * perChannel, bias ? bias + oc : nullptr, relu, on + oc * g.oh * g.ow);
+  }
+}
+
 /// Adds the 16 tap values of one output position into the padded input gradient at `dst` (its patch's
 /// top-left corner): row ky takes taps [ky * kw, ky * kw + kw).
 inline __attribute__((always_inline)) ROBUSTLAB_AVX512 void scatterTaps(__m512 v, float* dst, const Geometry& g, int64_t rowLen) {
@@ -286,8 +375,13 @@ at::Tensor singleChannelConv(const at::Tensor& x, const at::Tensor& weight, cons
   const auto b = bias.defined() ? roundedValues(bias, compute) : std::vector<float>{};
   const bool roundIn = compute == at::kBFloat16 && xc.scalar_type() == at::kFloat;
   const float* bp = b.empty() ? nullptr : b.data();
+  const bool dot = dotForwardApplies(g, compute);
+  const auto pairs = dot ? packForwardPairs(roundedValues(weight, compute), g) : std::vector<uint32_t>{};
   auto run = [&](auto* xp, auto* op) {
-    at::parallel_for(0, g.n, grainFor(g), [&](int64_t n0, int64_t n1) { forwardImages(g, xp, w.data(), bp, roundIn, relu, op, n0, n1); });
+    at::parallel_for(0, g.n, grainFor(g), [&](int64_t n0, int64_t n1) {
+      if (dot) forwardImagesDot(g, xp, pairs.data(), bp, relu, op, n0, n1);
+      else forwardImages(g, xp, w.data(), bp, roundIn, relu, op, n0, n1);
+    });
   };
   auto withOut = [&](auto* xp) {
     if (compute == at::kFloat) run(xp, out.data_ptr<float>());

@@ -147,15 +147,20 @@ TEST_CASE("the single-channel kernels match LibTorch's convolution, fused ReLU i
   struct Case {
     int64_t c, kh, kw, sh, sw, ph, pw, h, w;
   };
+  // Images side by side, for rows wider than one image.
+  const auto wide = torch::cat({images, images.flip(3)}, 3);
   // The default model's first layer; an output row wider than 16 and channels in blocks of 8; a
-  // channel count that is not; a 3-column kernel (the general scatter); stride 3 with a non-square crop.
+  // channel count that is not; a 3-column kernel (the general scatter); stride 3 with a non-square crop;
+  // then two more for the bf16 dot-product forward pass (column stride 2, even kernel width): channels
+  // not in blocks of 8 with an output row wider than 16, and a 2x2 kernel.
   for (const Case& k : {Case{16, 4, 4, 2, 2, 1, 1, 28, 28}, Case{32, 3, 3, 1, 1, 1, 1, 28, 28}, Case{5, 5, 3, 3, 2, 2, 0, 28, 28},
-                       Case{20, 2, 4, 1, 3, 0, 3, 27, 25}, Case{12, 4, 2, 2, 1, 3, 1, 26, 28}}) {
+                       Case{20, 2, 4, 1, 3, 0, 3, 27, 25}, Case{12, 4, 2, 2, 1, 3, 1, 26, 28}, Case{10, 4, 4, 2, 2, 1, 1, 28, 40},
+                       Case{7, 2, 2, 1, 2, 0, 1, 21, 33}}) {
     for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
       for (const bool relu : {false, true}) {
         DYNAMIC_SECTION(k.c << " channels, kernel " << k.kh << "x" << k.kw << ", stride " << k.sh << "," << k.sw << ", padding " << k.ph << ","
                             << k.pw << (dtype == torch::kFloat32 ? " fp32" : " bf16") << (relu ? " relu" : "")) {
-          const auto x = images.slice(2, 0, k.h).slice(3, 0, k.w).contiguous();
+          const auto x = wide.slice(2, 0, k.h).slice(3, 0, k.w).contiguous();
           const auto w = torch::randn({k.c, 1, k.kh, k.kw}) * 0.3;
           const auto b = torch::randn({k.c}) * 0.1;
           const std::vector<int64_t> stride{k.sh, k.sw}, padding{k.ph, k.pw};
