@@ -53,6 +53,7 @@ void AttackOptions::validate() const {
   if (!(relStepSize >= 0)) bad("rel_step_size", "must be >= 0 (0: 2.5 / steps)");
   if (restarts <= 0) bad("restarts", "must be >= 1, got " + std::to_string(restarts));
   if (restarts > 1 && !randomStart) bad("restarts", "more than one restart needs random_start = true (restarts would be identical)");
+  if (restarts > 1 && lastIterate) bad("restarts", "the last-iterate loop (adversarial training) runs one start, got " + std::to_string(restarts));
   if (!(rho > 0 && rho < 1)) bad("rho", "must be in (0, 1)");
 }
 
