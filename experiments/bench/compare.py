@@ -53,8 +53,11 @@ def main():
         ours = max(((m[c], k) for k, m in med.items() if k[0] == "robustlab" and c in m))
         ref = max(((m[c if c in m else "pgd20"], k) for k, m in med.items() if k[0] == "python" and k[1] == "fp32"))
         label = NAMES.get(c, "PGD-20 as evaluated (early stop)")
+        # The same two configurations round by round: how far the ratio moved between rounds.
+        per = [r_ours[ours[1][1:]][c] / r_ref[ref[1][1:]][c if c in r_ref[ref[1][1:]] else "pgd20"]
+               for r_ours, r_ref in zip(runs["robustlab"], runs["python"])]
         print(f"  {label:<34} {ours[0] / ref[0]:5.2f}x  (robustlab {ours[1][1]} {ours[1][2]} thr {ours[0]:.0f}, "
-              f"Python fp32 {ref[1][2]} thr {ref[0]:.0f})")
+              f"Python fp32 {ref[1][2]} thr {ref[0]:.0f}; rounds {min(per):.2f}-{max(per):.2f}x)")
 
 
 if __name__ == "__main__":
