@@ -3,8 +3,9 @@
 (SGD momentum 0.9, weight decay 5e-4, batch 128, one epoch over Fashion-MNIST), the same PGD-10
 adversarial training (Linf eps 0.1, on the first 6000 images), the same PGD-20 loop (Linf eps 0.1, step
 2.5*eps/20, random start, 1000 test images in one batch) and FGSM, in fp32 and bf16 autocast, timed
-the same way: each measurement --repeats times (default 3), the median printed.
-    /usr/bin/python3 experiments/bench/reference.py [--threads 1,2] [--train-images 60000] [--repeats 3]
+the same way: each measurement --repeats times (default 3), the median printed. --device cuda runs
+the same work on the GPU (data resident there; timings synchronised), for `robustlab bench --device cuda`.
+    /usr/bin/python3 experiments/bench/reference.py [--threads 1,2] [--train-images 60000] [--repeats 3] [--device cpu]
 """
 import argparse, gzip, resource, statistics, time
 
@@ -14,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 DIR = "/usr/share/datasets/fashion-mnist"
+DEVICE = torch.device("cpu")  # set from --device in main()
 
 
 def idx(path):
@@ -37,7 +39,14 @@ def small_cnn():
 
 
 def autocast(bf16):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    return torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def clock():
+    """perf_counter after the device has finished its queued work."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def train_epoch(model, x, y, batch, gen, bf16=False, adversarial=False):
@@ -85,21 +94,21 @@ def fgsm(model, x, y, eps=0.1, bf16=False):
 def measure_once(xtr, ytr, xte, yte, adv_images, bf16):
     """Throughputs of one run: training and adversarial-training images/s, PGD-20 image-steps/s, FGSM images/s."""
     torch.manual_seed(0)
-    model = small_cnn()
-    t0 = time.perf_counter()
+    model = small_cnn().to(DEVICE)
+    t0 = clock()
     train_epoch(model, xtr, ytr, 128, torch.Generator().manual_seed(0), bf16=bf16)
-    tr = time.perf_counter() - t0
+    tr = clock() - t0
     torch.manual_seed(0)
-    adv_model = small_cnn()
-    t0 = time.perf_counter()
+    adv_model = small_cnn().to(DEVICE)
+    t0 = clock()
     train_epoch(adv_model, xtr[:adv_images], ytr[:adv_images], 128, torch.Generator().manual_seed(0), bf16=bf16, adversarial=True)
-    at = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    at = clock() - t0
+    t0 = clock()
     pgd(model, xte, yte, bf16=bf16)
-    pg = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    pg = clock() - t0
+    t0 = clock()
     fgsm(model, xte, yte, bf16=bf16)
-    fg = time.perf_counter() - t0
+    fg = clock() - t0
     return len(ytr) / tr, adv_images / at, len(yte) * 20 / pg, len(yte) / fg
 
 
@@ -111,9 +120,12 @@ def main():
     ap.add_argument("--attack-images", type=int, default=1000)
     ap.add_argument("--precision", default="fp32,bf16")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
-    xtr, ytr = load("train", a.train_images)
-    xte, yte = load("test", a.attack_images)
+    global DEVICE
+    DEVICE = torch.device(a.device)
+    xtr, ytr = (t.to(DEVICE) for t in load("train", a.train_images))
+    xte, yte = (t.to(DEVICE) for t in load("test", a.attack_images))
     print(f"{'python':<10} {'prec':<6} {'threads':>8} {'train img/s':>12} {'PGD-10 AT img/s':>16} {'PGD-20 img-st/s':>16} "
           f"{'FGSM img/s':>12} {'RSS MiB':>10}")
     for prec in a.precision.split(","):
@@ -123,7 +135,8 @@ def main():
             runs = [measure_once(xtr, ytr, xte, yte, a.adv_train_images, bf16) for _ in range(a.repeats)]
             tr, at, pg, fg = (statistics.median(r[i] for r in runs) for i in range(4))
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"{'torch' + torch.__version__[:4]:<10} {prec:<6} {t:>8} {tr:>12.0f} {at:>16.0f} {pg:>16.0f} {fg:>12.0f} {rss:>10.0f}",
+            impl = "torch" + torch.__version__[:4] + ("-cuda" if DEVICE.type == "cuda" else "")
+            print(f"{impl:<10} {prec:<6} {t:>8} {tr:>12.0f} {at:>16.0f} {pg:>16.0f} {fg:>12.0f} {rss:>10.0f}",
                   flush=True)
 
 
