@@ -134,10 +134,13 @@ std::vector<int64_t> ConvImpl::stride2() const { return pair(options.stride()); 
 
 std::vector<int64_t> ConvImpl::padding2() const { return pair(get<torch::ExpandingArray<2>>(options.padding())); }
 
-bool ConvImpl::im2colFor(const torch::Tensor& x) const {
+bool ConvImpl::plainGeometry() const {
   const auto& o = options;
-  return x.device().is_cpu() && plainPadding() && o.groups() == 1 && (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 &&
-         useIm2colInputGrad(o.in_channels(), cpuComputeDtype(x));
+  return plainPadding() && o.groups() == 1 && (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1;
+}
+
+bool ConvImpl::im2colFor(const torch::Tensor& x) const {
+  return x.device().is_cpu() && plainGeometry() && useIm2colInputGrad(options.in_channels(), cpuComputeDtype(x));
 }
 
 c10::optional<torch::Tensor> ConvImpl::optionalBias() const {
@@ -146,9 +149,7 @@ c10::optional<torch::Tensor> ConvImpl::optionalBias() const {
 }
 
 bool ConvImpl::kernelsFor(const torch::Tensor& x) const {
-  const auto& o = options;
-  return plainPadding() && o.groups() == 1 && (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 &&
-         singleChannelConvApplies(x, weight, stride2(), padding2());
+  return plainGeometry() && singleChannelConvApplies(x, weight, stride2(), padding2());
 }
 
 torch::Tensor ConvImpl::forward(const torch::Tensor& x) {

@@ -43,6 +43,8 @@ class ConvImpl : public torch::nn::Conv2dImpl {
   bool kernelsFor(const torch::Tensor& x) const;
 
  private:
+  /// Zero padding given as numbers, groups 1, no dilation: what both faster paths need.
+  bool plainGeometry() const;
   c10::optional<torch::Tensor> optionalBias() const;
 };
 TORCH_MODULE(Conv);

@@ -3,12 +3,14 @@
 // model, and the layer each attack step runs twice (forward, then the input gradient).
 //
 // oneDNN (LibTorch 1.13's CPU convolution) vectorises over input channels; with one, its forward pass
-// ran at 8-60 GFLOP/s here, varying 8x from run to run, and its input gradient was slower still. These
-// kernels vectorise over output columns instead: the stride-s input is split into s column phases so
-// that every tap is one contiguous 16-float load, and each load feeds several output channels (forward)
-// or every output channel's gradient (backward). In bf16 on CPUs with AVX-512 BF16, a forward pass with
-// column stride 2 and an even kernel width adds two taps per instruction with the bf16 dot product
-// (vdpbf16ps, as oneDNN does). A ReLU after the layer can be fused into both passes.
+// ran at 8-60 GFLOP/s here, varying 8x from run to run, and its input gradient was slower still. The
+// forward pass here vectorises over output columns instead: the stride-s input is split into s column
+// phases so that every tap is one contiguous 16-float load, and each load feeds 8 output channels. The
+// input gradient vectorises over the kernel's taps: per output position, one register holds its 16 tap
+// contributions summed over the output channels, added into the position's input patch. In bf16 on
+// CPUs with AVX-512 BF16, a forward pass with column stride 2 and an even kernel width adds two taps
+// per instruction with the bf16 dot product (vdpbf16ps, as oneDNN does). A ReLU after the layer can be
+// fused into both passes.
 //
 // Numerics are LibTorch's under autocast: inputs, weights and bias rounded to the compute dtype,
 // products summed in fp32, the output rounded to the compute dtype; only the summation order differs

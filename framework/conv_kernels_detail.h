@@ -28,14 +28,14 @@ bool cpuSupportsKernels();
 /// The CPU's bf16 dot product (vdpbf16ps: two bf16 products summed into each fp32 lane).
 bool cpuHasBf16Dot();
 
-/// Shapes of one single-channel convolution, with the column-phase layout both passes use: padded
-/// input column xp = j * sw + q lives in phase q at index j.
+/// Shapes of one single-channel convolution, and the column-phase layout of the fp32 forward pass:
+/// padded input column xp = j * sw + q lives in phase q at index j.
 struct Geometry {
   int64_t n, h, w, c, kh, kw, sh, sw, ph, pw;
   int64_t oh, ow;  ///< output size
   int64_t hp, wp;  ///< padded input size
   int64_t jw;      ///< columns per phase, ceil(wp / sw)
-  int64_t chunks;  ///< 16-lane chunks per output row (forward) or phase row (backward)
+  int64_t chunks;  ///< 16-lane chunks covering an output row and a phase row
 
   Geometry(int64_t n_, int64_t h_, int64_t w_, int64_t c_, int64_t kh_, int64_t kw_, at::IntArrayRef s, at::IntArrayRef p)
       : n(n_), h(h_), w(w_), c(c_), kh(kh_), kw(kw_), sh(s[0]), sw(s[1]), ph(p[0]), pw(p[1]) {
@@ -47,9 +47,9 @@ struct Geometry {
     chunks = (std::max(ow, jw) + kLanes - 1) / kLanes;
   }
   int64_t taps() const { return kh * kw; }
-  /// Row length of the phase buffers: every 16-lane load of every chunk stays inside (and reads zeros
-  /// past the data), with `left` zero columns in front.
-  int64_t rowLen(int64_t left) const { return left + chunks * kLanes + kLanes; }
+  /// Row length of the forward pass's phase buffers: every 16-lane load of every chunk, shifted by up
+  /// to (kw - 1) / sw columns, stays inside and reads zeros past the data.
+  int64_t phaseRowLen() const { return chunks * kLanes + kLanes; }
 };
 
 /// Throws unless singleChannelConvApplies.

@@ -57,7 +57,7 @@ ROBUSTLAB_AVX512 void forwardBlock(const Geometry& g, const float* phases, int64
 template <typename TI, typename TO>
 ROBUSTLAB_AVX512 void forwardImages(const Geometry& g, const TI* x, const float* wt, const float* bias, bool roundIn, bool relu, TO* out,
                                     int64_t n0, int64_t n1) {
-  const int64_t row = g.rowLen(0), plane = g.hp * row, taps = g.taps();
+  const int64_t row = g.phaseRowLen(), plane = g.hp * row, taps = g.taps();
   std::vector<float> phases(static_cast<size_t>(g.sw * plane), 0.0f);  // the padding stays zero
   std::vector<int64_t> tapOff(static_cast<size_t>(taps));
   for (int64_t ky = 0; ky < g.kh; ++ky)
@@ -174,12 +174,14 @@ at::Tensor singleChannelConv(const at::Tensor& x, const at::Tensor& weight, cons
   auto out = at::empty({g.n, g.c, g.oh, g.ow}, x.options().dtype(compute));
 #ifdef ROBUSTLAB_AVX512_KERNELS
   const auto xc = x.contiguous();
-  const auto w = packForward(roundedValues(weight, compute), g);
+  // The weights rounded once and laid out for the one path that runs.
+  const bool dot = dotForwardApplies(g, compute);
+  const auto rounded = roundedValues(weight, compute);
+  const auto w = dot ? std::vector<float>{} : packForward(rounded, g);
+  const auto pairs = dot ? packForwardPairs(rounded, g) : std::vector<uint32_t>{};
   const auto b = bias.defined() ? roundedValues(bias, compute) : std::vector<float>{};
   const bool roundIn = compute == at::kBFloat16 && xc.scalar_type() == at::kFloat;
   const float* bp = b.empty() ? nullptr : b.data();
-  const bool dot = dotForwardApplies(g, compute);
-  const auto pairs = dot ? packForwardPairs(roundedValues(weight, compute), g) : std::vector<uint32_t>{};
   auto run = [&](auto* xp, auto* op) {
     at::parallel_for(0, g.n, grainFor(g), [&](int64_t n0, int64_t n1) {
       if (dot) forwardImagesDot(g, xp, pairs.data(), bp, relu, op, n0, n1);
