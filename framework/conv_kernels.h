@@ -14,18 +14,42 @@
 //
 // Numerics are LibTorch's under autocast: inputs, weights and bias rounded to the compute dtype,
 // products summed in fp32, the output rounded to the compute dtype; only the summation order differs
-// from oneDNN's. AVX-512 (F, BW, VL) x86-64 CPUs only, chosen at run time; elsewhere LibTorch's kernels run.
+// from oneDNN's. The code is written once (conv_kernels_body.h) and compiled per instruction set, chosen
+// at run time: AVX-512 (F, BW, VL; with or without BF16) and AVX2 + FMA, bit-identical to each other
+// except for the bf16 dot product; on other CPUs LibTorch's kernels run.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace robustlab {
 
-/// Whether this CPU runs the kernels (x86-64 with AVX-512 F, BW and VL) and they are switched on.
+/// Which code runs the single-channel convolutions: LibTorch's, or robustlab's kernels for one
+/// instruction set. Names: "libtorch", "avx2" (AVX2 + FMA), "avx512" (AVX-512 F, BW, VL),
+/// "avx512-bf16" (avx512, and the bf16 dot product for the bf16 forward pass).
+enum class KernelPath { kLibTorch, kAvx2, kAvx512, kAvx512Bf16 };
+
+std::string kernelPathName(KernelPath p);
+/// "auto" is bestKernelPath(); throws std::invalid_argument listing the names on anything else.
+KernelPath parseKernelPath(const std::string& name);
+/// Whether this CPU has the instructions the path needs (libtorch: always).
+bool kernelPathSupported(KernelPath p);
+/// The fastest path this CPU runs.
+KernelPath bestKernelPath();
+/// The path in use: the one setKernelPath chose, else the environment variable ROBUSTLAB_KERNELS
+/// (a name or "auto"; for A/B runs and for running what another kind of CPU runs), else
+/// bestKernelPath(). Throws std::invalid_argument when ROBUSTLAB_KERNELS is not a name or names a
+/// path this CPU cannot run.
+KernelPath kernelPath();
+/// Chooses the path for the whole process; throws std::invalid_argument when the CPU cannot run it.
+void setKernelPath(KernelPath p);
+
+/// Whether robustlab's kernels are in use (kernelPath() is not libtorch).
 bool singleChannelKernelsAvailable();
 
-/// Switches the kernels off (LibTorch's run instead) or back on: for tests and A/B benchmarks.
+/// Switches the kernels off (LibTorch's run instead) or back to the default path: for tests and A/B
+/// benchmarks.
 void setSingleChannelKernels(bool on);
 
 /// Whether the kernels take conv2d(x, weight) with this stride and zero padding: available, CPU tensors,

@@ -1,6 +1,7 @@
 #pragma once
-// What the single-channel convolution kernels share (framework/conv_kernels.cpp: availability, checks,
-// input gradient; conv_kernels_forward.cpp: forward pass). Internal to those two files.
+// What the single-channel convolution kernels share: framework/conv_kernels.cpp (the path in use,
+// checks, dispatch) and one file per instruction set, conv_kernels_avx512.cpp and conv_kernels_avx2.cpp
+// (the kernels, written once in conv_kernels_body.h). Internal to those files.
 #include "framework/conv_kernels.h"
 
 #include <c10/util/BFloat16.h>
@@ -10,23 +11,12 @@
 #include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-// GCC 12's AVX-512 headers build masked intrinsics on _mm512_undefined_*(), which -Wmaybe-uninitialized
-// reports at every use in the kernel files (the only files that include this header).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#define ROBUSTLAB_AVX512_KERNELS 1
-#define ROBUSTLAB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
-#define ROBUSTLAB_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define ROBUSTLAB_X86_KERNELS 1
 #endif
 
 namespace robustlab::conv_kernels {
 
 constexpr int64_t kLanes = 16;
-
-/// x86-64 with AVX-512 F, BW and VL (what every kernel needs).
-bool cpuSupportsKernels();
-/// The CPU's bf16 dot product (vdpbf16ps: two bf16 products summed into each fp32 lane).
-bool cpuHasBf16Dot();
 
 /// Shapes of one single-channel convolution, and the column-phase layout of the fp32 forward pass:
 /// padded input column xp = j * sw + q lives in phase q at index j.
@@ -58,36 +48,39 @@ void checkApplies(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef
 /// Images per parallel chunk: about 32K output values.
 inline int64_t grainFor(const Geometry& g) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, g.c * g.oh * g.ow)); }
 
-#ifdef ROBUSTLAB_AVX512_KERNELS
+/// Calls f(xp, op) with x's and out's data as float* or c10::BFloat16*, by their dtypes.
+template <typename F>
+void withDataPointers(const at::Tensor& x, at::Tensor& out, F&& f) {
+  auto withOut = [&](auto* xp) {
+    if (out.scalar_type() == at::kFloat) f(xp, out.data_ptr<float>());
+    else f(xp, out.data_ptr<c10::BFloat16>());
+  };
+  if (x.scalar_type() == at::kFloat) withOut(x.data_ptr<float>());
+  else withOut(x.data_ptr<c10::BFloat16>());
+}
 
 /// Values as the kernels read them: fp32, rounded to `compute` first (what autocast's cast does).
 std::vector<float> roundedValues(const at::Tensor& t, at::ScalarType compute);
 
-/// fp32 -> bf16 bits, round to nearest even and NaN to 0x7fc0: c10::BFloat16's rounding, 16 at a time.
-inline ROBUSTLAB_AVX512 __m256i toBf16(__m512 v) {
-  const __m512i bits = _mm512_castps_si512(v);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  __m512i hi = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-  hi = _mm512_mask_mov_epi32(hi, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7fc0));
-  return _mm512_cvtepi32_epi16(hi);
-}
-
-/// Up to 16 values of a row as fp32 (lanes past `m` read as zero).
-inline ROBUSTLAB_AVX512 __m512 loadRow(const float* src, __mmask16 m) { return _mm512_maskz_loadu_ps(m, src); }
-inline ROBUSTLAB_AVX512 __m512 loadRow(const c10::BFloat16* src, __mmask16 m) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src)), 16));
-}
-
-/// v rounded to bf16 precision, kept as fp32 (the low 16 bits cleared after rounding).
-inline ROBUSTLAB_AVX512 __m512 roundToBf16(__m512 v) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(toBf16(v)), 16));
-}
-
-inline ROBUSTLAB_AVX512 void storeRow(float* dst, __m512 v, __mmask16 m) { _mm512_mask_storeu_ps(dst, m, v); }
-inline ROBUSTLAB_AVX512 void storeRow(c10::BFloat16* dst, __m512 v, __mmask16 m) { _mm256_mask_storeu_epi16(dst, m, toBf16(v)); }
-
-inline __mmask16 laneMask(int64_t count) { return static_cast<__mmask16>(count >= kLanes ? 0xffff : (1u << count) - 1); }
-
-#endif  // ROBUSTLAB_AVX512_KERNELS
+// One entry pair per instruction set (conv_kernels_avx512.cpp, conv_kernels_avx2.cpp), called only on
+// a CPU that has it. forward: x contiguous (fp32 or bf16), `rounded` the weights as roundedValues gives
+// them, `bias` rounded likewise or null; `out` N x C x OH x OW in `compute`. inputGrad: `go` and `mask`
+// (the fused ReLU's output, or undefined) contiguous in one dtype, `taps` each channel's taps in 16
+// lanes; `out` N x 1 x H x W fp32.
+#ifdef ROBUSTLAB_X86_KERNELS
+namespace avx512 {
+/// `dot`: the bf16 forward pass with the CPU's bf16 dot product (dotForwardApplies).
+void forward(const Geometry& g, const at::Tensor& x, const std::vector<float>& rounded, const float* bias, at::ScalarType compute, bool relu,
+             bool dot, at::Tensor& out);
+void inputGrad(const Geometry& g, const at::Tensor& go, const at::Tensor& mask, const std::vector<float>& taps, at::Tensor& out);
+/// bf16, column stride 2, even kernel width: what the bf16 dot-product forward pass takes.
+bool dotForwardApplies(const Geometry& g, at::ScalarType compute);
+}  // namespace avx512
+namespace avx2 {
+void forward(const Geometry& g, const at::Tensor& x, const std::vector<float>& rounded, const float* bias, at::ScalarType compute, bool relu,
+             at::Tensor& out);
+void inputGrad(const Geometry& g, const at::Tensor& go, const at::Tensor& mask, const std::vector<float>& taps, at::Tensor& out);
+}  // namespace avx2
+#endif
 
 }  // namespace robustlab::conv_kernels

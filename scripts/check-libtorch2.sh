@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds robustlab against LibTorch 2.x and runs the test areas that need no long training, without a
+# GPU: Debian trixie's libtorch-dev (2.6) in a debootstrapped root kept in a cache folder and reused.
+# Every TORCH_VERSION branch for 2.x is compiled for real there. Used by .ci/run after the main suite.
+#
+#   bash scripts/check-libtorch2.sh [--areas "[data],[config],..."] [--keep-going]
+#
+# Environment: ROBUSTLAB_TRIXIE_ROOT (default /var/cache/robustlab/trixie-root), ROBUSTLAB_TRIXIE_MIRROR
+# (default: the host's Debian mirror). Exit codes: 0 built and passed, or the root could not be made
+# (one line says why: no network, no debootstrap, no right to mount); 1 a build or test failure inside.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+root=${ROBUSTLAB_TRIXIE_ROOT:-/var/cache/robustlab/trixie-root}
+# Areas whose tests train nothing longer than a few seconds ([models] includes the kernel tests).
+areas="[data],[config],[models],[statistics]"
+[ "${1:-}" = "--areas" ] && { areas=$2; shift 2; }
+mirror=${ROBUSTLAB_TRIXIE_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
+  grep -vE '^[[:space:]]*#' | grep -oE 'https?://[^ ]*/debian/?( |$)' | head -1 | tr -d ' ' || true)}
+mirror=${mirror:-http://deb.debian.org/debian}
+start=$(date +%s)
+
+skip() { echo "check-libtorch2: SKIPPED, the LibTorch 2.x root cannot be made here: $*"; exit 0; }
+fail() { echo "check-libtorch2: FAILED: $*"; exit 1; }
+
+# Build dependencies inside the root. Catch2 there is v3 (another API): the tests build against the
+# host's header-only Catch2 v2, copied in.
+deps=(build-essential cmake ccache pkg-config libtorch-dev libhdf5-dev libboost-dev libboost-math-dev
+      libcxxopts-dev libtomlplusplus-dev libpng-dev zlib1g-dev dataset-fashion-mnist libopenblas0-pthread)
+
+mounted=()
+cleanup() { for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done; }
+trap cleanup EXIT
+mountIn() {  # mountIn TYPE-OR-BIND SRC DEST
+  mkdir -p "$3"
+  if mountpoint -q "$3"; then return 0; fi
+  if [ "$1" = bind ]; then mount --bind "$2" "$3"; else mount -t "$1" "$2" "$3"; fi || return 1
+  mounted+=("$3")
+}
+inRoot() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
+
+if [ ! -f "$root/.robustlab-ready" ]; then
+  command -v debootstrap >/dev/null 2>&1 || skip "debootstrap is not installed (scripts/setup.sh installs it)"
+  [ "$(id -u)" -eq 0 ] || skip "debootstrap and chroot need root"
+  echo "check-libtorch2: making the trixie root in $root from $mirror (first run: several minutes)"
+  rm -rf "$root"
+  mkdir -p "$(dirname "$root")"
+  debootstrap --variant=minbase trixie "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
+    { tail -5 "$root.debootstrap.log"; rm -rf "$root"; skip "debootstrap failed (log above; no network to the Debian mirror?)"; }
+  mountIn proc proc "$root/proc" || skip "cannot mount /proc inside the root"
+  mountIn bind /dev "$root/dev" || skip "cannot bind /dev inside the root"
+  cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+  inRoot apt-get update -qq >"$root.apt.log" 2>&1 || { tail -5 "$root.apt.log"; skip "apt-get update failed inside the root"; }
+  DEBIAN_FRONTEND=noninteractive inRoot apt-get install -y -qq --no-install-recommends "${deps[@]}" >>"$root.apt.log" 2>&1 ||
+    { tail -5 "$root.apt.log"; skip "installing the build dependencies inside the root failed"; }
+  inRoot apt-get clean
+  touch "$root/.robustlab-ready"
+  echo "check-libtorch2: root ready after $(( $(date +%s) - start )) s"
+else
+  echo "check-libtorch2: reusing the trixie root in $root"
+  mountIn proc proc "$root/proc" || skip "cannot mount /proc inside the root"
+  mountIn bind /dev "$root/dev" || skip "cannot bind /dev inside the root"
+fi
+
+[ -f /usr/include/catch2/catch.hpp ] || fail "the host's Catch2 v2 header is missing (scripts/setup.sh installs catch2)"
+mkdir -p "$root/opt/catch2-v2/include"
+cp -r /usr/include/catch2 "$root/opt/catch2-v2/include/"
+# A config of its own for the header-only target (the host's also names a compiled Catch2WithMain).
+mkdir -p "$root/opt/catch2-v2/lib/cmake/Catch2"
+cat >"$root/opt/catch2-v2/lib/cmake/Catch2/Catch2Config.cmake" <<'EOF2'
+add_library(Catch2::Catch2 INTERFACE IMPORTED)
+set_target_properties(Catch2::Catch2 PROPERTIES INTERFACE_INCLUDE_DIRECTORIES /opt/catch2-v2/include)
+set(Catch2_FOUND TRUE)
+EOF2
+
+# The working tree as git sees it (tracked and untracked, not ignored), plus the MNIST cache; then an
+# incremental build in the root's /src/build.
+src="$root/src/robustlab"
+rm -rf "$src" && mkdir -p "$src"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -C "$src" -xf -
+else
+  tar --exclude=./build --exclude=./.git -cf - . | tar -C "$src" -xf -
+fi
+[ -d data/cache ] && cp -r data/cache "$src/data/"
+torch=$(awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH)/ {print $3}' "$root/usr/include/torch/csrc/api/include/torch/version.h" 2>/dev/null | paste -sd.)
+echo "check-libtorch2: LibTorch ${torch:-?} in the root; building (ccache in the root's /root/.ccache)"
+inRoot sh -c "cmake -S /src/robustlab -B /src/build -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=/opt/catch2-v2 >/src/cmake.log 2>&1" ||
+  { tail -20 "$root/src/cmake.log"; fail "CMake configure against LibTorch ${torch:-2.x} failed (log: $root/src/cmake.log)"; }
+inRoot sh -c "cmake --build /src/build -j$(nproc) >/src/build.log 2>&1" ||
+  { grep -E 'error|Error' "$root/src/build.log" | head -30; fail "the build against LibTorch ${torch:-2.x} failed (log: $root/src/build.log)"; }
+echo "check-libtorch2: built in $(( $(date +%s) - start )) s so far; running $areas"
+inRoot sh -c "cd /src/build && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 tests/robustlab_tests '$areas' --order decl" ||
+  fail "tests against LibTorch ${torch:-2.x} failed"
+echo "check-libtorch2: passed against LibTorch ${torch:-2.x} in $(( $(date +%s) - start )) s"
