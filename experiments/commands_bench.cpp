@@ -8,6 +8,7 @@
 #include "data/sources.h"
 #include "framework/conv.h"
 #include "framework/conv_kernels.h"
+#include "framework/cpu_info.h"
 #include "framework/progress.h"
 #include "framework/runtime.h"
 #include "framework/trainer.h"
@@ -127,7 +128,7 @@ Row measureOnce(const BenchSetup& setup, Precision precision, int threadCount) {
 
 /// The default model's first convolution (1 -> 16 channels, 4x4, stride 2) as an attack step runs it,
 /// weights frozen: its forward pass and its input gradient, LibTorch's convolution against robustlab's
-/// layer (framework/conv.h: its own kernels on AVX-512 CPUs, else LibTorch's im2col input gradient),
+/// layer (framework/conv.h: its own kernels on the kernel path in use, else LibTorch's im2col input gradient),
 /// milliseconds per call, median of `repeats` timings of 10 calls.
 void benchFirstConv(const Dataset& testSet, const std::vector<std::string>& precisions, const std::vector<std::string>& threadList,
                     int repeats) {
@@ -135,7 +136,7 @@ void benchFirstConv(const Dataset& testSet, const std::vector<std::string>& prec
   const auto options = torch::nn::Conv2dOptions(1, 16, 4).stride(2).padding(1);
   Conv conv(options);
   for (auto& p : conv->parameters()) p.requires_grad_(false);  // as in an attack
-  std::printf("robustlab's single-channel kernels: %s\n", singleChannelKernelsAvailable() ? "yes (AVX-512)" : "no (this CPU has no AVX-512)");
+  std::printf("robustlab's single-channel kernels: %s\n", kernelPathName(kernelPath()).c_str());
   std::printf("%-6s %8s %6s %12s %12s %8s %12s %12s %8s\n", "prec", "threads", "batch", "fwd LibTorch", "fwd ours", "speed-up",
               "grad LibTorch", "grad ours", "speed-up");
   auto msPer = [&](const std::function<void()>& fn) {
@@ -188,12 +189,16 @@ int cmdBench(int argc, char** argv) {
       ("v,verbose", "also print every run, not only the medians")
       ("first-conv", "instead: time the first convolution's forward pass and input gradient, LibTorch's kernels against robustlab's")
       ("device", "auto | cpu | cuda", cxxopts::value<std::string>()->default_value("cpu"))
+      ("kernels", "robustlab's kernel path: auto, avx512-bf16, avx512, avx2, libtorch (default: ROBUSTLAB_KERNELS, else auto)",
+       cxxopts::value<std::string>())
       ("o,out", "HDF5 file for the table (empty: none)", cxxopts::value<std::string>()->default_value("results/bench.h5"))
       ("h,help", "show this help");
   cxxopts::ParseResult args;
   if (!parseOrHelp(opts, argc, argv, args)) return 0;
   Progress::setQuiet(true);
   const torch::Device device = resolveDevice(args["device"].as<std::string>());
+  if (args.count("kernels")) setKernelPath(parseKernelPath(args["kernels"].as<std::string>()));
+  std::printf("machine: %s\n", machineSummary().c_str());
   DataSourceSpec src;
   const Dataset trainSet = loadSplit(src, "train").head(args["train-images"].as<int64_t>());
   const Dataset advSet = trainSet.head(args["adv-train-images"].as<int64_t>());
@@ -226,6 +231,7 @@ int cmdBench(int argc, char** argv) {
     writeH5Atomically(out, [&](H5File& f) {
       f.setAttr("/", "format", std::string("robustlab-bench-1"));
       f.setAttr("/", "device", device.str());
+      writeMachineFacts(f, "/");
       f.setAttr("/", "command", commandLine(argc, argv));
       std::vector<std::string> precisions;
       std::vector<int64_t> threads;

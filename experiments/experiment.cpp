@@ -1,5 +1,7 @@
 #include "experiments/experiment.h"
 
+#include "framework/cpu_info.h"
+
 #include "attacks/evaluation.h"
 #include "data/h5io.h"
 #include "experiments/pipeline.h"
@@ -268,6 +270,7 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
     f.setAttr("/", "robustlab_version", std::string(kGitDescribe));
     f.setAttr("/", "libtorch_version", std::string(TORCH_VERSION));
     f.setAttr("/", "device", device.str());
+    writeMachineFacts(f, "/");
     f.setAttr("/", "command", command);
     f.setAttr("/", "started", started);
     f.setAttr("/", "finished", utcNow());

@@ -1,5 +1,9 @@
 #include "experiments/results_io.h"
 
+#include "framework/cpu_info.h"
+
+#include <torch/version.h>
+
 #include <chrono>
 #include <ctime>
 #include <map>
@@ -11,6 +15,8 @@ void writeResultsHeader(H5File& f, const std::string& configToml, const std::str
   f.setAttr("/", "robustlab_version", std::string(kVersion));
   f.setAttr("/", "config", configToml);
   f.setAttr("/", "command", command);
+  f.setAttr("/", "libtorch_version", std::string(TORCH_VERSION));
+  writeMachineFacts(f, "/");
   const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));

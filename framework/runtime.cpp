@@ -1,6 +1,7 @@
 #include "framework/runtime.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 #include <ATen/Parallel.h>
@@ -13,6 +14,8 @@
 #endif
 
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <stdexcept>
@@ -68,9 +71,25 @@ std::string precisionName(Precision p) { return p == Precision::kBf16 ? "bf16" :
 #define ROBUSTLAB_AUTOCAST_V2 1
 #endif
 
+bool onednnLacksBf16() {
+  static const bool lacks = [] {
+    const char* v = std::getenv("ONEDNN_MAX_CPU_ISA");
+    if (!v || !*v) v = std::getenv("DNNL_MAX_CPU_ISA");
+    if (!v || !*v) return false;
+    std::string isa = v;
+    for (auto& ch : isa) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    return !(isa == "ALL" || isa.rfind("AVX512_CORE", 0) == 0 || isa.rfind("AVX10", 0) == 0);
+  }();
+  return lacks;
+}
+
 PrecisionGuard::PrecisionGuard(Precision p) {
   if (p != Precision::kBf16) return;
   active_ = true;
+  if (onednnLacksBf16() && at::globalContext().userEnabledMkldnn()) {
+    at::globalContext().setUserEnabledMkldnn(false);
+    mkldnnOff_ = true;
+  }
 #ifdef ROBUSTLAB_AUTOCAST_V2
   cpuWas_ = at::autocast::is_autocast_enabled(at::kCPU);
   cudaWas_ = at::autocast::is_autocast_enabled(at::kCUDA);
@@ -92,6 +111,7 @@ PrecisionGuard::PrecisionGuard(Precision p) {
 
 PrecisionGuard::~PrecisionGuard() {
   if (!active_) return;
+  if (mkldnnOff_) at::globalContext().setUserEnabledMkldnn(true);
 #ifdef ROBUSTLAB_AUTOCAST_V2
   at::autocast::set_autocast_enabled(at::kCPU, cpuWas_);
   at::autocast::set_autocast_enabled(at::kCUDA, cudaWas_);

@@ -48,8 +48,15 @@ std::string precisionName(Precision p);
 /// adversarial training 1.5x), so bf16 takes all cores up to 2.
 int defaultTrainThreads(Precision p);
 
+/// Whether ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) holds oneDNN below AVX-512 (AVX2, say): its bf16
+/// kernels then do not exist, but LibTorch, which decides from the CPU itself, still sends bf16
+/// convolutions and matrix products to oneDNN, which fails ("could not create a primitive descriptor").
+bool onednnLacksBf16();
+
 /// Turns LibTorch autocast on (bf16) for the current thread on CPU and CUDA, and restores the
-/// previous state on destruction. With kFp32 it does nothing.
+/// previous state on destruction. With kFp32 it does nothing. Where onednnLacksBf16(), oneDNN is also
+/// switched off process-wide while the guard lives, so that bf16 runs LibTorch's own kernels: what a CPU
+/// without AVX-512 runs (and, with ATEN_CPU_CAPABILITY=avx2, the way to run that on an AVX-512 CPU).
 class PrecisionGuard {
  public:
   explicit PrecisionGuard(Precision p);
@@ -58,7 +65,7 @@ class PrecisionGuard {
   PrecisionGuard& operator=(const PrecisionGuard&) = delete;
 
  private:
-  bool active_ = false, cpuWas_ = false, cudaWas_ = false;
+  bool active_ = false, cpuWas_ = false, cudaWas_ = false, mkldnnOff_ = false;
   at::ScalarType cpuDtypeWas_ = at::kBFloat16;
 };
 

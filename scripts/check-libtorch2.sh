@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 root=${ROBUSTLAB_TRIXIE_ROOT:-/var/cache/robustlab/trixie-root}
-# Areas whose tests train nothing longer than a few seconds ([models] includes the kernel tests).
-areas="[data],[config],[models],[statistics]"
+# Areas whose tests train nothing longer than a few seconds; [kernels] on the best kernel path of this CPU.
+areas="[data],[config],[models],[kernels],[statistics]"
 [ "${1:-}" = "--areas" ] && { areas=$2; shift 2; }
 mirror=${ROBUSTLAB_TRIXIE_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
   grep -vE '^[[:space:]]*#' | grep -oE 'https?://[^ ]*/debian/?( |$)' | head -1 | tr -d ' ' || true)}

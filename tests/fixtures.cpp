@@ -3,6 +3,7 @@
 #include "attacks/adversarial_training.h"
 #include "data/sources.h"
 #include "framework/checkpoint.h"
+#include "framework/conv_kernels.h"
 #include "framework/progress.h"
 #include "framework/runtime.h"
 #include "framework/trainer.h"
@@ -11,6 +12,7 @@
 
 #include <sys/wait.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +22,21 @@
 
 namespace robustlab::test {
 namespace fs = std::filesystem;
+
+int skipCode() {
+  const char* env = std::getenv("ROBUSTLAB_KERNELS");
+  if (!env || !*env) return 0;
+  try {
+    const KernelPath p = parseKernelPath(env);
+    if (kernelPathSupported(p)) return 0;
+    std::fprintf(stderr, "skipped: this CPU cannot run the kernel path '%s' (ROBUSTLAB_KERNELS; it runs up to '%s')\n", env,
+                 kernelPathName(bestKernelPath()).c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "skipped: %s\n", e.what());
+  }
+  return 77;
+}
+
 namespace {
 
 // Bump when the fixtures' recipe changes, so stale cached models are not reused.
