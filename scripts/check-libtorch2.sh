@@ -25,8 +25,10 @@ fail() { echo "check-libtorch2: FAILED: $*"; exit 1; }
 
 # Build dependencies inside the root. Catch2 there is v3 (another API): the tests build against the
 # host's header-only Catch2 v2, copied in.
+# python3-torch: PyTorch 2.6 for the benchmark's torch.compile peer (experiments/bench/compare.py).
 deps=(build-essential cmake ccache pkg-config libtorch-dev libhdf5-dev libboost-dev libboost-math-dev
-      libcxxopts-dev libtomlplusplus-dev libpng-dev zlib1g-dev dataset-fashion-mnist libopenblas0-pthread)
+      libcxxopts-dev libtomlplusplus-dev libpng-dev zlib1g-dev dataset-fashion-mnist libopenblas0-pthread
+      python3-torch python3-numpy)
 
 mounted=()
 cleanup() { for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done; }
@@ -39,27 +41,40 @@ mountIn() {  # mountIn TYPE-OR-BIND SRC DEST
 }
 inRoot() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
 
+# Installs what of deps the root lacks.
+installDeps() {
+  local missing=()
+  for p in "${deps[@]}"; do
+    inRoot dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+  inRoot apt-get update -qq >"$root.apt.log" 2>&1 || { tail -5 "$root.apt.log"; skip "apt-get update failed inside the root"; }
+  DEBIAN_FRONTEND=noninteractive inRoot apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$root.apt.log" 2>&1 ||
+    { tail -5 "$root.apt.log"; skip "installing ${missing[*]} inside the root failed"; }
+  inRoot apt-get clean
+}
+
 if [ ! -f "$root/.robustlab-ready" ]; then
   command -v debootstrap >/dev/null 2>&1 || skip "debootstrap is not installed (scripts/setup.sh installs it)"
   [ "$(id -u)" -eq 0 ] || skip "debootstrap and chroot need root"
   echo "check-libtorch2: making the trixie root in $root from $mirror (first run: several minutes)"
-  rm -rf "$root"
+  # A half-made root of a killed run may still have /dev and /proc mounted: never delete through them.
+  for m in "$root/dev" "$root/proc"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
+  rm -rf --one-file-system "$root"
   mkdir -p "$(dirname "$root")"
   debootstrap --variant=minbase trixie "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
-    { tail -5 "$root.debootstrap.log"; rm -rf "$root"; skip "debootstrap failed (log above; no network to the Debian mirror?)"; }
+    { tail -5 "$root.debootstrap.log"; rm -rf --one-file-system "$root"; skip "debootstrap failed (log above; no network to the Debian mirror?)"; }
   mountIn proc proc "$root/proc" || skip "cannot mount /proc inside the root"
   mountIn bind /dev "$root/dev" || skip "cannot bind /dev inside the root"
-  cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-  inRoot apt-get update -qq >"$root.apt.log" 2>&1 || { tail -5 "$root.apt.log"; skip "apt-get update failed inside the root"; }
-  DEBIAN_FRONTEND=noninteractive inRoot apt-get install -y -qq --no-install-recommends "${deps[@]}" >>"$root.apt.log" 2>&1 ||
-    { tail -5 "$root.apt.log"; skip "installing the build dependencies inside the root failed"; }
-  inRoot apt-get clean
+  installDeps
   touch "$root/.robustlab-ready"
   echo "check-libtorch2: root ready after $(( $(date +%s) - start )) s"
 else
   echo "check-libtorch2: reusing the trixie root in $root"
   mountIn proc proc "$root/proc" || skip "cannot mount /proc inside the root"
   mountIn bind /dev "$root/dev" || skip "cannot bind /dev inside the root"
+  installDeps  # a root made by an earlier version of this script may lack newer dependencies
 fi
 
 [ -f /usr/include/catch2/catch.hpp ] || fail "the host's Catch2 v2 header is missing (scripts/setup.sh installs catch2)"

@@ -5,7 +5,10 @@ adversarial training (Linf eps 0.1, on the first 6000 images), the same PGD-20 l
 2.5*eps/20, random start, 1000 test images in one batch) and FGSM, in fp32 and bf16 autocast, timed
 the same way: each measurement --repeats times (default 3), the median printed. --device cuda runs
 the same work on the GPU (data resident there; timings synchronised), for `robustlab bench --device cuda`.
-    /usr/bin/python3 experiments/bench/reference.py [--threads 1,2] [--train-images 60000] [--repeats 3] [--device cpu]
+--compile runs both models through torch.compile (PyTorch 2.x; inductor's C++ kernels on CPU): one
+untimed warm-up run first compiles every shape the timed runs meet (batches of 128 and the last, shorter
+one, the attack batch), so compilation is not timed.
+    /usr/bin/python3 experiments/bench/reference.py [--threads 1,2] [--train-images 60000] [--repeats 3] [--device cpu] [--compile]
 """
 import argparse, gzip, resource, statistics, time
 
@@ -91,15 +94,23 @@ def fgsm(model, x, y, eps=0.1, bf16=False):
     return (x.detach() + eps * g.sign()).clamp(0, 1)
 
 
+COMPILE = False  # set from --compile in main()
+
+
+def make_model():
+    model = small_cnn().to(DEVICE)
+    return torch.compile(model) if COMPILE else model
+
+
 def measure_once(xtr, ytr, xte, yte, adv_images, bf16):
     """Throughputs of one run: training and adversarial-training images/s, PGD-20 image-steps/s, FGSM images/s."""
     torch.manual_seed(0)
-    model = small_cnn().to(DEVICE)
+    model = make_model()
     t0 = clock()
     train_epoch(model, xtr, ytr, 128, torch.Generator().manual_seed(0), bf16=bf16)
     tr = clock() - t0
     torch.manual_seed(0)
-    adv_model = small_cnn().to(DEVICE)
+    adv_model = make_model()
     t0 = clock()
     train_epoch(adv_model, xtr[:adv_images], ytr[:adv_images], 128, torch.Generator().manual_seed(0), bf16=bf16, adversarial=True)
     at = clock() - t0
@@ -121,22 +132,26 @@ def main():
     ap.add_argument("--precision", default="fp32,bf16")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--compile", action="store_true", help="torch.compile both models (compiled in an untimed warm-up run)")
     a = ap.parse_args()
-    global DEVICE
+    global DEVICE, COMPILE
     DEVICE = torch.device(a.device)
+    COMPILE = a.compile
     xtr, ytr = (t.to(DEVICE) for t in load("train", a.train_images))
     xte, yte = (t.to(DEVICE) for t in load("test", a.attack_images))
-    print(f"{'python':<10} {'prec':<6} {'threads':>8} {'train img/s':>12} {'PGD-10 AT img/s':>16} {'PGD-20 img-st/s':>16} "
+    print(f"{'python':<18} {'prec':<6} {'threads':>8} {'train img/s':>12} {'PGD-10 AT img/s':>16} {'PGD-20 img-st/s':>16} "
           f"{'FGSM img/s':>12} {'RSS MiB':>10}")
     for prec in a.precision.split(","):
         bf16 = prec == "bf16"
         for t in [int(s) for s in a.threads.split(",")]:
             torch.set_num_threads(t)
+            if COMPILE:  # compiles every shape; torch.compile's cache keeps the kernels for the timed runs
+                measure_once(xtr, ytr, xte, yte, a.adv_train_images, bf16)
             runs = [measure_once(xtr, ytr, xte, yte, a.adv_train_images, bf16) for _ in range(a.repeats)]
             tr, at, pg, fg = (statistics.median(r[i] for r in runs) for i in range(4))
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            impl = "torch" + torch.__version__[:4] + ("-cuda" if DEVICE.type == "cuda" else "")
-            print(f"{impl:<10} {prec:<6} {t:>8} {tr:>12.0f} {at:>16.0f} {pg:>16.0f} {fg:>12.0f} {rss:>10.0f}",
+            impl = "torch" + ".".join(torch.__version__.split(".")[:2]) + ("-cuda" if DEVICE.type == "cuda" else "") + ("-compile" if COMPILE else "")
+            print(f"{impl:<18} {prec:<6} {t:>8} {tr:>12.0f} {at:>16.0f} {pg:>16.0f} {fg:>12.0f} {rss:>10.0f}",
                   flush=True)
 
 
