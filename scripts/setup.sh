@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs every Debian package robustlab needs. Idempotent: packages already present are skipped.
+# Installs every Debian package robustlab needs (debootstrap: scripts/check-libtorch2.sh). Idempotent:
+# packages already present are skipped.
 set -euo pipefail
 
 packages=(
-  build-essential cmake ccache pkg-config
+  build-essential cmake ccache pkg-config debootstrap
   libtorch-dev libopenblas0-pthread
   libhdf5-dev hdf5-tools
   libboost-dev libboost-math-dev
