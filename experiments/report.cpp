@@ -132,7 +132,8 @@ void metadataSection(Doc& doc, const ReportData& d) {
   doc.section("metadata", "Experiment");
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"results file", d.path});
-  for (const std::string key : {"name", "precision", "robustlab_version", "libtorch_version", "device", "started", "finished", "seconds", "config_hash", "command"})
+  for (const std::string key : {"name", "precision", "robustlab_version", "libtorch_version", "device", "cpu_model", "cpu_flags", "kernel_path",
+                                "aten_cpu_capability", "started", "finished", "seconds", "config_hash", "command"})
     rows.push_back({key, d.meta.at(key)});
   std::string seeds;
   for (auto s : d.seeds) seeds += (seeds.empty() ? "" : ", ") + std::to_string(s);

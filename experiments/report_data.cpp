@@ -47,8 +47,9 @@ ReportData readReportData(const std::string& path) {
                              "; files of 'robustlab attack' have no arms to compare)");
   ReportData d;
   d.path = path;
-  for (const std::string key : {"robustlab_version", "libtorch_version", "device", "command", "started", "finished", "config_hash"})
-    d.meta[key] = f.hasAttr("/", key) ? f.attrString("/", key) : "";
+  for (const std::string key : {"robustlab_version", "libtorch_version", "device", "cpu_model", "cpu_flags", "kernel_path", "aten_cpu_capability",
+                                "command", "started", "finished", "config_hash"})
+    d.meta[key] = f.hasAttr("/", key) ? f.attrString("/", key) : "";  // files of earlier versions lack the machine facts
   d.meta["seconds"] = f.hasAttr("/", "seconds") ? std::to_string(f.attrDouble("/", "seconds")) : "";
   const std::string configText = f.attrString("/", "config");
   d.meta["config"] = configText;

@@ -25,10 +25,11 @@ fail() { echo "check-libtorch2: FAILED: $*"; exit 1; }
 
 # Build dependencies inside the root. Catch2 there is v3 (another API): the tests build against the
 # host's header-only Catch2 v2, copied in.
-# python3-torch: PyTorch 2.6 for the benchmark's torch.compile peer (experiments/bench/compare.py).
+# python3-torch (+ setuptools and the Python headers that inductor compiles against): PyTorch 2.6 for the
+# benchmark's torch.compile peer (experiments/bench/compare.py, through scripts/in-trixie.sh).
 deps=(build-essential cmake ccache pkg-config libtorch-dev libhdf5-dev libboost-dev libboost-math-dev
       libcxxopts-dev libtomlplusplus-dev libpng-dev zlib1g-dev dataset-fashion-mnist libopenblas0-pthread
-      python3-torch python3-numpy)
+      python3-torch python3-numpy python3-setuptools python3-dev)
 
 mounted=()
 cleanup() { for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done; }
