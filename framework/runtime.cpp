@@ -1,5 +1,7 @@
 #include "framework/runtime.h"
 
+#include "framework/cpu_info.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
@@ -16,7 +18,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 #include <stdexcept>
 #include <thread>
@@ -51,15 +52,14 @@ int defaultEvalThreads() {
 int defaultTrainThreads(Precision p) { return p == Precision::kBf16 ? defaultEvalThreads() : kDefaultCpuThreads; }
 
 bool cpuHasNativeBf16() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("flags", 0) == 0) return line.find(" avx512_bf16") != std::string::npos || line.find(" amx_bf16") != std::string::npos;
-  return false;
+  const auto& flags = cpuInfo().flags;
+  return std::find(flags.begin(), flags.end(), "avx512_bf16") != flags.end() || std::find(flags.begin(), flags.end(), "amx_bf16") != flags.end();
 }
 
 Precision parsePrecision(const std::string& name) {
   if (name == "fp32") return Precision::kFp32;
-  if (name == "auto") return cpuHasNativeBf16() || torch::cuda::is_available() ? Precision::kBf16 : Precision::kFp32;
+  // With oneDNN held below AVX-512, CPU bf16 runs LibTorch's own (emulated, slow) kernels: fp32 then.
+  if (name == "auto") return (cpuHasNativeBf16() && !onednnLacksBf16()) || torch::cuda::is_available() ? Precision::kBf16 : Precision::kFp32;
   if (name == "bf16") return Precision::kBf16;
   throw std::invalid_argument("precision: unknown precision '" + name + "', expected fp32, bf16 or auto");
 }

@@ -36,7 +36,7 @@ void seedEverything(uint64_t seed);
 /// Arithmetic precision of the forward and backward passes.
 enum class Precision { kFp32, kBf16 };
 /// "fp32" | "bf16" | "auto": bf16 where the hardware computes it natively (a CPU with AVX-512 BF16
-/// or AMX, or a CUDA device), else fp32 (BENCHMARKS.md has the measurements behind it). Throws
+/// or AMX, unless onednnLacksBf16(), or a CUDA device), else fp32 (BENCHMARKS.md has the measurements behind it). Throws
 /// std::invalid_argument on anything else.
 Precision parsePrecision(const std::string& name);
 /// Whether /proc/cpuinfo lists avx512_bf16 or amx_bf16.

@@ -15,4 +15,7 @@ for m in proc dev; do
     mounted+=("$root/$m")
   fi
 done
-chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 ${OMP_NUM_THREADS:+OMP_NUM_THREADS=$OMP_NUM_THREADS} "$@"
+# The variables that choose kernels travel in; nothing else of the host's environment does.
+pass=()
+for v in OMP_NUM_THREADS ATEN_CPU_CAPABILITY ONEDNN_MAX_CPU_ISA ROBUSTLAB_KERNELS; do [ -n "${!v:-}" ] && pass+=("$v=${!v}"); done
+chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 "${pass[@]}" "$@"
