@@ -33,13 +33,17 @@ int skipCode() {
   if (!env || !*env) return 0;
   try {
     const KernelPath p = parseKernelPath(env);
-    if (kernelPathSupported(p)) return 0;
+    if (kernelPathSupported(p)) {
+      std::printf("kernel path under test: %s (ROBUSTLAB_KERNELS=%s)\n", kernelPathName(p).c_str(), env);
+      return 0;
+    }
     std::fprintf(stderr, "skipped: this CPU cannot run the kernel path '%s' (ROBUSTLAB_KERNELS; it runs up to '%s')\n", env,
                  kernelPathName(bestKernelPath()).c_str());
+    return 77;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "skipped: %s\n", e.what());
+    std::fprintf(stderr, "ROBUSTLAB_KERNELS: %s\n", e.what());  // a misnamed path is an error, not a skip
+    return 2;
   }
-  return 77;
 }
 
 namespace {

@@ -4,7 +4,8 @@
 #include <catch2/catch.hpp>
 
 namespace robustlab::test {
-/// 0, or 77 after one line on stderr saying what is skipped and why (tests/fixtures.cpp).
+/// 0; 77 after one line on stderr saying what is skipped and why; 2 when ROBUSTLAB_KERNELS is not a
+/// path name (tests/fixtures.cpp).
 int skipCode();
 }  // namespace robustlab::test
 
