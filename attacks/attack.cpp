@@ -1,7 +1,7 @@
 #include "attacks/attack.h"
 
-#include "framework/input_grad.h"
-#include "framework/runtime.h"
+#include "framework/models/input_grad.h"
+#include "framework/runtime/runtime.h"
 
 #include <torch/autograd.h>
 #include <torch/nn/modules/conv.h>

@@ -6,7 +6,7 @@
 // around the clean input and clipped to [lo, hi], then checked.
 //
 // Inputs: images N x C x H x W in pixel space [lo, hi] (default [0,1]), labels N int64.
-#include "framework/model.h"
+#include "framework/models/model.h"
 
 #include <ATen/core/Generator.h>
 #include <torch/types.h>

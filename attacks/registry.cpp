@@ -7,16 +7,62 @@
 #include <stdexcept>
 
 namespace robustlab {
+namespace {
 
-std::vector<std::string> attackNames() { return {"fgsm", "pgd", "apgd-ce"}; }
+template <class A>
+AttackFactory factory() {
+  return [](const AttackOptions& o) { return std::make_unique<A>(o); };
+}
+
+/// The built-in attacks: one line each.
+std::vector<AttackEntry>& entries() {
+  static std::vector<AttackEntry> e{
+      {"fgsm", {}, "one signed-gradient step of size eps (Goodfellow et al. 2015)", factory<Fgsm>()},
+      {"pgd", {}, "projected gradient descent, random start, restarts (Madry et al. 2018)", factory<Pgd>()},
+      {"apgd-ce", {"apgd"}, "AutoAttack's step-size-free PGD on cross-entropy (Croce & Hein 2020)", factory<ApgdCe>()},
+  };
+  return e;
+}
+
+const AttackEntry* find(const std::string& name) {
+  for (const auto& e : entries()) {
+    if (e.name == name) return &e;
+    for (const auto& a : e.aliases)
+      if (a == name) return &e;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::vector<std::string> attackNames() {
+  std::vector<std::string> out;
+  for (const auto& e : entries()) out.push_back(e.name);
+  return out;
+}
+
+std::string attackNameList() {
+  std::string s;
+  for (const auto& n : attackNames()) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
+bool isAttackName(const std::string& name) { return find(name) != nullptr; }
+
+std::string canonicalAttackName(const std::string& name) {
+  if (const auto* e = find(name)) return e->name;
+  throw std::invalid_argument("unknown attack '" + name + "', valid names: " + attackNameList());
+}
 
 std::unique_ptr<Attack> makeAttack(const std::string& name, const AttackOptions& options) {
-  if (name == "fgsm") return std::make_unique<Fgsm>(options);
-  if (name == "pgd") return std::make_unique<Pgd>(options);
-  if (name == "apgd-ce" || name == "apgd") return std::make_unique<ApgdCe>(options);
-  std::string valid;
-  for (const auto& n : attackNames()) valid += (valid.empty() ? "" : ", ") + n;
-  throw std::invalid_argument("attack: unknown attack '" + name + "', valid names: " + valid);
+  const auto* e = find(name);
+  if (!e) throw std::invalid_argument("attack: unknown attack '" + name + "', valid names: " + attackNameList());
+  return e->make(options);
+}
+
+void registerAttack(AttackEntry entry) {
+  if (find(entry.name)) throw std::invalid_argument("attack '" + entry.name + "' is registered twice");
+  entries().push_back(std::move(entry));
 }
 
 }  // namespace robustlab

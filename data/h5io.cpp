@@ -1,5 +1,7 @@
 #include "data/h5io.h"
 
+#include "data/atomic_write.h"
+
 #include <H5Cpp.h>
 
 #include <algorithm>
@@ -265,22 +267,20 @@ int64_t H5File::attrInt(const std::string& object, const std::string& key) const
   });
 }
 
+void H5File::close() {
+  if (impl_) guarded(path_, "close", [&] { impl_->file.close(); });
+}
+
 void writeH5Atomically(const std::string& path, const std::function<void(H5File&)>& fill) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const std::string tmp = path + ".tmp";
-  try {
-    {
-      H5File f(tmp, H5File::Mode::kTruncate);
-      fill(f);
+  writeAtomically(path, [&](const std::string& tmp) {
+    H5File f(tmp, H5File::Mode::kTruncate);
+    fill(f);
+    try {
+      f.close();  // a close that fails (a full disk) must fail the write, not vanish in a destructor
+    } catch (const std::exception&) {
+      throw std::runtime_error(path + ": cannot write the HDF5 file (disk full or I/O error)");
     }
-    fs::rename(tmp, target);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
+  });
 }
 
 }  // namespace robustlab

@@ -21,6 +21,9 @@ class H5File {
   H5File& operator=(const H5File&) = delete;
 
   const std::string& path() const { return path_; }
+  /// Flushes and closes the file; throws naming it when that fails (a full disk). The destructor
+  /// closes too but cannot report a failure.
+  void close();
   bool has(const std::string& objectPath) const;
   bool isGroup(const std::string& objectPath) const;
   /// Names of the direct children of a group, sorted.
@@ -52,7 +55,7 @@ class H5File {
   std::string path_;
 };
 
-/// Writes `path` through a temporary file and an atomic rename, so a run killed halfway never leaves
+/// Writes `path` through writeAtomically (data/atomic_write.h): a temporary file and an atomic rename, so a run killed halfway never leaves
 /// a truncated or corrupt file where a complete one was expected (and never clobbers the old one).
 void writeH5Atomically(const std::string& path, const std::function<void(H5File&)>& fill);
 

@@ -1,12 +1,12 @@
 #include "fixtures.h"
 
-#include "attacks/adversarial_training.h"
+#include "framework/training/adversarial_training.h"
 #include "data/sources.h"
-#include "framework/checkpoint.h"
-#include "framework/conv_kernels.h"
-#include "framework/progress.h"
-#include "framework/runtime.h"
-#include "framework/trainer.h"
+#include "framework/models/checkpoint.h"
+#include "framework/models/kernels/conv_kernels.h"
+#include "framework/runtime/progress.h"
+#include "framework/runtime/runtime.h"
+#include "framework/training/trainer.h"
 
 #include <catch2/catch.hpp>
 

@@ -2,7 +2,7 @@
 // Shared test fixtures: small slices of real Fashion-MNIST and models trained on them once per
 // build (cached as checkpoints in the build tree), all with fixed seeds.
 #include "data/dataset.h"
-#include "framework/model.h"
+#include "framework/models/model.h"
 
 #include <string>
 

@@ -3,8 +3,8 @@
 #include "fixtures.h"
 
 #include "attacks/registry.h"
-#include "framework/runtime.h"
-#include "framework/trainer.h"
+#include "framework/runtime/runtime.h"
+#include "framework/training/trainer.h"
 
 #include <catch2/catch.hpp>
 

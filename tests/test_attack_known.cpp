@@ -5,7 +5,7 @@
 #include "attacks/fgsm.h"
 #include "attacks/pgd.h"
 #include "attacks/registry.h"
-#include "framework/runtime.h"
+#include "framework/runtime/runtime.h"
 
 #include <catch2/catch.hpp>
 

@@ -1,13 +1,13 @@
 // Attacks against CNNs trained on real Fashion-MNIST, scored on 1000 real held-out test images.
 #include "fixtures.h"
 
-#include "attacks/adversarial_training.h"
-#include "attacks/evaluation.h"
-#include "framework/runtime.h"
-#include "framework/progress.h"
-#include "framework/trainer.h"
+#include "framework/training/adversarial_training.h"
+#include "attacks/evaluation/evaluation.h"
+#include "framework/runtime/runtime.h"
+#include "framework/runtime/progress.h"
+#include "framework/training/trainer.h"
 #include "data/sources.h"
-#include "experiments/statistics.h"
+#include "experiments/plan/statistics.h"
 
 #include <catch2/catch.hpp>
 

@@ -5,7 +5,7 @@
 #include "data/h5io.h"
 #include "data/idx.h"
 #include "data/sources.h"
-#include "experiments/results_io.h"
+#include "experiments/plan/results_io.h"
 
 #include <catch2/catch.hpp>
 

@@ -1,7 +1,7 @@
 #include "fixtures.h"
 
-#include "experiments/config.h"
-#include "framework/toml_reader.h"
+#include "framework/config/config.h"
+#include "framework/toml/toml_reader.h"
 
 #include <catch2/catch.hpp>
 

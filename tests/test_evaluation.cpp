@@ -1,10 +1,10 @@
 // Evaluation semantics (ATTACK-CORRECTNESS.md items 11-15) and the HDF5 results they produce.
 #include "fixtures.h"
 
-#include "attacks/evaluation.h"
+#include "attacks/evaluation/evaluation.h"
 #include "data/h5io.h"
-#include "experiments/results_io.h"
-#include "framework/progress.h"
+#include "experiments/plan/results_io.h"
+#include "framework/runtime/progress.h"
 
 #include <catch2/catch.hpp>
 

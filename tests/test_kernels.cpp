@@ -4,7 +4,7 @@
 #include "fixtures.h"
 #include "tolerance.h"
 
-#include "framework/conv_kernels.h"
+#include "framework/models/kernels/conv_kernels.h"
 
 #include <ATen/ops/convolution.h>
 #include <ATen/ops/convolution_backward.h>

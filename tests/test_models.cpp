@@ -2,12 +2,12 @@
 #include "tolerance.h"
 
 #include "data/h5io.h"
-#include "framework/checkpoint.h"
+#include "framework/models/checkpoint.h"
 #include "attacks/attack.h"
-#include "framework/conv.h"
-#include "framework/conv_kernels.h"
-#include "framework/input_grad.h"
-#include "framework/runtime.h"
+#include "framework/models/conv.h"
+#include "framework/models/kernels/conv_kernels.h"
+#include "framework/models/input_grad.h"
+#include "framework/runtime/runtime.h"
 
 #include <torch/csrc/autograd/function.h>
 #include <torch/autograd.h>

@@ -4,7 +4,7 @@
 #include "tiny_experiment.h"
 
 #include "data/h5io.h"
-#include "experiments/report_figures.h"
+#include "experiments/report/report_figures.h"
 
 #include <catch2/catch.hpp>
 

@@ -1,6 +1,6 @@
 // Statistics against values computed by hand (df = 2 has a closed-form t distribution:
 // F(t) = 1/2 + t / (2 sqrt(2 + t^2))).
-#include "experiments/statistics.h"
+#include "experiments/plan/statistics.h"
 
 #include <catch2/catch.hpp>
 

@@ -3,8 +3,8 @@
 // backend is tested against a real one-node Slurm by tests/slurm_sweep.sh.)
 #include "fixtures.h"
 
-#include "experiments/experiment.h"
-#include "experiments/sweep.h"
+#include "experiments/plan/experiment.h"
+#include "experiments/plan/sweep.h"
 
 #include <catch2/catch.hpp>
 

@@ -1,11 +1,11 @@
 #include "fixtures.h"
 
 #include "data/tasks.h"
-#include "framework/checkpoint.h"
-#include "framework/pretext.h"
-#include "framework/progress.h"
-#include "framework/runtime.h"
-#include "framework/trainer.h"
+#include "framework/models/checkpoint.h"
+#include "framework/training/pretext.h"
+#include "framework/runtime/progress.h"
+#include "framework/runtime/runtime.h"
+#include "framework/training/trainer.h"
 
 #include <catch2/catch.hpp>
 

@@ -15,7 +15,7 @@
 // - emulated: elsewhere (an AVX2-only CPU, or oneDNN switched off) LibTorch's own kernels sum in fp32
 //   but may round to bf16 several times in sequence: gamma(n, kUnitFp32) + gamma(r, kUnitBf16) for r
 //   roundings (libtorchBf16Bound says which).
-#include "framework/runtime.h"
+#include "framework/runtime/runtime.h"
 
 #include <ATen/Context.h>
 #include <torch/types.h>

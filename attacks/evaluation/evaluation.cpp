@@ -1,0 +1,153 @@
+#include "attacks/evaluation/evaluation.h"
+
+#include "attacks/registry.h"
+#include "attacks/evaluation/sanity.h"
+#include "framework/runtime/progress.h"
+#include "framework/training/trainer.h"
+
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+
+namespace robustlab {
+
+void EvalOptions::validate() const {
+  if (attacks.empty()) throw std::invalid_argument("attacks: at least one attack is needed");
+  if (epsGrid.empty()) throw std::invalid_argument("eps: at least one eps is needed");
+  for (size_t i = 0; i < epsGrid.size(); ++i) {
+    if (!(epsGrid[i] >= 0)) throw std::invalid_argument("eps: values must be >= 0");
+    if (i > 0 && !(epsGrid[i] > epsGrid[i - 1])) throw std::invalid_argument("eps: values must be strictly increasing");
+  }
+  if (batchSize <= 0) throw std::invalid_argument("batch_size: must be > 0");
+  for (const auto& a : attacks) {
+    AttackOptions o = a.options;
+    o.norm = norm;
+    makeAttack(a.name, o);  // validates the name and the options
+  }
+}
+
+int64_t EvalResult::failedChecks() const {
+  int64_t n = 0;
+  for (const auto& c : checks) n += c.passed ? 0 : 1;
+  return n;
+}
+
+const AttackRun* EvalResult::find(const std::string& attack, double eps) const {
+  for (const auto& r : runs)
+    if (r.attack == attack && r.eps == eps) return &r;
+  return nullptr;
+}
+
+EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOptions& options, torch::Device device) {
+  options.validate();
+  model.to(device);
+  PrecisionGuard precision(options.precision);
+  const int64_t n = data.size();
+  EvalResult r;
+  r.norm = options.norm;
+  r.precision = options.precision;
+  r.epsGrid = options.epsGrid;
+  r.labels = data.labels.clone();
+  r.cleanPred = predict(model, data.images, device, options.batchSize);
+  r.cleanCorrect = r.cleanPred.eq(r.labels);
+  r.cleanAccuracy = r.cleanCorrect.to(torch::kFloat64).mean().item<double>();
+  const int64_t keep = std::min(options.keepExamples, n);
+  r.exampleInputs = data.images.slice(0, 0, keep).clone();
+  const int64_t cleanCorrectCount = r.cleanCorrect.sum().item<int64_t>();
+
+  Progress progress("attack", static_cast<int64_t>(options.attacks.size() * options.epsGrid.size()) * n, options.progress);
+  for (const auto& spec : options.attacks) {
+    for (double eps : options.epsGrid) {
+      if (eps == 0) {
+        // An eps-0 attack returns its input (the eps_zero_identity sanity check runs the real
+        // attacks at eps 0 to prove it), so the clean predictions are its result.
+        AttackRun run;
+        run.attack = makeAttack(spec.name, spec.options)->name();
+        run.eps = 0;
+        run.advPred = r.cleanPred.clone();
+        run.robust = r.cleanCorrect.clone();
+        run.robustAccuracy = r.cleanAccuracy;
+        run.examples = r.exampleInputs.to(torch::kFloat32);
+        r.runs.push_back(std::move(run));
+        progress.advance(n);
+        continue;
+      }
+      AttackOptions o = spec.options;
+      o.eps = eps;
+      o.norm = options.norm;
+      auto attack = makeAttack(spec.name, o);
+      AttackRun run;
+      run.attack = attack->name();
+      run.eps = eps;
+      const auto t0 = std::chrono::steady_clock::now();
+      std::vector<torch::Tensor> preds, linf, l2, own;
+      int64_t zero = 0, total = 0;
+      for (int64_t b = 0; b < n; b += options.batchSize) {
+        const int64_t e = std::min(n, b + options.batchSize);
+        const auto xb = data.images.slice(0, b, e);
+        const auto xadv = attack->perturb(model, xb.to(device), data.labels.slice(0, b, e).to(device)).cpu();
+        zero += attack->stats().zeroGradElements;
+        total += attack->stats().gradElements;
+        run.gradientEvaluations += attack->stats().gradientEvaluations;
+        preds.push_back(predict(model, xadv, device, options.batchSize));
+        const auto delta = xadv - xb;
+        linf.push_back(perExampleNorm(delta, Norm::kLinf));
+        l2.push_back(perExampleNorm(delta, Norm::kL2));
+        if (b < keep) {
+          const auto part = xadv.slice(0, 0, std::min(keep - b, e - b)).to(torch::kFloat32);
+          run.examples = run.examples.defined() ? torch::cat({run.examples, part}) : part;
+        }
+        char status[64];
+        std::snprintf(status, sizeof status, "%s eps=%g", run.attack.c_str(), eps);
+        progress.advance(e - b, status);
+      }
+      run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      run.advPred = torch::cat(preds);
+      run.robust = r.cleanCorrect & run.advPred.eq(r.labels);
+      run.robustAccuracy = run.robust.to(torch::kFloat64).mean().item<double>();
+      const auto fooled = r.cleanCorrect & run.advPred.ne(r.labels);
+      run.successRate = cleanCorrectCount ? fooled.sum().item<double>() / static_cast<double>(cleanCorrectCount) : 0.0;
+      const auto linfAll = torch::cat(linf), l2All = torch::cat(l2);
+      const auto& ownNorm = options.norm == Norm::kLinf ? linfAll : l2All;
+      run.maxNorm = ownNorm.max().item<double>();
+      run.meanNorm = fooled.any().item<bool>() ? ownNorm.index({fooled}).mean().item<double>() : 0.0;
+      run.meanLinf = linfAll.mean().item<double>();
+      run.meanL2 = l2All.mean().item<double>();
+      run.zeroGradFraction = total ? static_cast<double>(zero) / static_cast<double>(total) : 0.0;
+      r.runs.push_back(std::move(run));
+    }
+  }
+  progress.finish();
+
+  const int64_t E = static_cast<int64_t>(options.epsGrid.size());
+  r.worstRobust = torch::zeros({n, E}, torch::kBool);
+  auto envelope = r.cleanCorrect.clone();
+  for (int64_t e = 0; e < E; ++e) {
+    auto raw = r.cleanCorrect.clone();
+    for (const auto& run : r.runs)
+      if (run.eps == options.epsGrid[e]) raw &= run.robust;
+    r.rawWorstAccuracy.push_back(raw.to(torch::kFloat64).mean().item<double>());
+    // Fooled at a smaller eps means fooled at every larger one: the envelope never rises.
+    envelope &= raw;
+    r.worstRobust.select(1, e).copy_(envelope);
+    r.worstAccuracy.push_back(envelope.to(torch::kFloat64).mean().item<double>());
+  }
+  if (options.sanityChecks) runSanityChecks(model, data, options, device, r);
+  return r;
+}
+
+void printEvalTable(const EvalResult& r) {
+  std::printf("clean accuracy: %.2f%% (%lld examples), norm %s\n", 100.0 * r.cleanAccuracy,
+              static_cast<long long>(r.labels.size(0)), normName(r.norm).c_str());
+  std::printf("%-10s %8s %10s %10s %10s %10s %9s\n", "attack", "eps", "robust%", "success%", "mean|d|", "max|d|", "seconds");
+  for (const auto& run : r.runs)
+    std::printf("%-10s %8.4g %10.2f %10.2f %10.4g %10.4g %9.2f\n", run.attack.c_str(), run.eps, 100.0 * run.robustAccuracy,
+                100.0 * run.successRate, run.meanNorm, run.maxNorm, run.seconds);
+  for (size_t e = 0; e < r.epsGrid.size(); ++e)
+    std::printf("%-10s %8.4g %10.2f   (worst case over attacks and smaller eps)\n", "worst", r.epsGrid[e], 100.0 * r.worstAccuracy[e]);
+  for (const auto& c : r.checks)
+    if (!c.passed) std::printf("WARNING: sanity check %s failed: %s\n", c.name.c_str(), c.detail.c_str());
+  std::printf("sanity checks: %lld of %zu passed\n", static_cast<long long>(r.checks.size() - r.failedChecks()), r.checks.size());
+}
+
+}  // namespace robustlab

@@ -1,0 +1,22 @@
+#pragma once
+// The one way robustlab writes a file that someone may be reading or may rely on: into a temporary
+// beside it, flushed to disk, then renamed over it. A run killed halfway (SIGKILL included) or a full
+// disk never leaves a truncated file where a complete one was, and never replaces a good file with
+// a broken one.
+#include <functional>
+#include <string>
+
+namespace robustlab {
+
+/// A temporary name beside `path`, unique to this process and call: "<path>.tmp-<pid>-<n>".
+std::string temporaryPathFor(const std::string& path);
+
+/// Creates `path`'s parent folders, calls `fill(tmp)` to write the whole file at `tmp`, syncs it and
+/// renames it over `path`. Any failure (thrown by `fill`, or from sync or rename) removes the
+/// temporary, leaves `path` as it was and throws one line naming `path`.
+void writeAtomically(const std::string& path, const std::function<void(const std::string& tmp)>& fill);
+
+/// writeAtomically for text; a short write (a full disk) is an error naming the file.
+void writeTextAtomically(const std::string& path, const std::string& text);
+
+}  // namespace robustlab

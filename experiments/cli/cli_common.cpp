@@ -1,0 +1,104 @@
+#include "experiments/cli/cli_common.h"
+
+#include "framework/runtime/progress.h"
+
+#include <toml++/toml.h>
+
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+
+namespace robustlab {
+
+void addConfigOptions(cxxopts::Options& opts) {
+  opts.add_options()
+      ("c,config", "TOML config file (default: the embedded default experiment)", cxxopts::value<std::string>()->default_value(""))
+      ("set", "override a config key, e.g. --set train.epochs=3 (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("device", "auto | cpu | cuda (overrides config)", cxxopts::value<std::string>())
+      ("threads", "intra-op CPU threads, 0 = measured default (overrides config)", cxxopts::value<int64_t>())
+      ("seed", "master seed (overrides config)", cxxopts::value<int64_t>())
+      ("q,quiet", "no progress output")
+      ("dump-config", "print the resolved config and exit")
+      ("h,help", "show this help");
+}
+
+bool parseOrHelp(cxxopts::Options& opts, int argc, char** argv, cxxopts::ParseResult& out) {
+  try {
+    out = opts.parse(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    throw std::invalid_argument(std::string(e.what()) + " (see " + opts.program() + " --help)");
+  }
+  if (out.count("help")) {
+    std::cout << opts.help() << std::endl;
+    return false;
+  }
+  if (out.count("quiet")) Progress::setQuiet(true);
+  return true;
+}
+
+Config resolveConfig(const cxxopts::ParseResult& args, const ConfigBase& base, const std::vector<std::string>& extra) {
+  std::vector<std::string> sets;
+  if (args.count("set")) sets = args["set"].as<std::vector<std::string>>();
+  if (args.count("device")) sets.push_back("device=" + tomlQuoted(args["device"].as<std::string>()));
+  if (args.count("threads")) sets.push_back("threads=" + std::to_string(args["threads"].as<int64_t>()));
+  if (args.count("seed")) sets.push_back("seed=" + std::to_string(args["seed"].as<int64_t>()));
+  sets.insert(sets.end(), extra.begin(), extra.end());
+  std::string path = args["config"].as<std::string>();
+  if (args.count("positional")) {
+    const auto& pos = args["positional"].as<std::vector<std::string>>();
+    if (pos.size() > 1 || (!path.empty() && !pos.empty())) throw std::invalid_argument("give one config file, either as --config or as the argument");
+    if (!pos.empty()) path = pos.front();
+  }
+  if (base.text.empty()) return loadConfig(path, sets);
+  return loadConfigOver(base.text, base.what, path, sets);
+}
+
+std::string tomlQuoted(const std::string& s) {
+  std::ostringstream os;
+  os << toml::value<std::string>(s);
+  return os.str();
+}
+
+bool maybeDumpConfig(const cxxopts::ParseResult& args, const Config& c) {
+  if (!args.count("dump-config")) return false;
+  std::cout << c.toToml();
+  return true;
+}
+
+void addSlurmOptions(cxxopts::Options& opts) {
+  opts.add_options()
+      ("partition", "slurm: partition", cxxopts::value<std::string>()->default_value(""))
+      ("time", "slurm: time limit per task", cxxopts::value<std::string>()->default_value("01:00:00"))
+      ("cpus", "slurm: CPUs per task (and its threads)", cxxopts::value<int>()->default_value("1"))
+      ("mem", "slurm: memory per task, e.g. 4G", cxxopts::value<std::string>()->default_value(""))
+      ("gpus", "slurm: GPUs per task (runs with --device cuda)", cxxopts::value<int>()->default_value("0"))
+      ("sbatch-line", "slurm: an extra #SBATCH line (repeatable)", cxxopts::value<std::vector<std::string>>());
+}
+
+SlurmOptions slurmOptionsFrom(const cxxopts::ParseResult& args) {
+  SlurmOptions o;
+  o.partition = args["partition"].as<std::string>();
+  o.time = args["time"].as<std::string>();
+  o.cpus = args["cpus"].as<int>();
+  o.mem = args["mem"].as<std::string>();
+  o.gpus = args["gpus"].as<int>();
+  if (o.cpus < 1) throw std::invalid_argument("--cpus: must be >= 1");
+  if (args.count("sbatch-line")) o.extraLines = args["sbatch-line"].as<std::vector<std::string>>();
+  return o;
+}
+
+std::vector<std::string> splitList(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::string commandLine(int argc, char** argv) {
+  std::string s = "robustlab";
+  for (int i = 1; i < argc; ++i) s += std::string(" ") + argv[i];
+  return s;
+}
+
+}  // namespace robustlab

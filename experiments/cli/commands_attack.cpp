@@ -1,0 +1,128 @@
+#include "experiments/cli/cli_common.h"
+#include "experiments/cli/commands.h"
+#include "experiments/plan/pipeline.h"
+#include "experiments/plan/results_io.h"
+
+#include "attacks/registry.h"
+#include "data/h5io.h"
+#include "data/tasks.h"
+#include "framework/models/checkpoint.h"
+
+#include <cstdio>
+
+namespace robustlab {
+namespace {
+
+void addAttackOptions(cxxopts::Options& opts) {
+  opts.add_options()
+      ("m,checkpoint", "model checkpoint (.h5) to attack", cxxopts::value<std::string>())
+      ("a,attack", "comma-separated attacks (attack.attacks): " + attackNameList(), cxxopts::value<std::string>())
+      ("norm", "linf | l2 (attack.norm)", cxxopts::value<std::string>())
+      ("eps", "comma-separated eps grid, increasing (attack.eps)", cxxopts::value<std::string>())
+      ("steps", "iterations of pgd / apgd-ce (attack.steps)", cxxopts::value<int64_t>())
+      ("step-size", "pgd absolute step size, 0: rel-step-size * eps (attack.step_size)", cxxopts::value<double>())
+      ("rel-step-size", "pgd step relative to eps, 0: 2.5 / steps (attack.rel_step_size)", cxxopts::value<double>())
+      ("restarts", "random restarts, worst case per example (attack.restarts)", cxxopts::value<int64_t>())
+      ("no-random-start", "start pgd at the clean input (attack.random_start = false)")
+      ("no-early-stop", "keep stepping examples already fooled (attack.early_stop = false)")
+      ("targeted", "none | random | least-likely (attack.targeted)", cxxopts::value<std::string>())
+      ("limit", "test examples to evaluate, 0: all (data.test_limit)", cxxopts::value<int64_t>()->default_value("1000"))
+      ("batch-size", "examples per attack batch (attack.batch_size)", cxxopts::value<int64_t>())
+      ("data-dir", "override the data directory stored with the checkpoint (data.dir)", cxxopts::value<std::string>())
+      ("no-sanity", "skip the gradient-masking sanity checks (attack.sanity_checks = false)")
+      ("precision", "fp32 | bf16 | auto (precision)", cxxopts::value<std::string>())
+      ("o,out", "results file", cxxopts::value<std::string>()->default_value("results/attack.h5"));
+}
+
+/// The attack flags as --set overrides, so they and `--set attack.*` take the same path.
+std::vector<std::string> attackOverrides(const cxxopts::ParseResult& args) {
+  std::vector<std::string> sets;
+  auto list = [](const std::vector<std::string>& items, bool quote) {
+    std::string s = "[";
+    for (size_t i = 0; i < items.size(); ++i) s += (i ? ", " : "") + (quote ? tomlQuoted(items[i]) : items[i]);
+    return s + "]";
+  };
+  if (args.count("attack")) sets.push_back("attack.attacks=" + list(splitList(args["attack"].as<std::string>()), true));
+  if (args.count("norm")) sets.push_back("attack.norm=" + tomlQuoted(args["norm"].as<std::string>()));
+  if (args.count("eps")) {
+    std::vector<std::string> eps;
+    for (const auto& v : splitList(args["eps"].as<std::string>())) {
+      try {
+        eps.push_back(std::to_string(std::stod(v)));
+      } catch (const std::exception&) {
+        throw std::invalid_argument("--eps: '" + v + "' is not a number");
+      }
+    }
+    sets.push_back("attack.eps=" + list(eps, false));
+  }
+  if (args.count("steps")) sets.push_back("attack.steps=" + std::to_string(args["steps"].as<int64_t>()));
+  if (args.count("step-size")) sets.push_back("attack.step_size=" + std::to_string(args["step-size"].as<double>()));
+  if (args.count("rel-step-size")) sets.push_back("attack.rel_step_size=" + std::to_string(args["rel-step-size"].as<double>()));
+  if (args.count("restarts")) sets.push_back("attack.restarts=" + std::to_string(args["restarts"].as<int64_t>()));
+  if (args.count("no-random-start")) sets.push_back("attack.random_start=false");
+  if (args.count("no-early-stop")) sets.push_back("attack.early_stop=false");
+  if (args.count("targeted")) sets.push_back("attack.targeted=" + tomlQuoted(args["targeted"].as<std::string>()));
+  if (args.count("batch-size")) sets.push_back("attack.batch_size=" + std::to_string(args["batch-size"].as<int64_t>()));
+  if (args.count("no-sanity")) sets.push_back("attack.sanity_checks=false");
+  if (args.count("precision")) sets.push_back("precision=" + tomlQuoted(args["precision"].as<std::string>()));
+  if (args.count("data-dir")) sets.push_back("data.dir=" + tomlQuoted(args["data-dir"].as<std::string>()));
+  sets.push_back("data.test_limit=" + std::to_string(args["limit"].as<int64_t>()));
+  return sets;
+}
+
+/// The checkpoint's own test split: its classes, relabelled as in training, `data.test_limit` of them.
+Dataset checkpointTestSet(const std::string& ckpt, const Config& c, const ClassifierImpl& model) {
+  std::vector<int64_t> classes;
+  {
+    H5File f(ckpt, H5File::Mode::kRead);
+    if (f.has("/task/classes")) {
+      auto t = f.readTensor("/task/classes");
+      classes.assign(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+    }
+  }
+  Dataset test = selectClasses(loadSplit(c.data.source, "test"), classes);
+  test = sampleSubset(test, c.data.testLimit, c.seed + 19);
+  if (test.numClasses != model.spec().numClasses)
+    throw std::runtime_error(ckpt + ": model has " + std::to_string(model.spec().numClasses) + " classes but its task has " +
+                             std::to_string(test.numClasses));
+  return test;
+}
+
+}  // namespace
+
+int cmdAttack(int argc, char** argv) {
+  cxxopts::Options opts("robustlab attack",
+                        "Evaluate a saved model under attack on real test data; prints a table and writes HDF5. The settings are the "
+                        "checkpoint's stored config, then --config's [attack] and other sections, then --set, then the flags below.");
+  addConfigOptions(opts);
+  addAttackOptions(opts);
+  cxxopts::ParseResult args;
+  if (!parseOrHelp(opts, argc, argv, args)) return 0;
+  if (!args.count("checkpoint")) throw std::invalid_argument("attack: --checkpoint is required");
+  const std::string ckpt = args["checkpoint"].as<std::string>();
+
+  // The task (data source and classes) comes from the checkpoint's own config.
+  const std::string stored = readCheckpointConfig(ckpt);
+  const auto extra = attackOverrides(args);
+  Config c = resolveConfig(args, stored.empty() ? ConfigBase{} : ConfigBase{stored, ckpt + " (stored config)"}, extra);
+  if (maybeDumpConfig(args, c)) return 0;
+  const torch::Device device = setUpRuntime(c);
+  Classifier model = loadClassifier(ckpt);
+  model->to(device);
+  const Dataset test = checkpointTestSet(ckpt, c, *model);
+  const EvalOptions e = evalOptionsFrom(c);
+
+  useEvalThreads(c);
+  const EvalResult r = evaluate(*model, test, e, device);
+  printEvalTable(r);
+  const std::string out = args["out"].as<std::string>();
+  writeH5Atomically(out, [&](H5File& f) {
+    writeResultsHeader(f, c.toToml(), commandLine(argc, argv));
+    f.setAttr("/", "checkpoint", ckpt);
+    writeEvaluation(f, "/eval/model", r);
+  });
+  std::printf("wrote %s\n", out.c_str());
+  return 0;
+}
+
+}  // namespace robustlab

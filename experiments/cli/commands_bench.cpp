@@ -1,0 +1,261 @@
+#include "experiments/cli/cli_common.h"
+#include "experiments/cli/commands.h"
+
+#include "framework/training/adversarial_training.h"
+#include "attacks/fgsm.h"
+#include "attacks/pgd.h"
+#include "data/h5io.h"
+#include "data/sources.h"
+#include "framework/models/conv.h"
+#include "framework/models/kernels/conv_kernels.h"
+#include "framework/runtime/cpu_info.h"
+#include "framework/runtime/progress.h"
+#include "framework/runtime/runtime.h"
+#include "framework/training/trainer.h"
+
+#include <torch/autograd.h>
+#include <torch/nn/functional/conv.h>
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <stdexcept>
+
+namespace robustlab {
+namespace {
+
+double peakRssMiB() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+double timeIt(const std::function<void()>& fn) {
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+struct Row {
+  std::string precision;
+  int threads;
+  double train, advTrain, pgd, pgdEarly, fgsm, rss;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/// The median of each throughput over repeated runs (run-to-run noise here is 10-30%).
+Row medianRow(const std::vector<Row>& runs) {
+  Row out = runs.front();
+  for (double Row::*m : {&Row::train, &Row::advTrain, &Row::pgd, &Row::pgdEarly, &Row::fgsm}) {
+    std::vector<double> v;
+    for (const auto& r : runs) v.push_back(r.*m);
+    out.*m = median(std::move(v));
+  }
+  out.rss = runs.back().rss;
+  return out;
+}
+
+void printRow(const std::string& label, const Row& r) {
+  std::printf("%-6s %-6s %8d %12.0f %14.0f %16.0f %20.0f %12.0f %10.0f\n", label.c_str(), r.precision.c_str(), r.threads, r.train,
+              r.advTrain, r.pgd, r.pgdEarly, r.fgsm, r.rss);
+  std::fflush(stdout);
+}
+
+/// What one run of the bench measures, on one thread count and precision.
+struct BenchSetup {
+  const Dataset& trainSet;
+  const Dataset& advSet;
+  const Dataset& testSet;
+  int64_t batchSize, attackBatch;
+  torch::Device device;
+};
+
+Row measureOnce(const BenchSetup& setup, Precision precision, int threadCount) {
+  const Dataset& testSet = setup.testSet;
+  const torch::Device device = setup.device;
+  Row row;
+  row.precision = precisionName(precision);
+  row.threads = configureThreads(threadCount);
+  seedEverything(0);
+  Classifier model(defaultSmallCnn());
+  CrossEntropyObjective ce;
+  TrainOptions opt;
+  opt.epochs = 1;
+  opt.batchSize = setup.batchSize;
+  opt.precision = precision;
+  row.train = static_cast<double>(setup.trainSet.size()) / timeIt([&] { train(*model, ce, setup.trainSet, Dataset{}, opt, device); });
+  {
+    seedEverything(0);
+    Classifier advModel(defaultSmallCnn());
+    AttackOptions ao;
+    ao.eps = 0.1;
+    ao.steps = 10;
+    PgdTrainingObjective pgdAt(ao);
+    row.advTrain =
+        static_cast<double>(setup.advSet.size()) / timeIt([&] { train(*advModel, pgdAt, setup.advSet, Dataset{}, opt, device); });
+  }
+  PrecisionGuard guard(precision);
+  auto attackAll = [&](Attack& attack) {
+    return timeIt([&] {
+      for (int64_t b = 0; b < testSet.size(); b += setup.attackBatch) {
+        const int64_t e = std::min(testSet.size(), b + setup.attackBatch);
+        attack.perturb(*model, testSet.images.slice(0, b, e).to(device), testSet.labels.slice(0, b, e).to(device));
+      }
+    });
+  };
+  AttackOptions ao;
+  ao.eps = 0.1;
+  ao.steps = 20;
+  ao.earlyStop = false;  // every step of every example, as the reference loop does
+  Pgd pgd(ao);
+  row.pgd = static_cast<double>(testSet.size() * 20) / attackAll(pgd);
+  ao.earlyStop = true;  // the evaluation default; counted as if every example took every step
+  Pgd early(ao);
+  row.pgdEarly = static_cast<double>(testSet.size() * 20) / attackAll(early);
+  Fgsm fgsm(ao);
+  row.fgsm = static_cast<double>(testSet.size()) / attackAll(fgsm);
+  row.rss = peakRssMiB();
+  return row;
+}
+
+/// The default model's first convolution (1 -> 16 channels, 4x4, stride 2) as an attack step runs it,
+/// weights frozen: its forward pass and its input gradient, LibTorch's convolution against robustlab's
+/// layer (framework/conv.h: its own kernels on the kernel path in use, else LibTorch's im2col input gradient),
+/// milliseconds per call, median of `repeats` timings of 10 calls.
+void benchFirstConv(const Dataset& testSet, const std::vector<std::string>& precisions, const std::vector<std::string>& threadList,
+                    int repeats) {
+  namespace F = torch::nn::functional;
+  const auto options = torch::nn::Conv2dOptions(1, 16, 4).stride(2).padding(1);
+  Conv conv(options);
+  for (auto& p : conv->parameters()) p.requires_grad_(false);  // as in an attack
+  std::printf("robustlab's single-channel kernels: %s\n", kernelPathName(kernelPath()).c_str());
+  std::printf("%-6s %8s %6s %12s %12s %8s %12s %12s %8s\n", "prec", "threads", "batch", "fwd LibTorch", "fwd ours", "speed-up",
+              "grad LibTorch", "grad ours", "speed-up");
+  auto msPer = [&](const std::function<void()>& fn) {
+    fn();  // warm-up
+    std::vector<double> ms;
+    for (int r = 0; r < repeats; ++r)
+      ms.push_back(1e3 / 10 * timeIt([&] {
+                     for (int i = 0; i < 10; ++i) fn();
+                   }));
+    return median(std::move(ms));
+  };
+  for (const auto& p : precisions) {
+    const Precision precision = parsePrecision(p);
+    for (const auto& t : threadList) {
+      const int threads = configureThreads(std::stoi(t));
+      PrecisionGuard guard(precision);
+      for (const int64_t batch : {int64_t{128}, testSet.size()}) {
+        const auto x = testSet.images.slice(0, 0, batch).clone();
+        const auto xg = x.clone().requires_grad_(true);
+        auto ref = [&] { return F::conv2d(xg, conv->weight, F::Conv2dFuncOptions().bias(conv->bias).stride(2).padding(1)); };
+        const auto yRef = ref(), yOurs = conv->forward(xg);
+        const auto go = torch::ones_like(yRef);
+        torch::NoGradGuard noGrad;
+        const double fwdRef = msPer([&] { ref(); }), fwdOurs = msPer([&] { conv->forward(x); });
+        torch::AutoGradMode grad(true);
+        const double gradRef = msPer([&] { torch::autograd::grad({yRef}, {xg}, {go}, /*retain_graph=*/true); });
+        const double gradOurs = msPer([&] { torch::autograd::grad({yOurs}, {xg}, {go}, /*retain_graph=*/true); });
+        std::printf("%-6s %8d %6lld %12.3f %12.3f %7.1fx %12.3f %12.3f %7.1fx\n", precisionName(precision).c_str(), threads,
+                    static_cast<long long>(batch), fwdRef, fwdOurs, fwdRef / fwdOurs, gradRef, gradOurs, gradRef / gradOurs);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int cmdBench(int argc, char** argv) {
+  cxxopts::Options opts("robustlab bench",
+                        "Measure the default small CNN on Fashion-MNIST: clean and PGD-10 adversarial training, PGD-20 and FGSM "
+                        "evaluation, peak memory; prints a table and writes HDF5");
+  opts.add_options()
+      ("train-images", "training images per clean epoch", cxxopts::value<int64_t>()->default_value("60000"))
+      ("adv-train-images", "training images for PGD-10 adversarial training", cxxopts::value<int64_t>()->default_value("6000"))
+      ("attack-images", "test images attacked", cxxopts::value<int64_t>()->default_value("1000"))
+      ("batch-size", "training batch size", cxxopts::value<int64_t>()->default_value("128"))
+      ("attack-batch", "attack batch size", cxxopts::value<int64_t>()->default_value("1000"))
+      ("threads", "comma-separated thread counts to measure", cxxopts::value<std::string>()->default_value("1,2"))
+      ("precision", "comma-separated precisions to measure (fp32, bf16)", cxxopts::value<std::string>()->default_value("fp32,bf16"))
+      ("repeats", "runs of each measurement; the table shows the median", cxxopts::value<int>()->default_value("3"))
+      ("v,verbose", "also print every run, not only the medians")
+      ("first-conv", "instead: time the first convolution's forward pass and input gradient, LibTorch's kernels against robustlab's")
+      ("device", "auto | cpu | cuda", cxxopts::value<std::string>()->default_value("cpu"))
+      ("kernels", "robustlab's kernel path: auto, avx512-bf16, avx512, avx2, libtorch (default: ROBUSTLAB_KERNELS, else auto)",
+       cxxopts::value<std::string>())
+      ("o,out", "HDF5 file for the table (empty: none)", cxxopts::value<std::string>()->default_value("results/bench.h5"))
+      ("h,help", "show this help");
+  cxxopts::ParseResult args;
+  if (!parseOrHelp(opts, argc, argv, args)) return 0;
+  Progress::setQuiet(true);
+  const torch::Device device = resolveDevice(args["device"].as<std::string>());
+  if (args.count("kernels")) setKernelPath(parseKernelPath(args["kernels"].as<std::string>()));
+  std::printf("machine: %s\n", machineSummary().c_str());
+  DataSourceSpec src;
+  const Dataset trainSet = loadSplit(src, "train").head(args["train-images"].as<int64_t>());
+  const Dataset advSet = trainSet.head(args["adv-train-images"].as<int64_t>());
+  const Dataset testSet = loadSplit(src, "test").head(args["attack-images"].as<int64_t>());
+  const int repeats = args["repeats"].as<int>();
+  if (repeats < 1) throw std::invalid_argument("--repeats: must be >= 1");
+  if (args.count("first-conv")) {
+    benchFirstConv(testSet, splitList(args["precision"].as<std::string>()), splitList(args["threads"].as<std::string>()), repeats);
+    return 0;
+  }
+  const BenchSetup setup{trainSet, advSet, testSet, args["batch-size"].as<int64_t>(), args["attack-batch"].as<int64_t>(), device};
+  std::printf("%-6s %-6s %8s %12s %14s %16s %20s %12s %10s\n", "device", "prec", "threads", "train img/s", "PGD-10 AT img/s",
+              "PGD-20 img-st/s", "PGD-20 early-stop", "FGSM img/s", "RSS MiB");
+  std::vector<Row> rows;
+  for (const auto& p : splitList(args["precision"].as<std::string>())) {
+    const Precision precision = parsePrecision(p);
+    for (const auto& t : splitList(args["threads"].as<std::string>())) {
+      std::vector<Row> runs;
+      for (int rep = 0; rep < repeats; ++rep) {
+        runs.push_back(measureOnce(setup, precision, std::stoi(t)));
+        if (args.count("verbose")) printRow("run", runs.back());
+      }
+      const Row row = medianRow(runs);
+      printRow(device.str(), row);
+      rows.push_back(row);
+    }
+  }
+  const std::string out = args["out"].as<std::string>();
+  if (!out.empty()) {
+    writeH5Atomically(out, [&](H5File& f) {
+      f.setAttr("/", "format", std::string("robustlab-bench-1"));
+      f.setAttr("/", "device", device.str());
+      writeMachineFacts(f, "/");
+      f.setAttr("/", "command", commandLine(argc, argv));
+      std::vector<std::string> precisions;
+      std::vector<int64_t> threads;
+      auto col = [&](double Row::*m) {
+        std::vector<double> v;
+        for (const auto& r : rows) v.push_back(r.*m);
+        return torch::tensor(v, torch::kFloat64);
+      };
+      for (const auto& r : rows) {
+        precisions.push_back(r.precision);
+        threads.push_back(r.threads);
+      }
+      f.writeStrings("/precision", precisions);
+      f.writeTensor("/threads", torch::tensor(threads, torch::kInt64));
+      f.writeTensor("/train_images_per_s", col(&Row::train));
+      f.writeTensor("/pgd10_adv_train_images_per_s", col(&Row::advTrain));
+      f.writeTensor("/pgd20_image_steps_per_s", col(&Row::pgd));
+      f.writeTensor("/pgd20_early_stop_image_steps_per_s", col(&Row::pgdEarly));
+      f.writeTensor("/fgsm_images_per_s", col(&Row::fgsm));
+      f.writeTensor("/peak_rss_mib", col(&Row::rss));
+    });
+    std::printf("wrote %s\n", out.c_str());
+  }
+  return 0;
+}
+
+}  // namespace robustlab

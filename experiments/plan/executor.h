@@ -1,0 +1,61 @@
+#pragma once
+// Executors: how units of work (an experiment's units, a sweep's points) are run outside this
+// process. Local processes are started with fork + execv on an argument vector (no shell, so no
+// quoting: a path holding ' or $ is passed as it is); a Slurm job array is a script whose commands
+// are quoted by shellQuote, submitted with sbatch started the same way.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace robustlab {
+
+/// The robustlab executable running now (/proc/self/exe), for starting workers.
+std::string selfExecutable();
+
+/// Runs argv[0] (looked up in PATH when it has no '/') with argv, waits and returns its exit code
+/// (128 + signal when killed). Its stdout goes to *out when given, else to ours; stderr to *err when
+/// given, else to ours. Throws when it cannot be started.
+int runCommand(const std::vector<std::string>& argv, std::string* out = nullptr, std::string* err = nullptr);
+
+/// One child process of a local executor.
+struct ProcessTask {
+  std::string label;              ///< for progress lines
+  std::vector<std::string> argv;  ///< argv[0] is the executable's path
+  std::string logPath;            ///< stdout and stderr
+};
+
+/// Runs `tasks` as child processes, `jobs` at a time, and prints one progress line (with ETA) per
+/// finished task. A task succeeded when it exited 0 and `ok(index)` (when given) says so. Returns the
+/// number that failed. SIGINT or SIGTERM to this process is passed on to the children, which are
+/// waited for, so none is left running.
+int runProcesses(const std::vector<ProcessTask>& tasks, int jobs, const std::function<bool(size_t)>& ok = nullptr);
+
+/// `s` as one word for bash, in single quotes ('\'' for a quote inside).
+std::string shellQuote(const std::string& s);
+
+struct SlurmOptions {
+  std::string partition, time = "01:00:00", mem;
+  int cpus = 1;
+  int gpus = 0;
+  std::vector<std::string> extraLines;  ///< extra "#SBATCH ..." lines, verbatim
+};
+
+/// A Slurm job array: task `index` runs its argv; every task of `dependency` (a job id, may be
+/// empty) must have ended OK first. A one-task array is how a single job is submitted.
+struct SlurmArray {
+  std::string jobName, scriptPath, logDir, workDir;
+  std::vector<std::pair<int64_t, std::vector<std::string>>> tasks;
+  std::vector<std::pair<std::string, std::string>> env;  ///< exported before each task runs
+  std::string dependency;                                ///< afterok on this job id ("" = none)
+};
+
+/// Writes the array's script and submits it with sbatch; returns the job id. Throws with sbatch's
+/// first line of output when it fails.
+std::string submitSlurmArray(const SlurmArray& a, const SlurmOptions& o);
+
+/// Array tasks Slurm still knows about, for the given job ids: index -> state (RUNNING, PENDING, ...).
+std::vector<std::pair<int64_t, std::string>> slurmTaskStates(const std::vector<std::string>& jobIds);
+
+}  // namespace robustlab

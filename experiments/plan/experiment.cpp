@@ -1,0 +1,174 @@
+#include "experiments/plan/experiment.h"
+
+#include "data/atomic_write.h"
+#include "framework/models/kernels/conv_kernels.h"
+#include "framework/runtime/progress.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+
+namespace robustlab {
+namespace fs = std::filesystem;
+namespace {
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Holds an exclusive lock on a file for the life of the run; the kernel drops it if we die.
+class RunLock {
+ public:
+  RunLock(const std::string& lockPath, const std::string& output) {
+    fd_ = ::open(lockPath.c_str(), O_CREAT | O_RDWR, 0644);
+    if (fd_ < 0) throw std::runtime_error(lockPath + ": cannot create the run lock");
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      throw std::runtime_error(output + ": another robustlab run is writing these results now (lock " + lockPath + " is held)");
+    }
+  }
+  ~RunLock() { ::close(fd_); }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+/// One progress line per unit, with an ETA from the units computed so far (cached ones cost nothing
+/// and say nothing about the rest).
+class UnitLog {
+ public:
+  explicit UnitLog(size_t total) : total_(static_cast<int64_t>(total)), t0_(std::chrono::steady_clock::now()) {}
+  void line(const std::string& what, const std::string& how, double secs) {
+    ++done_;
+    if (secs > 0) {
+      ++computed_;
+      computedSeconds_ += secs;
+    }
+    if (Progress::quiet()) return;
+    const double eta = computed_ ? computedSeconds_ / static_cast<double>(computed_) * static_cast<double>(total_ - done_) : NAN;
+    std::fprintf(stderr, "[%lld/%lld] %s: %s (%s) elapsed %s ETA %s\n", static_cast<long long>(done_), static_cast<long long>(total_),
+                 what.c_str(), how.c_str(), formatDuration(secs).c_str(), formatDuration(since(t0_)).c_str(),
+                 done_ == total_ ? "0s" : formatDuration(eta).c_str());
+  }
+
+ private:
+  int64_t total_, done_ = 0, computed_ = 0;
+  double computedSeconds_ = 0;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+void announce(const Plan& p) {
+  if (Progress::quiet()) return;
+  const auto& c = p.config;
+  std::fprintf(stderr, "experiment '%s': %zu arms x %zu seeds, %zu pre-trainings, %zu units\n", c.name.c_str(), c.runArms().size(),
+               c.runSeeds().size(), p.indicesOf(Unit::Kind::kPretrain).size(), p.units.size());
+}
+
+std::string workerConfigPath(const Plan& p) {
+  const std::string path = p.unitsDir + "/worker.toml";
+  writeTextAtomically(path, workerConfigText(p));
+  return fs::absolute(path).string();
+}
+
+std::vector<std::string> workerArgv(const std::string& binary, const std::string& config, size_t unit, int threads) {
+  return {binary, "run", config, "--unit", std::to_string(unit), "--threads", std::to_string(threads), "-q"};
+}
+
+}  // namespace
+
+void runExperiment(const Config& c, const std::string& command, torch::Device device) {
+  const std::string started = utcNow();
+  const auto t0 = std::chrono::steady_clock::now();
+  const Plan p = makePlan(c, device);
+  RunLock lock(c.output + ".lock", c.output);
+  announce(p);
+  UnitLog log(p.units.size());
+  for (size_t i = 0; i < p.units.size(); ++i) {
+    std::string how = "cached";
+    const double secs = computeUnit(p, i, device, &how);
+    log.line(p.units[i].label(), how, secs);
+  }
+  mergeResults(p, command, started, since(t0));
+  std::printf("wrote %s (%s)\n", c.output.c_str(), formatDuration(since(t0)).c_str());
+}
+
+void runExperimentUnit(const Config& c, int64_t index, torch::Device device) {
+  const Plan p = makePlan(c, device);
+  if (index < 0 || index >= static_cast<int64_t>(p.units.size()))
+    throw std::invalid_argument("--unit: " + std::to_string(index) + " is not a unit of this experiment (it has units 0.." +
+                                std::to_string(p.units.size() - 1) + ")");
+  std::string how = "cached";
+  const double secs = computeUnit(p, static_cast<size_t>(index), device, &how);
+  std::fprintf(stderr, "%s: %s (%s)\n", p.units[static_cast<size_t>(index)].label().c_str(), how.c_str(), formatDuration(secs).c_str());
+}
+
+int runExperimentLocal(const Config& c, const std::string& command, torch::Device device, int jobs, int threads) {
+  if (jobs < 1) throw std::invalid_argument("--jobs: must be >= 1");
+  const std::string started = utcNow();
+  const auto t0 = std::chrono::steady_clock::now();
+  const Plan p = makePlan(c, device);
+  RunLock lock(c.output + ".lock", c.output);
+  announce(p);
+  const std::string config = workerConfigPath(p), binary = selfExecutable();
+  int failed = 0;
+  for (auto kind : {Unit::Kind::kPretrain, Unit::Kind::kArm}) {  // arms start from finished pre-trainings
+    std::vector<ProcessTask> tasks;
+    std::vector<size_t> index;
+    for (size_t i : p.indicesOf(kind)) {
+      if (unitDone(p.units[i])) continue;
+      tasks.push_back({p.units[i].label(), workerArgv(binary, config, i, threads), p.unitsDir + "/unit-" + std::to_string(i) + ".log"});
+      index.push_back(i);
+    }
+    failed += runProcesses(tasks, jobs, [&](size_t t) { return unitDone(p.units[index[t]]); });
+    if (failed) return failed;
+  }
+  mergeResults(p, command, started, since(t0));
+  std::printf("wrote %s (%s)\n", c.output.c_str(), formatDuration(since(t0)).c_str());
+  return 0;
+}
+
+std::string submitExperimentSlurm(const Config& c, const std::string& command, torch::Device device, const SlurmOptions& o) {
+  const Plan p = makePlan(c, device);
+  const std::string config = workerConfigPath(p), binary = selfExecutable();
+  const std::string logDir = p.unitsDir + "/logs";
+  fs::create_directories(logDir);
+  SlurmArray base;
+  base.logDir = logDir;
+  base.workDir = fs::current_path().string();
+  // Every worker computes on the kernel path this plan's keys were made for.
+  if (p.device == "cpu" && singleChannelKernelsAvailable()) base.env.emplace_back("ROBUSTLAB_KERNELS", kernelPathName(kernelPath()));
+  std::string last;
+  const char* names[] = {"pretrain", "arms"};
+  int stage = 0;
+  for (auto kind : {Unit::Kind::kPretrain, Unit::Kind::kArm}) {
+    SlurmArray a = base;
+    a.jobName = "robustlab-" + c.name + "-" + names[stage];
+    a.scriptPath = p.unitsDir + "/" + names[stage++] + ".sbatch";
+    a.dependency = last;
+    for (size_t i : p.indicesOf(kind))
+      if (!unitDone(p.units[i])) a.tasks.emplace_back(static_cast<int64_t>(i), workerArgv(binary, config, i, o.cpus));
+    if (!a.tasks.empty()) last = submitSlurmArray(a, o);
+  }
+  if (last.empty()) {
+    runExperiment(c, command, device);  // every unit is done: merge here
+    return "";
+  }
+  SlurmArray merge = base;
+  merge.jobName = "robustlab-" + c.name + "-merge";
+  merge.scriptPath = p.unitsDir + "/merge.sbatch";
+  merge.dependency = last;
+  merge.tasks.emplace_back(0, std::vector<std::string>{binary, "run", config, "-q", "--threads", std::to_string(o.cpus)});
+  const std::string job = submitSlurmArray(merge, o);
+  writeTextAtomically(p.unitsDir + "/slurm-merge-job.txt", job + "\n");
+  return job;
+}
+
+}  // namespace robustlab

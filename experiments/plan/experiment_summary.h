@@ -1,0 +1,42 @@
+#pragma once
+// Summaries across seeds and comparisons between arms, computed from the unit files alone, so a
+// resumed run and an uninterrupted one compute them from the same bytes.
+#include "framework/config/config.h"
+
+#include <torch/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace robustlab {
+
+class H5File;
+
+/// What the summary needs of one arm x seed unit.
+struct ArmSeedData {
+  double clean = 0;
+  std::vector<double> worst;                               ///< E
+  std::map<std::string, std::vector<double>> perAttack;    ///< attack -> E
+  torch::Tensor worstRobust;                               ///< N x E bool
+};
+ArmSeedData readUnit(const std::string& path);
+
+/// One arm against its baseline, per eps.
+struct Comparison {
+  std::string arm, baseline;
+  std::vector<double> meanDifference, pairedT, pairedP, cohensD, mcnemarP;  ///< E
+  std::vector<int64_t> robustOnlyArm, robustOnlyBaseline;                    ///< E, pooled over seeds
+  torch::Tensor mcnemarPerSeed;                                              ///< S x E
+};
+Comparison compareArms(const std::string& arm, const std::vector<ArmSeedData>& a, const std::string& baseline,
+                       const std::vector<ArmSeedData>& b);
+
+using ArmData = std::map<std::string, std::vector<ArmSeedData>>;
+
+/// Writes /summary/<arm>/... and /comparisons/<arm>_vs_<baseline>/... (README.md, "Results layout").
+void writeSummaries(H5File& f, const Config& c, const ArmData& data, const std::vector<Comparison>& comparisons);
+/// The table and comparison lines printed at the end of a run.
+std::string summaryText(const Config& c, const ArmData& data, const std::vector<Comparison>& comparisons);
+
+}  // namespace robustlab

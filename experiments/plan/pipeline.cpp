@@ -1,0 +1,133 @@
+#include "experiments/plan/pipeline.h"
+
+#include "data/h5io.h"
+#include "data/tasks.h"
+#include "framework/models/checkpoint.h"
+#include "framework/training/registry.h"
+#include "framework/runtime/runtime.h"
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <stdexcept>
+
+namespace robustlab {
+namespace {
+
+/// Splits loaded once per process: a run of many units reads each file once.
+Dataset cachedSplit(const DataSourceSpec& spec, const std::string& split) {
+  static std::map<std::string, Dataset> cache;
+  const std::string key = spec.source + "|" + spec.dir + "|" + spec.trainFile + "|" + spec.testFile + "|" + split;
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, loadSplit(spec, split)).first;
+  return it->second;
+}
+
+std::unique_ptr<TrainingObjective> objectiveFor(const StageConfig& s, const std::string& section, ClassifierImpl& model) {
+  ObjectiveParams p;
+  p.adversary = s.adversary;
+  p.tradesBeta = s.tradesBeta;
+  p.maskPatch = s.maskPatch;
+  p.maskRatio = s.maskRatio;
+  if (section == "pretrain") return makePretrainObjective(s.mode, s.objective, p, model);
+  return makeObjective(s.objective, p, model);
+}
+
+uint64_t stageSeed(const Config& c, const std::string& section) {
+  // Distinct but fixed seeds per stage, all derived from the one config seed.
+  const uint64_t salt = section == "pretrain" ? 1 : section == "finetune" ? 2 : 3;
+  return c.seed * 1000003ULL + salt;
+}
+
+}  // namespace
+
+const StageConfig& stageOf(const Config& c, const std::string& section) {
+  if (section == "train") return c.train;
+  if (section == "pretrain") return c.pretrain;
+  if (section == "finetune") return c.finetune;
+  throw std::invalid_argument("unknown stage '" + section + "'");
+}
+
+TaskData loadTask(const Config& c, const StageConfig& stage, bool withTest) {
+  TaskData t;
+  Dataset full = selectClasses(cachedSplit(c.data.source, "train"), stage.classes);
+  full = limitPerClass(full, stage.perClass, c.seed + 11);
+  full = sampleSubset(full, c.data.trainLimit, c.seed + 13);
+  std::tie(t.train, t.val) = splitValidation(full, c.data.valFraction, c.seed + 17);
+  if (withTest) {
+    t.test = selectClasses(cachedSplit(c.data.source, "test"), stage.classes);
+    t.test = sampleSubset(t.test, c.data.testLimit, c.seed + 19);
+  }
+  return t;
+}
+
+ModelSpec specFor(const Config& c, const Dataset& d) {
+  ModelSpec s = c.model;
+  s.inChannels = d.channels();
+  s.height = d.height();
+  s.width = d.width();
+  s.numClasses = d.numClasses;
+  return s;
+}
+
+torch::Device setUpRuntime(const Config& c) {
+  configureThreads(c.threads > 0 ? static_cast<int>(c.threads) : defaultTrainThreads(c.resolvedPrecision));
+  return resolveDevice(c.device);
+}
+
+void useEvalThreads(const Config& c) { configureThreads(c.threads > 0 ? static_cast<int>(c.threads) : defaultEvalThreads()); }
+
+StageResult runStage(const Config& c, const std::string& section, const std::string& backbone, const std::string& label,
+                     torch::Device device) {
+  return runStage(c, stageOf(c, section), section, backbone, label, device);
+}
+
+StageResult runStage(const Config& c, const StageConfig& stage, const std::string& section, const std::string& backbone,
+                     const std::string& label, torch::Device device) {
+  StageResult r;
+  r.data = loadTask(c, stage, /*withTest=*/true);
+  seedEverything(stageSeed(c, section));
+  r.model = Classifier(specFor(c, r.data.train));
+  if (!backbone.empty()) loadWeights(backbone, *r.model, /*backboneOnly=*/true);
+  r.model->to(device);
+  // Every random number of the stage comes from the config's seed, whatever the stage table says.
+  StageConfig seeded = stage;
+  seeded.adversary.seed = c.seed;
+  auto objective = objectiveFor(seeded, section, *r.model);
+  TrainOptions opt = stage.train;
+  opt.seed = stageSeed(c, section);
+  opt.headOnly = section == "finetune" && stage.finetune == "linear";
+  opt.label = label;
+  opt.precision = c.resolvedPrecision;
+  r.history = train(*r.model, *objective, r.data.train, r.data.val, opt, device);
+  r.valAccuracy = r.data.val.size() ? accuracy(*r.model, r.data.val, device) : NAN;
+  r.testAccuracy = accuracy(*r.model, r.data.test, device);
+  return r;
+}
+
+void saveStage(const std::string& path, StageResult& s, const Config& c, const StageConfig& stage, const std::string& section,
+               const std::function<void(H5File&)>& extra) {
+  saveCheckpoint(path, *s.model, c.toToml(), [&](H5File& f) {
+    f.setAttr("/", "stage", section);
+    f.writeTensor("/task/classes", torch::tensor(stage.classes.empty() ? std::vector<int64_t>{} : stage.classes, torch::kInt64));
+    f.setAttr("/task", "data_source", c.data.source.source);
+    f.setAttr("/task", "val_accuracy", s.valAccuracy);
+    f.setAttr("/task", "test_accuracy", s.testAccuracy);
+    writeHistory(f, "/history", s.history);
+    if (extra) extra(f);
+  });
+}
+
+EvalOptions evalOptionsFrom(const Config& c) {
+  EvalOptions e;
+  for (const auto& name : c.attack.attacks) e.attacks.push_back({name, c.attack.options});
+  e.epsGrid = c.attack.eps;
+  e.norm = parseNorm(c.attack.norm);
+  e.batchSize = c.attack.batchSize;
+  e.keepExamples = c.attack.keepExamples;
+  e.sanityChecks = c.attack.sanityChecks;
+  e.precision = c.resolvedPrecision;
+  return e;
+}
+
+}  // namespace robustlab

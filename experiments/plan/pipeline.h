@@ -1,0 +1,58 @@
+#pragma once
+// From a resolved config to data, models, trained stages and evaluations: the pieces the
+// subcommands and the `run` experiment are made of.
+#include "attacks/evaluation/evaluation.h"
+#include "framework/config/config.h"
+#include "framework/models/model.h"
+#include "framework/training/trainer.h"
+
+#include <functional>
+#include <string>
+
+namespace robustlab {
+
+class H5File;
+
+struct TaskData {
+  Dataset train, val, test;
+};
+
+/// The stage's task: its classes (relabelled), label budget, validation split and test examples.
+TaskData loadTask(const Config& c, const StageConfig& stage, bool withTest);
+
+/// The config's architecture, sized for `d` (input shape, class count).
+ModelSpec specFor(const Config& c, const Dataset& d);
+
+struct StageResult {
+  Classifier model{nullptr};
+  TrainHistory history;
+  TaskData data;
+  double valAccuracy = NAN;   ///< clean, on the validation split (NaN when there is none)
+  double testAccuracy = NAN;  ///< clean, on the test split
+};
+
+/// Trains one stage. `kind` is "train", "pretrain" or "finetune" (it picks the objective family and
+/// the seed stream); `backbone` (may be empty) is a checkpoint whose backbone initialises the model.
+/// `label` names the progress bar.
+StageResult runStage(const Config& c, const StageConfig& stage, const std::string& kind, const std::string& backbone,
+                     const std::string& label, torch::Device device);
+/// The same for the config's own [train], [pretrain] or [finetune] section.
+StageResult runStage(const Config& c, const std::string& section, const std::string& backbone, const std::string& label,
+                     torch::Device device);
+
+/// Writes the model, the resolved config, the task classes and the curves (atomically).
+void saveStage(const std::string& path, StageResult& s, const Config& c, const StageConfig& stage, const std::string& kind,
+               const std::function<void(H5File&)>& extra = nullptr);
+
+/// The stage config of a section name.
+const StageConfig& stageOf(const Config& c, const std::string& section);
+
+/// The evaluation the config's [attack] section describes.
+EvalOptions evalOptionsFrom(const Config& c);
+
+/// Applies the config's device and thread choices for training; returns the device.
+torch::Device setUpRuntime(const Config& c);
+/// Switches to the evaluation thread count (the config's, else the measured default).
+void useEvalThreads(const Config& c);
+
+}  // namespace robustlab

@@ -1,0 +1,314 @@
+#include "experiments/plan/plan.h"
+
+#include "attacks/evaluation/evaluation.h"
+#include "data/atomic_write.h"
+#include "data/h5io.h"
+#include "experiments/plan/experiment_summary.h"
+#include "experiments/plan/pipeline.h"
+#include "experiments/plan/results_io.h"
+#include "experiments/plan/version.h"
+#include "framework/models/kernels/conv_kernels.h"
+#include "framework/runtime/cpu_info.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <torch/version.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <stdexcept>
+
+namespace robustlab {
+namespace fs = std::filesystem;
+namespace {
+
+// Part of every cache key. Bump when what a unit file holds changes, or when a code change alters
+// the numbers a unit computes, so old units are recomputed instead of reused.
+// 2: input gradients of one-channel first convolutions by im2col (adversarial examples differ at
+//    float rounding level).
+// 3: one-channel first convolutions by robustlab's own kernels on AVX-512 CPUs, forward and input
+//    gradient (the same sums in another order: trained weights and examples differ at rounding level).
+// 4: keys hold the resolved precision ("auto" resolved), the device and the CPU kernel path, so units
+//    computed in bf16 and fp32, or on different kernel paths, never share a key (numbers unchanged).
+constexpr const char* kUnitFormat = "robustlab-unit-4";
+
+/// Everything a unit's numbers depend on, besides its own stage.
+std::string commonKey(const Config& c, const std::string& device) {
+  std::string key = std::string(kUnitFormat) + "\nprecision = " + precisionName(c.resolvedPrecision) + "\ndevice = " + device + "\n";
+  if (device == "cpu") key += "kernel_path = " + (singleChannelKernelsAvailable() ? kernelPathName(kernelPath()) : std::string("libtorch")) + "\n";
+  return key + dataToToml(c.data) + c.model.backboneKey();
+}
+
+StageConfig effectiveFinetune(const Config& c, const ArmConfig& a) {
+  StageConfig s = c.finetune;
+  if (!a.objective.empty()) s.objective = a.objective;
+  if (!a.mode.empty()) s.finetune = a.mode;
+  if (a.perClass >= 0) s.perClass = a.perClass;
+  return s;
+}
+
+void planPretrainings(Plan& p, const std::string& key) {
+  const Config& c = p.config;
+  const auto variants = c.runVariants();
+  for (const auto& arm : c.runArms()) {
+    if (arm.pretrain == "none") continue;
+    for (int64_t seed : c.runSeeds()) {
+      bool have = false;
+      for (const auto& u : p.units) have |= u.name == arm.pretrain && u.seed == seed;
+      if (have) continue;
+      Unit u;
+      u.kind = Unit::Kind::kPretrain;
+      u.name = arm.pretrain;
+      for (const auto& [n, v] : variants)
+        if (n == arm.pretrain) u.stage = v;
+      u.seed = seed;
+      u.hash = stableHash(key + stageToToml("pretrain", u.stage) + "seed=" + std::to_string(seed));
+      u.path = p.cacheDir + "/pretrain-" + u.name + "-" + u.hash + ".h5";
+      p.units.push_back(u);
+    }
+  }
+}
+
+void planArms(Plan& p, const std::string& key) {
+  const Config& c = p.config;
+  const size_t pretrainings = p.units.size();
+  for (const auto& arm : c.runArms()) {
+    for (int64_t seed : c.runSeeds()) {
+      Unit u;
+      u.kind = Unit::Kind::kArm;
+      u.name = arm.name;
+      u.arm = arm;
+      u.stage = effectiveFinetune(c, arm);
+      u.seed = seed;
+      for (size_t i = 0; i < pretrainings; ++i)
+        if (p.units[i].name == arm.pretrain && p.units[i].seed == seed) u.pretrain = static_cast<int64_t>(i);
+      const std::string pre = u.pretrain >= 0 ? p.units[static_cast<size_t>(u.pretrain)].hash : std::string("none");
+      u.hash = stableHash(key + stageToToml("finetune", u.stage) + attackToToml(c.attack) + "pretrain=" + pre + "\nseed=" + std::to_string(seed));
+      u.path = p.unitsDir + "/" + arm.name + "-seed" + std::to_string(seed) + "-" + u.hash + ".h5";
+      p.units.push_back(u);
+    }
+  }
+}
+
+/// An exclusive lock on "<path>.lock", waited for; the kernel drops it if the process dies.
+class UnitLock {
+ public:
+  explicit UnitLock(const std::string& path) : path_(path + ".lock") {
+    fd_ = ::open(path_.c_str(), O_CREAT | O_RDWR, 0644);
+    if (fd_ < 0) throw std::runtime_error(path_ + ": cannot create the unit lock");
+    while (::flock(fd_, LOCK_EX) != 0)
+      if (errno != EINTR) throw std::runtime_error(path_ + ": cannot take the unit lock");
+  }
+  ~UnitLock() { ::close(fd_); }
+  UnitLock(const UnitLock&) = delete;
+  UnitLock& operator=(const UnitLock&) = delete;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// The config of one seed, with the training runtime (threads) set up for it.
+Config forSeed(const Config& c, int64_t seed) {
+  const Config cs = c.withSeed(static_cast<uint64_t>(seed));
+  setUpRuntime(cs);
+  return cs;
+}
+
+void computePretraining(const Plan& p, const Unit& u, torch::Device device) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const Config cs = forSeed(p.config, u.seed);
+  StageResult r = runStage(cs, u.stage, "pretrain", "", "pretrain " + u.name, device);
+  const double secs = since(t0);
+  saveStage(u.path, r, cs, u.stage, "pretrain", [&](H5File& f) {
+    f.setAttr("/", "unit_hash", u.hash);
+    f.setAttr("/", "variant", u.name);
+    f.setAttr("/", "seed", u.seed);
+    f.setAttr("/", "seconds", secs);
+  });
+}
+
+void writeArmUnit(const Unit& u, const std::string& pretrainPath, const StageResult& r, const EvalResult& ev, double trainSecs,
+                  double evalSecs) {
+  writeH5Atomically(u.path, [&](H5File& f) {
+    f.setAttr("/", "unit_hash", u.hash);
+    f.createGroup("/unit");
+    f.setAttr("/unit", "arm", u.arm.name);
+    f.setAttr("/unit", "seed", u.seed);
+    f.setAttr("/unit", "pretrain", u.arm.pretrain);
+    f.setAttr("/unit", "pretrain_checkpoint", pretrainPath);
+    f.setAttr("/unit", "objective", u.stage.objective);
+    f.setAttr("/unit", "mode", u.stage.finetune);
+    f.setAttr("/unit", "per_class", u.stage.perClass);
+    f.setAttr("/unit", "train_images", r.data.train.size());
+    f.setAttr("/unit", "val_accuracy", r.valAccuracy);
+    f.setAttr("/unit", "train_seconds", trainSecs);
+    f.setAttr("/unit", "eval_seconds", evalSecs);
+    writeHistory(f, "/unit/train", r.history);
+    writeEvaluation(f, "/unit/eval", ev);
+  });
+}
+
+std::string computeArm(const Plan& p, const Unit& u, torch::Device device) {
+  std::string pretrainPath;
+  if (u.pretrain >= 0) {
+    const Unit& pre = p.units[static_cast<size_t>(u.pretrain)];
+    if (!unitDone(pre)) throw std::runtime_error(u.label() + ": its pre-training (" + pre.label() + ") is not done: " + pre.path);
+    pretrainPath = pre.path;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const Config cs = forSeed(p.config, u.seed);
+  StageResult r = runStage(cs, u.stage, "finetune", pretrainPath, u.arm.name, device);
+  const double trainSecs = since(t0);
+  useEvalThreads(cs);
+  const auto e0 = std::chrono::steady_clock::now();
+  const EvalResult ev = evaluate(*r.model, r.data.test, evalOptionsFrom(cs), device);
+  writeArmUnit(u, pretrainPath, r, ev, trainSecs, since(e0));
+  char how[96];
+  std::snprintf(how, sizeof how, "clean %.2f%%, worst at eps %g: %.2f%%, %lld failed checks", 100.0 * ev.cleanAccuracy, ev.epsGrid.back(),
+                100.0 * ev.worstAccuracy.back(), static_cast<long long>(ev.failedChecks()));
+  return how;
+}
+
+}  // namespace
+
+std::string Unit::label() const {
+  return std::string(kind == Kind::kPretrain ? "pretrain " : "arm ") + name + " seed " + std::to_string(seed);
+}
+
+std::vector<size_t> Plan::indicesOf(Unit::Kind kind) const {
+  std::vector<size_t> out;
+  for (size_t i = 0; i < units.size(); ++i)
+    if (units[i].kind == kind) out.push_back(i);
+  return out;
+}
+
+Plan makePlan(const Config& c, torch::Device device) {
+  Plan p;
+  p.config = c;
+  p.device = device.is_cuda() ? "cuda" : "cpu";
+  const fs::path out(c.output);
+  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  p.stem = (out.parent_path() / out.stem()).string();
+  p.unitsDir = p.stem + ".units";
+  p.cacheDir = (out.parent_path() / "cache").string();
+  fs::create_directories(p.unitsDir);
+  fs::create_directories(p.cacheDir);
+  const std::string key = commonKey(c, p.device);
+  planPretrainings(p, key);
+  planArms(p, key);
+  return p;
+}
+
+bool unitDone(const Unit& u) {
+  if (!fs::exists(u.path)) return false;
+  try {
+    H5File f(u.path, H5File::Mode::kRead);
+    return f.hasAttr("/", "unit_hash") && f.attrString("/", "unit_hash") == u.hash;
+  } catch (const std::exception&) {
+    return false;  // unreadable: recompute it
+  }
+}
+
+double computeUnit(const Plan& p, size_t i, torch::Device device, std::string* how) {
+  const Unit& u = p.units.at(i);
+  if (unitDone(u)) return 0;
+  UnitLock lock(u.path);
+  if (unitDone(u)) return 0;  // another process computed it while we waited
+  const auto t0 = std::chrono::steady_clock::now();
+  if (u.kind == Unit::Kind::kPretrain) {
+    computePretraining(p, u, device);
+    if (how) *how = "trained";
+  } else {
+    const std::string h = computeArm(p, u, device);
+    if (how) *how = h;
+  }
+  return std::max(since(t0), 1e-9);
+}
+
+void mergeResults(const Plan& p, const std::string& command, const std::string& started, double seconds) {
+  const Config& c = p.config;
+  for (const auto& u : p.units)
+    if (!unitDone(u)) throw std::runtime_error(c.output + ": cannot merge, " + u.label() + " is not done (" + u.path + ")");
+  ArmData data;
+  for (const auto& u : p.units)
+    if (u.kind == Unit::Kind::kArm) data[u.arm.name].push_back(readUnit(u.path));
+  std::vector<Comparison> comparisons;
+  for (const auto& arm : c.runArms())
+    if (!arm.baseline.empty()) comparisons.push_back(compareArms(arm.name, data.at(arm.name), arm.baseline, data.at(arm.baseline)));
+
+  writeH5Atomically(c.output, [&](H5File& f) {
+    f.setAttr("/", "format", std::string(kExperimentFormat));
+    f.setAttr("/", "config", c.toToml());
+    f.setAttr("/", "config_hash", experimentHash(c));
+    f.setAttr("/", "robustlab_version", std::string(kGitDescribe));
+    f.setAttr("/", "libtorch_version", std::string(TORCH_VERSION));
+    f.setAttr("/", "device", p.device);
+    f.setAttr("/", "precision", precisionName(c.resolvedPrecision));
+    f.setAttr("/", "precision_requested", precisionChoiceName(c.precision));
+    writeMachineFacts(f, "/");
+    f.setAttr("/", "command", command);
+    f.setAttr("/", "started", started);
+    f.setAttr("/", "finished", utcNow());
+    f.setAttr("/", "seconds", seconds);
+    f.writeTensor("/seeds", torch::tensor(c.runSeeds(), torch::kInt64));
+    for (const auto& u : p.units) {
+      H5File src(u.path, H5File::Mode::kRead);
+      if (u.kind == Unit::Kind::kArm) {
+        f.copyFrom(src, "/unit", "/arms/" + u.arm.name + "/seed_" + std::to_string(u.seed));
+        continue;
+      }
+      const std::string g = "/pretrain/" + u.name + "/seed_" + std::to_string(u.seed);
+      f.copyFrom(src, "/history", g + "/history");
+      f.setAttr(g, "test_accuracy", src.attrDouble("/task", "test_accuracy"));
+      f.setAttr(g, "checkpoint", u.path);
+      f.setAttr(g, "seconds", src.attrDouble("/", "seconds"));
+    }
+    writeSummaries(f, c, data, comparisons);
+  });
+  const std::string text = summaryText(c, data, comparisons);
+  std::printf("\n%s", text.c_str());
+  writeTextAtomically(p.stem + ".summary.txt", text);
+}
+
+std::string workerConfigText(const Plan& p) {
+  Config c = p.config;
+  c.precision = c.resolvedPrecision == Precision::kBf16 ? PrecisionChoice::kBf16 : PrecisionChoice::kFp32;
+  c.device = p.device == "cuda" ? DeviceChoice::kCuda : DeviceChoice::kCpu;
+  c.output = fs::absolute(c.output).string();
+  return "# written by robustlab for the worker processes of " + p.config.output + "\n" + c.toToml();
+}
+
+std::string stableHash(const std::string& text) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char ch : text) {
+    h ^= ch;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string experimentHash(const Config& c) {
+  Config hashed = c;
+  hashed.output.clear();
+  hashed.threads = 0;
+  return stableHash(hashed.toToml());
+}
+
+std::string utcNow() {
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return buf;
+}
+
+}  // namespace robustlab

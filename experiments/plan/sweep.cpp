@@ -1,0 +1,294 @@
+#include "experiments/plan/sweep.h"
+
+#include "data/atomic_write.h"
+#include "data/h5io.h"
+#include "experiments/plan/experiment.h"
+#include "framework/runtime/progress.h"
+#include "framework/toml/toml_reader.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+
+namespace robustlab {
+namespace fs = std::filesystem;
+namespace {
+
+struct RandomParam {
+  std::string key, distribution;
+  double low = 0, high = 1;
+  bool integer = false;
+  std::vector<std::string> values;
+};
+
+std::string tomlText(const toml::node& n) {
+  if (n.is_floating_point()) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.10g", n.as_floating_point()->get());
+    std::string s = buf;
+    if (s.find_first_of(".eni") == std::string::npos) s += ".0";  // stays a TOML float
+    return s;
+  }
+  std::ostringstream os;
+  n.visit([&](const auto& v) { os << v; });
+  return os.str();
+}
+
+std::string sample(const RandomParam& p, std::mt19937_64& rng) {
+  if (p.distribution == "choice") return p.values[std::uniform_int_distribution<size_t>(0, p.values.size() - 1)(rng)];
+  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  const double v = p.distribution == "uniform" ? p.low + u * (p.high - p.low) : std::exp(std::log(p.low) + u * (std::log(p.high) - std::log(p.low)));
+  if (p.integer) return std::to_string(static_cast<int64_t>(std::llround(v)));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  std::string s = buf;
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";  // stays a TOML float
+  return s;
+}
+
+}  // namespace
+
+std::string describe(const std::vector<std::pair<std::string, std::string>>& params) {
+  std::string s;
+  for (const auto& [k, v] : params) s += (s.empty() ? "" : ", ") + k + "=" + v;
+  return s;
+}
+
+Sweep planSweep(const std::string& path, const std::vector<std::string>& overrides, const std::string& dirOverride) {
+  toml::table table = parseTomlFile(path);
+  const toml::node* sweepNode = table.get("sweep");
+  if (!sweepNode || !sweepNode->is_table()) throw ConfigError(path + ": no [sweep] table: nothing to sweep (see README.md, Sweeps)");
+  const toml::table sweepTable = *sweepNode->as_table();
+  TomlReader r(sweepTable, path, "sweep");
+  const std::string mode = r.choice("mode", "grid", {"grid", "random", "both"});
+  const int64_t samples = r.integer("samples", mode == "grid" ? 1 : 0, 0, 100000);
+  const uint64_t seed = static_cast<uint64_t>(r.integer("seed", 0, 0));
+  std::string dir = r.str("dir", "");
+  if (!dirOverride.empty()) dir = dirOverride;
+  // Grid: key -> list of TOML values.
+  std::vector<std::pair<std::string, std::vector<std::string>>> grid;
+  if (r.has("grid")) {
+    r.sub("grid");
+    const auto* g = sweepTable.get("grid")->as_table();
+    for (const auto& [k, v] : *g) {
+      const std::string key(k.str());
+      if (!v.is_array()) r.fail("grid", "'" + key + "' needs a list of values, e.g. [0.05, 0.1]");
+      if (v.as_array()->empty()) r.fail("grid", "'" + key + "' has an empty list of values");
+      std::vector<std::string> values;
+      for (const auto& e : *v.as_array()) values.push_back(tomlText(e));
+      grid.emplace_back(key, values);
+    }
+  }
+  std::vector<RandomParam> random;
+  if (r.has("random")) {
+    r.sub("random");
+    const auto* t = sweepTable.get("random")->as_table();
+    for (const auto& [k, v] : *t) {
+      const std::string key(k.str());
+      if (!v.is_table()) r.fail("random", "'" + key + "' needs a table, e.g. { distribution = \"uniform\", low = 0.0, high = 1.0 }");
+      TomlReader pr(*v.as_table(), path, "sweep.random." + key);
+      RandomParam p;
+      p.key = key;
+      p.distribution = pr.choice("distribution", "", {"uniform", "log-uniform", "choice"});
+      p.low = pr.real("low", 0.0);
+      p.high = pr.real("high", 1.0);
+      p.integer = pr.boolean("integer", false);
+      if (const auto* vals = pr.raw("values")) {
+        if (!vals->is_array() || vals->as_array()->empty()) pr.fail("values", "choice needs a non-empty list of values");
+        for (const auto& e : *vals->as_array()) p.values.push_back(tomlText(e));
+      }
+      if (p.distribution == "choice" && p.values.empty()) pr.fail("values", "choice needs a non-empty list of values");
+      if (p.distribution != "choice" && !(p.low < p.high)) pr.fail("high", "needs low < high");
+      if (p.distribution == "log-uniform" && !(p.low > 0)) pr.fail("low", "log-uniform needs low > 0");
+      pr.rejectUnknown();
+      random.push_back(p);
+    }
+  }
+  r.rejectUnknown();
+  if ((mode == "grid" || mode == "both") && grid.empty()) r.fail("grid", "mode '" + mode + "' needs a [sweep.grid] with at least one key");
+  if ((mode == "random" || mode == "both") && (random.empty() || samples < 1))
+    r.fail("random", "mode '" + mode + "' needs a [sweep.random] with at least one key and samples >= 1");
+
+  table.erase("sweep");
+  std::ostringstream base;
+  base << table;
+  Sweep s;
+  s.sourceFile = path;
+  for (const auto& [k, _] : grid) s.keys.push_back(k);
+  if (mode != "grid")
+    for (const auto& p : random) s.keys.push_back(p.key);
+
+  // Grid points (row-major over the keys in file order), each with `samples` random draws.
+  std::vector<std::vector<std::pair<std::string, std::string>>> combos(1);
+  if (mode != "random")
+    for (const auto& [key, values] : grid) {
+      std::vector<std::vector<std::pair<std::string, std::string>>> next;
+      for (const auto& c : combos)
+        for (const auto& v : values) {
+          auto n = c;
+          n.emplace_back(key, v);
+          next.push_back(n);
+        }
+      combos = next;
+    }
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<std::pair<std::string, std::string>>> all;
+  for (const auto& c : combos) {
+    const int64_t draws = mode == "grid" ? 1 : samples;
+    for (int64_t d = 0; d < draws; ++d) {
+      auto params = c;
+      if (mode != "grid")
+        for (const auto& p : random) params.emplace_back(p.key, sample(p, rng));
+      all.push_back(params);
+    }
+  }
+  const Config baseConfig = parseConfig(base.str(), path, overrides);
+  s.name = baseConfig.name;
+  if (dir.empty()) dir = "results/sweep-" + s.name;
+  s.dir = dir;
+  fs::create_directories(dir + "/configs");
+  fs::create_directories(dir + "/points");
+  fs::create_directories(dir + "/logs");
+  std::set<std::string> seen;
+  std::ostringstream manifest;
+  for (size_t i = 0; i < all.size(); ++i) {
+    std::vector<std::string> sets = overrides;
+    for (const auto& [k, v] : all[i]) sets.push_back(k + "=" + v);
+    Config pc;
+    try {
+      pc = parseConfig(base.str(), path, sets);
+    } catch (const ConfigError& e) {
+      throw ConfigError(path + ": [sweep] point " + describe(all[i]) + ": " + e.what());
+    }
+    SweepPoint p;
+    p.index = static_cast<int64_t>(i);
+    p.params = all[i];
+    p.hash = experimentHash(pc);
+    if (!seen.insert(p.hash).second) continue;  // two draws gave the same config: run it once
+    p.configPath = dir + "/configs/" + p.hash + ".toml";
+    p.resultPath = dir + "/points/" + p.hash + ".h5";
+    p.logPath = dir + "/logs/" + p.hash + ".log";
+    pc.output = p.resultPath;
+    writeTextAtomically(p.configPath, "# sweep point " + std::to_string(i) + ": " + describe(all[i]) + "\n" + pc.toToml());
+    manifest << i << "\t" << p.hash << "\t" << describe(all[i]) << "\n";
+    s.points.push_back(p);
+  }
+  writeTextAtomically(dir + "/points.tsv", manifest.str());
+  return s;
+}
+
+bool pointDone(const SweepPoint& p) {
+  if (!fs::exists(p.resultPath)) return false;
+  try {
+    H5File f(p.resultPath, H5File::Mode::kRead);
+    return f.hasAttr("/", "config_hash") && f.attrString("/", "config_hash") == p.hash;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+int runSweepLocal(const Sweep& s, int jobs, int threads, const std::string& binary) {
+  std::vector<ProcessTask> tasks;
+  std::vector<const SweepPoint*> todo;
+  for (const auto& p : s.points) {
+    if (pointDone(p)) continue;
+    todo.push_back(&p);
+    tasks.push_back({"point " + std::to_string(p.index) + " (" + describe(p.params) + ")",
+                     {binary, "run", p.configPath, "--threads", std::to_string(threads), "-q"}, p.logPath});
+  }
+  std::fprintf(stderr, "sweep '%s': %zu points, %zu done, %zu to run, %d at a time with %d thread(s) each\n", s.name.c_str(),
+               s.points.size(), s.points.size() - todo.size(), todo.size(), jobs, threads);
+  return runProcesses(tasks, jobs, [&](size_t i) { return pointDone(*todo[i]); });
+}
+
+std::string collectSweep(const Sweep& s) {
+  std::vector<const SweepPoint*> done;
+  for (const auto& p : s.points)
+    if (pointDone(p)) done.push_back(&p);
+  if (done.empty()) throw std::runtime_error(s.dir + ": no finished points to collect");
+  // Headline metrics: per arm, clean accuracy and worst-case robust accuracy at each eps > 0.
+  std::vector<std::string> columns;
+  std::vector<std::vector<double>> rows;
+  for (const auto* p : done) {
+    H5File f(p->resultPath, H5File::Mode::kRead);
+    std::vector<std::string> cols;
+    std::vector<double> row;
+    for (const auto& arm : f.children("/summary")) {
+      const auto eps = f.readTensor("/summary/" + arm + "/eps");
+      const auto clean = f.readTensor("/summary/" + arm + "/clean_accuracy_mean");
+      const auto worst = f.readTensor("/summary/" + arm + "/worst_accuracy_mean");
+      cols.push_back(arm + ":clean");
+      row.push_back(clean[0].item<double>());
+      for (int64_t e = 0; e < eps.size(0); ++e) {
+        if (eps[e].item<double>() == 0) continue;
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%s:eps=%g", arm.c_str(), eps[e].item<double>());
+        cols.push_back(buf);
+        row.push_back(worst[e].item<double>());
+      }
+    }
+    if (columns.empty()) columns = cols;
+    if (cols != columns) throw std::runtime_error(p->resultPath + ": its arms or eps grid differ from the other points'; cannot tabulate");
+    rows.push_back(row);
+  }
+  const std::string out = s.dir + "/sweep.h5";
+  writeH5Atomically(out, [&](H5File& f) {
+    f.setAttr("/", "format", std::string("robustlab-sweep-1"));
+    f.setAttr("/", "name", s.name);
+    f.setAttr("/", "source_config", s.sourceFile);
+    f.writeStrings("/table/param_keys", s.keys);
+    f.writeStrings("/table/columns", columns);
+    auto values = torch::zeros({static_cast<int64_t>(rows.size()), static_cast<int64_t>(columns.size())}, torch::kFloat64);
+    std::vector<int64_t> indices;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      for (size_t k = 0; k < columns.size(); ++k) values[static_cast<int64_t>(i)][static_cast<int64_t>(k)] = rows[i][k];
+      indices.push_back(done[i]->index);
+    }
+    f.writeTensor("/table/values", values);
+    f.writeTensor("/table/point", torch::tensor(indices, torch::kInt64));
+    for (size_t k = 0; k < s.keys.size(); ++k) {
+      std::vector<std::string> col;
+      for (const auto* p : done)
+        for (const auto& [key, v] : p->params)
+          if (key == s.keys[k]) col.push_back(v);
+      f.writeStrings("/table/param_" + std::to_string(k), col);
+    }
+    for (const auto* p : done) {
+      H5File src(p->resultPath, H5File::Mode::kRead);
+      const std::string g = "/points/" + std::to_string(p->index);
+      f.copyFrom(src, "/summary", g + "/summary");
+      if (src.has("/comparisons")) f.copyFrom(src, "/comparisons", g + "/comparisons");
+      f.setAttr(g, "params", describe(p->params));
+      f.setAttr(g, "result", p->resultPath);
+      f.setAttr(g, "config_hash", p->hash);
+    }
+  });
+  std::ostringstream os;
+  os << "sweep '" << s.name << "': " << done.size() << " of " << s.points.size() << " points (accuracy %, mean over seeds) -> " << out << "\n";
+  os << "point";
+  for (const auto& k : s.keys) os << "\t" << k;
+  for (const auto& c : columns) os << "\t" << c;
+  os << "\n";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    os << done[i]->index;
+    for (const auto& [k, v] : done[i]->params) os << "\t" << v;
+    for (double v : rows[i]) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "\t%.2f", 100.0 * v);
+      os << buf;
+    }
+    os << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace robustlab

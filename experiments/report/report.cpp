@@ -1,0 +1,207 @@
+#include "experiments/report/report.h"
+
+#include "experiments/report/report_data.h"
+#include "experiments/report/report_doc.h"
+#include "experiments/report/report_figures.h"
+#include "experiments/report/report_sweep.h"
+#include "data/h5io.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+namespace robustlab {
+namespace fs = std::filesystem;
+namespace {
+using namespace report;
+
+std::string epsHead(double e) { return "eps " + fmt("%g", e); }
+
+void summarySection(Doc& doc, const ReportData& d, const std::string& id, const std::string& title) {
+  doc.section(id, title);
+  doc.html << "<p>Robust accuracy (%) over all evaluated test examples (clean mistakes count as not robust), mean ± 95% "
+              "confidence half-width over seeds. <b>worst</b> = worst case over all attacks and all smaller eps, per example.</p>\n";
+  std::vector<std::string> head = {"arm", "pre-training", "fine-tuning", "labels/class", "attack", "clean"};
+  for (size_t e = 1; e < d.eps.size(); ++e) head.push_back(epsHead(d.eps[e]));
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& a : d.arms) {
+    std::vector<std::pair<std::string, const SeriesCi*>> lines = {{"worst", &a.worst}};
+    for (const auto& [name, s] : a.perAttack) lines.emplace_back(name, &s);
+    for (const auto& [name, s] : lines) {
+      std::vector<std::string> row = {a.name, a.pretrain, a.objective + ", " + a.mode, std::to_string(a.perClass), name, pct(a.clean, 0)};
+      for (size_t e = 1; e < d.eps.size(); ++e) row.push_back(pct(*s, e));
+      rows.push_back(row);
+    }
+  }
+  doc.table(head, rows);
+  doc.end();
+}
+
+void curvesSection(Doc& doc, const ReportData& d, const std::string& figDir) {
+  doc.section("curves", "Accuracy against eps");
+  std::vector<std::string> attacks = {"worst"};
+  for (const auto& [name, _] : d.arms.front().perAttack) attacks.push_back(name);
+  for (const auto& attack : attacks) {
+    std::vector<PlotSeries> series;
+    for (const auto& a : d.arms) {
+      const SeriesCi& s = attack == "worst" ? a.worst : a.perAttack.at(attack);
+      series.push_back({a.name, d.eps, s.mean, s.lo, s.hi});
+    }
+    const std::string file = "figures/curve-" + attack + ".svg";
+    const std::string svg = plotSvg(figDir + "/curve-" + attack + ".svg", "eps (" + d.norm + ")", "robust accuracy (%)", series, true);
+    doc.figure(svg, file, attack + ": robust accuracy against eps, mean over seeds with 95% band");
+  }
+  doc.end();
+}
+
+void comparisonSection(Doc& doc, const ReportData& d) {
+  doc.section("comparison", "Pre-trained against from scratch");
+  doc.html << "<p>Difference in robust accuracy (worst case, percentage points) of each arm against its baseline: mean over "
+              "seeds, paired two-sided t-test over seeds (training randomness), Cohen's d, and an exact McNemar test on the "
+              "per-example results pooled over seeds (test-set sampling).</p>\n";
+  if (d.comparisons.empty()) doc.html << "<p>No arm names a baseline in this experiment.</p>\n";
+  std::vector<std::string> head = {"arm", "baseline", "eps", "difference (points)", "paired t-test p", "Cohen's d", "McNemar p"};
+  std::vector<std::vector<std::string>> rows, classes;
+  for (const auto& c : d.comparisons) {
+    for (size_t e = 0; e < d.eps.size(); ++e) {
+      rows.push_back({c.arm, c.baseline, fmt("%g", d.eps[e]), fmt("%+.2f", 100.0 * c.meanDifference[e]), pval(c.pairedP[e]),
+                      std::isfinite(c.cohensD[e]) ? fmt("%.2f", c.cohensD[e]) : "n/a", pval(c.mcnemarP[e])});
+      const std::string sign = c.meanDifference[e] > 0 ? "better" : c.meanDifference[e] < 0 ? "worse" : "";
+      classes.push_back({"", "", "", sign, "", "", ""});
+    }
+  }
+  doc.table(head, rows, classes);
+  doc.end();
+}
+
+void trainingSection(Doc& doc, const ReportData& d, const std::string& figDir) {
+  doc.section("training", "Training curves (fine-tuning, first seed)");
+  std::vector<PlotSeries> loss, val;
+  for (const auto& a : d.arms) {
+    loss.push_back({a.name, a.trainEpoch, a.trainLoss, {}, {}});
+    val.push_back({a.name, a.trainEpoch, a.trainValAccuracy, {}, {}});
+  }
+  doc.figure(plotSvg(figDir + "/train-loss.svg", "epoch", "training loss", loss, false), "figures/train-loss.svg", "training loss per epoch");
+  doc.figure(plotSvg(figDir + "/train-val.svg", "epoch", "validation accuracy (%)", val, true), "figures/train-val.svg",
+             "clean validation accuracy per epoch");
+  doc.end();
+}
+
+void gallerySection(Doc& doc, const ReportData& d, const std::string& figDir) {
+  doc.section("gallery", "Adversarial examples");
+  doc.html << "<p>Each strip: clean | adversarial | perturbation (black = -eps, white = +eps), first seed, strongest attack at the "
+              "largest eps. Stored as float32 in the results file.</p>\n<div class=\"gallery\">\n";
+  auto name = [&](int64_t k) { return k >= 0 && k < static_cast<int64_t>(d.classNames.size()) ? d.classNames[k] : std::to_string(k); };
+  for (size_t i = 0; i < d.gallery.size(); ++i) {
+    const auto& g = d.gallery[i];
+    const auto png = galleryPng(g);
+    const std::string file = "figures/example-" + std::to_string(i) + ".png";
+    std::ofstream(figDir + "/example-" + std::to_string(i) + ".png", std::ios::binary).write(reinterpret_cast<const char*>(png.data()),
+                                                                                           static_cast<std::streamsize>(png.size()));
+    const std::string caption = g.arm + ", " + g.attack + " eps " + fmt("%g", g.eps) + ": true " + name(g.label) + ", clean → " +
+                                name(g.cleanPred) + ", adversarial → " + name(g.advPred);
+    doc.html << "<figure class=\"" << (g.advPred == g.label ? "held" : "fooled") << "\"><img alt=\"" << esc(caption)
+             << "\" src=\"data:image/png;base64," << base64(png) << "\"><figcaption>" << esc(caption) << "</figcaption></figure>\n";
+    doc.md << "![" << caption << "](" << file << ")\n\n";
+  }
+  doc.html << "</div>\n";
+  doc.end();
+}
+
+void sanitySection(Doc& doc, const ReportData& d) {
+  doc.section("sanity", "Gradient-masking sanity checks");
+  int64_t failed = 0;
+  std::vector<std::vector<std::string>> rows, classes;
+  for (const auto& s : d.sanity) {
+    failed += s.passed ? 0 : 1;
+    rows.push_back({s.arm, std::to_string(s.seed), s.name, s.passed ? "passed" : "FAILED", s.detail});
+    classes.push_back({"", "", "", s.passed ? "pass" : "fail", ""});
+  }
+  doc.html << "<p>" << (failed ? std::to_string(failed) + " check(s) failed: the affected numbers may overstate robustness."
+                               : "All " + std::to_string(d.sanity.size()) + " checks passed.")
+           << "</p>\n";
+  doc.md << (failed ? "**" + std::to_string(failed) + " check(s) failed.**" : "All checks passed.") << "\n\n";
+  doc.table({"arm", "seed", "check", "result", "detail"}, rows, classes);
+  doc.end();
+}
+
+void metadataSection(Doc& doc, const ReportData& d) {
+  doc.section("metadata", "Experiment");
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"results file", d.path});
+  for (const std::string key : {"name", "precision", "robustlab_version", "libtorch_version", "device", "cpu_model", "cpu_flags", "kernel_path",
+                                "aten_cpu_capability", "started", "finished", "seconds", "config_hash", "command"})
+    rows.push_back({key, d.meta.at(key)});
+  std::string seeds;
+  for (auto s : d.seeds) seeds += (seeds.empty() ? "" : ", ") + std::to_string(s);
+  rows.push_back({"seeds", seeds});
+  doc.table({"field", "value"}, rows);
+  doc.html << "<details><summary>resolved config</summary><pre>" << esc(d.meta.at("config")) << "</pre></details>\n";
+  doc.md << "<details><summary>resolved config</summary>\n\n```toml\n" << d.meta.at("config") << "```\n</details>\n";
+  doc.end();
+}
+
+void compareExperimentsSection(Doc& doc, const ReportData& a, const ReportData& b, const std::string& figDir) {
+  doc.section("experiments", "Two experiments side by side");
+  std::vector<PlotSeries> series;
+  for (const auto* d : {&a, &b})
+    for (const auto& arm : d->arms) series.push_back({d->meta.at("name") + ": " + arm.name, d->eps, arm.worst.mean, arm.worst.lo, arm.worst.hi});
+  doc.figure(plotSvg(figDir + "/compare-worst.svg", "eps", "robust accuracy (%)", series, true), "figures/compare-worst.svg",
+             "worst-case robust accuracy, both experiments");
+  doc.end();
+}
+
+
+}  // namespace
+
+void writeReport(const ReportOptions& o) {
+  std::string format;
+  {
+    H5File f(o.results, H5File::Mode::kRead);
+    format = f.hasAttr("/", "format") ? f.attrString("/", "format") : "";
+  }
+  const bool sweep = format == "robustlab-sweep-1";
+  ReportData d, other;
+  if (!sweep) d = readReportData(o.results);
+  if (!o.compare.empty()) other = readReportData(o.compare);
+  const fs::path out(o.outDir);
+  const fs::path tmp = out.string() + ".tmp-" + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp / "figures");
+  try {
+    const std::string figDir = (tmp / "figures").string();
+    Doc body;
+    std::string title;
+    if (sweep) {
+      title = sweepReport(o.results, body, figDir);
+    } else {
+      title = "robustlab report: " + d.meta.at("name");
+      metadataSection(body, d);
+      summarySection(body, d, "summary", "Clean and robust accuracy");
+      curvesSection(body, d, figDir);
+      comparisonSection(body, d);
+      trainingSection(body, d, figDir);
+      gallerySection(body, d, figDir);
+      sanitySection(body, d);
+      if (!o.compare.empty()) {
+        compareExperimentsSection(body, d, other, figDir);
+        summarySection(body, other, "summary-second", "Second experiment: " + other.meta.at("name"));
+      }
+    }
+    std::ofstream(tmp / "report.html") << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" << esc(title) << "</title><style>"
+                                       << kStyle << "</style></head><body>\n<h1>" << esc(title) << "</h1>\n"
+                                       << body.html.str() << "</body></html>\n";
+    std::ofstream(tmp / "report.md") << "# " << title << "\n" << body.md.str();
+    fs::remove_all(out);
+    fs::rename(tmp, out);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+}  // namespace robustlab

@@ -1,0 +1,125 @@
+#include "experiments/report/report_data.h"
+
+#include "data/h5io.h"
+#include "framework/config/config.h"
+#include "experiments/plan/experiment.h"
+
+#include <stdexcept>
+
+namespace robustlab {
+namespace {
+
+const std::vector<std::string> kFashionNames = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+std::vector<double> doubles(const torch::Tensor& t) {
+  const auto c = t.to(torch::kFloat64).contiguous();
+  return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
+}
+
+class Reader {
+ public:
+  explicit Reader(const std::string& path) : f_(path, H5File::Mode::kRead), path_(path) {}
+  void need(const std::string& object) const {
+    if (!f_.has(object)) throw std::runtime_error(path_ + ": missing '" + object + "' (not a complete robustlab experiment results file)");
+  }
+  std::vector<double> vec(const std::string& name) const {
+    need(name);
+    return doubles(f_.readTensor(name));
+  }
+  SeriesCi series(const std::string& prefix) const {
+    return {vec(prefix + "_mean"), vec(prefix + "_std"), vec(prefix + "_ci_low"), vec(prefix + "_ci_high")};
+  }
+  H5File& file() { return f_; }
+
+ private:
+  H5File f_;
+  std::string path_;
+};
+
+}  // namespace
+
+ReportData readReportData(const std::string& path) {
+  Reader rd(path);
+  H5File& f = rd.file();
+  if (!f.hasAttr("/", "format") || f.attrString("/", "format") != kExperimentFormat)
+    throw std::runtime_error(path + ": not an experiment results file (root attribute format != " + std::string(kExperimentFormat) +
+                             "; files of 'robustlab attack' have no arms to compare)");
+  ReportData d;
+  d.path = path;
+  for (const std::string key : {"robustlab_version", "libtorch_version", "device", "cpu_model", "cpu_flags", "kernel_path", "aten_cpu_capability",
+                                "command", "started", "finished", "config_hash"})
+    d.meta[key] = f.hasAttr("/", key) ? f.attrString("/", key) : "";  // files of earlier versions lack the machine facts
+  d.meta["seconds"] = f.hasAttr("/", "seconds") ? std::to_string(f.attrDouble("/", "seconds")) : "";
+  const std::string configText = f.attrString("/", "config");
+  d.meta["config"] = configText;
+  const Config c = parseConfig(configText, path + " (stored config)");
+  d.meta["name"] = c.name;
+  // What ran: the resolved precision stored by the run ("auto" resolved), else the config's request.
+  d.meta["precision"] = f.hasAttr("/", "precision") ? f.attrString("/", "precision") : precisionChoiceName(c.precision);
+  for (int64_t cls : c.finetune.classes)
+    d.classNames.push_back(c.data.source.source == "fashion-mnist" && cls < 10 ? kFashionNames[cls] : "class " + std::to_string(cls));
+  rd.need("/seeds");
+  const auto seeds = f.readTensor("/seeds");
+  d.seeds.assign(seeds.data_ptr<int64_t>(), seeds.data_ptr<int64_t>() + seeds.numel());
+  d.eps = c.attack.eps;
+  d.norm = c.attack.norm;
+  rd.need("/arms");
+  rd.need("/summary");
+  for (const auto& arm : c.runArms()) {
+    ArmReport a;
+    a.name = arm.name;
+    const std::string s = "/summary/" + arm.name;
+    rd.need(s);
+    a.nSeeds = f.attrInt(s, "n_seeds");
+    a.clean = rd.series(s + "/clean_accuracy");
+    a.worst = rd.series(s + "/worst_accuracy");
+    rd.need(s + "/attacks");
+    for (const auto& attack : f.children(s + "/attacks")) a.perAttack[attack] = rd.series(s + "/attacks/" + attack + "/robust_accuracy");
+    const std::string unit = "/arms/" + arm.name + "/seed_" + std::to_string(d.seeds.front());
+    rd.need(unit);
+    a.pretrain = f.attrString(unit, "pretrain");
+    a.objective = f.attrString(unit, "objective");
+    a.mode = f.attrString(unit, "mode");
+    a.perClass = f.attrInt(unit, "per_class");
+    a.trainEpoch = rd.vec(unit + "/train/epoch");
+    a.trainLoss = rd.vec(unit + "/train/loss");
+    a.trainValAccuracy = rd.vec(unit + "/train/val_accuracy");
+    for (int64_t seed : d.seeds) {
+      const std::string ev = "/arms/" + arm.name + "/seed_" + std::to_string(seed) + "/eval";
+      rd.need(ev + "/sanity/names");
+      const auto names = f.readStrings(ev + "/sanity/names");
+      const auto details = f.readStrings(ev + "/sanity/details");
+      const auto passed = f.readTensor(ev + "/sanity/passed");
+      for (size_t i = 0; i < names.size(); ++i)
+        d.sanity.push_back({arm.name, seed, names[i], details[i], passed[static_cast<int64_t>(i)].item<int64_t>() != 0});
+    }
+    // Gallery: the strongest attack's examples at the largest eps, first seed.
+    const std::string ev = unit + "/eval";
+    rd.need(ev + "/example_inputs");
+    const auto inputs = f.readTensor(ev + "/example_inputs");
+    const auto labels = f.readTensor(ev + "/labels");
+    const auto cleanPred = f.readTensor(ev + "/clean_pred");
+    std::string attack = f.has(ev + "/attacks/apgd-ce") ? "apgd-ce" : f.has(ev + "/attacks/pgd") ? "pgd" : f.children(ev + "/attacks").front();
+    const std::string ag = ev + "/attacks/" + attack;
+    if (f.has(ag + "/examples")) {
+      const auto examples = f.readTensor(ag + "/examples");
+      const auto advPred = f.readTensor(ag + "/adv_pred");
+      const int64_t e = examples.size(0) - 1;
+      for (int64_t k = 0; k < std::min<int64_t>(4, inputs.size(0)); ++k)
+        d.gallery.push_back({arm.name, attack, d.eps[static_cast<size_t>(e)], inputs[k], examples[e][k], labels[k].item<int64_t>(),
+                             cleanPred[k].item<int64_t>(), advPred[k][e].item<int64_t>()});
+    }
+    d.arms.push_back(std::move(a));
+  }
+  for (const auto& arm : c.runArms()) {
+    if (arm.baseline.empty()) continue;
+    const std::string g = "/comparisons/" + arm.name + "_vs_" + arm.baseline;
+    rd.need(g);
+    d.comparisons.push_back({arm.name, arm.baseline, rd.vec(g + "/mean_difference"), rd.vec(g + "/paired_p"), rd.vec(g + "/cohens_d"),
+                             rd.vec(g + "/mcnemar_p")});
+  }
+  return d;
+}
+
+}  // namespace robustlab

@@ -1,0 +1,175 @@
+#include "experiments/report/report_figures.h"
+
+#include "data/atomic_write.h"
+#include "experiments/plan/executor.h"
+
+#include <png.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace robustlab {
+namespace fs = std::filesystem;
+namespace {
+
+std::string runGnuplot(const std::string& svgPath, const std::string& script) {
+  const std::string scriptPath = svgPath + ".gp";
+  writeTextAtomically(scriptPath, script);
+  std::string out, err;
+  int rc = 127;
+  try {
+    rc = runCommand({"gnuplot", scriptPath}, &out, &err);  // an argument vector: no shell, no quoting
+  } catch (const std::exception&) {
+  }
+  if (rc != 0 || !fs::exists(svgPath)) {
+    const std::string first = (err.empty() ? out : err).substr(0, (err.empty() ? out : err).find('\n'));
+    throw std::runtime_error("gnuplot failed for " + svgPath + " (apt-get install gnuplot-nox): " + (rc == 127 ? "gnuplot not found" : first));
+  }
+  fs::remove(scriptPath);
+  std::ifstream in(svgPath);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string quoteTic(const std::string& s) {
+  std::string o;
+  for (char ch : s) o += ch == '"' ? '\'' : ch;
+  return o;
+}
+
+}  // namespace
+
+std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const std::string& ylabel, const std::vector<PlotSeries>& series,
+                    bool percent) {
+  const std::string dataPath = svgPath + ".dat";
+  {
+    std::ofstream data(dataPath);
+    data.precision(8);
+    for (const auto& s : series) {
+      for (size_t i = 0; i < s.x.size(); ++i) {
+        const double k = percent ? 100.0 : 1.0;
+        const double y = s.y[i] * k;
+        const double lo = i < s.lo.size() && std::isfinite(s.lo[i]) ? s.lo[i] * k : y;
+        const double hi = i < s.hi.size() && std::isfinite(s.hi[i]) ? s.hi[i] * k : y;
+        data << s.x[i] << " " << y << " " << lo << " " << hi << "\n";
+      }
+      data << "\n\n";
+    }
+  }
+  std::ostringstream gp;
+  gp << "set terminal svg size 760,420 noenhanced font 'sans,12' background rgb 'white'\n"
+     << "set output '" << svgPath << "'\n"
+     << "set xlabel '" << xlabel << "'\nset ylabel '" << ylabel << "'\nset grid\nset key outside right top\n"
+     << "set style fill transparent solid 0.18 noborder\n";
+  if (percent) gp << "set yrange [0:100]\n";
+  gp << "plot ";
+  for (size_t i = 0; i < series.size(); ++i)
+    gp << (i ? ", " : "") << "'" << dataPath << "' index " << i << " using 1:3:4 with filledcurves notitle lc " << i + 1;
+  for (size_t i = 0; i < series.size(); ++i)
+    gp << ", '" << dataPath << "' index " << i << " using 1:2 with linespoints lw 2 pt 7 lc " << i + 1 << " title '" << series[i].title
+       << "'";
+  gp << "\n";
+  const std::string svg = runGnuplot(svgPath, gp.str());
+  fs::remove(dataPath);
+  return svg;
+}
+
+std::string heatmapSvg(const std::string& svgPath, const std::string& xlabel, const std::vector<std::string>& xticks,
+                       const std::string& ylabel, const std::vector<std::string>& yticks, const std::vector<std::vector<double>>& values,
+                       const std::string& title) {
+  std::ostringstream gp;
+  gp << "set terminal svg size 620,420 noenhanced font 'sans,12' background rgb 'white'\nset output '" << svgPath << "'\n"
+     << "set title '" << title << "'\nset xlabel '" << xlabel << "'\nset ylabel '" << ylabel << "'\n"
+     << "set palette defined (0 '#b2182b', 0.5 '#f7f7f7', 1 '#2166ac')\nset cblabel '%'\nunset key\n";
+  gp << "set xtics (";
+  for (size_t i = 0; i < xticks.size(); ++i) gp << (i ? ", " : "") << "\"" << quoteTic(xticks[i]) << "\" " << i;
+  gp << ")\nset ytics (";
+  for (size_t i = 0; i < yticks.size(); ++i) gp << (i ? ", " : "") << "\"" << quoteTic(yticks[i]) << "\" " << i;
+  gp << ")\nset xrange [-0.5:" << xticks.size() - 0.5 << "]\nset yrange [-0.5:" << yticks.size() - 0.5 << "]\n";
+  gp << "$data << EOD\n";
+  for (size_t r = 0; r < values.size(); ++r) {
+    for (size_t c = 0; c < values[r].size(); ++c) gp << (c ? " " : "") << (std::isfinite(values[r][c]) ? values[r][c] * 100.0 : NAN);
+    gp << "\n";
+  }
+  gp << "EOD\nplot $data matrix with image pixels, $data matrix using 1:2:(sprintf('%.1f', $3)) with labels\n";
+  return runGnuplot(svgPath, gp.str());
+}
+
+namespace {
+
+void appendBytes(png_structp png, png_bytep data, png_size_t n) {
+  auto* out = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(png));
+  out->insert(out->end(), data, data + n);
+}
+
+void flushNothing(png_structp) {}
+
+}  // namespace
+
+std::vector<uint8_t> encodePng(const torch::Tensor& gray) {
+  const auto img = gray.to(torch::kUInt8).contiguous();
+  const int h = static_cast<int>(img.size(0)), w = static_cast<int>(img.size(1));
+  std::vector<uint8_t> out;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  if (!png || !info) throw std::runtime_error("libpng: cannot create a writer");
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    throw std::runtime_error("libpng: encoding failed");
+  }
+  png_set_write_fn(png, &out, appendBytes, flushNothing);
+  png_set_IHDR(png, info, static_cast<png_uint_32>(w), static_cast<png_uint_32>(h), 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  for (int y = 0; y < h; ++y) png_write_row(png, img.data_ptr<uint8_t>() + static_cast<int64_t>(y) * w);
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return out;
+}
+
+torch::Tensor decodePng(const std::string& path) {
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_file(&image, path.c_str())) throw std::runtime_error(path + ": not a readable PNG");
+  image.format = PNG_FORMAT_RGB;
+  auto out = torch::empty({static_cast<int64_t>(image.height), static_cast<int64_t>(image.width), 3}, torch::kUInt8);
+  if (!png_image_finish_read(&image, nullptr, out.data_ptr<uint8_t>(), 0, nullptr)) {
+    png_image_free(&image);
+    throw std::runtime_error(path + ": PNG decoding failed");
+  }
+  return out;
+}
+
+std::vector<uint8_t> galleryPng(const GalleryItem& item) {
+  const auto clean = item.clean[0];
+  const auto adv = item.adversarial[0];
+  const double eps = item.eps > 0 ? item.eps : 1.0;
+  // The perturbation mapped so that -eps is black and +eps is white.
+  const auto delta = ((adv - clean) / (2.0 * eps) + 0.5).clamp(0, 1);
+  const auto gap = torch::ones({clean.size(0), 2});
+  auto strip = torch::cat({clean, gap, adv, gap, delta}, 1);
+  strip = strip.repeat_interleave(4, 0).repeat_interleave(4, 1);
+  return encodePng((strip * 255.0).round());
+}
+
+std::string base64(const std::vector<uint8_t>& bytes) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const uint32_t n = (uint32_t(bytes[i]) << 16) | (i + 1 < bytes.size() ? uint32_t(bytes[i + 1]) << 8 : 0) |
+                       (i + 2 < bytes.size() ? uint32_t(bytes[i + 2]) : 0);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[n & 63] : '=';
+  }
+  return out;
+}
+
+}  // namespace robustlab

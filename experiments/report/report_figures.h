@@ -1,0 +1,37 @@
+#pragma once
+// Figures for reports: plots through gnuplot (SVG), images through libpng (PNG).
+#include "experiments/report/report_data.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace robustlab {
+
+/// One line of a plot: y (and an optional band lo..hi) against x.
+struct PlotSeries {
+  std::string title;
+  std::vector<double> x, y, lo, hi;
+};
+
+/// Renders the series with gnuplot into `svgPath` and returns the SVG text. Throws with gnuplot's
+/// own message when gnuplot is missing or fails.
+std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const std::string& ylabel, const std::vector<PlotSeries>& series,
+                    bool percent);
+
+/// A heatmap of `values` (rows x cols, NaN = missing) with categorical axis labels, through gnuplot.
+std::string heatmapSvg(const std::string& svgPath, const std::string& xlabel, const std::vector<std::string>& xticks,
+                       const std::string& ylabel, const std::vector<std::string>& yticks, const std::vector<std::vector<double>>& values,
+                       const std::string& title);
+
+/// PNG bytes of an 8-bit grayscale image (H x W uint8 tensor).
+std::vector<uint8_t> encodePng(const torch::Tensor& gray);
+/// Decodes an 8-bit PNG (any colour type) into an H x W x C uint8 tensor (used by tests).
+torch::Tensor decodePng(const std::string& path);
+
+/// One gallery strip: clean | adversarial | perturbation amplified to the full range, 4x enlarged.
+std::vector<uint8_t> galleryPng(const GalleryItem& item);
+
+std::string base64(const std::vector<uint8_t>& bytes);
+
+}  // namespace robustlab

@@ -1,0 +1,118 @@
+#pragma once
+// The one resolved configuration of a run: embedded defaults, then the TOML file, then --set
+// overrides, then one validation. Printable (--dump-config) and stored with every result and
+// checkpoint, so a run can be reproduced from its output alone.
+#include "attacks/attack.h"
+#include "data/sources.h"
+#include "framework/models/model_spec.h"
+#include "framework/runtime/runtime.h"
+#include "framework/training/trainer.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace robustlab {
+
+struct DataConfig {
+  DataSourceSpec source;
+  int64_t trainLimit = 0;    ///< examples used from the training split after class selection (0: all)
+  int64_t testLimit = 0;     ///< examples evaluated from the test split (0: all)
+  double valFraction = 0.1;  ///< held-out share of the training examples, stratified
+};
+
+/// The training attack's defaults: as the evaluation's, but 10 steps (training pays for every step).
+inline AttackOptions trainingAttackDefaults() {
+  AttackOptions o;
+  o.steps = 10;
+  return o;
+}
+
+/// One training stage: [train], [pretrain] or [finetune].
+struct StageConfig {
+  std::vector<int64_t> classes;  ///< task classes, relabelled 0..k-1 in this order (empty: all)
+  int64_t perClass = 0;          ///< label budget per class (0: all)
+  TrainOptions train;
+  std::string objective = "standard";  ///< standard | pgd (Madry AT) | trades
+  AttackOptions adversary = trainingAttackDefaults();  ///< eps, norm, steps, step size of the training attack
+  double tradesBeta = 6.0;
+  std::string mode = "supervised";     ///< pretrain: supervised | rotation | masked
+  int64_t maskPatch = 7;               ///< pretrain masked: patch side in pixels
+  double maskRatio = 0.5;              ///< pretrain masked: share of patches blanked
+  std::string finetune = "full";       ///< finetune: full | linear (head only)
+  std::string checkpoint;              ///< finetune: pre-trained backbone to start from
+};
+
+struct AttackConfig {
+  std::vector<std::string> attacks{"fgsm", "pgd", "apgd-ce"};
+  std::string norm = "linf";
+  std::vector<double> eps{0.0, 0.05, 0.1, 0.2};
+  AttackOptions options;     ///< steps, step sizes, restarts, random start, seed
+  int64_t batchSize = 500;
+  int64_t keepExamples = 8;
+  bool sanityChecks = true;
+};
+
+/// One arm of an experiment: how the compared model is made.
+struct ArmConfig {
+  std::string name;
+  std::string pretrain = "none";  ///< "none" (from scratch) or a pre-training variant's name
+  std::string objective;          ///< fine-tuning objective; "" = [finetune].objective
+  std::string mode;               ///< full | linear; "" = [finetune].mode
+  int64_t perClass = -1;          ///< label budget; -1 = [finetune].per_class
+  std::string baseline;           ///< arm compared against in the summary ("" = none)
+};
+
+struct Config {
+  std::string name = "default";
+  uint64_t seed = 0;
+  std::vector<int64_t> seeds;  ///< run: seeds of every arm (empty = [seed])
+  DeviceChoice device = DeviceChoice::kAuto;  ///< resolved by setUpRuntime (experiments/plan/pipeline.h)
+  int64_t threads = 0;       ///< 0: the measured default (1 on CPU)
+  PrecisionChoice precision = PrecisionChoice::kFp32;
+  /// `precision` resolved once, when the config is read ("auto": what this machine computes natively);
+  /// every stage, evaluation, cache key and results file uses this one.
+  Precision resolvedPrecision = Precision::kFp32;
+  std::string output = "results/default.h5";
+  DataConfig data;
+  ModelSpec model;
+  StageConfig train, pretrain, finetune;
+  /// run: named pre-training variants, each [pretrain] with its own overrides
+  /// ([pretrain.variants.NAME]); empty = one variant "base" = [pretrain].
+  std::vector<std::pair<std::string, StageConfig>> variants;
+  /// run: the arms compared; empty = "scratch" and "pretrained" (variant base, baseline scratch).
+  std::vector<ArmConfig> arms;
+  AttackConfig attack;
+
+  /// The seeds `run` uses.
+  std::vector<int64_t> runSeeds() const { return seeds.empty() ? std::vector<int64_t>{static_cast<int64_t>(seed)} : seeds; }
+  /// The variants and arms `run` uses (defaults filled in).
+  std::vector<std::pair<std::string, StageConfig>> runVariants() const;
+  std::vector<ArmConfig> runArms() const;
+  /// A copy with `seed` set everywhere it is used.
+  Config withSeed(uint64_t s) const;
+
+  /// Full TOML of every key, defaults included.
+  std::string toToml() const;
+};
+
+/// TOML of one section, as Config::toToml writes it (used to hash what a unit of work depends on).
+std::string stageToToml(const std::string& section, const StageConfig& s);
+std::string dataToToml(const DataConfig& data);
+std::string attackToToml(const AttackConfig& attack);
+
+/// The embedded default experiment.
+const std::string& defaultConfigText();
+
+/// Resolves a config: embedded defaults, then `path` (empty: none), then each "key=value" override
+/// (key dotted, value in TOML syntax; bare words are taken as strings). Errors are ConfigError with
+/// one line naming the file, the field and what was expected.
+Config loadConfig(const std::string& path, const std::vector<std::string>& overrides = {});
+/// Resolves a config on top of a stored one (a checkpoint's): `baseText` (named `baseWhat` in
+/// errors), then the keys of `path` (empty: none) merged in table by table, then the overrides.
+Config loadConfigOver(const std::string& baseText, const std::string& baseWhat, const std::string& path,
+                      const std::vector<std::string>& overrides = {});
+/// Parses config text (used for checkpoints' stored configs and tests).
+Config parseConfig(const std::string& text, const std::string& what, const std::vector<std::string>& overrides = {});
+
+}  // namespace robustlab

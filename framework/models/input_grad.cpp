@@ -1,0 +1,165 @@
+#include "framework/models/input_grad.h"
+
+#include "framework/models/conv.h"
+#include "framework/models/kernels/conv_kernels.h"
+#include "framework/runtime/runtime.h"
+
+#include <ATen/core/Reduction.h>
+#include <ATen/ops/_log_softmax.h>
+#include <ATen/ops/_log_softmax_backward_data.h>
+#include <ATen/ops/convolution.h>
+#include <ATen/ops/convolution_backward.h>
+#include <ATen/ops/nll_loss_backward.h>
+#include <ATen/ops/nll_loss_forward.h>
+#include <ATen/ops/threshold_backward.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
+
+namespace robustlab {
+namespace {
+
+enum class Kind { kConv, kRelu, kFlatten, kLinear, kIdentity, kOther, kFusedRelu /* computed by the conv before it */ };
+
+Kind kindOf(const std::shared_ptr<torch::nn::Module>& m) {
+  if (auto* c = dynamic_cast<ConvImpl*>(m.get())) return c->plainPadding() ? Kind::kConv : Kind::kOther;
+  if (auto* r = dynamic_cast<torch::nn::ReLUImpl*>(m.get())) return r->options.inplace() ? Kind::kOther : Kind::kRelu;
+  if (auto* f = dynamic_cast<torch::nn::FlattenImpl*>(m.get()))
+    return f->options.start_dim() == 1 && f->options.end_dim() == -1 ? Kind::kFlatten : Kind::kOther;
+  if (dynamic_cast<torch::nn::LinearImpl*>(m.get())) return Kind::kLinear;
+  if (dynamic_cast<torch::nn::DropoutImpl*>(m.get())) return m->is_training() ? Kind::kOther : Kind::kIdentity;
+  return Kind::kOther;
+}
+
+/// The cast autocast applies to an argument of a lower-precision op (conv, linear).
+torch::Tensor autocastArg(const torch::Tensor& t) {
+  return t.defined() && t.is_floating_point() ? t.to(cpuComputeDtype(t)) : t;
+}
+
+/// What the backward pass of one layer needs from the forward pass.
+struct Saved {
+  Kind kind;
+  torch::nn::Module* module;
+  torch::Tensor in;   ///< the layer's input before any autocast cast (conv, linear)
+  torch::Tensor cin;  ///< the input as the kernel saw it (after the cast)
+  torch::Tensor w;    ///< the weight as the kernel saw it
+  torch::Tensor out;  ///< the layer's output (relu; a kernel conv with the ReLU fused: the ReLU's output)
+  bool kernels = false;  ///< conv: taken by the single-channel kernels
+};
+
+torch::Tensor linearForward(Saved& s, torch::nn::LinearImpl& l, const torch::Tensor& h) {
+  s.in = h;
+  s.cin = autocastArg(h);
+  s.w = autocastArg(l.weight);
+  return at::linear(s.cin, s.w, autocastArg(l.bias));
+}
+
+torch::Tensor linearBackward(const Saved& s, const torch::Tensor& g) {
+  // AddmmBackward0 for mat1 (row-major input): grad.mm(mat2.t()) with mat2 = weight.t().
+  auto gi = g.mm(s.w);
+  return s.cin.scalar_type() != s.in.scalar_type() ? gi.to(s.in.scalar_type()) : gi;  // ToCopyBackward0
+}
+
+/// One record per backbone layer, kinds filled in, or std::nullopt when the manual path cannot follow
+/// the model (see supportsManualInputGrad).
+std::optional<std::vector<Saved>> plainLayers(ClassifierImpl& model) {
+  if (model.is_training()) return std::nullopt;
+  for (const auto& p : model.parameters())
+    if (p.requires_grad()) return std::nullopt;
+  std::vector<Saved> layers;
+  for (const auto& m : model.backbone()->children()) {
+    const Kind kind = kindOf(m);
+    if (kind == Kind::kOther) return std::nullopt;
+    layers.push_back(Saved{kind, m.get(), {}, {}, {}, {}});
+  }
+  return layers;
+}
+
+}  // namespace
+
+bool supportsManualInputGrad(ClassifierImpl& model) { return plainLayers(model).has_value(); }
+
+std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& labels, bool negate) {
+  // CPU only: that is where the graph's bookkeeping was measured to matter, and where the casts below
+  // are autocast's (CPU autocast state).
+  if (!x.device().is_cpu()) return std::nullopt;
+  auto layers = plainLayers(model);
+  if (!layers) return std::nullopt;
+  std::vector<Saved>& saved = *layers;
+  torch::NoGradGuard noGrad;
+  torch::Tensor h = model.normalises() ? (x - model.inputMean()) / model.inputStd() : x;
+  for (size_t i = 0; i < saved.size(); ++i) {
+    Saved& s = saved[i];
+    switch (s.kind) {
+      case Kind::kConv: {
+        auto& c = *dynamic_cast<ConvImpl*>(s.module);
+        if (c.kernelsFor(h)) {
+          // What ConvImpl::forward computes, with a following ReLU fused (the same numbers as at::relu of it).
+          const bool fuse = i + 1 < saved.size() && saved[i + 1].kind == Kind::kRelu;
+          s.kernels = true;
+          s.in = h;
+          s.w = c.weight;
+          h = singleChannelConv(h, c.weight, c.bias, c.stride2(), c.padding2(), cpuComputeDtype(h), fuse);
+          if (fuse) {
+            s.out = h;
+            saved[++i].kind = Kind::kFusedRelu;
+          }
+          break;
+        }
+        s.in = h;
+        s.cin = autocastArg(h);
+        s.w = autocastArg(c.weight);
+        const auto& o = c.options;
+        h = at::convolution(s.cin, s.w, autocastArg(c.bias), c.stride2(), c.padding2(), {(*o.dilation())[0], (*o.dilation())[1]}, false,
+                            {0, 0}, o.groups());
+        break;
+      }
+      case Kind::kRelu: h = s.out = at::relu(h); break;
+      case Kind::kFlatten: s.in = h; h = h.flatten(1); break;
+      case Kind::kLinear: h = linearForward(s, *dynamic_cast<torch::nn::LinearImpl*>(s.module), h); break;
+      default: break;
+    }
+  }
+  Saved head{Kind::kLinear, model.head().get(), {}, {}, {}, {}};
+  const auto raw = linearForward(head, *model.head(), h);
+  const auto logits = raw.to(torch::kFloat32);
+  // F::cross_entropy(reduction none) = nll_loss(log_softmax(logits)); autograd's backward of its sum.
+  const auto logProb = at::_log_softmax(logits, 1, false);
+  const auto [nll, totalWeight] = at::nll_loss_forward(logProb, labels, {}, at::Reduction::None, -100);
+  const auto seed = negate ? -torch::ones_like(nll) : torch::ones_like(nll);
+  auto g = at::nll_loss_backward(seed, logProb, labels, {}, at::Reduction::None, -100, totalWeight);
+  g = at::_log_softmax_backward_data(g, logProb, 1, torch::kFloat32);
+  if (raw.scalar_type() != torch::kFloat32) g = g.to(raw.scalar_type());
+  g = linearBackward(head, g);
+  for (auto it = saved.rbegin(); it != saved.rend(); ++it) {
+    switch (it->kind) {
+      case Kind::kConv: {
+        auto& c = *dynamic_cast<ConvImpl*>(it->module);
+        if (it->kernels) {
+          // it->out is defined when the ReLU after it was fused: its backward is applied here.
+          g = singleChannelConvInputGrad(g, it->w, {it->in.size(2), it->in.size(3)}, c.stride2(), c.padding2(), cpuComputeDtype(it->in),
+                                         it->out)
+                  .to(it->in.scalar_type());
+        } else if (c.im2colFor(it->in)) {
+          g = im2colConvInputGrad(g, it->in, it->w, c.stride2(), c.padding2());
+        } else {
+          const auto& o = c.options;
+          g = std::get<0>(at::convolution_backward(g, it->cin, it->w, std::vector<int64_t>{it->w.size(0)}, c.stride2(), c.padding2(),
+                                                   {(*o.dilation())[0], (*o.dilation())[1]}, false, {0, 0}, o.groups(),
+                                                   {true, false, false}));
+          if (it->cin.scalar_type() != it->in.scalar_type()) g = g.to(it->in.scalar_type());
+        }
+        break;
+      }
+      case Kind::kRelu: g = at::threshold_backward(g, it->out, 0); break;
+      case Kind::kFlatten: g = g.reshape(it->in.sizes()); break;
+      case Kind::kLinear: g = linearBackward(*it, g); break;
+      default: break;
+    }
+  }
+  if (model.normalises()) g = g / model.inputStd();
+  return InputGrad{negate ? -nll : nll, logits, g.to(x.scalar_type())};
+}
+
+}  // namespace robustlab

@@ -1,0 +1,142 @@
+#include "framework/models/model.h"
+
+#include "framework/models/conv.h"
+#include "framework/models/resnet.h"
+
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/adaptive.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/pooling.h>
+#include <torch/utils.h>
+
+#include <stdexcept>
+
+namespace robustlab {
+namespace nn = torch::nn;
+namespace {
+
+/// Shape of one example after the layers pushed so far, tracked to size conv/fc/bn layers.
+struct Shape {
+  int64_t c, h, w, flat;
+  bool flattened = false;
+};
+
+void appendCnn(nn::Sequential& seq, const ModelSpec& spec) {
+  Shape s{spec.inChannels, spec.height, spec.width, 0};
+  for (size_t i = 0; i < spec.layers.size(); ++i) {
+    const auto& l = spec.layers[i];
+    const std::string where = "model.layers[" + std::to_string(i) + "] (" + l.type + ")";
+    if (l.type == "conv") {
+      if (s.flattened) throw std::invalid_argument(where + ": conv after flatten");
+      seq->push_back(Conv(nn::Conv2dOptions(s.c, l.channels, l.kernel).stride(l.stride).padding(l.padding)));
+      s.c = l.channels;
+      s.h = (s.h + 2 * l.padding - l.kernel) / l.stride + 1;
+      s.w = (s.w + 2 * l.padding - l.kernel) / l.stride + 1;
+    } else if (l.type == "bn") {
+      if (s.flattened) seq->push_back(nn::BatchNorm1d(s.flat));
+      else seq->push_back(nn::BatchNorm2d(s.c));
+    } else if (l.type == "relu") {
+      seq->push_back(nn::ReLU());
+    } else if (l.type == "maxpool" || l.type == "avgpool") {
+      if (s.flattened) throw std::invalid_argument(where + ": pooling after flatten");
+      if (l.type == "maxpool") seq->push_back(nn::MaxPool2d(nn::MaxPool2dOptions(l.kernel).stride(l.stride)));
+      else seq->push_back(nn::AvgPool2d(nn::AvgPool2dOptions(l.kernel).stride(l.stride)));
+      s.h = (s.h - l.kernel) / l.stride + 1;
+      s.w = (s.w - l.kernel) / l.stride + 1;
+    } else if (l.type == "flatten") {
+      if (!s.flattened) {
+        seq->push_back(nn::Flatten());
+        s.flat = s.c * s.h * s.w;
+        s.flattened = true;
+      }
+    } else if (l.type == "fc") {
+      if (!s.flattened) {
+        seq->push_back(nn::Flatten());
+        s.flat = s.c * s.h * s.w;
+        s.flattened = true;
+      }
+      seq->push_back(nn::Linear(s.flat, l.units));
+      s.flat = l.units;
+    } else if (l.type == "dropout") {
+      seq->push_back(nn::Dropout(l.p));
+    } else {
+      throw std::invalid_argument(where + ": unknown layer type");
+    }
+    if (!s.flattened && (s.h <= 0 || s.w <= 0)) throw std::invalid_argument(where + ": spatial size shrinks to zero");
+  }
+  if (!s.flattened) seq->push_back(nn::Flatten());
+}
+
+void appendMlp(nn::Sequential& seq, const ModelSpec& spec) {
+  seq->push_back(nn::Flatten());
+  int64_t in = spec.inChannels * spec.height * spec.width;
+  for (int64_t h : spec.hidden) {
+    seq->push_back(nn::Linear(in, h));
+    seq->push_back(nn::ReLU());
+    in = h;
+  }
+}
+
+void appendResnet(nn::Sequential& seq, const ModelSpec& spec) {
+  int64_t width = spec.resnetWidth;
+  seq->push_back(Conv(nn::Conv2dOptions(spec.inChannels, width, 3).padding(1).bias(false)));
+  int64_t in = width;
+  for (size_t stage = 0; stage < spec.resnetBlocks.size(); ++stage) {
+    const int64_t out = spec.resnetWidth << stage;
+    for (int64_t b = 0; b < spec.resnetBlocks[stage]; ++b) {
+      seq->push_back(PreActBlock(in, out, (stage > 0 && b == 0) ? 2 : 1));
+      in = out;
+    }
+  }
+  seq->push_back(nn::BatchNorm2d(in));
+  seq->push_back(nn::ReLU());
+  seq->push_back(nn::AdaptiveAvgPool2d(1));
+  seq->push_back(nn::Flatten());
+}
+
+}  // namespace
+
+ClassifierImpl::ClassifierImpl(const ModelSpec& spec) : spec_(spec) {
+  spec_.validate();
+  backbone_ = nn::Sequential();
+  if (spec_.arch == "cnn") appendCnn(backbone_, spec_);
+  else if (spec_.arch == "mlp") appendMlp(backbone_, spec_);
+  else appendResnet(backbone_, spec_);
+  register_module("backbone", backbone_);
+  mean_ = register_buffer("input_mean", torch::full({1}, spec_.mean));
+  std_ = register_buffer("input_std", torch::full({1}, spec_.stdev));
+  {
+    torch::NoGradGuard noGrad;
+    backbone_->eval();
+    featureDim_ = backbone_->forward(torch::zeros({2, spec_.inChannels, spec_.height, spec_.width})).size(1);
+    backbone_->train();
+  }
+  head_ = register_module("head", nn::Linear(featureDim_, spec_.numClasses));
+}
+
+torch::Tensor ClassifierImpl::features(const torch::Tensor& x) {
+  // The identity normalisation (the default) costs two element-wise ops forward and backward: skip it.
+  if (!normalises()) return backbone_->forward(x);
+  return backbone_->forward((x - mean_) / std_);
+}
+
+torch::Tensor ClassifierImpl::forward(const torch::Tensor& x) {
+  // Under bf16 autocast the logits come out in bf16; losses and argmax are taken in fp32.
+  return head_->forward(features(x)).to(torch::kFloat32);
+}
+
+void ClassifierImpl::resetHead(int64_t numClasses) {
+  const auto device = mean_.device();
+  spec_.numClasses = numClasses;
+  head_ = replace_module("head", nn::Linear(featureDim_, numClasses));
+  head_->to(device);
+}
+
+void ClassifierImpl::freezeBackbone(bool frozen) {
+  for (auto& p : backbone_->parameters()) p.requires_grad_(!frozen);
+}
+
+}  // namespace robustlab

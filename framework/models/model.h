@@ -1,0 +1,46 @@
+#pragma once
+// A classifier = input normalisation + backbone (feature extractor) + linear head, so a pre-trained
+// backbone can be given a new head for fine-tuning.
+#include "framework/models/model_spec.h"
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+namespace robustlab {
+
+class ClassifierImpl : public torch::nn::Module {
+ public:
+  /// Builds the architecture of `spec` (validated first) with fresh weights.
+  explicit ClassifierImpl(const ModelSpec& spec);
+
+  /// Logits, N x numClasses, for pixels in [0,1].
+  torch::Tensor forward(const torch::Tensor& x);
+  /// Backbone features, N x featureDim.
+  torch::Tensor features(const torch::Tensor& x);
+
+  /// Replaces the head with a freshly initialised one for `numClasses` classes.
+  void resetHead(int64_t numClasses);
+  /// Freezes (or unfreezes) backbone parameters, for linear probing.
+  void freezeBackbone(bool frozen);
+
+  const ModelSpec& spec() const { return spec_; }
+  /// The normalisation features() applies, (x - mean) / std; skipped when mean 0 and std 1.
+  bool normalises() const { return !(spec_.mean == 0.0 && spec_.stdev == 1.0); }
+  const torch::Tensor& inputMean() const { return mean_; }
+  const torch::Tensor& inputStd() const { return std_; }
+  int64_t featureDim() const { return featureDim_; }
+  torch::nn::Sequential& backbone() { return backbone_; }
+  torch::nn::Linear& head() { return head_; }
+
+ private:
+  ModelSpec spec_;
+  torch::nn::Sequential backbone_{nullptr};
+  torch::nn::Linear head_{nullptr};
+  torch::Tensor mean_, std_;
+  int64_t featureDim_ = 0;
+};
+TORCH_MODULE(Classifier);
+
+}  // namespace robustlab

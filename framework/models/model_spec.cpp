@@ -1,0 +1,126 @@
+#include "framework/models/model_spec.h"
+
+#include "framework/toml/toml_reader.h"
+
+#include <sstream>
+#include <stdexcept>
+
+namespace robustlab {
+namespace {
+
+const std::vector<std::string> kArchs = {"cnn", "mlp", "resnet"};
+const std::vector<std::string> kLayerTypes = {"conv", "bn", "relu", "maxpool", "avgpool", "flatten", "fc", "dropout"};
+
+std::string joinInts(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+ModelSpec defaultSmallCnn() {
+  ModelSpec s;
+  s.arch = "cnn";
+  s.layers = {{"conv", 16, 4, 2, 1}, {"relu"}, {"conv", 32, 4, 2, 1}, {"relu"}, {"flatten"}, {"fc", 0, 3, 1, 0, 100}, {"relu"}};
+  return s;
+}
+
+void ModelSpec::validate() const {
+  auto bad = [](const std::string& field, const std::string& msg) { throw std::invalid_argument("model." + field + ": " + msg); };
+  if (arch != "cnn" && arch != "mlp" && arch != "resnet") bad("arch", "unknown architecture '" + arch + "', expected cnn, mlp or resnet");
+  if (!(stdev > 0)) bad("std", "must be > 0");
+  if (arch == "cnn") {
+    if (layers.empty()) bad("layers", "a cnn needs at least one layer");
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const auto& l = layers[i];
+      const std::string f = "layers[" + std::to_string(i) + "]";
+      bool known = false;
+      for (const auto& t : kLayerTypes) known |= t == l.type;
+      if (!known) bad(f + ".type", "unknown layer type '" + l.type + "', expected one of conv, bn, relu, maxpool, avgpool, flatten, fc, dropout");
+      if (l.type == "conv" && (l.channels <= 0 || l.kernel <= 0 || l.stride <= 0 || l.padding < 0))
+        bad(f, "conv needs channels > 0, kernel > 0, stride > 0, padding >= 0");
+      if (l.type == "fc" && l.units <= 0) bad(f + ".units", "fc needs units > 0");
+      if ((l.type == "maxpool" || l.type == "avgpool") && (l.kernel <= 0 || l.stride <= 0)) bad(f, "pooling needs kernel > 0 and stride > 0");
+      if (l.type == "dropout" && !(l.p >= 0 && l.p < 1)) bad(f + ".p", "dropout p must be in [0, 1)");
+    }
+  }
+  if (arch == "mlp")
+    for (auto h : hidden)
+      if (h <= 0) bad("hidden", "widths must be > 0");
+  if (arch == "resnet") {
+    if (resnetWidth <= 0) bad("resnet_width", "must be > 0");
+    if (resnetBlocks.empty()) bad("resnet_blocks", "needs at least one stage");
+    for (auto b : resnetBlocks)
+      if (b <= 0) bad("resnet_blocks", "block counts must be > 0");
+  }
+  if (inChannels <= 0 || height <= 0 || width <= 0 || numClasses < 2) bad("input", "input shape and class count (>= 2) must be positive");
+}
+
+std::string ModelSpec::backboneKey() const {
+  std::ostringstream os;
+  os.precision(17);
+  os << "arch = \"" << arch << "\"\nmean = " << mean << "\nstd = " << stdev << "\n";
+  os << "in_channels = " << inChannels << "\nheight = " << height << "\nwidth = " << width << "\n";
+  if (arch == "mlp") os << "hidden = " << joinInts(hidden) << "\n";
+  if (arch == "resnet") os << "resnet_width = " << resnetWidth << "\nresnet_blocks = " << joinInts(resnetBlocks) << "\n";
+  if (arch == "cnn") {
+    for (const auto& l : layers) {
+      os << "\n[[layers]]\ntype = \"" << l.type << "\"\n";
+      if (l.type == "conv") os << "channels = " << l.channels << "\nkernel = " << l.kernel << "\nstride = " << l.stride << "\npadding = " << l.padding << "\n";
+      if (l.type == "maxpool" || l.type == "avgpool") os << "kernel = " << l.kernel << "\nstride = " << l.stride << "\n";
+      if (l.type == "fc") os << "units = " << l.units << "\n";
+      if (l.type == "dropout") os << "p = " << l.p << "\n";
+    }
+  }
+  return os.str();
+}
+
+std::string ModelSpec::toToml() const { return "num_classes = " + std::to_string(numClasses) + "\n" + backboneKey(); }
+
+ModelSpec readModelSpec(TomlReader& r) {
+  ModelSpec s;
+  const ModelSpec def = defaultSmallCnn();
+  s.arch = r.choice("arch", "cnn", kArchs);
+  s.mean = r.real("mean", 0.0);
+  s.stdev = r.real("std", 1.0, 1e-12);
+  s.inChannels = r.integer("in_channels", s.inChannels, 1);
+  s.height = r.integer("height", s.height, 1);
+  s.width = r.integer("width", s.width, 1);
+  s.numClasses = r.integer("num_classes", s.numClasses, 2);
+  s.hidden = r.integers("hidden", {});
+  s.resnetWidth = r.integer("resnet_width", s.resnetWidth, 1);
+  s.resnetBlocks = r.integers("resnet_blocks", s.resnetBlocks);
+  const auto layerTables = r.tables("layers");
+  if (s.arch == "cnn" && layerTables.empty()) s.layers = def.layers;
+  for (size_t i = 0; i < layerTables.size(); ++i) {
+    TomlReader lr(*layerTables[i], r.file(), r.field("layers") + "[" + std::to_string(i) + "]");
+    LayerSpec l;
+    l.type = lr.choice("type", "", kLayerTypes);
+    l.channels = lr.integer("channels", 0, 1, 1 << 16);
+    l.kernel = lr.integer("kernel", 3, 1, 64);
+    l.stride = lr.integer("stride", l.type == "maxpool" || l.type == "avgpool" ? l.kernel : 1, 1, 64);
+    l.padding = lr.integer("padding", 0, 0, 64);
+    l.units = lr.integer("units", 0, 1, 1 << 20);
+    l.p = lr.real("p", 0.5, 0.0, 0.999);
+    if (l.type == "conv" && !lr.has("channels")) lr.fail("channels", "required for a conv layer");
+    if (l.type == "fc" && !lr.has("units")) lr.fail("units", "required for an fc layer");
+    lr.rejectUnknown();
+    s.layers.push_back(l);
+  }
+  r.rejectUnknown();
+  try {
+    s.validate();
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(r.file() + ": " + e.what());
+  }
+  return s;
+}
+
+ModelSpec parseModelSpec(const std::string& tomlText, const std::string& what) {
+  const auto table = parseToml(tomlText, what);
+  TomlReader r(table, what);
+  return readModelSpec(r);
+}
+
+}  // namespace robustlab

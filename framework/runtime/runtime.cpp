@@ -1,0 +1,171 @@
+#include "framework/runtime/runtime.h"
+
+#include "framework/runtime/cpu_info.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/utils.h>
+
+#include <dlfcn.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <string>
+#include <stdexcept>
+#include <thread>
+
+namespace robustlab {
+
+DeviceChoice parseDeviceChoice(const std::string& name) {
+  if (name == "auto") return DeviceChoice::kAuto;
+  if (name == "cpu") return DeviceChoice::kCpu;
+  if (name == "cuda") return DeviceChoice::kCuda;
+  throw std::invalid_argument("device: unknown device '" + name + "', expected auto, cpu or cuda");
+}
+
+std::string deviceChoiceName(DeviceChoice d) { return d == DeviceChoice::kAuto ? "auto" : d == DeviceChoice::kCpu ? "cpu" : "cuda"; }
+
+torch::Device resolveDevice(DeviceChoice d) {
+  if (d == DeviceChoice::kCpu) return torch::kCPU;
+  if (d == DeviceChoice::kCuda) {
+    if (!torch::cuda::is_available()) throw std::invalid_argument("device: 'cuda' requested but no CUDA device is available");
+    return torch::kCUDA;
+  }
+  return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+}
+
+torch::Device resolveDevice(const std::string& name) { return resolveDevice(parseDeviceChoice(name)); }
+
+int configureThreads(int n) {
+  const int threads = n > 0 ? n : kDefaultCpuThreads;
+  at::set_num_threads(threads);
+  // OpenBLAS keeps its own thread pool, which at::set_num_threads does not reach: busy-waiting
+  // BLAS threads cost a core's worth of system time for no speed-up on the small models here.
+  using SetThreads = void (*)(int);
+  if (auto* fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
+  return threads;
+}
+
+int defaultEvalThreads() {
+  const unsigned hw = std::thread::hardware_concurrency();
+  return static_cast<int>(std::max(1u, std::min(2u, hw)));
+}
+
+int defaultTrainThreads(Precision p) { return p == Precision::kBf16 ? defaultEvalThreads() : kDefaultCpuThreads; }
+
+bool cpuHasNativeBf16() {
+  const auto& flags = cpuInfo().flags;
+  return std::find(flags.begin(), flags.end(), "avx512_bf16") != flags.end() || std::find(flags.begin(), flags.end(), "amx_bf16") != flags.end();
+}
+
+PrecisionChoice parsePrecisionChoice(const std::string& name) {
+  if (name == "fp32") return PrecisionChoice::kFp32;
+  if (name == "bf16") return PrecisionChoice::kBf16;
+  if (name == "auto") return PrecisionChoice::kAuto;
+  throw std::invalid_argument("precision: unknown precision '" + name + "', expected fp32, bf16 or auto");
+}
+
+std::string precisionChoiceName(PrecisionChoice c) {
+  return c == PrecisionChoice::kAuto ? "auto" : c == PrecisionChoice::kBf16 ? "bf16" : "fp32";
+}
+
+Precision resolvePrecision(PrecisionChoice c) {
+  if (c == PrecisionChoice::kFp32) return Precision::kFp32;
+  if (c == PrecisionChoice::kBf16) return Precision::kBf16;
+  // With oneDNN held below AVX-512, CPU bf16 runs LibTorch's own (emulated, slow) kernels: fp32 then.
+  return (cpuHasNativeBf16() && !onednnLacksBf16()) || torch::cuda::is_available() ? Precision::kBf16 : Precision::kFp32;
+}
+
+Precision parsePrecision(const std::string& name) { return resolvePrecision(parsePrecisionChoice(name)); }
+
+std::string precisionName(Precision p) { return p == Precision::kBf16 ? "bf16" : "fp32"; }
+
+// The autocast API was renamed in LibTorch 2.4 (device-type arguments instead of per-device names).
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define ROBUSTLAB_AUTOCAST_V2 1
+#endif
+
+bool onednnLacksBf16() {
+  static const bool lacks = [] {
+    const char* v = std::getenv("ONEDNN_MAX_CPU_ISA");
+    if (!v || !*v) v = std::getenv("DNNL_MAX_CPU_ISA");
+    if (!v || !*v) return false;
+    std::string isa = v;
+    for (auto& ch : isa) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    return !(isa == "ALL" || isa.rfind("AVX512_CORE", 0) == 0 || isa.rfind("AVX10", 0) == 0);
+  }();
+  return lacks;
+}
+
+PrecisionGuard::PrecisionGuard(Precision p) {
+  if (p != Precision::kBf16) return;
+  active_ = true;
+  if (onednnLacksBf16() && at::globalContext().userEnabledMkldnn()) {
+    at::globalContext().setUserEnabledMkldnn(false);
+    mkldnnOff_ = true;
+  }
+#ifdef ROBUSTLAB_AUTOCAST_V2
+  cpuWas_ = at::autocast::is_autocast_enabled(at::kCPU);
+  cudaWas_ = at::autocast::is_autocast_enabled(at::kCUDA);
+  cpuDtypeWas_ = at::autocast::get_autocast_dtype(at::kCPU);
+  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCPU, true);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+  cpuWas_ = at::autocast::is_cpu_enabled();
+  cudaWas_ = at::autocast::is_enabled();
+  cpuDtypeWas_ = at::autocast::get_autocast_cpu_dtype();
+  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+  at::autocast::set_cpu_enabled(true);
+  at::autocast::set_enabled(true);
+#endif
+}
+
+PrecisionGuard::~PrecisionGuard() {
+  if (!active_) return;
+  if (mkldnnOff_) at::globalContext().setUserEnabledMkldnn(true);
+#ifdef ROBUSTLAB_AUTOCAST_V2
+  at::autocast::set_autocast_enabled(at::kCPU, cpuWas_);
+  at::autocast::set_autocast_enabled(at::kCUDA, cudaWas_);
+  at::autocast::set_autocast_dtype(at::kCPU, cpuDtypeWas_);
+#else
+  at::autocast::set_cpu_enabled(cpuWas_);
+  at::autocast::set_enabled(cudaWas_);
+  at::autocast::set_autocast_cpu_dtype(cpuDtypeWas_);
+#endif
+  at::autocast::clear_cache();
+}
+
+at::ScalarType cpuComputeDtype(const torch::Tensor& x) {
+#ifdef ROBUSTLAB_AUTOCAST_V2
+  const bool on = at::autocast::is_autocast_enabled(at::kCPU);
+  const auto dtype = at::autocast::get_autocast_dtype(at::kCPU);
+#else
+  const bool on = at::autocast::is_cpu_enabled();
+  const auto dtype = at::autocast::get_autocast_cpu_dtype();
+#endif
+  return on && x.scalar_type() == torch::kFloat32 ? dtype : x.scalar_type();
+}
+
+void tuneAllocator() {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest allowed value on 64-bit
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
+
+void seedEverything(uint64_t seed) { torch::manual_seed(seed); }
+
+at::Generator makeGenerator(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+
+}  // namespace robustlab

@@ -1,0 +1,193 @@
+#include "framework/training/trainer.h"
+
+#include "data/h5io.h"
+#include "framework/runtime/progress.h"
+#include "framework/runtime/runtime.h"
+
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/adam.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/sgd.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <stdexcept>
+
+namespace robustlab {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+double scheduledLr(const OptimizerOptions& o, int64_t epoch, int64_t epochs, int64_t step, int64_t stepsPerEpoch) {
+  if (o.schedule == "constant") return o.lr;
+  if (o.schedule == "cosine") {
+    const double t = static_cast<double>(epoch * stepsPerEpoch + step) / static_cast<double>(epochs * stepsPerEpoch);
+    return o.lr * 0.5 * (1.0 + std::cos(kPi * t));
+  }
+  // step
+  int64_t drops = 0;
+  if (o.stepEpochs > 0) drops = epoch / o.stepEpochs;
+  else drops = (epoch >= epochs / 2 ? 1 : 0) + (epoch >= (3 * epochs) / 4 ? 1 : 0);
+  return o.lr * std::pow(o.gamma, static_cast<double>(drops));
+}
+
+std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const OptimizerOptions& o, std::vector<torch::Tensor> params) {
+  if (o.name == "sgd")
+    return std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weightDecay));
+  return std::make_unique<torch::optim::Adam>(
+      params, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weightDecay));
+}
+
+/// Scores `objective` on `val` without updating anything.
+std::pair<double, double> validate(ClassifierImpl& model, TrainingObjective& objective, const Dataset& val, torch::Device device,
+                                   int64_t batchSize, uint64_t seed) {
+  const bool wasTraining = model.is_training();
+  model.eval();
+  objective.setTraining(false);
+  double lossSum = 0;
+  int64_t correct = 0, count = 0, n = 0;
+  auto gen = makeGenerator(seed ^ 0x9e3779b97f4a7c15ULL);
+  for (int64_t b = 0; b < val.size(); b += batchSize) {
+    const int64_t e = std::min(b + batchSize, val.size());
+    auto x = val.images.slice(0, b, e).to(device);
+    auto y = val.labels.slice(0, b, e).to(device);
+    if (objective.classifies()) {
+      torch::NoGradGuard noGrad;
+      auto logits = model.forward(x);
+      lossSum += torch::nn::functional::cross_entropy(logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
+      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+      count += e - b;
+    } else {
+      torch::NoGradGuard noGrad;
+      auto out = objective.batch(model, x, y, gen);
+      lossSum += out.loss.item<double>() * static_cast<double>(e - b);
+      correct += out.correct;
+      count += out.count;
+    }
+    n += e - b;
+  }
+  model.train(wasTraining);
+  objective.setTraining(wasTraining);
+  return {n ? lossSum / n : NAN, count ? static_cast<double>(correct) / count : NAN};
+}
+
+}  // namespace
+
+void OptimizerOptions::validate() const {
+  if (name != "sgd" && name != "adam") throw std::invalid_argument("optimizer: unknown optimizer '" + name + "', expected sgd or adam");
+  if (!(lr > 0)) throw std::invalid_argument("lr: must be > 0");
+  if (!(momentum >= 0 && momentum < 1)) throw std::invalid_argument("momentum: must be in [0, 1)");
+  if (nesterov && momentum == 0) throw std::invalid_argument("nesterov: needs momentum > 0");
+  if (!(weightDecay >= 0)) throw std::invalid_argument("weight_decay: must be >= 0");
+  if (schedule != "constant" && schedule != "cosine" && schedule != "step")
+    throw std::invalid_argument("schedule: unknown schedule '" + schedule + "', expected constant, cosine or step");
+  if (!(gamma > 0 && gamma <= 1)) throw std::invalid_argument("gamma: must be in (0, 1]");
+  if (stepEpochs < 0) throw std::invalid_argument("step_epochs: must be >= 0");
+  if (!(clipGradNorm >= 0)) throw std::invalid_argument("clip_grad_norm: must be >= 0");
+}
+
+void TrainOptions::validate() const {
+  if (epochs < 0) throw std::invalid_argument("epochs: must be >= 0, got " + std::to_string(epochs));
+  if (batchSize <= 0) throw std::invalid_argument("batch_size: must be > 0, got " + std::to_string(batchSize));
+  optim.validate();
+}
+
+TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Dataset& trainSet, const Dataset& val,
+                   const TrainOptions& opt, torch::Device device) {
+  opt.validate();
+  if (trainSet.size() == 0) throw std::invalid_argument("training set is empty");
+  model.to(device);
+  objective.to(device);
+  if (opt.headOnly) model.freezeBackbone(true);
+  std::vector<torch::Tensor> params;
+  for (auto& p : model.parameters())
+    if (p.requires_grad()) params.push_back(p);
+  for (auto& p : objective.extraParameters()) params.push_back(p);
+  auto optimizer = makeOptimizer(opt.optim, params);
+  auto gen = makeGenerator(opt.seed);
+  const int64_t n = trainSet.size();
+  const int64_t stepsPerEpoch = (n + opt.batchSize - 1) / opt.batchSize;
+  TrainHistory history;
+  Progress progress(opt.label, opt.epochs * n);
+  for (int64_t epoch = 0; epoch < opt.epochs; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    model.train();
+    if (opt.headOnly) model.backbone()->eval();
+    objective.setTraining(true);
+    auto perm = torch::randperm(n, gen, torch::kInt64);
+    double lossSum = 0, lr = opt.optim.lr;
+    int64_t correct = 0, count = 0;
+    for (int64_t s = 0; s < stepsPerEpoch; ++s) {
+      auto idx = perm.slice(0, s * opt.batchSize, std::min(n, (s + 1) * opt.batchSize));
+      auto x = trainSet.images.index_select(0, idx).to(device);
+      auto y = trainSet.labels.index_select(0, idx).to(device);
+      lr = scheduledLr(opt.optim, epoch, opt.epochs, s, stepsPerEpoch);
+      for (auto& g : optimizer->param_groups()) g.options().set_lr(lr);
+      optimizer->zero_grad();
+      BatchOutput out;
+      {
+        PrecisionGuard precision(opt.precision);
+        out = objective.batch(model, x, y, gen);
+      }
+      out.loss.backward();
+      if (opt.optim.clipGradNorm > 0) torch::nn::utils::clip_grad_norm_(params, opt.optim.clipGradNorm);
+      optimizer->step();
+      lossSum += out.loss.item<double>() * static_cast<double>(idx.size(0));
+      correct += out.correct;
+      count += out.count;
+      char status[96];
+      std::snprintf(status, sizeof status, "epoch %lld/%lld loss %.4f", static_cast<long long>(epoch + 1),
+                    static_cast<long long>(opt.epochs), lossSum / static_cast<double>(std::min(n, (s + 1) * opt.batchSize)));
+      progress.advance(idx.size(0), status);
+    }
+    EpochRecord rec;
+    rec.epoch = epoch + 1;
+    rec.lr = lr;
+    rec.loss = lossSum / static_cast<double>(n);
+    rec.accuracy = count ? static_cast<double>(correct) / static_cast<double>(count) : NAN;
+    if (val.size() > 0) std::tie(rec.valLoss, rec.valAccuracy) = validate(model, objective, val, device, 1000, opt.seed + epoch);
+    rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    history.push_back(rec);
+  }
+  progress.finish();
+  if (opt.headOnly) model.freezeBackbone(false);
+  model.eval();
+  return history;
+}
+
+torch::Tensor predict(ClassifierImpl& model, const torch::Tensor& images, torch::Device device, int64_t batchSize) {
+  const bool wasTraining = model.is_training();
+  model.eval();
+  torch::NoGradGuard noGrad;
+  std::vector<torch::Tensor> preds;
+  for (int64_t b = 0; b < images.size(0); b += batchSize)
+    preds.push_back(model.forward(images.slice(0, b, std::min(b + batchSize, images.size(0))).to(device)).argmax(1).cpu());
+  model.train(wasTraining);
+  return preds.empty() ? torch::empty({0}, torch::kInt64) : torch::cat(preds);
+}
+
+double accuracy(ClassifierImpl& model, const Dataset& ds, torch::Device device, int64_t batchSize) {
+  if (ds.size() == 0) return NAN;
+  return predict(model, ds.images, device, batchSize).eq(ds.labels).to(torch::kFloat64).mean().item<double>();
+}
+
+void writeHistory(H5File& f, const std::string& group, const TrainHistory& h) {
+  auto column = [&](auto getter) {
+    std::vector<double> v;
+    for (const auto& r : h) v.push_back(getter(r));
+    return torch::tensor(v, torch::kFloat64);
+  };
+  f.createGroup(group);
+  f.writeTensor(group + "/epoch", column([](const EpochRecord& r) { return static_cast<double>(r.epoch); }));
+  f.writeTensor(group + "/lr", column([](const EpochRecord& r) { return r.lr; }));
+  f.writeTensor(group + "/loss", column([](const EpochRecord& r) { return r.loss; }));
+  f.writeTensor(group + "/accuracy", column([](const EpochRecord& r) { return r.accuracy; }));
+  f.writeTensor(group + "/val_loss", column([](const EpochRecord& r) { return r.valLoss; }));
+  f.writeTensor(group + "/val_accuracy", column([](const EpochRecord& r) { return r.valAccuracy; }));
+  f.writeTensor(group + "/seconds", column([](const EpochRecord& r) { return r.seconds; }));
+}
+
+}  // namespace robustlab

@@ -1,0 +1,61 @@
+#pragma once
+// One training loop for supervised, adversarial and self-supervised training, pre-training and
+// fine-tuning alike: the objective decides the loss, the options decide the optimisation.
+#include "data/dataset.h"
+#include "framework/models/model.h"
+#include "framework/training/objectives.h"
+#include "framework/runtime/runtime.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace robustlab {
+
+class H5File;
+
+struct OptimizerOptions {
+  std::string name = "sgd";      ///< sgd | adam
+  double lr = 0.05;
+  double momentum = 0.9;         ///< sgd
+  bool nesterov = false;         ///< sgd
+  double weightDecay = 5e-4;
+  double beta1 = 0.9, beta2 = 0.999;  ///< adam
+  std::string schedule = "cosine";    ///< constant | cosine (per step) | step
+  int64_t stepEpochs = 0;             ///< step: decay every this many epochs (0: at 50% and 75%)
+  double gamma = 0.1;                 ///< step: decay factor
+  double clipGradNorm = 0;            ///< clip the global gradient norm to this (0: off)
+  void validate() const;
+};
+
+struct TrainOptions {
+  int64_t epochs = 5;
+  int64_t batchSize = 128;
+  OptimizerOptions optim;
+  uint64_t seed = 0;       ///< data order and objective randomness
+  bool headOnly = false;   ///< linear probe: train the head only, backbone (and its BatchNorm) frozen
+  std::string label = "train";  ///< progress label
+  Precision precision = Precision::kFp32;
+  void validate() const;
+};
+
+struct EpochRecord {
+  int64_t epoch = 0;
+  double lr = 0, loss = 0, accuracy = NAN, valLoss = NAN, valAccuracy = NAN, seconds = 0;
+};
+using TrainHistory = std::vector<EpochRecord>;
+
+/// Trains `model` on `train` with `objective`; `val` (may be empty) is scored after every epoch.
+/// Returns per-epoch curves. Throws std::invalid_argument on bad options.
+TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Dataset& trainSet, const Dataset& val,
+                   const TrainOptions& options, torch::Device device);
+
+/// Predicted classes (eval mode, restored afterwards).
+torch::Tensor predict(ClassifierImpl& model, const torch::Tensor& images, torch::Device device, int64_t batchSize = 1000);
+/// Clean accuracy in [0,1].
+double accuracy(ClassifierImpl& model, const Dataset& ds, torch::Device device, int64_t batchSize = 1000);
+
+/// Stores curves as /<group>/{epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds}.
+void writeHistory(H5File& f, const std::string& group, const TrainHistory& h);
+
+}  // namespace robustlab
