@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Slurm backend against a real one-node Slurm (scripts/slurm-local.sh): the example sweep runs
+# The Slurm backends against a real one-node Slurm (scripts/slurm-local.sh): the example sweep runs
 # with the local backend and as a Slurm job array, and the two collected tables must hold the same
 # numbers. Exit 77 (reported as skipped by CTest, never as passed) when Slurm cannot start here.
 #   tests/slurm_sweep.sh BINARY SOURCE_DIR
@@ -29,3 +29,19 @@ else
   echo "slurm and local tables differ"
   exit 1
 fi
+
+# One experiment's units as Slurm job arrays (robustlab run --backend slurm): pre-trainings, then
+# arms, then the merge job; the results must hold the same numbers as the same run in-process.
+"$bin" run "$cfg" -o "$work/run-local/x.h5" -q >/dev/null || { echo "in-process run failed"; exit 1; }
+"$bin" run "$cfg" -o "$work/run-slurm/x.h5" --backend slurm --cpus 1 || { echo "run submission failed"; exit 1; }
+for _ in $(seq 1 900); do
+  [ -f "$work/run-slurm/x.h5" ] && [ -f "$work/run-slurm/x-report/report.html" ] && break
+  if ls "$work"/run-slurm/x.units/logs/slurm-*.log >/dev/null 2>&1 && grep -l "error" "$work"/run-slurm/x.units/logs/slurm-*.log; then
+    cat "$work"/run-slurm/x.units/logs/slurm-*.log; exit 1
+  fi
+  sleep 1
+done
+[ -f "$work/run-slurm/x.h5" ] || { echo "the merge job wrote no results"; cat "$work"/run-slurm/x.units/logs/slurm-*.log; exit 1; }
+ls "$work"/run-slurm/x.units/logs/
+python3 "$src/tests/compare_results.py" "$work/run-local/x.h5" "$work/run-slurm/x.h5" || { echo "slurm and in-process runs differ"; exit 1; }
+echo "run --backend slurm and in-process results identical"
