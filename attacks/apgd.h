@@ -17,6 +17,16 @@ class ApgdCe : public Attack {
 
  protected:
   torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) override;
+
+ private:
+  /// One restart on the examples (xs, ys, ts): the highest-loss point, an adversarial point where one
+  /// was found, the best loss and which examples stayed robust.
+  struct RestartResult {
+    torch::Tensor xBest, xBestAdv, lossBest, robust;
+  };
+  RestartResult restart(ClassifierImpl& model, const torch::Tensor& xs, const torch::Tensor& ys, const torch::Tensor& ts);
+  /// A random point on the boundary of the eps-ball around xs (as AutoAttack starts).
+  torch::Tensor boundaryStart(const torch::Tensor& xs);
 };
 
 }  // namespace robustlab

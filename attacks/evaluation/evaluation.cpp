@@ -38,6 +38,96 @@ const AttackRun* EvalResult::find(const std::string& attack, double eps) const {
   return nullptr;
 }
 
+namespace {
+
+/// An eps-0 attack returns its input (the eps_zero_identity sanity check runs the real attacks at
+/// eps 0 to prove it), so the clean predictions are its result.
+AttackRun zeroEpsRun(const AttackSpec& spec, const EvalResult& r) {
+  AttackRun run;
+  run.attack = makeAttack(spec.name, spec.options)->name();
+  run.eps = 0;
+  run.advPred = r.cleanPred.clone();
+  run.robust = r.cleanCorrect.clone();
+  run.robustAccuracy = r.cleanAccuracy;
+  run.examples = r.exampleInputs.to(torch::kFloat32);
+  return run;
+}
+
+/// The run's accuracy, success rate and perturbation norms from its per-batch pieces.
+void summarise(AttackRun& run, const EvalResult& r, Norm norm, const std::vector<torch::Tensor>& preds, const std::vector<torch::Tensor>& linf,
+               const std::vector<torch::Tensor>& l2) {
+  const int64_t cleanCorrectCount = r.cleanCorrect.sum().item<int64_t>();
+  run.advPred = torch::cat(preds);
+  run.robust = r.cleanCorrect & run.advPred.eq(r.labels);
+  run.robustAccuracy = run.robust.to(torch::kFloat64).mean().item<double>();
+  const auto fooled = r.cleanCorrect & run.advPred.ne(r.labels);
+  run.successRate = cleanCorrectCount ? fooled.sum().item<double>() / static_cast<double>(cleanCorrectCount) : 0.0;
+  const auto linfAll = torch::cat(linf), l2All = torch::cat(l2);
+  const auto& ownNorm = norm == Norm::kLinf ? linfAll : l2All;
+  run.maxNorm = ownNorm.max().item<double>();
+  run.meanNorm = fooled.any().item<bool>() ? ownNorm.index({fooled}).mean().item<double>() : 0.0;
+  run.meanLinf = linfAll.mean().item<double>();
+  run.meanL2 = l2All.mean().item<double>();
+}
+
+/// One attack at one eps > 0 over the whole set, batch by batch.
+AttackRun attackRun(ClassifierImpl& model, const Dataset& data, const AttackSpec& spec, double eps, const EvalOptions& options,
+                    torch::Device device, const EvalResult& r, Progress& progress) {
+  const int64_t n = data.size(), keep = r.exampleInputs.size(0);
+  AttackOptions o = spec.options;
+  o.eps = eps;
+  o.norm = options.norm;
+  auto attack = makeAttack(spec.name, o);
+  AttackRun run;
+  run.attack = attack->name();
+  run.eps = eps;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<torch::Tensor> preds, linf, l2;
+  int64_t zero = 0, total = 0;
+  for (int64_t b = 0; b < n; b += options.batchSize) {
+    const int64_t e = std::min(n, b + options.batchSize);
+    const auto xb = data.images.slice(0, b, e);
+    const auto xadv = attack->perturb(model, xb.to(device), data.labels.slice(0, b, e).to(device)).cpu();
+    zero += attack->stats().zeroGradElements;
+    total += attack->stats().gradElements;
+    run.gradientEvaluations += attack->stats().gradientEvaluations;
+    preds.push_back(predict(model, xadv, device, options.batchSize));
+    const auto delta = xadv - xb;
+    linf.push_back(perExampleNorm(delta, Norm::kLinf));
+    l2.push_back(perExampleNorm(delta, Norm::kL2));
+    if (b < keep) {
+      const auto part = xadv.slice(0, 0, std::min(keep - b, e - b)).to(torch::kFloat32);
+      run.examples = run.examples.defined() ? torch::cat({run.examples, part}) : part;
+    }
+    char status[64];
+    std::snprintf(status, sizeof status, "%s eps=%g", run.attack.c_str(), eps);
+    progress.advance(e - b, status);
+  }
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  summarise(run, r, options.norm, preds, linf, l2);
+  run.zeroGradFraction = total ? static_cast<double>(zero) / static_cast<double>(total) : 0.0;
+  return run;
+}
+
+/// Worst case over attacks per eps, and its envelope: fooled at a smaller eps means fooled at every
+/// larger one, so the envelope never rises.
+void worstCase(EvalResult& r) {
+  const int64_t n = r.labels.size(0), E = static_cast<int64_t>(r.epsGrid.size());
+  r.worstRobust = torch::zeros({n, E}, torch::kBool);
+  auto envelope = r.cleanCorrect.clone();
+  for (int64_t e = 0; e < E; ++e) {
+    auto raw = r.cleanCorrect.clone();
+    for (const auto& run : r.runs)
+      if (run.eps == r.epsGrid[e]) raw &= run.robust;
+    r.rawWorstAccuracy.push_back(raw.to(torch::kFloat64).mean().item<double>());
+    envelope &= raw;
+    r.worstRobust.select(1, e).copy_(envelope);
+    r.worstAccuracy.push_back(envelope.to(torch::kFloat64).mean().item<double>());
+  }
+}
+
+}  // namespace
+
 EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOptions& options, torch::Device device) {
   options.validate();
   model.to(device);
@@ -51,87 +141,21 @@ EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOption
   r.cleanPred = predict(model, data.images, device, options.batchSize);
   r.cleanCorrect = r.cleanPred.eq(r.labels);
   r.cleanAccuracy = r.cleanCorrect.to(torch::kFloat64).mean().item<double>();
-  const int64_t keep = std::min(options.keepExamples, n);
-  r.exampleInputs = data.images.slice(0, 0, keep).clone();
-  const int64_t cleanCorrectCount = r.cleanCorrect.sum().item<int64_t>();
+  r.exampleInputs = data.images.slice(0, 0, std::min(options.keepExamples, n)).clone();
 
   Progress progress("attack", static_cast<int64_t>(options.attacks.size() * options.epsGrid.size()) * n, options.progress);
   for (const auto& spec : options.attacks) {
     for (double eps : options.epsGrid) {
       if (eps == 0) {
-        // An eps-0 attack returns its input (the eps_zero_identity sanity check runs the real
-        // attacks at eps 0 to prove it), so the clean predictions are its result.
-        AttackRun run;
-        run.attack = makeAttack(spec.name, spec.options)->name();
-        run.eps = 0;
-        run.advPred = r.cleanPred.clone();
-        run.robust = r.cleanCorrect.clone();
-        run.robustAccuracy = r.cleanAccuracy;
-        run.examples = r.exampleInputs.to(torch::kFloat32);
-        r.runs.push_back(std::move(run));
+        r.runs.push_back(zeroEpsRun(spec, r));
         progress.advance(n);
         continue;
       }
-      AttackOptions o = spec.options;
-      o.eps = eps;
-      o.norm = options.norm;
-      auto attack = makeAttack(spec.name, o);
-      AttackRun run;
-      run.attack = attack->name();
-      run.eps = eps;
-      const auto t0 = std::chrono::steady_clock::now();
-      std::vector<torch::Tensor> preds, linf, l2, own;
-      int64_t zero = 0, total = 0;
-      for (int64_t b = 0; b < n; b += options.batchSize) {
-        const int64_t e = std::min(n, b + options.batchSize);
-        const auto xb = data.images.slice(0, b, e);
-        const auto xadv = attack->perturb(model, xb.to(device), data.labels.slice(0, b, e).to(device)).cpu();
-        zero += attack->stats().zeroGradElements;
-        total += attack->stats().gradElements;
-        run.gradientEvaluations += attack->stats().gradientEvaluations;
-        preds.push_back(predict(model, xadv, device, options.batchSize));
-        const auto delta = xadv - xb;
-        linf.push_back(perExampleNorm(delta, Norm::kLinf));
-        l2.push_back(perExampleNorm(delta, Norm::kL2));
-        if (b < keep) {
-          const auto part = xadv.slice(0, 0, std::min(keep - b, e - b)).to(torch::kFloat32);
-          run.examples = run.examples.defined() ? torch::cat({run.examples, part}) : part;
-        }
-        char status[64];
-        std::snprintf(status, sizeof status, "%s eps=%g", run.attack.c_str(), eps);
-        progress.advance(e - b, status);
-      }
-      run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      run.advPred = torch::cat(preds);
-      run.robust = r.cleanCorrect & run.advPred.eq(r.labels);
-      run.robustAccuracy = run.robust.to(torch::kFloat64).mean().item<double>();
-      const auto fooled = r.cleanCorrect & run.advPred.ne(r.labels);
-      run.successRate = cleanCorrectCount ? fooled.sum().item<double>() / static_cast<double>(cleanCorrectCount) : 0.0;
-      const auto linfAll = torch::cat(linf), l2All = torch::cat(l2);
-      const auto& ownNorm = options.norm == Norm::kLinf ? linfAll : l2All;
-      run.maxNorm = ownNorm.max().item<double>();
-      run.meanNorm = fooled.any().item<bool>() ? ownNorm.index({fooled}).mean().item<double>() : 0.0;
-      run.meanLinf = linfAll.mean().item<double>();
-      run.meanL2 = l2All.mean().item<double>();
-      run.zeroGradFraction = total ? static_cast<double>(zero) / static_cast<double>(total) : 0.0;
-      r.runs.push_back(std::move(run));
+      r.runs.push_back(attackRun(model, data, spec, eps, options, device, r, progress));
     }
   }
   progress.finish();
-
-  const int64_t E = static_cast<int64_t>(options.epsGrid.size());
-  r.worstRobust = torch::zeros({n, E}, torch::kBool);
-  auto envelope = r.cleanCorrect.clone();
-  for (int64_t e = 0; e < E; ++e) {
-    auto raw = r.cleanCorrect.clone();
-    for (const auto& run : r.runs)
-      if (run.eps == options.epsGrid[e]) raw &= run.robust;
-    r.rawWorstAccuracy.push_back(raw.to(torch::kFloat64).mean().item<double>());
-    // Fooled at a smaller eps means fooled at every larger one: the envelope never rises.
-    envelope &= raw;
-    r.worstRobust.select(1, e).copy_(envelope);
-    r.worstAccuracy.push_back(envelope.to(torch::kFloat64).mean().item<double>());
-  }
+  worstCase(r);
   if (options.sanityChecks) runSanityChecks(model, data, options, device, r);
   return r;
 }

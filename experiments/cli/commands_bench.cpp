@@ -171,12 +171,35 @@ void benchFirstConv(const Dataset& testSet, const std::vector<std::string>& prec
   }
 }
 
-}  // namespace
+void writeBenchTable(const std::string& out, const std::vector<Row>& rows, torch::Device device, const std::string& command) {
+  writeH5Atomically(out, [&](H5File& f) {
+    f.setAttr("/", "format", std::string("robustlab-bench-1"));
+    f.setAttr("/", "device", device.str());
+    writeMachineFacts(f, "/");
+    f.setAttr("/", "command", command);
+    std::vector<std::string> precisions;
+    std::vector<int64_t> threads;
+    auto col = [&](double Row::*m) {
+      std::vector<double> v;
+      for (const auto& r : rows) v.push_back(r.*m);
+      return torch::tensor(v, torch::kFloat64);
+    };
+    for (const auto& r : rows) {
+      precisions.push_back(r.precision);
+      threads.push_back(r.threads);
+    }
+    f.writeStrings("/precision", precisions);
+    f.writeTensor("/threads", torch::tensor(threads, torch::kInt64));
+    f.writeTensor("/train_images_per_s", col(&Row::train));
+    f.writeTensor("/pgd10_adv_train_images_per_s", col(&Row::advTrain));
+    f.writeTensor("/pgd20_image_steps_per_s", col(&Row::pgd));
+    f.writeTensor("/pgd20_early_stop_image_steps_per_s", col(&Row::pgdEarly));
+    f.writeTensor("/fgsm_images_per_s", col(&Row::fgsm));
+    f.writeTensor("/peak_rss_mib", col(&Row::rss));
+  });
+}
 
-int cmdBench(int argc, char** argv) {
-  cxxopts::Options opts("robustlab bench",
-                        "Measure the default small CNN on Fashion-MNIST: clean and PGD-10 adversarial training, PGD-20 and FGSM "
-                        "evaluation, peak memory; prints a table and writes HDF5");
+void addBenchOptions(cxxopts::Options& opts) {
   opts.add_options()
       ("train-images", "training images per clean epoch", cxxopts::value<int64_t>()->default_value("60000"))
       ("adv-train-images", "training images for PGD-10 adversarial training", cxxopts::value<int64_t>()->default_value("6000"))
@@ -193,6 +216,15 @@ int cmdBench(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("o,out", "HDF5 file for the table (empty: none)", cxxopts::value<std::string>()->default_value("results/bench.h5"))
       ("h,help", "show this help");
+}
+
+}  // namespace
+
+int cmdBench(int argc, char** argv) {
+  cxxopts::Options opts("robustlab bench",
+                        "Measure the default small CNN on Fashion-MNIST: clean and PGD-10 adversarial training, PGD-20 and FGSM "
+                        "evaluation, peak memory; prints a table and writes HDF5");
+  addBenchOptions(opts);
   cxxopts::ParseResult args;
   if (!parseOrHelp(opts, argc, argv, args)) return 0;
   Progress::setQuiet(true);
@@ -228,31 +260,7 @@ int cmdBench(int argc, char** argv) {
   }
   const std::string out = args["out"].as<std::string>();
   if (!out.empty()) {
-    writeH5Atomically(out, [&](H5File& f) {
-      f.setAttr("/", "format", std::string("robustlab-bench-1"));
-      f.setAttr("/", "device", device.str());
-      writeMachineFacts(f, "/");
-      f.setAttr("/", "command", commandLine(argc, argv));
-      std::vector<std::string> precisions;
-      std::vector<int64_t> threads;
-      auto col = [&](double Row::*m) {
-        std::vector<double> v;
-        for (const auto& r : rows) v.push_back(r.*m);
-        return torch::tensor(v, torch::kFloat64);
-      };
-      for (const auto& r : rows) {
-        precisions.push_back(r.precision);
-        threads.push_back(r.threads);
-      }
-      f.writeStrings("/precision", precisions);
-      f.writeTensor("/threads", torch::tensor(threads, torch::kInt64));
-      f.writeTensor("/train_images_per_s", col(&Row::train));
-      f.writeTensor("/pgd10_adv_train_images_per_s", col(&Row::advTrain));
-      f.writeTensor("/pgd20_image_steps_per_s", col(&Row::pgd));
-      f.writeTensor("/pgd20_early_stop_image_steps_per_s", col(&Row::pgdEarly));
-      f.writeTensor("/fgsm_images_per_s", col(&Row::fgsm));
-      f.writeTensor("/peak_rss_mib", col(&Row::rss));
-    });
+    writeBenchTable(out, rows, device, commandLine(argc, argv));
     std::printf("wrote %s\n", out.c_str());
   }
   return 0;

@@ -63,18 +63,19 @@ std::string describe(const std::vector<std::pair<std::string, std::string>>& par
   return s;
 }
 
-Sweep planSweep(const std::string& path, const std::vector<std::string>& overrides, const std::string& dirOverride) {
-  toml::table table = parseTomlFile(path);
-  const toml::node* sweepNode = table.get("sweep");
-  if (!sweepNode || !sweepNode->is_table()) throw ConfigError(path + ": no [sweep] table: nothing to sweep (see README.md, Sweeps)");
-  const toml::table sweepTable = *sweepNode->as_table();
-  TomlReader r(sweepTable, path, "sweep");
-  const std::string mode = r.choice("mode", "grid", {"grid", "random", "both"});
-  const int64_t samples = r.integer("samples", mode == "grid" ? 1 : 0, 0, 100000);
-  const uint64_t seed = static_cast<uint64_t>(r.integer("seed", 0, 0));
-  std::string dir = r.str("dir", "");
-  if (!dirOverride.empty()) dir = dirOverride;
-  // Grid: key -> list of TOML values.
+namespace {
+
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+struct SweepSpec {
+  std::string mode, dir;
+  int64_t samples = 1;
+  uint64_t seed = 0;
+  std::vector<std::pair<std::string, std::vector<std::string>>> grid;  ///< key -> TOML values
+  std::vector<RandomParam> random;
+};
+
+std::vector<std::pair<std::string, std::vector<std::string>>> readGrid(TomlReader& r, const toml::table& sweepTable) {
   std::vector<std::pair<std::string, std::vector<std::string>>> grid;
   if (r.has("grid")) {
     r.sub("grid");
@@ -88,46 +89,61 @@ Sweep planSweep(const std::string& path, const std::vector<std::string>& overrid
       grid.emplace_back(key, values);
     }
   }
-  std::vector<RandomParam> random;
+  return grid;
+}
+
+RandomParam readRandomParam(const std::string& key, const toml::node& v, TomlReader& r, const std::string& path) {
+  if (!v.is_table()) r.fail("random", "'" + key + "' needs a table, e.g. { distribution = \"uniform\", low = 0.0, high = 1.0 }");
+  TomlReader pr(*v.as_table(), path, "sweep.random." + key);
+  RandomParam p;
+  p.key = key;
+  p.distribution = pr.choice("distribution", "", {"uniform", "log-uniform", "choice"});
+  p.low = pr.real("low", 0.0);
+  p.high = pr.real("high", 1.0);
+  p.integer = pr.boolean("integer", false);
+  if (const auto* vals = pr.raw("values")) {
+    if (!vals->is_array() || vals->as_array()->empty()) pr.fail("values", "choice needs a non-empty list of values");
+    for (const auto& e : *vals->as_array()) p.values.push_back(tomlText(e));
+  }
+  if (p.distribution == "choice" && p.values.empty()) pr.fail("values", "choice needs a non-empty list of values");
+  if (p.distribution != "choice" && !(p.low < p.high)) pr.fail("high", "needs low < high");
+  if (p.distribution == "log-uniform" && !(p.low > 0)) pr.fail("low", "log-uniform needs low > 0");
+  pr.rejectUnknown();
+  return p;
+}
+
+SweepSpec readSweepSpec(const toml::table& sweepTable, const std::string& path) {
+  TomlReader r(sweepTable, path, "sweep");
+  SweepSpec sp;
+  sp.mode = r.choice("mode", "grid", {"grid", "random", "both"});
+  sp.samples = r.integer("samples", sp.mode == "grid" ? 1 : 0, 0, 100000);
+  sp.seed = static_cast<uint64_t>(r.integer("seed", 0, 0));
+  sp.dir = r.str("dir", "");
+  sp.grid = readGrid(r, sweepTable);
   if (r.has("random")) {
     r.sub("random");
-    const auto* t = sweepTable.get("random")->as_table();
-    for (const auto& [k, v] : *t) {
-      const std::string key(k.str());
-      if (!v.is_table()) r.fail("random", "'" + key + "' needs a table, e.g. { distribution = \"uniform\", low = 0.0, high = 1.0 }");
-      TomlReader pr(*v.as_table(), path, "sweep.random." + key);
-      RandomParam p;
-      p.key = key;
-      p.distribution = pr.choice("distribution", "", {"uniform", "log-uniform", "choice"});
-      p.low = pr.real("low", 0.0);
-      p.high = pr.real("high", 1.0);
-      p.integer = pr.boolean("integer", false);
-      if (const auto* vals = pr.raw("values")) {
-        if (!vals->is_array() || vals->as_array()->empty()) pr.fail("values", "choice needs a non-empty list of values");
-        for (const auto& e : *vals->as_array()) p.values.push_back(tomlText(e));
-      }
-      if (p.distribution == "choice" && p.values.empty()) pr.fail("values", "choice needs a non-empty list of values");
-      if (p.distribution != "choice" && !(p.low < p.high)) pr.fail("high", "needs low < high");
-      if (p.distribution == "log-uniform" && !(p.low > 0)) pr.fail("low", "log-uniform needs low > 0");
-      pr.rejectUnknown();
-      random.push_back(p);
-    }
+    for (const auto& [k, v] : *sweepTable.get("random")->as_table()) sp.random.push_back(readRandomParam(std::string(k.str()), v, r, path));
   }
+  const auto& mode = sp.mode;
+  const auto& grid = sp.grid;
+  const auto& random = sp.random;
+  const auto samples = sp.samples;
   r.rejectUnknown();
   if ((mode == "grid" || mode == "both") && grid.empty()) r.fail("grid", "mode '" + mode + "' needs a [sweep.grid] with at least one key");
   if ((mode == "random" || mode == "both") && (random.empty() || samples < 1))
     r.fail("random", "mode '" + mode + "' needs a [sweep.random] with at least one key and samples >= 1");
 
-  table.erase("sweep");
-  std::ostringstream base;
-  base << table;
-  Sweep s;
-  s.sourceFile = path;
-  for (const auto& [k, _] : grid) s.keys.push_back(k);
-  if (mode != "grid")
-    for (const auto& p : random) s.keys.push_back(p.key);
+  return sp;
+}
 
-  // Grid points (row-major over the keys in file order), each with `samples` random draws.
+/// Every point's parameters: grid points row-major over the keys in file order, each with `samples`
+/// random draws.
+std::vector<Params> expandPoints(const SweepSpec& sp) {
+  const auto& mode = sp.mode;
+  const auto& grid = sp.grid;
+  const auto& random = sp.random;
+  const auto samples = sp.samples;
+  const auto seed = sp.seed;
   std::vector<std::vector<std::pair<std::string, std::string>>> combos(1);
   if (mode != "random")
     for (const auto& [key, values] : grid) {
@@ -151,6 +167,26 @@ Sweep planSweep(const std::string& path, const std::vector<std::string>& overrid
       all.push_back(params);
     }
   }
+  return all;
+}
+
+}  // namespace
+
+Sweep planSweep(const std::string& path, const std::vector<std::string>& overrides, const std::string& dirOverride) {
+  toml::table table = parseTomlFile(path);
+  const toml::node* sweepNode = table.get("sweep");
+  if (!sweepNode || !sweepNode->is_table()) throw ConfigError(path + ": no [sweep] table: nothing to sweep (see README.md, Sweeps)");
+  const SweepSpec sp = readSweepSpec(*sweepNode->as_table(), path);
+  std::string dir = dirOverride.empty() ? sp.dir : dirOverride;
+  const std::vector<Params> all = expandPoints(sp);
+  table.erase("sweep");
+  std::ostringstream base;
+  base << table;
+  Sweep s;
+  s.sourceFile = path;
+  for (const auto& [k, _] : sp.grid) s.keys.push_back(k);
+  if (sp.mode != "grid")
+    for (const auto& p : sp.random) s.keys.push_back(p.key);
   const Config baseConfig = parseConfig(base.str(), path, overrides);
   s.name = baseConfig.name;
   if (dir.empty()) dir = "results/sweep-" + s.name;

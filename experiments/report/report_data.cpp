@@ -39,6 +39,41 @@ class Reader {
 
 }  // namespace
 
+namespace {
+
+void readSanity(Reader& rd, ReportData& d, const std::string& arm) {
+  H5File& f = rd.file();
+  for (int64_t seed : d.seeds) {
+    const std::string ev = "/arms/" + arm + "/seed_" + std::to_string(seed) + "/eval";
+    rd.need(ev + "/sanity/names");
+    const auto names = f.readStrings(ev + "/sanity/names");
+    const auto details = f.readStrings(ev + "/sanity/details");
+    const auto passed = f.readTensor(ev + "/sanity/passed");
+    for (size_t i = 0; i < names.size(); ++i)
+      d.sanity.push_back({arm, seed, names[i], details[i], passed[static_cast<int64_t>(i)].item<int64_t>() != 0});
+  }
+}
+
+/// Gallery: the strongest attack's examples at the largest eps, first seed.
+void readGallery(Reader& rd, ReportData& d, const std::string& arm, const std::string& ev) {
+  H5File& f = rd.file();
+  rd.need(ev + "/example_inputs");
+  const auto inputs = f.readTensor(ev + "/example_inputs");
+  const auto labels = f.readTensor(ev + "/labels");
+  const auto cleanPred = f.readTensor(ev + "/clean_pred");
+  std::string attack = f.has(ev + "/attacks/apgd-ce") ? "apgd-ce" : f.has(ev + "/attacks/pgd") ? "pgd" : f.children(ev + "/attacks").front();
+  const std::string ag = ev + "/attacks/" + attack;
+  if (!f.has(ag + "/examples")) return;
+  const auto examples = f.readTensor(ag + "/examples");
+  const auto advPred = f.readTensor(ag + "/adv_pred");
+  const int64_t e = examples.size(0) - 1;
+  for (int64_t k = 0; k < std::min<int64_t>(4, inputs.size(0)); ++k)
+    d.gallery.push_back({arm, attack, d.eps[static_cast<size_t>(e)], inputs[k], examples[e][k], labels[k].item<int64_t>(),
+                         cleanPred[k].item<int64_t>(), advPred[k][e].item<int64_t>()});
+}
+
+}  // namespace
+
 ReportData readReportData(const std::string& path) {
   Reader rd(path);
   H5File& f = rd.file();
@@ -85,31 +120,8 @@ ReportData readReportData(const std::string& path) {
     a.trainEpoch = rd.vec(unit + "/train/epoch");
     a.trainLoss = rd.vec(unit + "/train/loss");
     a.trainValAccuracy = rd.vec(unit + "/train/val_accuracy");
-    for (int64_t seed : d.seeds) {
-      const std::string ev = "/arms/" + arm.name + "/seed_" + std::to_string(seed) + "/eval";
-      rd.need(ev + "/sanity/names");
-      const auto names = f.readStrings(ev + "/sanity/names");
-      const auto details = f.readStrings(ev + "/sanity/details");
-      const auto passed = f.readTensor(ev + "/sanity/passed");
-      for (size_t i = 0; i < names.size(); ++i)
-        d.sanity.push_back({arm.name, seed, names[i], details[i], passed[static_cast<int64_t>(i)].item<int64_t>() != 0});
-    }
-    // Gallery: the strongest attack's examples at the largest eps, first seed.
-    const std::string ev = unit + "/eval";
-    rd.need(ev + "/example_inputs");
-    const auto inputs = f.readTensor(ev + "/example_inputs");
-    const auto labels = f.readTensor(ev + "/labels");
-    const auto cleanPred = f.readTensor(ev + "/clean_pred");
-    std::string attack = f.has(ev + "/attacks/apgd-ce") ? "apgd-ce" : f.has(ev + "/attacks/pgd") ? "pgd" : f.children(ev + "/attacks").front();
-    const std::string ag = ev + "/attacks/" + attack;
-    if (f.has(ag + "/examples")) {
-      const auto examples = f.readTensor(ag + "/examples");
-      const auto advPred = f.readTensor(ag + "/adv_pred");
-      const int64_t e = examples.size(0) - 1;
-      for (int64_t k = 0; k < std::min<int64_t>(4, inputs.size(0)); ++k)
-        d.gallery.push_back({arm.name, attack, d.eps[static_cast<size_t>(e)], inputs[k], examples[e][k], labels[k].item<int64_t>(),
-                             cleanPred[k].item<int64_t>(), advPred[k][e].item<int64_t>()});
-    }
+    readSanity(rd, d, arm.name);
+    readGallery(rd, d, arm.name, unit + "/eval");
     d.arms.push_back(std::move(a));
   }
   for (const auto& arm : c.runArms()) {

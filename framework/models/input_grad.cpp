@@ -80,6 +80,46 @@ std::optional<std::vector<Saved>> plainLayers(ClassifierImpl& model) {
 
 bool supportsManualInputGrad(ClassifierImpl& model) { return plainLayers(model).has_value(); }
 
+namespace {
+
+/// Layer i's convolution forward, saving what its backward needs; a following ReLU is fused into
+/// robustlab's own kernels where they run (the same numbers as at::relu of it), and i then skips it.
+torch::Tensor convForward(std::vector<Saved>& saved, size_t& i, const torch::Tensor& h) {
+  Saved& s = saved[i];
+  auto& c = *dynamic_cast<ConvImpl*>(s.module);
+  s.in = h;
+  if (c.kernelsFor(h)) {
+    const bool fuse = i + 1 < saved.size() && saved[i + 1].kind == Kind::kRelu;
+    s.kernels = true;
+    s.w = c.weight;
+    auto out = singleChannelConv(h, c.weight, c.bias, c.stride2(), c.padding2(), cpuComputeDtype(h), fuse);
+    if (fuse) {
+      s.out = out;
+      saved[++i].kind = Kind::kFusedRelu;
+    }
+    return out;
+  }
+  s.cin = autocastArg(h);
+  s.w = autocastArg(c.weight);
+  const auto& o = c.options;
+  return at::convolution(s.cin, s.w, autocastArg(c.bias), c.stride2(), c.padding2(), {(*o.dilation())[0], (*o.dilation())[1]}, false, {0, 0},
+                         o.groups());
+}
+
+torch::Tensor convBackward(const Saved& s, const torch::Tensor& g) {
+  auto& c = *dynamic_cast<ConvImpl*>(s.module);
+  if (s.kernels)  // s.out is defined when the ReLU after it was fused: its backward is applied here.
+    return singleChannelConvInputGrad(g, s.w, {s.in.size(2), s.in.size(3)}, c.stride2(), c.padding2(), cpuComputeDtype(s.in), s.out)
+        .to(s.in.scalar_type());
+  if (c.im2colFor(s.in)) return im2colConvInputGrad(g, s.in, s.w, c.stride2(), c.padding2());
+  const auto& o = c.options;
+  auto gi = std::get<0>(at::convolution_backward(g, s.cin, s.w, std::vector<int64_t>{s.w.size(0)}, c.stride2(), c.padding2(),
+                                                 {(*o.dilation())[0], (*o.dilation())[1]}, false, {0, 0}, o.groups(), {true, false, false}));
+  return s.cin.scalar_type() != s.in.scalar_type() ? gi.to(s.in.scalar_type()) : gi;
+}
+
+}  // namespace
+
 std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& labels, bool negate) {
   // CPU only: that is where the graph's bookkeeping was measured to matter, and where the casts below
   // are autocast's (CPU autocast state).
@@ -92,29 +132,7 @@ std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torc
   for (size_t i = 0; i < saved.size(); ++i) {
     Saved& s = saved[i];
     switch (s.kind) {
-      case Kind::kConv: {
-        auto& c = *dynamic_cast<ConvImpl*>(s.module);
-        if (c.kernelsFor(h)) {
-          // What ConvImpl::forward computes, with a following ReLU fused (the same numbers as at::relu of it).
-          const bool fuse = i + 1 < saved.size() && saved[i + 1].kind == Kind::kRelu;
-          s.kernels = true;
-          s.in = h;
-          s.w = c.weight;
-          h = singleChannelConv(h, c.weight, c.bias, c.stride2(), c.padding2(), cpuComputeDtype(h), fuse);
-          if (fuse) {
-            s.out = h;
-            saved[++i].kind = Kind::kFusedRelu;
-          }
-          break;
-        }
-        s.in = h;
-        s.cin = autocastArg(h);
-        s.w = autocastArg(c.weight);
-        const auto& o = c.options;
-        h = at::convolution(s.cin, s.w, autocastArg(c.bias), c.stride2(), c.padding2(), {(*o.dilation())[0], (*o.dilation())[1]}, false,
-                            {0, 0}, o.groups());
-        break;
-      }
+      case Kind::kConv: h = convForward(saved, i, h); break;
       case Kind::kRelu: h = s.out = at::relu(h); break;
       case Kind::kFlatten: s.in = h; h = h.flatten(1); break;
       case Kind::kLinear: h = linearForward(s, *dynamic_cast<torch::nn::LinearImpl*>(s.module), h); break;
@@ -134,24 +152,7 @@ std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torc
   g = linearBackward(head, g);
   for (auto it = saved.rbegin(); it != saved.rend(); ++it) {
     switch (it->kind) {
-      case Kind::kConv: {
-        auto& c = *dynamic_cast<ConvImpl*>(it->module);
-        if (it->kernels) {
-          // it->out is defined when the ReLU after it was fused: its backward is applied here.
-          g = singleChannelConvInputGrad(g, it->w, {it->in.size(2), it->in.size(3)}, c.stride2(), c.padding2(), cpuComputeDtype(it->in),
-                                         it->out)
-                  .to(it->in.scalar_type());
-        } else if (c.im2colFor(it->in)) {
-          g = im2colConvInputGrad(g, it->in, it->w, c.stride2(), c.padding2());
-        } else {
-          const auto& o = c.options;
-          g = std::get<0>(at::convolution_backward(g, it->cin, it->w, std::vector<int64_t>{it->w.size(0)}, c.stride2(), c.padding2(),
-                                                   {(*o.dilation())[0], (*o.dilation())[1]}, false, {0, 0}, o.groups(),
-                                                   {true, false, false}));
-          if (it->cin.scalar_type() != it->in.scalar_type()) g = g.to(it->in.scalar_type());
-        }
-        break;
-      }
+      case Kind::kConv: g = convBackward(*it, g); break;
       case Kind::kRelu: g = at::threshold_backward(g, it->out, 0); break;
       case Kind::kFlatten: g = g.reshape(it->in.sizes()); break;
       case Kind::kLinear: g = linearBackward(*it, g); break;
