@@ -50,6 +50,8 @@ std::string mnistDirectory() {
   return "data/cache/mnist";
 }
 
+std::vector<std::string> dataSourceNames() { return {"fashion-mnist", "mnist", "idx", "hdf5"}; }
+
 Dataset loadSplit(const DataSourceSpec& spec, const std::string& split) {
   if (spec.source == "fashion-mnist") {
     Dataset ds = loadIdxDirectory(spec.dir.empty() ? kFashionMnistDir : spec.dir, split);

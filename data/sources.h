@@ -4,6 +4,7 @@
 #include "data/dataset.h"
 
 #include <string>
+#include <vector>
 
 namespace robustlab {
 
@@ -19,6 +20,10 @@ struct DataSourceSpec {
   std::string trainFile;                  ///< hdf5: training file
   std::string testFile;                   ///< hdf5: test file
 };
+
+/// The sources loadSplit reads, as configs name them (data.source): a new source is a reader, one
+/// name here and one branch in loadSplit.
+std::vector<std::string> dataSourceNames();
 
 /// Loads the train or test split of a source. Errors name the file or directory and what is wrong.
 Dataset loadSplit(const DataSourceSpec& spec, const std::string& split);

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Whether two experiment results files hold identical numbers.
 
   tests/compare_results.py A.h5 B.h5 [GROUP ...]     (default groups: /summary /comparisons /arms)

@@ -43,5 +43,5 @@ for _ in $(seq 1 900); do
 done
 [ -f "$work/run-slurm/x.h5" ] || { echo "the merge job wrote no results"; cat "$work"/run-slurm/x.units/logs/slurm-*.log; exit 1; }
 ls "$work"/run-slurm/x.units/logs/
-python3 "$src/tests/compare_results.py" "$work/run-local/x.h5" "$work/run-slurm/x.h5" || { echo "slurm and in-process runs differ"; exit 1; }
+/usr/bin/python3 "$src/tests/compare_results.py" "$work/run-local/x.h5" "$work/run-slurm/x.h5" || { echo "slurm and in-process runs differ"; exit 1; }
 echo "run --backend slurm and in-process results identical"

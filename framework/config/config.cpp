@@ -165,7 +165,7 @@ Config fromTable(const toml::table& table, const std::string& what) {
   {
     TomlReader d = r.sub("data");
     auto& s = c.data.source;
-    s.source = d.choice("source", s.source, {"fashion-mnist", "mnist", "idx", "hdf5"});
+    s.source = d.choice("source", s.source, dataSourceNames());
     s.dir = d.str("dir", s.dir);
     s.trainFile = d.str("train_file", s.trainFile);
     s.testFile = d.str("test_file", s.testFile);
