@@ -85,3 +85,16 @@ TEST_CASE("--set overrides apply on top of the file and are validated the same w
   REQUIRE_THROWS_WITH(loadConfig("", {"train.epochs=-2"}), Catch::Contains("train.epochs"));
   REQUIRE_THROWS_AS(loadConfig("", {"noequals"}), ConfigError);
 }
+
+TEST_CASE("a config round-trips when its arms leave keys to [finetune], and auto precision is resolved once", "[config]") {
+  const Config c = parseConfig("precision = \"auto\"\n[[arms]]\nname = \"a\"\n[[arms]]\nname = \"b\"\nbaseline = \"a\"\nobjective = \"trades\"\n", "<test>");
+  CHECK(c.arms[0].objective.empty());
+  const Config d = parseConfig(c.toToml(), "<dump>");
+  CHECK(d.toToml() == c.toToml());
+  // The request stays "auto" in the text; what it resolved to on this machine is what runs.
+  CHECK(c.precision == PrecisionChoice::kAuto);
+  CHECK(c.toToml().find("precision = \"auto\"") != std::string::npos);
+  CHECK(c.resolvedPrecision == resolvePrecision(PrecisionChoice::kAuto));
+  REQUIRE_THROWS_WITH(parseConfig("[[arms]]\nname = \"a\"\nobjective = \"tradez\"\n", "<test>"),
+                      Catch::Contains("arms[0].objective") && Catch::Contains("standard, pgd, trades"));
+}

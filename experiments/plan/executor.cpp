@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cctype>
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -142,7 +143,7 @@ std::string sbatchHeader(const SlurmArray& a, const SlurmOptions& o) {
   // survive, so only safe characters go there.
   auto safe = [](std::string s) {
     for (char& c : s)
-      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/' || c == '%')) c = '_';
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/' || c == '%' || c == ':')) c = '_';
     return s;
   };
   out << "#!/bin/bash\n#SBATCH --job-name=" << safe(a.jobName) << "\n#SBATCH --array=";

@@ -117,7 +117,8 @@ void readArms(TomlReader& r, Config& c) {
     for (const auto& other : c.arms)
       if (other.name == arm.name) a.fail("name", "arm name '" + arm.name + "' used twice");
     arm.pretrain = a.str("pretrain", arm.pretrain);
-    arm.objective = a.has("objective") ? a.choice("objective", "", objectiveNames()) : "";
+    arm.objective = a.str("objective", "");  // "": the [finetune] objective
+    if (!arm.objective.empty()) a.choice("objective", "", objectiveNames());
     arm.mode = a.choice("mode", "", {"", "full", "linear"});
     arm.perClass = a.integer("per_class", -1, -1);
     arm.baseline = a.str("baseline", "");
