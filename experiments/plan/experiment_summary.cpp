@@ -123,7 +123,7 @@ std::string summaryText(const Config& c, const ArmData& data, const std::vector<
   const size_t seeds = c.runSeeds().size();
   std::ostringstream os;
   os << "== " << c.name << ": robust accuracy (%), worst case over attacks and smaller eps, mean" << (seeds > 1 ? " ± 95% CI" : "")
-     << " over " << seeds << " seed(s), " << c.attack.norm << " ==\n";
+     << " over " << seeds << " seed(s), " << normName(c.attack.options.norm) << " ==\n";
   char buf[256];
   std::snprintf(buf, sizeof buf, "%-24s %16s", "arm", "clean");
   os << buf;

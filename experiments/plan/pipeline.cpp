@@ -118,16 +118,6 @@ void saveStage(const std::string& path, StageResult& s, const Config& c, const S
   });
 }
 
-EvalOptions evalOptionsFrom(const Config& c) {
-  EvalOptions e;
-  for (const auto& name : c.attack.attacks) e.attacks.push_back({name, c.attack.options});
-  e.epsGrid = c.attack.eps;
-  e.norm = parseNorm(c.attack.norm);
-  e.batchSize = c.attack.batchSize;
-  e.keepExamples = c.attack.keepExamples;
-  e.sanityChecks = c.attack.sanityChecks;
-  e.precision = c.resolvedPrecision;
-  return e;
-}
+EvalOptions evalOptionsFrom(const Config& c) { return c.attack.evalOptions(c.resolvedPrecision); }
 
 }  // namespace robustlab

@@ -98,7 +98,7 @@ ReportData readReportData(const std::string& path) {
   const auto seeds = f.readTensor("/seeds");
   d.seeds.assign(seeds.data_ptr<int64_t>(), seeds.data_ptr<int64_t>() + seeds.numel());
   d.eps = c.attack.eps;
-  d.norm = c.attack.norm;
+  d.norm = normName(c.attack.options.norm);
   rd.need("/arms");
   rd.need("/summary");
   for (const auto& arm : c.runArms()) {

@@ -1,5 +1,7 @@
 #include "framework/config/config.h"
 
+#include "framework/config/fields.h"
+
 #include "framework/config/default_config.h"
 #include "attacks/registry.h"
 #include "framework/toml/toml_reader.h"
@@ -12,73 +14,145 @@
 namespace robustlab {
 namespace {
 
+using config::Field;
+using config::Fields;
+#define ROBUSTLAB_REF(T, expr) [](T& x) -> decltype(auto) { return (x.expr); }
+
+/// The keys of every stage table: [train], [pretrain], [finetune] and [pretrain.variants.NAME].
+Fields<StageConfig> stageFields(const std::string& section) {
+  using S = StageConfig;
+  Fields<S> f{
+      config::integers<S>("classes", ROBUSTLAB_REF(S, classes)),
+      config::integer<S>("per_class", ROBUSTLAB_REF(S, perClass), 0),
+      config::integer<S>("epochs", ROBUSTLAB_REF(S, train.epochs), 0, 100000),
+      config::integer<S>("batch_size", ROBUSTLAB_REF(S, train.batchSize), 1, 1 << 20),
+      config::choice<S>("optimizer", ROBUSTLAB_REF(S, train.optim.name), [] { return std::vector<std::string>{"sgd", "adam"}; }),
+      config::real<S>("lr", ROBUSTLAB_REF(S, train.optim.lr), 1e-12, 100.0),
+      config::real<S>("momentum", ROBUSTLAB_REF(S, train.optim.momentum), 0.0, 0.999999),
+      config::boolean<S>("nesterov", ROBUSTLAB_REF(S, train.optim.nesterov)),
+      config::real<S>("weight_decay", ROBUSTLAB_REF(S, train.optim.weightDecay), 0.0, 1.0),
+      config::choice<S>("schedule", ROBUSTLAB_REF(S, train.optim.schedule), [] { return std::vector<std::string>{"constant", "cosine", "step"}; }),
+      config::integer<S>("step_epochs", ROBUSTLAB_REF(S, train.optim.stepEpochs), 0),
+      config::real<S>("gamma", ROBUSTLAB_REF(S, train.optim.gamma), 1e-9, 1.0),
+      config::real<S>("clip_grad_norm", ROBUSTLAB_REF(S, train.optim.clipGradNorm), 0.0, 1e9),
+      config::choice<S>("objective", ROBUSTLAB_REF(S, objective), objectiveNames),
+      config::real<S>("adv_eps", ROBUSTLAB_REF(S, adversary.eps), 0.0, 1e6),
+      config::enumeration<S, Norm>("adv_norm", ROBUSTLAB_REF(S, adversary.norm), parseNorm, normName, {"linf", "l2"}),
+      config::integer<S>("adv_steps", ROBUSTLAB_REF(S, adversary.steps), 1, 100000),
+      config::real<S>("adv_step_size", ROBUSTLAB_REF(S, adversary.stepSize), 0.0, 1e6),
+      config::real<S>("adv_rel_step_size", ROBUSTLAB_REF(S, adversary.relStepSize), 0.0, 1e6),
+      config::real<S>("trades_beta", ROBUSTLAB_REF(S, tradesBeta), 0.0, 1e6),
+  };
+  if (section.rfind("pretrain", 0) == 0 || section == "variant") {
+    f.push_back(config::choice<S>("mode", ROBUSTLAB_REF(S, mode), pretrainModeNames));
+    f.push_back(config::integer<S>("mask_patch", ROBUSTLAB_REF(S, maskPatch), 1, 1024));
+    f.push_back(config::real<S>("mask_ratio", ROBUSTLAB_REF(S, maskRatio), 0.01, 0.99));
+  }
+  if (section == "finetune") {
+    f.push_back(config::choice<S>("mode", ROBUSTLAB_REF(S, finetune), [] { return std::vector<std::string>{"full", "linear"}; }));
+    f.push_back(config::string<S>("checkpoint", ROBUSTLAB_REF(S, checkpoint)));
+  }
+  return f;
+}
+
+/// attack.attacks: names from the attack registry, aliases stored under their canonical name.
+Field<AttackConfig> attackNamesField() {
+  return {"attacks",
+          [](TomlReader& r, AttackConfig& c) {
+            c.attacks = r.strings("attacks", c.attacks);
+            for (auto& a : c.attacks) {
+              if (!isAttackName(a)) r.fail("attacks", "unknown attack '" + a + "', valid names: " + attackNameList());
+              a = canonicalAttackName(a);
+            }
+          },
+          [](std::ostream& os, const AttackConfig& c) {
+            os << config::list<std::string>(c.attacks, [](const std::string& s) { return config::quoted(s); });
+          }};
+}
+
+Fields<AttackConfig> attackFields() {
+  using A = AttackConfig;
+  return {
+      attackNamesField(),
+      config::enumeration<A, Norm>("norm", ROBUSTLAB_REF(A, options.norm), parseNorm, normName, {"linf", "l2"}),
+      config::reals<A>("eps", ROBUSTLAB_REF(A, eps)),
+      config::integer<A>("steps", ROBUSTLAB_REF(A, options.steps), 1, 100000),
+      config::real<A>("step_size", ROBUSTLAB_REF(A, options.stepSize), 0.0, 1e6),
+      config::real<A>("rel_step_size", ROBUSTLAB_REF(A, options.relStepSize), 0.0, 1e6),
+      config::integer<A>("restarts", ROBUSTLAB_REF(A, options.restarts), 1, 10000),
+      config::boolean<A>("random_start", ROBUSTLAB_REF(A, options.randomStart)),
+      config::boolean<A>("early_stop", ROBUSTLAB_REF(A, options.earlyStop)),
+      config::real<A>("rho", ROBUSTLAB_REF(A, options.rho), 1e-6, 0.999999),
+      config::enumeration<A, Targeting>("targeted", ROBUSTLAB_REF(A, options.targeting), parseTargeting, targetingName,
+                                        {"none", "random", "least-likely"}),
+      config::integer<A>("batch_size", ROBUSTLAB_REF(A, batchSize), 1, 1 << 20),
+      config::integer<A>("keep_examples", ROBUSTLAB_REF(A, keepExamples), 0, 100000),
+      config::boolean<A>("sanity_checks", ROBUSTLAB_REF(A, sanityChecks)),
+  };
+}
+
+Fields<DataConfig> dataFields() {
+  using D = DataConfig;
+  return {
+      config::choice<D>("source", ROBUSTLAB_REF(D, source.source), dataSourceNames),
+      config::string<D>("dir", ROBUSTLAB_REF(D, source.dir)),
+      config::string<D>("train_file", ROBUSTLAB_REF(D, source.trainFile)),
+      config::string<D>("test_file", ROBUSTLAB_REF(D, source.testFile)),
+      config::integer<D>("train_limit", ROBUSTLAB_REF(D, trainLimit), 0),
+      config::integer<D>("test_limit", ROBUSTLAB_REF(D, testLimit), 0),
+      config::real<D>("val_fraction", ROBUSTLAB_REF(D, valFraction), 0.0, 0.9),
+  };
+}
+
+Field<Config> seedField() {
+  return {"seed", [](TomlReader& r, Config& c) { c.seed = static_cast<uint64_t>(r.integer("seed", static_cast<int64_t>(c.seed), 0)); },
+          [](std::ostream& os, const Config& c) { os << c.seed; }};
+}
+
+/// The top-level keys (sections are read and written around them).
+Fields<Config> topFields() {
+  using C = Config;
+  return {
+      config::string<C>("name", ROBUSTLAB_REF(C, name)),
+      seedField(),
+      config::integers<C>("seeds", ROBUSTLAB_REF(C, seeds), 0),
+      config::enumeration<C, DeviceChoice>("device", ROBUSTLAB_REF(C, device), parseDeviceChoice, deviceChoiceName, {"auto", "cpu", "cuda"}),
+      config::integer<C>("threads", ROBUSTLAB_REF(C, threads), 0, 1024),
+      config::enumeration<C, PrecisionChoice>("precision", ROBUSTLAB_REF(C, precision), parsePrecisionChoice, precisionChoiceName,
+                                              {"fp32", "bf16", "auto"}),
+      config::string<C>("output", ROBUSTLAB_REF(C, output)),
+  };
+}
+
+Fields<ArmConfig> armFields() {
+  using A = ArmConfig;
+  return {
+      config::string<A>("name", ROBUSTLAB_REF(A, name)),
+      config::string<A>("pretrain", ROBUSTLAB_REF(A, pretrain)),
+      // "" (or absent): the [finetune] objective and mode, -1: its per_class.
+      config::choice<A>("objective", ROBUSTLAB_REF(A, objective), [] {
+        auto v = objectiveNames();
+        v.insert(v.begin(), "");
+        return v;
+      }, true),
+      config::choice<A>("mode", ROBUSTLAB_REF(A, mode), [] { return std::vector<std::string>{"", "full", "linear"}; }, true),
+      config::integer<A>("per_class", ROBUSTLAB_REF(A, perClass), -1),
+      config::string<A>("baseline", ROBUSTLAB_REF(A, baseline)),
+  };
+}
+
+#undef ROBUSTLAB_REF
+
 /// Reads a stage table into `s` (its current values are the defaults). The base [pretrain] table
 /// may hold [pretrain.variants.*], which fromTable() reads afterwards on top of the base.
 void readStage(TomlReader r, StageConfig& s, const std::string& section) {
   if (section == "pretrain" && r.has("variants")) r.sub("variants");  // mark it known
-  s.classes = r.integers("classes", s.classes);
-  s.perClass = r.integer("per_class", s.perClass, 0);
-  auto& t = s.train;
-  t.epochs = r.integer("epochs", t.epochs, 0, 100000);
-  t.batchSize = r.integer("batch_size", t.batchSize, 1, 1 << 20);
-  t.optim.name = r.choice("optimizer", t.optim.name, {"sgd", "adam"});
-  t.optim.lr = r.real("lr", t.optim.lr, 1e-12, 100.0);
-  t.optim.momentum = r.real("momentum", t.optim.momentum, 0.0, 0.999999);
-  t.optim.nesterov = r.boolean("nesterov", t.optim.nesterov);
-  t.optim.weightDecay = r.real("weight_decay", t.optim.weightDecay, 0.0, 1.0);
-  t.optim.schedule = r.choice("schedule", t.optim.schedule, {"constant", "cosine", "step"});
-  t.optim.stepEpochs = r.integer("step_epochs", t.optim.stepEpochs, 0);
-  t.optim.gamma = r.real("gamma", t.optim.gamma, 1e-9, 1.0);
-  t.optim.clipGradNorm = r.real("clip_grad_norm", t.optim.clipGradNorm, 0.0, 1e9);
-  s.objective = r.choice("objective", s.objective, objectiveNames());
-  auto& a = s.adversary;
-  a.eps = r.real("adv_eps", a.eps, 0.0, 1e6);
-  a.norm = parseNorm(r.choice("adv_norm", normName(a.norm), {"linf", "l2"}));
-  a.steps = r.integer("adv_steps", a.steps, 1, 100000);
-  a.stepSize = r.real("adv_step_size", a.stepSize, 0.0, 1e6);
-  a.relStepSize = r.real("adv_rel_step_size", a.relStepSize, 0.0, 1e6);
-  s.tradesBeta = r.real("trades_beta", s.tradesBeta, 0.0, 1e6);
-  if (section == "pretrain" || section == "variant") {
-    s.mode = r.choice("mode", s.mode, pretrainModeNames());
-    s.maskPatch = r.integer("mask_patch", s.maskPatch, 1, 1024);
-    s.maskRatio = r.real("mask_ratio", s.maskRatio, 0.01, 0.99);
-  }
-  if (section == "finetune") {
-    s.finetune = r.choice("mode", s.finetune, {"full", "linear"});
-    s.checkpoint = r.str("checkpoint", s.checkpoint);
-  }
-  if (t.optim.nesterov && t.optim.momentum == 0) r.fail("nesterov", "needs momentum > 0");
+  config::readFields(stageFields(section), r, s);
   r.rejectUnknown();
 }
 
-void readAttack(TomlReader r, AttackConfig& c, uint64_t seed) {
-  c.attacks = r.strings("attacks", c.attacks);
-  for (auto& a : c.attacks) {
-    if (!isAttackName(a)) r.fail("attacks", "unknown attack '" + a + "', valid names: " + attackNameList());
-    a = canonicalAttackName(a);
-  }
-  if (c.attacks.empty()) r.fail("attacks", "needs at least one attack");
-  c.norm = r.choice("norm", c.norm, {"linf", "l2"});
-  c.eps = r.reals("eps", c.eps);
-  if (c.eps.empty()) r.fail("eps", "needs at least one value");
-  for (size_t i = 0; i < c.eps.size(); ++i) {
-    if (!(c.eps[i] >= 0)) r.fail("eps", "values must be >= 0");
-    if (i && !(c.eps[i] > c.eps[i - 1])) r.fail("eps", "values must be strictly increasing");
-  }
-  auto& o = c.options;
-  o.steps = r.integer("steps", o.steps, 1, 100000);
-  o.stepSize = r.real("step_size", o.stepSize, 0.0, 1e6);
-  o.relStepSize = r.real("rel_step_size", o.relStepSize, 0.0, 1e6);
-  o.restarts = r.integer("restarts", o.restarts, 1, 10000);
-  o.randomStart = r.boolean("random_start", o.randomStart);
-  o.earlyStop = r.boolean("early_stop", o.earlyStop);
-  o.rho = r.real("rho", o.rho, 1e-6, 0.999999);
-  o.targeting = parseTargeting(r.choice("targeted", targetingName(o.targeting), {"none", "random", "least-likely"}));
-  o.seed = seed;
-  c.batchSize = r.integer("batch_size", c.batchSize, 1, 1 << 20);
-  c.keepExamples = r.integer("keep_examples", c.keepExamples, 0, 100000);
-  c.sanityChecks = r.boolean("sanity_checks", c.sanityChecks);
-  if (o.restarts > 1 && !o.randomStart) r.fail("restarts", "more than one restart needs random_start = true");
+void readAttack(TomlReader r, AttackConfig& c) {
+  config::readFields(attackFields(), r, c);
   r.rejectUnknown();
 }
 
@@ -112,16 +186,10 @@ void readArms(TomlReader& r, Config& c) {
   for (size_t i = 0; i < tables.size(); ++i) {
     TomlReader a(*tables[i], r.file(), "arms[" + std::to_string(i) + "]");
     ArmConfig arm;
-    arm.name = a.str("name", "");
+    config::readFields(armFields(), a, arm);
     if (arm.name.empty()) a.fail("name", "every arm needs a non-empty name");
     for (const auto& other : c.arms)
       if (other.name == arm.name) a.fail("name", "arm name '" + arm.name + "' used twice");
-    arm.pretrain = a.str("pretrain", arm.pretrain);
-    arm.objective = a.str("objective", "");  // "": the [finetune] objective
-    if (!arm.objective.empty()) a.choice("objective", "", objectiveNames());
-    arm.mode = a.choice("mode", "", {"", "full", "linear"});
-    arm.perClass = a.integer("per_class", -1, -1);
-    arm.baseline = a.str("baseline", "");
     a.rejectUnknown();
     c.arms.push_back(arm);
   }
@@ -150,32 +218,79 @@ void checkArms(const Config& c, const std::string& what) {
   }
 }
 
+/// A library rule's "key: message" (std::invalid_argument) as a config error naming `section.key`.
+[[noreturn]] void asConfigError(const std::invalid_argument& e, const std::string& what, const std::string& section,
+                                const std::string& keyPrefix = "") {
+  const std::string msg = e.what();
+  const auto colon = msg.find(": ");
+  if (colon == std::string::npos) throw ConfigError(what + ": [" + section + "]: " + msg);
+  throw ConfigError(what + ": field '" + section + "." + keyPrefix + msg.substr(0, colon) + "': " + msg.substr(colon + 2));
+}
+
+/// Each section's rules beyond a field's own type and range, in one place: the training options'
+/// and attack options' own validate() (one rule each, shared with code that builds them directly),
+/// the data source's required keys, the arms' references.
+void validateStage(const StageConfig& s, const std::string& what, const std::string& section) {
+  try {
+    s.train.validate();
+  } catch (const std::invalid_argument& e) {
+    asConfigError(e, what, section);
+  }
+  try {
+    s.adversary.validate();
+  } catch (const std::invalid_argument& e) {
+    asConfigError(e, what, section, "adv_");
+  }
+}
+
+void validateData(const DataConfig& d, const std::string& what) {
+  const auto& s = d.source;
+  if (s.source == "idx" && s.dir.empty()) throw ConfigError(what + ": field 'data.dir': required when source = \"idx\"");
+  if (s.source == "hdf5" && (s.trainFile.empty() || s.testFile.empty()))
+    throw ConfigError(what + ": field 'data." + (s.trainFile.empty() ? "train_file" : "test_file") + "': required when source = \"hdf5\"");
+}
+
+void validateAttack(const AttackConfig& a, Precision precision, const std::string& what) {
+  try {
+    a.evalOptions(precision).validate();
+  } catch (const std::invalid_argument& e) {
+    asConfigError(e, what, "attack");
+  }
+}
+
+void validate(const Config& c, const std::string& what) {
+  validateData(c.data, what);
+  validateStage(c.train, what, "train");
+  validateStage(c.pretrain, what, "pretrain");
+  for (const auto& [n, v] : c.variants) validateStage(v, what, "pretrain.variants." + n);
+  validateStage(c.finetune, what, "finetune");
+  checkArms(c, what);
+  validateAttack(c.attack, c.resolvedPrecision, what);
+}
+
+void readVariants(const toml::table& table, const std::string& what, Config& c) {
+  const auto* pre = table.get("pretrain");
+  if (!pre || !pre->is_table()) return;
+  const auto* vars = pre->as_table()->get("variants");
+  if (!vars) return;
+  if (!vars->is_table()) throw ConfigError(what + ": field 'pretrain.variants': expected a table of named variants");
+  for (const auto& [name, node] : *vars->as_table()) {
+    const std::string n(name.str());
+    if (!node.is_table()) throw ConfigError(what + ": field 'pretrain.variants." + n + "': expected a table");
+    StageConfig v = c.pretrain;
+    readStage(TomlReader(*node.as_table(), what, "pretrain.variants." + n), v, "variant");
+    c.variants.emplace_back(n, v);
+  }
+}
+
 Config fromTable(const toml::table& table, const std::string& what) {
   Config c;
   TomlReader r(table, what);
-  c.name = r.str("name", c.name);
-  c.seed = static_cast<uint64_t>(r.integer("seed", 0, 0));
-  c.seeds = r.integers("seeds", {});
-  for (auto sd : c.seeds)
-    if (sd < 0) r.fail("seeds", "seeds must be >= 0");
-  c.device = parseDeviceChoice(r.choice("device", deviceChoiceName(c.device), {"auto", "cpu", "cuda"}));
-  c.threads = r.integer("threads", c.threads, 0, 1024);
-  c.precision = parsePrecisionChoice(r.choice("precision", precisionChoiceName(c.precision), {"fp32", "bf16", "auto"}));
-  c.resolvedPrecision = resolvePrecision(c.precision);
-  c.output = r.str("output", c.output);
+  config::readFields(topFields(), r, c);
+  c.resolvedPrecision = resolvePrecision(c.precision);  // the one resolution of "auto"
   {
     TomlReader d = r.sub("data");
-    auto& s = c.data.source;
-    s.source = d.choice("source", s.source, dataSourceNames());
-    s.dir = d.str("dir", s.dir);
-    s.trainFile = d.str("train_file", s.trainFile);
-    s.testFile = d.str("test_file", s.testFile);
-    c.data.trainLimit = d.integer("train_limit", c.data.trainLimit, 0);
-    c.data.testLimit = d.integer("test_limit", c.data.testLimit, 0);
-    c.data.valFraction = d.real("val_fraction", c.data.valFraction, 0.0, 0.9);
-    if (s.source == "idx" && s.dir.empty()) d.fail("dir", "required when source = \"idx\"");
-    if (s.source == "hdf5" && (s.trainFile.empty() || s.testFile.empty()))
-      d.fail(s.trainFile.empty() ? "train_file" : "test_file", "required when source = \"hdf5\"");
+    config::readFields(dataFields(), d, c.data);
     d.rejectUnknown();
   }
   {
@@ -184,54 +299,21 @@ Config fromTable(const toml::table& table, const std::string& what) {
   }
   readStage(r.sub("train"), c.train, "train");
   readStage(r.sub("pretrain"), c.pretrain, "pretrain");
-  if (const auto* pre = table.get("pretrain"); pre && pre->is_table()) {
-    if (const auto* vars = pre->as_table()->get("variants")) {
-      if (!vars->is_table()) throw ConfigError(what + ": field 'pretrain.variants': expected a table of named variants");
-      for (const auto& [name, node] : *vars->as_table()) {
-        const std::string n(name.str());
-        if (!node.is_table()) throw ConfigError(what + ": field 'pretrain.variants." + n + "': expected a table");
-        StageConfig v = c.pretrain;
-        readStage(TomlReader(*node.as_table(), what, "pretrain.variants." + n), v, "variant");
-        c.variants.emplace_back(n, v);
-      }
-    }
-  }
+  readVariants(table, what, c);
   readStage(r.sub("finetune"), c.finetune, "finetune");
   readArms(r, c);
-  readAttack(r.sub("attack"), c.attack, c.seed);
+  readAttack(r.sub("attack"), c.attack);
   if (r.has("sweep")) r.sub("sweep");  // read by `robustlab sweep` (sweep.h); `run` runs the base experiment
   r.rejectUnknown();
-  checkArms(c, what);
+  validate(c, what);
   return c.withSeed(c.seed);
-}
-
-std::string ints(const std::vector<int64_t>& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  return s + "]";
-}
-
-std::string quoted(const std::string& s) {
-  std::ostringstream os;
-  os << toml::value<std::string>(s);
-  return os.str();
 }
 
 }  // namespace
 
 static void writeStage(std::ostream& os, const std::string& section, const StageConfig& s) {
-  const auto& t = s.train;
   os << "\n[" << section << "]\n";
-  os << "classes = " << ints(s.classes) << "\nper_class = " << s.perClass << "\nepochs = " << t.epochs
-     << "\nbatch_size = " << t.batchSize << "\noptimizer = \"" << t.optim.name << "\"\nlr = " << t.optim.lr
-     << "\nmomentum = " << t.optim.momentum << "\nnesterov = " << (t.optim.nesterov ? "true" : "false")
-     << "\nweight_decay = " << t.optim.weightDecay << "\nschedule = \"" << t.optim.schedule << "\"\nstep_epochs = " << t.optim.stepEpochs
-     << "\ngamma = " << t.optim.gamma << "\nclip_grad_norm = " << t.optim.clipGradNorm << "\nobjective = \"" << s.objective << "\"\nadv_eps = " << s.adversary.eps
-     << "\nadv_norm = \"" << normName(s.adversary.norm) << "\"\nadv_steps = " << s.adversary.steps
-     << "\nadv_step_size = " << s.adversary.stepSize << "\nadv_rel_step_size = " << s.adversary.relStepSize
-     << "\ntrades_beta = " << s.tradesBeta << "\n";
-  if (section.rfind("pretrain", 0) == 0) os << "mode = \"" << s.mode << "\"\nmask_patch = " << s.maskPatch << "\nmask_ratio = " << s.maskRatio << "\n";
-  if (section == "finetune") os << "mode = \"" << s.finetune << "\"\ncheckpoint = " << quoted(s.checkpoint) << "\n";
+  config::writeFields(stageFields(section), os, s);
 }
 
 std::string stageToToml(const std::string& section, const StageConfig& s) {
@@ -244,39 +326,27 @@ std::string stageToToml(const std::string& section, const StageConfig& s) {
 std::string dataToToml(const DataConfig& data) {
   std::ostringstream os;
   os.precision(10);
-  os << "[data]\nsource = \"" << data.source.source << "\"\ndir = " << quoted(data.source.dir) << "\ntrain_file = " << quoted(data.source.trainFile)
-     << "\ntest_file = " << quoted(data.source.testFile) << "\ntrain_limit = " << data.trainLimit << "\ntest_limit = " << data.testLimit
-     << "\nval_fraction = " << data.valFraction << "\n";
+  os << "[data]\n";
+  config::writeFields(dataFields(), os, data);
   return os.str();
 }
 
 std::string attackToToml(const AttackConfig& attack) {
   std::ostringstream os;
   os.precision(10);
-  const auto& o = attack.options;
-  os << "[attack]\nattacks = [";
-  for (size_t i = 0; i < attack.attacks.size(); ++i) os << (i ? ", " : "") << quoted(attack.attacks[i]);
-  os << "]\nnorm = \"" << attack.norm << "\"\neps = [";
-  for (size_t i = 0; i < attack.eps.size(); ++i) os << (i ? ", " : "") << attack.eps[i];
-  os << "]\nsteps = " << o.steps << "\nstep_size = " << o.stepSize << "\nrel_step_size = " << o.relStepSize << "\nrestarts = " << o.restarts
-     << "\nrandom_start = " << (o.randomStart ? "true" : "false") << "\nearly_stop = " << (o.earlyStop ? "true" : "false")
-     << "\nrho = " << o.rho << "\ntargeted = \"" << targetingName(o.targeting) << "\"\nbatch_size = " << attack.batchSize
-     << "\nkeep_examples = " << attack.keepExamples << "\nsanity_checks = " << (attack.sanityChecks ? "true" : "false") << "\n";
+  os << "[attack]\n";
+  config::writeFields(attackFields(), os, attack);
   return os.str();
 }
-
-
 
 std::string Config::toToml() const {
   std::ostringstream os;
   os.precision(10);
-  os << "name = " << quoted(name) << "\nseed = " << seed << "\nseeds = " << ints(seeds) << "\ndevice = \"" << deviceChoiceName(device)
-     << "\"\nthreads = " << threads << "\nprecision = \"" << precisionChoiceName(precision) << "\"\noutput = " << quoted(output) << "\n";
+  config::writeFields(topFields(), os, *this);
   os << "\n" << dataToToml(data);
   // The model table: the spec's own canonical text, nested under [model].
-  std::string spec = model.backboneKey();
   std::string out;
-  std::stringstream ss(spec);
+  std::stringstream ss(model.backboneKey());
   for (std::string line; std::getline(ss, line);) {
     if (line == "[[layers]]") line = "[[model.layers]]";
     out += line + "\n";
@@ -287,11 +357,23 @@ std::string Config::toToml() const {
   for (const auto& [n, v] : variants) writeStage(os, "pretrain.variants." + n, v);
   writeStage(os, "finetune", finetune);
   for (const auto& a : arms) {
-    os << "\n[[arms]]\nname = " << quoted(a.name) << "\npretrain = " << quoted(a.pretrain) << "\nobjective = " << quoted(a.objective)
-       << "\nmode = " << quoted(a.mode) << "\nper_class = " << a.perClass << "\nbaseline = " << quoted(a.baseline) << "\n";
+    os << "\n[[arms]]\n";
+    config::writeFields(armFields(), os, a);
   }
   os << "\n" << attackToToml(attack);
   return os.str();
+}
+
+EvalOptions AttackConfig::evalOptions(Precision precision) const {
+  EvalOptions e;
+  for (const auto& name : attacks) e.attacks.push_back({name, options});
+  e.epsGrid = eps;
+  e.norm = options.norm;
+  e.batchSize = batchSize;
+  e.keepExamples = keepExamples;
+  e.sanityChecks = sanityChecks;
+  e.precision = precision;
+  return e;
 }
 
 std::vector<std::pair<std::string, StageConfig>> Config::runVariants() const {

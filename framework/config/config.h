@@ -3,6 +3,7 @@
 // overrides, then one validation. Printable (--dump-config) and stored with every result and
 // checkpoint, so a run can be reproduced from its output alone.
 #include "attacks/attack.h"
+#include "attacks/evaluation/evaluation.h"
 #include "data/sources.h"
 #include "framework/models/model_spec.h"
 #include "framework/runtime/runtime.h"
@@ -44,13 +45,16 @@ struct StageConfig {
 };
 
 struct AttackConfig {
-  std::vector<std::string> attacks{"fgsm", "pgd", "apgd-ce"};
-  std::string norm = "linf";
+  std::vector<std::string> attacks{"fgsm", "pgd", "apgd-ce"};  ///< registry names (attacks/registry.h)
   std::vector<double> eps{0.0, 0.05, 0.1, 0.2};
-  AttackOptions options;     ///< steps, step sizes, restarts, random start, seed
+  /// norm, steps, step sizes, restarts, random start, targeting, seed; `options.eps` is not a
+  /// setting: the evaluation sets it to each value of `eps` in turn.
+  AttackOptions options;
   int64_t batchSize = 500;
   int64_t keepExamples = 8;
   bool sanityChecks = true;
+  /// The evaluation this section describes, in `precision`.
+  EvalOptions evalOptions(Precision precision) const;
 };
 
 /// One arm of an experiment: how the compared model is made.
