@@ -23,29 +23,26 @@ Dataset cachedSplit(const DataSourceSpec& spec, const std::string& split) {
   return it->second;
 }
 
-std::unique_ptr<TrainingObjective> objectiveFor(const StageConfig& s, const std::string& section, ClassifierImpl& model) {
+std::unique_ptr<TrainingObjective> objectiveFor(const StageConfig& s, Stage section, ClassifierImpl& model) {
   ObjectiveParams p;
   p.adversary = s.adversary;
   p.tradesBeta = s.tradesBeta;
   p.maskPatch = s.maskPatch;
   p.maskRatio = s.maskRatio;
-  if (section == "pretrain") return makePretrainObjective(s.mode, s.objective, p, model);
+  if (section == Stage::kPretrain) return makePretrainObjective(s.mode, s.objective, p, model);
   return makeObjective(s.objective, p, model);
 }
 
-uint64_t stageSeed(const Config& c, const std::string& section) {
+uint64_t stageSeed(const Config& c, Stage section) {
   // Distinct but fixed seeds per stage, all derived from the one config seed.
-  const uint64_t salt = section == "pretrain" ? 1 : section == "finetune" ? 2 : 3;
+  const uint64_t salt = section == Stage::kPretrain ? 1 : section == Stage::kFinetune ? 2 : 3;
   return c.seed * 1000003ULL + salt;
 }
 
 }  // namespace
 
-const StageConfig& stageOf(const Config& c, const std::string& section) {
-  if (section == "train") return c.train;
-  if (section == "pretrain") return c.pretrain;
-  if (section == "finetune") return c.finetune;
-  throw std::invalid_argument("unknown stage '" + section + "'");
+const StageConfig& stageOf(const Config& c, Stage section) {
+  return section == Stage::kTrain ? c.train : section == Stage::kPretrain ? c.pretrain : c.finetune;
 }
 
 TaskData loadTask(const Config& c, const StageConfig& stage, bool withTest) {
@@ -77,12 +74,12 @@ torch::Device setUpRuntime(const Config& c) {
 
 void useEvalThreads(const Config& c) { configureThreads(c.threads > 0 ? static_cast<int>(c.threads) : defaultEvalThreads()); }
 
-StageResult runStage(const Config& c, const std::string& section, const std::string& backbone, const std::string& label,
+StageResult runStage(const Config& c, Stage section, const std::string& backbone, const std::string& label,
                      torch::Device device) {
   return runStage(c, stageOf(c, section), section, backbone, label, device);
 }
 
-StageResult runStage(const Config& c, const StageConfig& stage, const std::string& section, const std::string& backbone,
+StageResult runStage(const Config& c, const StageConfig& stage, Stage section, const std::string& backbone,
                      const std::string& label, torch::Device device) {
   StageResult r;
   r.data = loadTask(c, stage, /*withTest=*/true);
@@ -96,7 +93,7 @@ StageResult runStage(const Config& c, const StageConfig& stage, const std::strin
   auto objective = objectiveFor(seeded, section, *r.model);
   TrainOptions opt = stage.train;
   opt.seed = stageSeed(c, section);
-  opt.headOnly = section == "finetune" && stage.finetune == "linear";
+  opt.headOnly = section == Stage::kFinetune && stage.finetune == "linear";
   opt.label = label;
   opt.precision = c.resolvedPrecision;
   r.history = train(*r.model, *objective, r.data.train, r.data.val, opt, device);
@@ -105,10 +102,10 @@ StageResult runStage(const Config& c, const StageConfig& stage, const std::strin
   return r;
 }
 
-void saveStage(const std::string& path, StageResult& s, const Config& c, const StageConfig& stage, const std::string& section,
+void saveStage(const std::string& path, StageResult& s, const Config& c, const StageConfig& stage, Stage section,
                const std::function<void(H5File&)>& extra) {
   saveCheckpoint(path, *s.model, c.toToml(), [&](H5File& f) {
-    f.setAttr("/", "stage", section);
+    f.setAttr("/", "stage", stageName(section));
     f.writeTensor("/task/classes", torch::tensor(stage.classes.empty() ? std::vector<int64_t>{} : stage.classes, torch::kInt64));
     f.setAttr("/task", "data_source", c.data.source.source);
     f.setAttr("/task", "val_accuracy", s.valAccuracy);

@@ -31,21 +31,21 @@ struct StageResult {
   double testAccuracy = NAN;  ///< clean, on the test split
 };
 
-/// Trains one stage. `kind` is "train", "pretrain" or "finetune" (it picks the objective family and
-/// the seed stream); `backbone` (may be empty) is a checkpoint whose backbone initialises the model.
+/// Trains one stage. `kind` picks the objective family (pre-training modes apply to kPretrain only),
+/// linear probing (kFinetune) and the seed stream; `backbone` (may be empty) is a checkpoint whose backbone initialises the model.
 /// `label` names the progress bar.
-StageResult runStage(const Config& c, const StageConfig& stage, const std::string& kind, const std::string& backbone,
+StageResult runStage(const Config& c, const StageConfig& stage, Stage kind, const std::string& backbone,
                      const std::string& label, torch::Device device);
 /// The same for the config's own [train], [pretrain] or [finetune] section.
-StageResult runStage(const Config& c, const std::string& section, const std::string& backbone, const std::string& label,
+StageResult runStage(const Config& c, Stage section, const std::string& backbone, const std::string& label,
                      torch::Device device);
 
 /// Writes the model, the resolved config, the task classes and the curves (atomically).
-void saveStage(const std::string& path, StageResult& s, const Config& c, const StageConfig& stage, const std::string& kind,
+void saveStage(const std::string& path, StageResult& s, const Config& c, const StageConfig& stage, Stage kind,
                const std::function<void(H5File&)>& extra = nullptr);
 
-/// The stage config of a section name.
-const StageConfig& stageOf(const Config& c, const std::string& section);
+/// The config's own section of a stage.
+const StageConfig& stageOf(const Config& c, Stage section);
 
 /// The evaluation the config's [attack] section describes.
 EvalOptions evalOptionsFrom(const Config& c);

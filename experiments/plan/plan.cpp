@@ -125,9 +125,9 @@ Config forSeed(const Config& c, int64_t seed) {
 void computePretraining(const Plan& p, const Unit& u, torch::Device device) {
   const auto t0 = std::chrono::steady_clock::now();
   const Config cs = forSeed(p.config, u.seed);
-  StageResult r = runStage(cs, u.stage, "pretrain", "", "pretrain " + u.name, device);
+  StageResult r = runStage(cs, u.stage, Stage::kPretrain, "", "pretrain " + u.name, device);
   const double secs = since(t0);
-  saveStage(u.path, r, cs, u.stage, "pretrain", [&](H5File& f) {
+  saveStage(u.path, r, cs, u.stage, Stage::kPretrain, [&](H5File& f) {
     f.setAttr("/", "unit_hash", u.hash);
     f.setAttr("/", "variant", u.name);
     f.setAttr("/", "seed", u.seed);
@@ -165,7 +165,7 @@ std::string computeArm(const Plan& p, const Unit& u, torch::Device device) {
   }
   const auto t0 = std::chrono::steady_clock::now();
   const Config cs = forSeed(p.config, u.seed);
-  StageResult r = runStage(cs, u.stage, "finetune", pretrainPath, u.arm.name, device);
+  StageResult r = runStage(cs, u.stage, Stage::kFinetune, pretrainPath, u.arm.name, device);
   const double trainSecs = since(t0);
   useEvalThreads(cs);
   const auto e0 = std::chrono::steady_clock::now();

@@ -376,6 +376,8 @@ EvalOptions AttackConfig::evalOptions(Precision precision) const {
   return e;
 }
 
+std::string stageName(Stage s) { return s == Stage::kTrain ? "train" : s == Stage::kPretrain ? "pretrain" : "finetune"; }
+
 std::vector<std::pair<std::string, StageConfig>> Config::runVariants() const {
   if (!variants.empty()) return variants;
   return {{"base", pretrain}};

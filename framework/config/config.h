@@ -29,6 +29,10 @@ inline AttackOptions trainingAttackDefaults() {
   return o;
 }
 
+/// The three kinds of training stage, as their config sections are named.
+enum class Stage { kTrain, kPretrain, kFinetune };
+std::string stageName(Stage s);  ///< "train" | "pretrain" | "finetune"
+
 /// One training stage: [train], [pretrain] or [finetune].
 struct StageConfig {
   std::vector<int64_t> classes;  ///< task classes, relabelled 0..k-1 in this order (empty: all)
