@@ -1,6 +1,7 @@
 #include "data/atomic_write.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -13,9 +14,27 @@
 namespace robustlab {
 namespace fs = std::filesystem;
 
+namespace {
+
+/// This machine's name as temporaries carry it: on a shared file system (a cluster) a process id
+/// means something only on the machine that made it.
+const std::string& hostTag() {
+  static const std::string tag = [] {
+    char buf[256] = {0};
+    if (::gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return std::string("localhost");
+    std::string h = buf;
+    for (char& c : h)
+      if (c == '/' || c == '@') c = '_';
+    return h;
+  }();
+  return tag;
+}
+
+}  // namespace
+
 std::string temporaryPathFor(const std::string& path) {
   static std::atomic<int> counter{0};
-  return path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  return path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "@" + hostTag();
 }
 
 namespace {
@@ -46,6 +65,28 @@ void writeAtomically(const std::string& path, const std::function<void(const std
     fs::remove(tmp, ec);
     throw;
   }
+}
+
+int removeStaleTemporaries(const std::string& dir) {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const auto at = name.rfind(".tmp-");
+    if (at == std::string::npos) continue;
+    const std::string tail = name.substr(at + 5);  // "<pid>-<n>@<host>"
+    const auto atSign = tail.find('@');
+    if (atSign == std::string::npos || tail.substr(atSign + 1) != hostTag()) continue;  // another machine's
+    const std::string rest = tail.substr(0, atSign);
+    const auto dash = rest.find('-');
+    if (dash == std::string::npos || dash == 0 || rest.find_first_not_of("0123456789-") != std::string::npos) continue;
+    const long long pid = std::stoll(rest.substr(0, dash));
+    if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
+      std::error_code rm;
+      if (fs::remove_all(e.path(), rm) > 0) ++removed;
+    }
+  }
+  return removed;
 }
 
 void writeTextAtomically(const std::string& path, const std::string& text) {

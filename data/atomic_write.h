@@ -8,7 +8,7 @@
 
 namespace robustlab {
 
-/// A temporary name beside `path`, unique to this process and call: "<path>.tmp-<pid>-<n>".
+/// A temporary name beside `path`, unique to this process and call: "<path>.tmp-<pid>-<n>@<host>".
 std::string temporaryPathFor(const std::string& path);
 
 /// Creates `path`'s parent folders, calls `fill(tmp)` to write the whole file at `tmp`, syncs it and
@@ -16,7 +16,12 @@ std::string temporaryPathFor(const std::string& path);
 /// temporary, leaves `path` as it was and throws one line naming `path`.
 void writeAtomically(const std::string& path, const std::function<void(const std::string& tmp)>& fill);
 
-/// writeAtomically for text; a short write (a full disk) is an error naming the file.
+/// Removes the temporaries (files or folders named by temporaryPathFor) in `dir` whose process, on
+/// this machine, is gone: what a killed run left. Temporaries of live processes, and of other
+/// machines sharing the folder, are kept. Returns how many were removed.
+int removeStaleTemporaries(const std::string& dir);
+
+/// writeAtomically for text or any bytes; a short write (a full disk) is an error naming the file.
 void writeTextAtomically(const std::string& path, const std::string& text);
 
 }  // namespace robustlab

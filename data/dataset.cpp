@@ -30,6 +30,7 @@ void Dataset::validate(const std::string& what) const {
   if (images.size(0) != labels.size(0))
     fail("image count " + std::to_string(images.size(0)) + " != label count " + std::to_string(labels.size(0)));
   if (size() == 0) fail("dataset has no examples");
+  if (!torch::isfinite(images).all().item<bool>()) fail("pixel values must be finite numbers (found NaN or Inf)");
   if (images.min().item<float>() < 0.f || images.max().item<float>() > 1.f) fail("pixel values must lie in [0,1]");
   if (labels.min().item<int64_t>() < 0 || labels.max().item<int64_t>() >= numClasses)
     fail("labels must lie in [0," + std::to_string(numClasses) + ")");

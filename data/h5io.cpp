@@ -14,6 +14,14 @@ namespace robustlab {
 
 struct H5File::Impl {
   Impl(const std::string& path, unsigned flags) : file(path, flags) {}
+  /// A file that lives in memory only (HDF5's core driver without a backing store): nothing is
+  /// written to disk by HDF5, so a full disk cannot leave the library with a file it cannot close.
+  explicit Impl(const std::string& path) : file(path, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, memoryAccess()) {}
+  static H5::FileAccPropList memoryAccess() {
+    H5::FileAccPropList fapl;
+    fapl.setCore(1 << 20, false);
+    return fapl;
+  }
   H5::H5File file;
 };
 
@@ -60,6 +68,10 @@ auto guarded(const std::string& path, const std::string& what, Fn&& fn) -> declt
 
 H5File::H5File(const std::string& path, Mode mode) : path_(path) {
   H5::Exception::dontPrint();
+  if (mode == Mode::kMemory) {
+    guarded(path, "create in memory", [&] { impl_ = std::make_unique<Impl>(path); });
+    return;
+  }
   if (mode != Mode::kTruncate) {
     if (!std::filesystem::exists(path)) throw std::runtime_error(path + ": file not found");
     bool isHdf5 = false;
@@ -271,16 +283,29 @@ void H5File::close() {
   if (impl_) guarded(path_, "close", [&] { impl_->file.close(); });
 }
 
-void writeH5Atomically(const std::string& path, const std::function<void(H5File&)>& fill) {
-  writeAtomically(path, [&](const std::string& tmp) {
-    H5File f(tmp, H5File::Mode::kTruncate);
-    fill(f);
-    try {
-      f.close();  // a close that fails (a full disk) must fail the write, not vanish in a destructor
-    } catch (const std::exception&) {
-      throw std::runtime_error(path + ": cannot write the HDF5 file (disk full or I/O error)");
-    }
+std::string H5File::image() {
+  return guarded(path_, "file image", [&] {
+    impl_->file.flush(H5F_SCOPE_GLOBAL);
+    const hid_t id = impl_->file.getId();
+    const ssize_t n = H5Fget_file_image(id, nullptr, 0);
+    if (n < 0) throw std::runtime_error(path_ + ": cannot take the HDF5 file image");
+    std::string bytes(static_cast<size_t>(n), '\0');
+    if (H5Fget_file_image(id, bytes.data(), bytes.size()) != n) throw std::runtime_error(path_ + ": cannot take the HDF5 file image");
+    return bytes;
   });
+}
+
+void writeH5Atomically(const std::string& path, const std::function<void(H5File&)>& fill) {
+  // The file is built in memory and written to disk by writeTextAtomically: every write, sync and
+  // rename is checked there, a full disk is one error naming `path`, and nothing half-written or
+  // temporary is left behind.
+  std::string bytes;
+  {
+    H5File f(path, H5File::Mode::kMemory);
+    fill(f);
+    bytes = f.image();
+  }
+  writeTextAtomically(path, bytes);
 }
 
 }  // namespace robustlab

@@ -12,7 +12,8 @@ namespace robustlab {
 
 class H5File {
  public:
-  enum class Mode { kRead, kTruncate, kReadWrite };
+  /// kMemory: a new file held in memory (image() gives its bytes); writeH5Atomically uses it.
+  enum class Mode { kRead, kTruncate, kReadWrite, kMemory };
 
   /// Opens `path`; throws std::runtime_error naming the file when it is missing or not HDF5.
   H5File(const std::string& path, Mode mode);
@@ -24,6 +25,8 @@ class H5File {
   /// Flushes and closes the file; throws naming it when that fails (a full disk). The destructor
   /// closes too but cannot report a failure.
   void close();
+  /// The bytes of the whole file (Mode::kMemory).
+  std::string image();
   bool has(const std::string& objectPath) const;
   bool isGroup(const std::string& objectPath) const;
   /// Names of the direct children of a group, sorted.

@@ -25,6 +25,11 @@ Dataset loadHdf5Dataset(const std::string& path) {
   Dataset ds;
   ds.images = f.readTensor("/images");
   ds.labels = f.readTensor("/labels");
+  if (ds.labels.is_floating_point()) {
+    // A float label is accepted only when it is a whole number: 5.5 is corrupt data, not class 5.
+    if (!torch::isfinite(ds.labels).all().item<bool>() || !ds.labels.eq(ds.labels.round()).all().item<bool>())
+      throw std::runtime_error(path + ": /labels holds values that are not whole numbers (expected integer class labels)");
+  }
   if (ds.labels.scalar_type() != torch::kInt64) ds.labels = ds.labels.to(torch::kInt64);
   ds.numClasses = f.attrInt("/", "num_classes");
   ds.name = f.hasAttr("/", "name") ? f.attrString("/", "name") : path;

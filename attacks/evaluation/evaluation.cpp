@@ -40,6 +40,17 @@ const AttackRun* EvalResult::find(const std::string& attack, double eps) const {
 
 namespace {
 
+/// A model whose outputs are NaN or Inf (diverged training, a corrupt checkpoint) has no accuracy:
+/// argmax of NaN logits is an arbitrary class, so the evaluation refuses to report a number.
+void checkFiniteOutputs(ClassifierImpl& model, const Dataset& data, torch::Device device, int64_t batchSize) {
+  torch::NoGradGuard noGrad;
+  EvalModeGuard eval(model);
+  const auto logits = model.forward(data.images.slice(0, 0, std::min(data.size(), batchSize)).to(device));
+  if (!torch::isfinite(logits).all().item<bool>())
+    throw std::runtime_error("the model's outputs hold NaN or Inf on the test images (diverged training or a corrupt checkpoint); "
+                             "no accuracy is reported");
+}
+
 /// An eps-0 attack returns its input (the eps_zero_identity sanity check runs the real attacks at
 /// eps 0 to prove it), so the clean predictions are its result.
 AttackRun zeroEpsRun(const AttackSpec& spec, const EvalResult& r) {
@@ -138,6 +149,7 @@ EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOption
   r.precision = options.precision;
   r.epsGrid = options.epsGrid;
   r.labels = data.labels.clone();
+  checkFiniteOutputs(model, data, device, options.batchSize);
   r.cleanPred = predict(model, data.images, device, options.batchSize);
   r.cleanCorrect = r.cleanPred.eq(r.labels);
   r.cleanAccuracy = r.cleanCorrect.to(torch::kFloat64).mean().item<double>();

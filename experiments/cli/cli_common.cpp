@@ -4,6 +4,8 @@
 
 #include <toml++/toml.h>
 
+#include <cctype>
+#include <cmath>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
@@ -82,17 +84,46 @@ SlurmOptions slurmOptionsFrom(const cxxopts::ParseResult& args) {
   o.cpus = args["cpus"].as<int>();
   o.mem = args["mem"].as<std::string>();
   o.gpus = args["gpus"].as<int>();
-  if (o.cpus < 1) throw std::invalid_argument("--cpus: must be >= 1");
+  if (o.cpus < 1 || o.cpus > 4096) throw std::invalid_argument("--cpus: must be in 1..4096, got " + std::to_string(o.cpus));
+  if (o.gpus < 0 || o.gpus > 64) throw std::invalid_argument("--gpus: must be in 0..64, got " + std::to_string(o.gpus));
+  // These land in #SBATCH lines: plain words only (a newline would start a shell line on the node).
+  auto word = [](const std::string& flag, const std::string& v) {
+    for (char ch : v)
+      if (!(std::isalnum(static_cast<unsigned char>(ch)) || std::string("._:-,=+").find(ch) != std::string::npos))
+        throw std::invalid_argument(flag + ": '" + v + "' holds a character that is not allowed (letters, digits and . _ : - , = + only)");
+  };
+  word("--partition", o.partition);
+  word("--time", o.time);
+  word("--mem", o.mem);
   if (args.count("sbatch-line")) o.extraLines = args["sbatch-line"].as<std::vector<std::string>>();
+  for (const auto& line : o.extraLines)
+    for (char ch : line)
+      if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
+        throw std::invalid_argument("--sbatch-line: a control character (a newline, say) is not allowed in an #SBATCH line");
   return o;
 }
 
-std::vector<std::string> splitList(const std::string& s) {
+std::vector<std::string> splitList(const std::string& s, const std::string& flag) {
   std::vector<std::string> out;
   std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (item.empty()) throw std::invalid_argument(flag + ": empty item in '" + s + "' (expected a comma-separated list)");
+    out.push_back(item);
+  }
+  if (out.empty() || s.back() == ',') throw std::invalid_argument(flag + ": '" + s + "' is not a comma-separated list");
   return out;
+}
+
+double parseNumber(const std::string& text, const std::string& flag) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !std::isfinite(v)) throw std::invalid_argument(flag + ": '" + text + "' is not a number");
+  return v;
 }
 
 std::string commandLine(int argc, char** argv) {

@@ -3,6 +3,9 @@
 #include "experiments/plan/executor.h"
 #include "framework/config/config.h"
 
+// --set values are TOML and may hold commas ("attack.eps=[0, 0.1]"): a repeated flag, not a comma,
+// separates the items of a list option.
+#define CXXOPTS_VECTOR_DELIMITER '\0'
 #include <cxxopts.hpp>
 
 #include <string>
@@ -36,8 +39,10 @@ bool maybeDumpConfig(const cxxopts::ParseResult& args, const Config& c);
 void addSlurmOptions(cxxopts::Options& opts);
 SlurmOptions slurmOptionsFrom(const cxxopts::ParseResult& args);
 
-/// Splits "a,b,c".
-std::vector<std::string> splitList(const std::string& s);
+/// Splits "a,b,c"; an empty item or list is an error naming `flag`.
+std::vector<std::string> splitList(const std::string& s, const std::string& flag = "list");
+/// The whole of `text` as a finite number ("0.1abc" is an error naming `flag`).
+double parseNumber(const std::string& text, const std::string& flag);
 
 /// The command line, for storing with results.
 std::string commandLine(int argc, char** argv);

@@ -42,16 +42,14 @@ std::vector<std::string> attackOverrides(const cxxopts::ParseResult& args) {
     for (size_t i = 0; i < items.size(); ++i) s += (i ? ", " : "") + (quote ? tomlQuoted(items[i]) : items[i]);
     return s + "]";
   };
-  if (args.count("attack")) sets.push_back("attack.attacks=" + list(splitList(args["attack"].as<std::string>()), true));
+  if (args.count("attack")) sets.push_back("attack.attacks=" + list(splitList(args["attack"].as<std::string>(), "--attack"), true));
   if (args.count("norm")) sets.push_back("attack.norm=" + tomlQuoted(args["norm"].as<std::string>()));
   if (args.count("eps")) {
     std::vector<std::string> eps;
-    for (const auto& v : splitList(args["eps"].as<std::string>())) {
-      try {
-        eps.push_back(std::to_string(std::stod(v)));
-      } catch (const std::exception&) {
-        throw std::invalid_argument("--eps: '" + v + "' is not a number");
-      }
+    char buf[32];
+    for (const auto& v : splitList(args["eps"].as<std::string>(), "--eps")) {
+      std::snprintf(buf, sizeof buf, "%.17g", parseNumber(v, "--eps"));
+      eps.push_back(buf);
     }
     sets.push_back("attack.eps=" + list(eps, false));
   }

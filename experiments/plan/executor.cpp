@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,8 +32,11 @@ std::vector<char*> cArgs(const std::vector<std::string>& argv) {
   return out;
 }
 
-/// In the child: stdout/stderr to `fd` (when >= 0), then exec. Never returns.
-[[noreturn]] void execChild(const std::vector<std::string>& argv, int outFd, int errFd) {
+/// In the child: dies with its parent (a killed leader leaves no orphan computing on), stdout/stderr
+/// to `fd` (when >= 0), then exec. Never returns.
+[[noreturn]] void execChild(const std::vector<std::string>& argv, int outFd, int errFd, pid_t parent) {
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (::getppid() != parent) std::_Exit(1);  // the parent died before prctl took effect
   if (outFd >= 0) ::dup2(outFd, 1);
   if (errFd >= 0) ::dup2(errFd, 2);
   auto args = cArgs(argv);
@@ -67,12 +71,13 @@ int runCommand(const std::vector<std::string>& argv, std::string* out, std::stri
   if (argv.empty()) throw std::invalid_argument("runCommand: empty argument vector");
   int outPipe[2] = {-1, -1}, errPipe[2] = {-1, -1};
   if ((out && ::pipe(outPipe) != 0) || (err && ::pipe(errPipe) != 0)) throw std::runtime_error("cannot create a pipe");
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("cannot start " + argv.front());
   if (pid == 0) {
     if (out) ::close(outPipe[0]);
     if (err) ::close(errPipe[0]);
-    execChild(argv, out ? outPipe[1] : -1, err ? errPipe[1] : -1);
+    execChild(argv, out ? outPipe[1] : -1, err ? errPipe[1] : -1, parent);
   }
   if (out) ::close(outPipe[1]);
   if (err) ::close(errPipe[1]);
@@ -99,8 +104,9 @@ int runProcesses(const std::vector<ProcessTask>& tasks, int jobs, const std::fun
     while (!gStop && next < tasks.size() && static_cast<int>(running.size()) < jobs) {
       const ProcessTask& t = tasks[next];
       const int fd = ::open(t.logPath.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+      const pid_t parent = ::getpid();
       const pid_t pid = ::fork();
-      if (pid == 0) execChild(t.argv, fd, fd);
+      if (pid == 0) execChild(t.argv, fd, fd, parent);
       if (fd >= 0) ::close(fd);
       if (pid < 0) throw std::runtime_error("cannot start a process for " + t.label);
       running[pid] = next++;

@@ -201,6 +201,8 @@ Plan makePlan(const Config& c, torch::Device device) {
   p.cacheDir = (out.parent_path() / "cache").string();
   fs::create_directories(p.unitsDir);
   fs::create_directories(p.cacheDir);
+  removeStaleTemporaries(p.unitsDir);  // left by a killed run
+  removeStaleTemporaries(p.cacheDir);
   const std::string key = commonKey(c, p.device);
   planPretrainings(p, key);
   planArms(p, key);

@@ -194,6 +194,9 @@ Sweep planSweep(const std::string& path, const std::vector<std::string>& overrid
   fs::create_directories(dir + "/configs");
   fs::create_directories(dir + "/points");
   fs::create_directories(dir + "/logs");
+  removeStaleTemporaries(dir);
+  removeStaleTemporaries(dir + "/points");
+  removeStaleTemporaries(dir + "/configs");
   std::set<std::string> seen;
   std::ostringstream manifest;
   for (size_t i = 0; i < all.size(); ++i) {

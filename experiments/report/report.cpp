@@ -4,10 +4,14 @@
 #include "experiments/report/report_doc.h"
 #include "experiments/report/report_figures.h"
 #include "experiments/report/report_sweep.h"
+#include "data/atomic_write.h"
 #include "data/h5io.h"
 
 #include <cmath>
 #include <cstdio>
+#include <signal.h>
+
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -105,7 +109,7 @@ void gallerySection(Doc& doc, const ReportData& d, const std::string& figDir) {
                                 name(g.cleanPred) + ", adversarial → " + name(g.advPred);
     doc.html << "<figure class=\"" << (g.advPred == g.label ? "held" : "fooled") << "\"><img alt=\"" << esc(caption)
              << "\" src=\"data:image/png;base64," << base64(png) << "\"><figcaption>" << esc(caption) << "</figcaption></figure>\n";
-    doc.md << "![" << caption << "](" << file << ")\n\n";
+    doc.md << "![" << mdEscape(caption) << "](" << file << ")\n\n";
   }
   doc.html << "</div>\n";
   doc.end();
@@ -140,7 +144,12 @@ void metadataSection(Doc& doc, const ReportData& d) {
   rows.push_back({"seeds", seeds});
   doc.table({"field", "value"}, rows);
   doc.html << "<details><summary>resolved config</summary><pre>" << esc(d.meta.at("config")) << "</pre></details>\n";
-  doc.md << "<details><summary>resolved config</summary>\n\n```toml\n" << d.meta.at("config") << "```\n</details>\n";
+  // A fence longer than any run of backticks in the text, so the config cannot close it.
+  const std::string& cfg = d.meta.at("config");
+  size_t run = 0, longest = 0;
+  for (char ch : cfg) longest = std::max(longest, run = ch == '`' ? run + 1 : 0);
+  const std::string fence(std::max<size_t>(3, longest + 1), '`');
+  doc.md << "<details><summary>resolved config</summary>\n\n" << fence << "toml\n" << cfg << fence << "\n</details>\n";
   doc.end();
 }
 
@@ -155,6 +164,28 @@ void compareExperimentsSection(Doc& doc, const ReportData& a, const ReportData& 
 }
 
 
+/// Marks a folder as written by `robustlab report`: only such a folder (or an empty one) is replaced.
+constexpr const char* kReportMarker = ".robustlab-report";
+
+/// `report -o` never deletes what it did not write: the target must be absent, an empty folder or an
+/// earlier report, and must not hold the results it reads.
+void checkReportTarget(const fs::path& out, const std::vector<std::string>& inputs) {
+  std::error_code ec;
+  const auto st = fs::symlink_status(out, ec);
+  if (!fs::exists(st)) return;
+  if (!fs::is_directory(st)) throw std::runtime_error(out.string() + ": exists and is not a folder; refusing to replace it with a report");
+  const auto canonicalOut = fs::weakly_canonical(out);
+  for (const auto& in : inputs) {
+    if (in.empty()) continue;
+    const auto c = fs::weakly_canonical(in).string(), o = canonicalOut.string() + "/";
+    if (c.compare(0, o.size(), o) == 0)
+      throw std::runtime_error(out.string() + ": holds the results file " + in + "; choose another output folder for the report");
+  }
+  if (fs::is_empty(out) || fs::exists(out / kReportMarker)) return;
+  throw std::runtime_error(out.string() + ": a folder that is not a robustlab report (no " + kReportMarker +
+                           " file); refusing to replace it, choose another output folder");
+}
+
 }  // namespace
 
 void writeReport(const ReportOptions& o) {
@@ -168,9 +199,11 @@ void writeReport(const ReportOptions& o) {
   if (!sweep) d = readReportData(o.results);
   if (!o.compare.empty()) other = readReportData(o.compare);
   const fs::path out(o.outDir);
-  const fs::path tmp = out.string() + ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(tmp);
+  checkReportTarget(out, {o.results, o.compare});
+  removeStaleTemporaries(out.has_parent_path() ? out.parent_path().string() : ".");  // reports a kill left half made
+  const fs::path tmp = temporaryPathFor(out.string());
   fs::create_directories(tmp / "figures");
+  writeTextAtomically((tmp / kReportMarker).string(), "written by robustlab report from " + o.results + "\n");
   try {
     const std::string figDir = (tmp / "figures").string();
     Doc body;
@@ -191,10 +224,14 @@ void writeReport(const ReportOptions& o) {
         summarySection(body, other, "summary-second", "Second experiment: " + other.meta.at("name"));
       }
     }
-    std::ofstream(tmp / "report.html") << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" << esc(title) << "</title><style>"
+    std::ostringstream html, md;
+    html << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" << esc(title) << "</title><style>"
                                        << kStyle << "</style></head><body>\n<h1>" << esc(title) << "</h1>\n"
                                        << body.html.str() << "</body></html>\n";
-    std::ofstream(tmp / "report.md") << "# " << title << "\n" << body.md.str();
+    md << "# " << mdEscape(title) << "\n" << body.md.str();
+    writeTextAtomically((tmp / "report.html").string(), html.str());
+    writeTextAtomically((tmp / "report.md").string(), md.str());
+    // Only a folder that checkReportTarget found empty or marked as a robustlab report is replaced.
     fs::remove_all(out);
     fs::rename(tmp, out);
   } catch (...) {

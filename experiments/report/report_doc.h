@@ -23,6 +23,22 @@ inline std::string esc(const std::string& s) {
   return o;
 }
 
+/// Text for Markdown: raw HTML disarmed (&lt; &gt; &amp;) and Markdown's own markup escaped, so a
+/// name or a detail string stays text in any renderer; newlines (which would end a table row) become
+/// spaces.
+inline std::string mdEscape(const std::string& s) {
+  std::string o;
+  for (char ch : s) {
+    if (ch == '<') o += "&lt;";
+    else if (ch == '>') o += "&gt;";
+    else if (ch == '&') o += "&amp;";
+    else if (ch == '\n' || ch == '\r') o += ' ';
+    else if (std::string("\\`*_[]|!#").find(ch) != std::string::npos) o += std::string("\\") + ch;
+    else o += ch;
+  }
+  return o;
+}
+
 inline std::string fmt(const char* f, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);
@@ -47,7 +63,7 @@ struct Doc {
   std::ostringstream html, md;
   void section(const std::string& id, const std::string& title) {
     html << "<section id=\"" << id << "\"><h2>" << esc(title) << "</h2>\n";
-    md << "\n## " << title << "\n\n";
+    md << "\n## " << mdEscape(title) << "\n\n";
   }
   void end() { html << "</section>\n"; }
   /// A table in both formats; `classes` per cell (same shape as rows) colours HTML cells.
@@ -57,7 +73,7 @@ struct Doc {
     for (const auto& h : head) html << "<th>" << esc(h) << "</th>";
     html << "</tr>\n";
     md << "|";
-    for (const auto& h : head) md << " " << h << " |";
+    for (const auto& h : head) md << " " << mdEscape(h) << " |";
     md << "\n|";
     for (size_t i = 0; i < head.size(); ++i) md << "---|";
     md << "\n";
@@ -67,7 +83,7 @@ struct Doc {
       for (size_t k = 0; k < rows[r].size(); ++k) {
         const std::string cls = r < classes.size() && k < classes[r].size() ? classes[r][k] : "";
         html << "<td" << (cls.empty() ? "" : " class=\"" + cls + "\"") << ">" << esc(rows[r][k]) << "</td>";
-        md << " " << rows[r][k] << " |";
+        md << " " << mdEscape(rows[r][k]) << " |";
       }
       html << "</tr>\n";
       md << "\n";
@@ -76,7 +92,7 @@ struct Doc {
   }
   void figure(const std::string& svg, const std::string& file, const std::string& caption) {
     html << "<figure>" << inlineSvg(svg) << "<figcaption>" << esc(caption) << "</figcaption></figure>\n";
-    md << "![" << caption << "](" << file << ")\n\n";
+    md << "![" << mdEscape(caption) << "](" << file << ")\n\n";
   }
 };
 

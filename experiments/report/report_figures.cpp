@@ -36,10 +36,17 @@ std::string runGnuplot(const std::string& svgPath, const std::string& script) {
   return ss.str();
 }
 
-std::string quoteTic(const std::string& s) {
-  std::string o;
-  for (char ch : s) o += ch == '"' ? '\'' : ch;
-  return o;
+/// A gnuplot single-quoted string: nothing inside is interpreted except '' for a quote, so a name
+/// from a config (an arm called b'.system("...").') stays text. Control characters, which would end
+/// the command line, become spaces.
+std::string gq(const std::string& s) {
+  std::string o = "'";
+  for (char ch : s) {
+    if (ch == '\'') o += "''";
+    else if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) o += ' ';
+    else o += ch;
+  }
+  return o + "'";
 }
 
 }  // namespace
@@ -63,16 +70,15 @@ std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const
   }
   std::ostringstream gp;
   gp << "set terminal svg size 760,420 noenhanced font 'sans,12' background rgb 'white'\n"
-     << "set output '" << svgPath << "'\n"
-     << "set xlabel '" << xlabel << "'\nset ylabel '" << ylabel << "'\nset grid\nset key outside right top\n"
+     << "set output " << gq(svgPath) << "\n"
+     << "set xlabel " << gq(xlabel) << "\nset ylabel " << gq(ylabel) << "\nset grid\nset key outside right top\n"
      << "set style fill transparent solid 0.18 noborder\n";
   if (percent) gp << "set yrange [0:100]\n";
   gp << "plot ";
   for (size_t i = 0; i < series.size(); ++i)
-    gp << (i ? ", " : "") << "'" << dataPath << "' index " << i << " using 1:3:4 with filledcurves notitle lc " << i + 1;
+    gp << (i ? ", " : "") << gq(dataPath) << " index " << i << " using 1:3:4 with filledcurves notitle lc " << i + 1;
   for (size_t i = 0; i < series.size(); ++i)
-    gp << ", '" << dataPath << "' index " << i << " using 1:2 with linespoints lw 2 pt 7 lc " << i + 1 << " title '" << series[i].title
-       << "'";
+    gp << ", " << gq(dataPath) << " index " << i << " using 1:2 with linespoints lw 2 pt 7 lc " << i + 1 << " title " << gq(series[i].title);
   gp << "\n";
   const std::string svg = runGnuplot(svgPath, gp.str());
   fs::remove(dataPath);
@@ -83,13 +89,13 @@ std::string heatmapSvg(const std::string& svgPath, const std::string& xlabel, co
                        const std::string& ylabel, const std::vector<std::string>& yticks, const std::vector<std::vector<double>>& values,
                        const std::string& title) {
   std::ostringstream gp;
-  gp << "set terminal svg size 620,420 noenhanced font 'sans,12' background rgb 'white'\nset output '" << svgPath << "'\n"
-     << "set title '" << title << "'\nset xlabel '" << xlabel << "'\nset ylabel '" << ylabel << "'\n"
+  gp << "set terminal svg size 620,420 noenhanced font 'sans,12' background rgb 'white'\nset output " << gq(svgPath) << "\n"
+     << "set title " << gq(title) << "\nset xlabel " << gq(xlabel) << "\nset ylabel " << gq(ylabel) << "\n"
      << "set palette defined (0 '#b2182b', 0.5 '#f7f7f7', 1 '#2166ac')\nset cblabel '%'\nunset key\n";
   gp << "set xtics (";
-  for (size_t i = 0; i < xticks.size(); ++i) gp << (i ? ", " : "") << "\"" << quoteTic(xticks[i]) << "\" " << i;
+  for (size_t i = 0; i < xticks.size(); ++i) gp << (i ? ", " : "") << gq(xticks[i]) << " " << i;
   gp << ")\nset ytics (";
-  for (size_t i = 0; i < yticks.size(); ++i) gp << (i ? ", " : "") << "\"" << quoteTic(yticks[i]) << "\" " << i;
+  for (size_t i = 0; i < yticks.size(); ++i) gp << (i ? ", " : "") << gq(yticks[i]) << " " << i;
   gp << ")\nset xrange [-0.5:" << xticks.size() - 0.5 << "]\nset yrange [-0.5:" << yticks.size() - 0.5 << "]\n";
   gp << "$data << EOD\n";
   for (size_t r = 0; r < values.size(); ++r) {

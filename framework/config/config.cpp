@@ -7,6 +7,7 @@
 #include "framework/toml/toml_reader.h"
 #include "framework/training/registry.h"
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -258,7 +259,35 @@ void validateAttack(const AttackConfig& a, Precision precision, const std::strin
   }
 }
 
+/// Names become file names (units, caches, reports) and figure titles: letters, digits and . _ + -,
+/// not starting with . or -, at most 64 characters. So no path separator, no "..", nothing a shell or
+/// a plotting script could read as code.
+void validateName(const std::string& name, const std::string& what, const std::string& field) {
+  auto fail = [&](const std::string& why) {
+    throw ConfigError(what + ": field '" + field + "': name '" + name + "' " + why +
+                      " (expected letters, digits and . _ + -, not starting with . or -, at most 64 characters)");
+  };
+  if (name.empty()) fail("is empty");
+  if (name.size() > 64) fail("is too long");
+  if (name[0] == '.' || name[0] == '-') fail("starts with '" + std::string(1, name[0]) + "'");
+  for (char ch : name)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '+' || ch == '-'))
+      fail("holds a character that is not allowed");
+}
+
+void validateNames(const Config& c, const std::string& what) {
+  validateName(c.name, what, "name");
+  for (const auto& [n, v] : c.variants) validateName(n, what, "pretrain.variants." + n);
+  for (size_t i = 0; i < c.arms.size(); ++i) validateName(c.arms[i].name, what, "arms[" + std::to_string(i) + "].name");
+  for (size_t i = 1; i < c.seeds.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (c.seeds[i] == c.seeds[j])
+        throw ConfigError(what + ": field 'seeds': seed " + std::to_string(c.seeds[i]) +
+                          " is listed twice (a repeated seed repeats the same numbers and fakes agreement)");
+}
+
 void validate(const Config& c, const std::string& what) {
+  validateNames(c, what);
   validateData(c.data, what);
   validateStage(c.train, what, "train");
   validateStage(c.pretrain, what, "pretrain");

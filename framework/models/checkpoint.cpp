@@ -69,6 +69,8 @@ void loadWeights(const std::string& path, ClassifierImpl& model, bool backboneOn
     if (t.sizes() != target.sizes())
       throw std::runtime_error(path + ": tensor '" + name + "' has shape " + shapeString(t.sizes()) + " in the checkpoint but " +
                                shapeString(target.sizes()) + " in the model");
+    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+      throw std::runtime_error(path + ": tensor '" + name + "' holds NaN or Inf values (a diverged or corrupt checkpoint)");
     target.copy_(t.to(target.dtype()));
   };
   for (auto& p : model.named_parameters()) load(p.key(), p.value());
