@@ -101,3 +101,42 @@ TEST_CASE("results the report cannot use: one clear error and no report left beh
   check(dir + "/partial.h5", "missing '/summary'");
   check(dir + "/missing.h5", "file not found");
 }
+
+TEST_CASE("report -o never replaces what it did not write, and a killed report leaves nothing behind", "[report]") {
+  const std::string dir = test::tempDir("report-target");
+  const std::string bin = ROBUSTLAB_BINARY;
+  auto report = [&](const std::string& results, const std::string& out) {
+    const int code = test::shell(bin + " report " + results + " -o " + out + " >/dev/null 2>" + dir + "/err");
+    return std::make_pair(code, test::readFile(dir + "/err"));
+  };
+  // A folder of the user's: refused, the note untouched.
+  fs::create_directories(dir + "/mydocs");
+  std::ofstream(dir + "/mydocs/notes.txt") << "mine\n";
+  auto [code, err] = report(tinyResults(), dir + "/mydocs");
+  INFO(err);
+  CHECK(code == 1);
+  CHECK(err.find("not a robustlab report") != std::string::npos);
+  CHECK(test::readFile(dir + "/mydocs/notes.txt") == "mine\n");
+  // The folder that holds the results: refused, the results untouched.
+  fs::create_directories(dir + "/res");
+  fs::copy_file(tinyResults(), dir + "/res/r.h5");
+  std::tie(code, err) = report(dir + "/res/r.h5", dir + "/res");
+  CHECK(code == 1);
+  CHECK(err.find("holds the results file") != std::string::npos);
+  CHECK(test::readFile(dir + "/res/r.h5") == test::readFile(tinyResults()));
+  // A file where the folder would go: refused.
+  std::ofstream(dir + "/afile") << "x";
+  std::tie(code, err) = report(tinyResults(), dir + "/afile");
+  CHECK(code == 1);
+  CHECK(test::readFile(dir + "/afile") == "x");
+  // An earlier report is replaced, and a report killed halfway leaves a temporary that the next
+  // report run removes.
+  REQUIRE(report(tinyResults(), dir + "/rep").first == 0);
+  CHECK(test::shell("timeout -s KILL 0.3 " + bin + " report " + tinyResults() + " -o " + dir + "/rep >/dev/null 2>&1") != 0);
+  REQUIRE(report(tinyResults(), dir + "/rep").first == 0);
+  CHECK(fs::exists(dir + "/rep/report.html"));
+  for (const auto& e : fs::directory_iterator(dir)) {
+    INFO("left behind: " << e.path());
+    CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);
+  }
+}

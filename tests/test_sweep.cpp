@@ -105,3 +105,86 @@ TEST_CASE("a local sweep killed with SIGKILL does not recompute its finished poi
   }
   CHECK(fs::exists(dir + "/rep/figures/heatmap-0.svg"));
 }
+
+namespace {
+
+/// Two points that share one pre-training (they differ only in the fine-tuning eps), small enough
+/// to run many times.
+constexpr const char* kSharedPretraining = R"(name = "shared"
+seeds = [0]
+[data]
+test_limit = 100
+train_limit = 3000
+[pretrain]
+classes = [0, 1, 2, 3, 4]
+per_class = 100
+epochs = 1
+[finetune]
+classes = [5, 6, 7, 8, 9]
+per_class = 20
+epochs = 2
+objective = "pgd"
+adv_steps = 2
+[attack]
+attacks = ["fgsm"]
+eps = [0.0, 0.1]
+sanity_checks = false
+[sweep]
+mode = "grid"
+[sweep.grid]
+"finetune.adv_eps" = [0.05, 0.1]
+)";
+
+/// Processes whose command line holds `dir` + "/configs" (the sweep's point processes). The pattern
+/// is written so that it does not match the shell running pgrep.
+int countPointProcesses(const std::string& dir) {
+  const std::string out = test::tempDir("pgrep") + "/pgrep.out";
+  test::shell("pgrep -f -- '" + dir + "/config[s]/' >" + out + " 2>/dev/null");
+  const std::string s = test::readFile(out);
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
+
+}  // namespace
+
+TEST_CASE("points that share a pre-training run concurrently: 20 fresh sweeps with 2 jobs all succeed", "[sweep]") {
+  const std::string root = test::tempDir("sweep-concurrent");
+  std::ofstream(root + "/shared.toml") << kSharedPretraining;
+  int succeeded = 0;
+  for (int i = 0; i < 20; ++i) {
+    const std::string dir = root + "/run" + std::to_string(i);
+    const int code = test::shell(std::string(ROBUSTLAB_BINARY) + " sweep " + root + "/shared.toml --dir " + dir + " --jobs 2 --threads 1 -q >" +
+                                 root + "/log" + std::to_string(i) + " 2>&1");
+    INFO("run " << i << ": " << test::readFile(root + "/log" + std::to_string(i)));
+    CHECK(code == 0);
+    succeeded += code == 0;
+    // One pre-training computed once, no temporary left.
+    int cached = 0;
+    for (const auto& e : fs::directory_iterator(dir + "/points/cache")) {
+      CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);
+      cached += e.path().extension() == ".h5";
+    }
+    CHECK(cached == 1);
+  }
+  CHECK(succeeded == 20);
+}
+
+TEST_CASE("a sweep whose leader is killed leaves no orphan and no temporary, and the rerun gives the same table", "[sweep]") {
+  const std::string root = test::tempDir("sweep-leader-kill");
+  std::ofstream(root + "/shared.toml") << kSharedPretraining;
+  const std::string bin = ROBUSTLAB_BINARY;
+  REQUIRE(test::shell(bin + " sweep " + root + "/shared.toml --dir " + root + "/clean --jobs 2 --threads 1 -q >/dev/null 2>&1") == 0);
+  // Start the sweep, then SIGKILL the leader while its points compute.
+  const std::string dir = root + "/killed";
+  test::shell("(" + bin + " sweep " + root + "/shared.toml --dir " + dir + " --jobs 2 --threads 1 -q >/dev/null 2>&1 & echo $! >" + root +
+              "/pid; wait) & sleep 2; kill -KILL $(cat " + root + "/pid)");
+  // They die with the leader (SIGTERM from the kernel), well before they would have finished.
+  for (int i = 0; i < 5 && countPointProcesses(dir) > 0; ++i) test::shell("sleep 0.1");
+  CHECK(countPointProcesses(dir) == 0);
+  REQUIRE(test::shell(bin + " sweep " + root + "/shared.toml --dir " + dir + " --jobs 2 --threads 1 -q >/dev/null 2>&1") == 0);
+  for (const std::string sub : {"/points", "/points/cache", ""})
+    for (const auto& e : fs::directory_iterator(dir + sub)) {
+      INFO("left behind: " << e.path());
+      CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);
+    }
+  CHECK(test::shell("h5diff -d 0 " + root + "/clean/sweep.h5 " + dir + "/sweep.h5 /table/values >/dev/null 2>&1") == 0);
+}
