@@ -91,11 +91,14 @@ struct Run {
   std::string err;
 };
 
+/// Runs robustlab in `dir`; its output goes elsewhere (the folder may be read-only or full).
 Run runIn(const std::string& dir, const std::string& args) {
-  const std::string cmd = "cd " + dir + " && " + std::string(ROBUSTLAB_BINARY) + " " + args + " >" + dir + "/.out 2>" + dir + "/.err";
+  static int counter = 0;
+  const std::string logs = test::tempDir("bad-input-logs-" + std::to_string(counter++));
+  const std::string cmd = "cd '" + dir + "' && " + std::string(ROBUSTLAB_BINARY) + " " + args + " >" + logs + "/out 2>" + logs + "/err";
   Run r;
   r.code = test::shell(cmd);
-  r.err = test::readFile(dir + "/.err");
+  r.err = test::readFile(logs + "/err");
   return r;
 }
 
@@ -144,18 +147,31 @@ TEST_CASE("every case of the bad-input corpus gets one clear line, exit 1, and e
 
 TEST_CASE("a full disk and a read-only folder: one clear line, exit 1, the earlier file intact, no temporary left", "[cli]") {
   SECTION("read-only folder") {
-    if (::geteuid() == 0) {
-      WARN("running as root: permissions do not stop root, the read-only case is covered by the full disk below");
-      return;
-    }
+    // Root ignores permissions: where the test may mount, the folder is a read-only tmpfs instead.
     const std::string dir = folderWithResults("bad-input-readonly");
-    fs::permissions(dir, fs::perms::owner_read | fs::perms::owner_exec);
+    bool mounted = false;
+    if (::geteuid() == 0) {
+      const std::string files = test::tempDir("bad-input-readonly-files");
+      fs::copy(dir, files, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+      if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=4m") != 0) {
+        WARN("running as root and cannot mount a tmpfs: the read-only case is not run");
+        return;
+      }
+      mounted = true;
+      fs::copy(files, dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+      REQUIRE(::mount("tmpfs", dir.c_str(), "tmpfs", MS_REMOUNT | MS_RDONLY, "size=4m") == 0);
+    } else {
+      fs::permissions(dir, fs::perms::owner_read | fs::perms::owner_exec);
+    }
     const Run r = runIn(dir, "attack -q --checkpoint " + test::standardCheckpoint() + " --limit 50 --steps 2 -o " + dir + "/keep.h5");
-    fs::permissions(dir, fs::perms::owner_all);
+    const bool untouched = leftUntouched(dir);
+    if (mounted) ::umount2(dir.c_str(), MNT_DETACH);
+    else fs::permissions(dir, fs::perms::owner_all);
     INFO(r.err);
     CHECK(r.code == 1);
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
-    CHECK(leftUntouched(dir));
+    CHECK(r.err.find("keep.h5") != std::string::npos);
+    CHECK(untouched);
   }
   SECTION("full disk") {
     const std::string mnt = test::tempDir("bad-input-tmpfs");

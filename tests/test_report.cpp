@@ -140,3 +140,23 @@ TEST_CASE("report -o never replaces what it did not write, and a killed report l
     CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);
   }
 }
+
+TEST_CASE("figure titles, labels and paths reach gnuplot as text, never as commands", "[report]") {
+  const std::string dir = test::tempDir("report-gnuplot-names");
+  const std::string marker = dir + "/pwned";
+  // Names a config can no longer hold, passed to the plotting code directly: a gnuplot string break-out,
+  // a double-quoted one, a newline that would start a new gnuplot command, and a quote in the path.
+  const std::vector<std::string> hostile{"b'.system(\"touch " + marker + "\").'", "x\"; system \"touch " + marker + "\"; \"",
+                                         "line\nsystem 'touch " + marker + "'"};
+  std::vector<PlotSeries> series;
+  for (const auto& h : hostile) series.push_back({h, {0.0, 0.1}, {0.9, 0.5}, {}, {}});
+  const std::string sub = dir + "/it's here";
+  fs::create_directories(sub);
+  const std::string svg = plotSvg(sub + "/curve.svg", hostile[0], hostile[1], series, true);
+  CHECK_FALSE(fs::exists(marker));
+  CHECK(fs::exists(sub + "/curve.svg"));
+  CHECK(svg.find("system(") != std::string::npos);  // the title is drawn as text
+  const std::string heat = heatmapSvg(sub + "/heat.svg", hostile[2], {hostile[0], "b"}, hostile[1], {hostile[2]}, {{0.5, 0.7}}, hostile[0]);
+  CHECK_FALSE(fs::exists(marker));
+  CHECK(fs::exists(sub + "/heat.svg"));
+}
