@@ -50,13 +50,15 @@ int cmdRun(int argc, char** argv) {
   Config c = resolveConfig(args);
   if (!args["out"].as<std::string>().empty()) c.output = args["out"].as<std::string>();
   if (maybeDumpConfig(args, c)) return 0;
-  const torch::Device device = setUpRuntime(c);
+  const std::string backend = args["backend"].as<std::string>();
+  // Slurm with --gpus plans for the compute nodes' CUDA device, which the submitting machine may lack.
+  const bool slurmGpus = backend == "slurm" && args["gpus"].as<int>() > 0;
+  const torch::Device device = slurmGpus ? torch::Device(torch::kCUDA) : setUpRuntime(c);
   const std::string command = commandLine(argc, argv);
   if (args.count("unit")) {
     runExperimentUnit(c, args["unit"].as<int64_t>(), device);
     return 0;
   }
-  const std::string backend = args["backend"].as<std::string>();
   if (backend == "slurm") {
     const std::string job = submitExperimentSlurm(c, command, device, slurmOptionsFrom(args));
     if (job.empty()) reportNextTo(c.output);
