@@ -32,7 +32,7 @@ void copyRows(torch::Tensor& dst, const torch::Tensor& idx, const torch::Tensor&
 
 }  // namespace
 
-torch::Tensor ApgdCe::boundaryStart(const torch::Tensor& xs) {
+torch::Tensor Apgd::boundaryStart(const torch::Tensor& xs) {
   torch::Tensor t = options_.norm == Norm::kLinf ? torch::rand(xs.sizes(), gen_, torch::kFloat32) * 2 - 1
                                                  : torch::randn(xs.sizes(), gen_, torch::kFloat32);
   t = t.to(xs.device());
@@ -40,7 +40,7 @@ torch::Tensor ApgdCe::boundaryStart(const torch::Tensor& xs) {
   return project(xs + options_.eps * t / perExample(tn + 1e-12, t), xs);
 }
 
-ApgdCe::RestartResult ApgdCe::restart(ClassifierImpl& model, const torch::Tensor& xs, const torch::Tensor& ys, const torch::Tensor& ts) {
+Apgd::RestartResult Apgd::restart(ClassifierImpl& model, const torch::Tensor& xs, const torch::Tensor& ys, const torch::Tensor& ts) {
   const int64_t nIter = options_.steps, b = xs.size(0);
   const int64_t nIterMin = std::max<int64_t>(static_cast<int64_t>(0.06 * nIter), 1);
   const int64_t sizeDecr = std::max<int64_t>(static_cast<int64_t>(0.03 * nIter), 1);
@@ -86,7 +86,7 @@ ApgdCe::RestartResult ApgdCe::restart(ClassifierImpl& model, const torch::Tensor
   return r;
 }
 
-torch::Tensor ApgdCe::run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) {
+torch::Tensor Apgd::run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) {
   const int64_t n = x.size(0);
   auto best = x.clone();
   auto bestLossAll = torch::full({n}, -std::numeric_limits<float>::infinity(), x.options());

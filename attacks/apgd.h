@@ -1,7 +1,8 @@
 #pragma once
-// APGD-CE — Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
-// parameter-free attacks", ICML 2020 (the core of AutoAttack). Step-size-free PGD on the
-// cross-entropy: initial step 2 * eps, momentum 0.75, the step halved at checkpoints (first after
+// APGD — Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+// parameter-free attacks", ICML 2020 (the core of AutoAttack). One algorithm with a loss: APGD-CE on
+// the cross-entropy, APGD-DLR on the difference of logits ratio (attack.h, dlrLoss; at least 3
+// classes, 4 when targeted). Step-size-free PGD: initial step 2 * eps, momentum 0.75, the step halved at checkpoints (first after
 // 22% of the iterations, intervals shrinking by 3% to at least 6%) when the loss oscillates
 // (increased in fewer than rho = 75% of the steps since the last checkpoint) or stopped improving, restarting
 // from the best point. Norms: linf, l2. Default 20 steps here (AutoAttack uses 100), 1 restart;
@@ -10,10 +11,10 @@
 
 namespace robustlab {
 
-class ApgdCe : public Attack {
+class Apgd : public Attack {
  public:
-  explicit ApgdCe(AttackOptions options) : Attack(options) {}
-  std::string name() const override { return "apgd-ce"; }
+  explicit Apgd(AttackOptions options, AttackLoss loss = AttackLoss::kCrossEntropy) : Attack(options) { loss_ = loss; }
+  std::string name() const override { return loss_ == AttackLoss::kDlr ? "apgd-dlr" : "apgd-ce"; }
 
  protected:
   torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) override;

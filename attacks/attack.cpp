@@ -110,20 +110,48 @@ torch::Tensor Attack::perturb(ClassifierImpl& model, const torch::Tensor& x, con
   return xadv.to(x.device(), x.scalar_type());
 }
 
+namespace {
+
+torch::Tensor ceLoss(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target) {
+  return target.defined() ? -F::cross_entropy(logits, target, F::CrossEntropyFuncOptions().reduction(torch::kNone))
+                          : F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+}
+
+}  // namespace
+
+torch::Tensor dlrLoss(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target) {
+  const int64_t k = logits.size(1), need = target.defined() ? 4 : 3;
+  if (k < need)
+    throw std::invalid_argument(std::string(target.defined() ? "targeted DLR" : "DLR") + " loss: needs at least " + std::to_string(need) +
+                                " classes (it reads the " + (need == 3 ? "third" : "fourth") + "-largest logit), the model has " +
+                                std::to_string(k));
+  const auto z = logits.to(torch::kFloat32);
+  const auto sorted = std::get<0>(z.sort(1, /*descending=*/true));
+  const auto zy = z.gather(1, y.view({-1, 1})).squeeze(1);
+  if (target.defined()) {
+    const auto zt = z.gather(1, target.view({-1, 1})).squeeze(1);
+    return -(zy - zt) / (sorted.select(1, 0) - 0.5 * (sorted.select(1, 2) + sorted.select(1, 3)) + 1e-12);
+  }
+  // The largest logit other than y's: the second-largest when y's is the largest.
+  const auto yIsTop = z.argmax(1).eq(y);
+  const auto other = torch::where(yIsTop, sorted.select(1, 1), sorted.select(1, 0));
+  return -(zy - other) / (sorted.select(1, 0) - sorted.select(1, 2) + 1e-12);
+}
+
 Attack::LossGrad Attack::lossAndGrad(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target) {
   LossGrad out;
-  if (auto manual = crossEntropyInputGrad(model, xadv.detach(), target.defined() ? target : y, target.defined())) {
+  if (loss_ == AttackLoss::kCrossEntropy)
+    if (auto manual = crossEntropyInputGrad(model, xadv.detach(), target.defined() ? target : y, target.defined())) {
     // The same kernels autograd would call, without building its graph (framework/input_grad.h).
     out.loss = manual->loss;
     out.logits = manual->logits;
     out.grad = manual->grad;
-  } else {
+  }
+  if (!out.grad.defined()) {
     auto xin = xadv.detach().requires_grad_(true);
     torch::AutoGradMode enable(true);
     out.logits = model.forward(xin);
-    out.loss = target.defined()
-                   ? -F::cross_entropy(out.logits, target, F::CrossEntropyFuncOptions().reduction(torch::kNone))
-                   : F::cross_entropy(out.logits, y, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+    out.loss = loss_ == AttackLoss::kDlr ? dlrLoss(out.logits, y, target) : ceLoss(out.logits, y, target);
     out.grad = torch::autograd::grad({out.loss.sum()}, {xin})[0].detach();
     out.loss = out.loss.detach();
     out.logits = out.logits.detach();
@@ -141,8 +169,7 @@ Attack::LossGrad Attack::lossOnly(ClassifierImpl& model, const torch::Tensor& xa
   torch::NoGradGuard noGrad;
   LossGrad out;
   out.logits = model.forward(xadv);
-  out.loss = target.defined() ? -F::cross_entropy(out.logits, target, F::CrossEntropyFuncOptions().reduction(torch::kNone))
-                              : F::cross_entropy(out.logits, y, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+  out.loss = loss_ == AttackLoss::kDlr ? dlrLoss(out.logits, y, target) : ceLoss(out.logits, y, target);
   return out;
 }
 

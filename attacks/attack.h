@@ -47,6 +47,19 @@ struct AttackOptions {
   double effectiveStepSize() const;
 };
 
+/// The loss an attack ascends.
+enum class AttackLoss {
+  kCrossEntropy,  ///< CE on the true label (untargeted), -CE on the target (targeted)
+  kDlr,           ///< Croce & Hein's difference of logits ratio (untargeted and targeted forms)
+};
+
+/// DLR per example (Croce & Hein 2020), to be maximised. Untargeted: -(z_y - max_{i!=y} z_i) /
+/// (z_pi1 - z_pi3 + 1e-12), with z sorted in decreasing order as z_pi1 >= z_pi2 >= ...; it needs at
+/// least 3 classes. Targeted: -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12); it needs at least
+/// 4. Invariant to shifting and (positively) scaling the logits. Fewer classes throw
+/// std::invalid_argument saying how many are needed.
+torch::Tensor dlrLoss(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target = torch::Tensor());
+
 /// A per-example vector (N) shaped to broadcast against `like` (N x ...).
 torch::Tensor perExample(const torch::Tensor& v, const torch::Tensor& like);
 
@@ -95,7 +108,8 @@ class Attack {
   /// parameter gradients switched off; `target` is defined iff the attack is targeted.
   virtual torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) = 0;
 
-  /// Per-example attack loss (CE on true labels, or -CE on targets), its input gradient and logits.
+  /// Per-example attack loss (`loss_`: CE on true labels or -CE on targets, or DLR), its input gradient
+  /// and logits.
   /// The loss is summed over the batch, so each example's gradient is independent of the batch.
   struct LossGrad {
     torch::Tensor loss, grad, logits;
@@ -119,6 +133,7 @@ class Attack {
   torch::Tensor ascentDirection(const torch::Tensor& grad) const { return steepestAscent(grad, options_.norm); }
 
   AttackOptions options_;
+  AttackLoss loss_ = AttackLoss::kCrossEntropy;  ///< what lossAndGrad and lossOnly compute
   AttackStats stats_;
   torch::Tensor zeroGrads_;  ///< running count on the model's device, read once per perturb (no sync per step)
   at::Generator gen_;

@@ -19,7 +19,9 @@ std::vector<AttackEntry>& entries() {
   static std::vector<AttackEntry> e{
       {"fgsm", {}, "one signed-gradient step of size eps (Goodfellow et al. 2015)", factory<Fgsm>()},
       {"pgd", {}, "projected gradient descent, random start, restarts (Madry et al. 2018)", factory<Pgd>()},
-      {"apgd-ce", {"apgd"}, "AutoAttack's step-size-free PGD on cross-entropy (Croce & Hein 2020)", factory<ApgdCe>()},
+      {"apgd-ce", {"apgd"}, "AutoAttack's step-size-free PGD on cross-entropy (Croce & Hein 2020)", factory<Apgd>()},
+      {"apgd-dlr", {}, "APGD on the DLR loss, scale-invariant (Croce & Hein 2020); needs 3+ classes",
+       [](const AttackOptions& o) { return std::make_unique<Apgd>(o, AttackLoss::kDlr); }, 3},
   };
   return e;
 }
@@ -58,6 +60,11 @@ std::unique_ptr<Attack> makeAttack(const std::string& name, const AttackOptions&
   const auto* e = find(name);
   if (!e) throw std::invalid_argument("attack: unknown attack '" + name + "', valid names: " + attackNameList());
   return e->make(options);
+}
+
+int64_t attackMinClasses(const std::string& name) {
+  if (const auto* e = find(name)) return e->minClasses;
+  throw std::invalid_argument("unknown attack '" + name + "', valid names: " + attackNameList());
 }
 
 void registerAttack(AttackEntry entry) {

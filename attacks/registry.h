@@ -18,6 +18,7 @@ struct AttackEntry {
   std::vector<std::string> aliases;  ///< other accepted spellings (not listed as separate attacks)
   std::string summary;               ///< one line for --help and README
   AttackFactory make;
+  int64_t minClasses = 2;            ///< fewest classes the attack's loss is defined for (DLR: 3)
 };
 
 /// Registered names, in registration order (built-ins first: fgsm, pgd, apgd-ce).
@@ -31,6 +32,8 @@ std::string canonicalAttackName(const std::string& name);
 /// Builds an attack; an unknown name throws std::invalid_argument listing the valid ones, bad options
 /// throw naming the field.
 std::unique_ptr<Attack> makeAttack(const std::string& name, const AttackOptions& options);
+/// The fewest classes `name` works with; throws like canonicalAttackName for an unknown name.
+int64_t attackMinClasses(const std::string& name);
 /// Adds an attack; a name already taken throws std::invalid_argument.
 void registerAttack(AttackEntry entry);
 

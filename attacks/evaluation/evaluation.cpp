@@ -149,6 +149,10 @@ EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOption
   r.precision = options.precision;
   r.epsGrid = options.epsGrid;
   r.labels = data.labels.clone();
+  for (const auto& a : options.attacks)
+    if (model.spec().numClasses < attackMinClasses(a.name))
+      throw std::invalid_argument("attack " + canonicalAttackName(a.name) + ": needs at least " + std::to_string(attackMinClasses(a.name)) +
+                                  " classes, the model has " + std::to_string(model.spec().numClasses));
   checkFiniteOutputs(model, data, device, options.batchSize);
   r.cleanPred = predict(model, data.images, device, options.batchSize);
   r.cleanCorrect = r.cleanPred.eq(r.labels);

@@ -251,6 +251,16 @@ void validateData(const DataConfig& d, const std::string& what) {
     throw ConfigError(what + ": field 'data." + (s.trainFile.empty() ? "train_file" : "test_file") + "': required when source = \"hdf5\"");
 }
 
+/// Attacks whose loss needs more classes than the evaluated ([finetune]) task has: one line at
+/// config time, not a failure after training (DLR reads the third-largest logit).
+void validateAttackClasses(const AttackConfig& a, const StageConfig& evaluated, const std::string& what) {
+  const int64_t classes = evaluated.classes.empty() ? 0 : static_cast<int64_t>(evaluated.classes.size());  // 0: all, checked at run time
+  for (const auto& name : a.attacks)
+    if (classes > 0 && classes < attackMinClasses(name))
+      throw ConfigError(what + ": field 'attack.attacks': " + name + " needs at least " + std::to_string(attackMinClasses(name)) +
+                        " classes, but [finetune].classes has " + std::to_string(classes));
+}
+
 void validateAttack(const AttackConfig& a, Precision precision, const std::string& what) {
   try {
     a.evalOptions(precision).validate();
@@ -295,6 +305,7 @@ void validate(const Config& c, const std::string& what) {
   validateStage(c.finetune, what, "finetune");
   checkArms(c, what);
   validateAttack(c.attack, c.resolvedPrecision, what);
+  validateAttackClasses(c.attack, c.finetune, what);
 }
 
 void readVariants(const toml::table& table, const std::string& what, Config& c) {
