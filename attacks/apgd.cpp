@@ -47,7 +47,7 @@ Apgd::RestartResult Apgd::restart(ClassifierImpl& model, const torch::Tensor& xs
   auto xAdv = boundaryStart(xs);
   auto lg = lossAndGrad(model, xAdv, ys, ts);
   auto grad = lg.grad;
-  RestartResult r{xAdv.clone(), xAdv.clone(), lg.loss.clone(), ~success(lg.logits, ys, ts)};
+  RestartResult r{xAdv.clone(), xAdv.clone(), lg.loss.clone(), ~won(lg.logits, ys, ts)};
   auto gradBest = grad.clone();
   auto lossSteps = torch::zeros({nIter, b}, xs.options());
   auto stepSize = torch::full({b}, 2.0 * options_.eps, xs.options());
@@ -65,9 +65,9 @@ Apgd::RestartResult Apgd::restart(ClassifierImpl& model, const torch::Tensor& xs
 
     lg = lossAndGrad(model, xAdv, ys, ts);
     grad = lg.grad;
-    const auto won = success(lg.logits, ys, ts);
-    r.robust = r.robust & ~won;
-    const auto wonIdx = won.nonzero().squeeze(1);
+    const auto fooled = won(lg.logits, ys, ts);
+    r.robust = r.robust & ~fooled;
+    const auto wonIdx = fooled.nonzero().squeeze(1);
     copyRows(r.xBestAdv, wonIdx, xAdv.index_select(0, wonIdx));
     lossSteps[i] = lg.loss;
     const auto better = (lg.loss > r.lossBest).nonzero().squeeze(1);

@@ -17,6 +17,12 @@ class Apgd : public Attack {
   std::string name() const override { return loss_ == AttackLoss::kDlr ? "apgd-dlr" : "apgd-ce"; }
 
  protected:
+  /// APGD-T ascends a targeted loss but counts any misclassification as success (as AutoAttack does).
+  bool misclassificationIsSuccess_ = false;
+  torch::Tensor won(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target) const {
+    return misclassificationIsSuccess_ ? logits.argmax(1).ne(y) : success(logits, y, target);
+  }
+
   torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) override;
 
  private:

@@ -41,6 +41,7 @@ struct AttackOptions {
   bool lastIterate = false;     ///< pgd: return the last iterate (adversarial training), no per-example best
   bool countZeroGradients = true;  ///< count exactly-zero input-gradient entries (the sanity check); off in training
   double rho = 0.75;            ///< apgd: step-size halving threshold
+  int64_t targetClasses = 9;    ///< apgd-t: target the 2nd..(k+1)-th most likely classes, k capped at classes - 1
   /// Throws std::invalid_argument naming the field and the allowed range.
   void validate() const;
   /// The step size PGD actually takes.

@@ -1,6 +1,7 @@
 #include "attacks/registry.h"
 
 #include "attacks/apgd.h"
+#include "attacks/apgd_t.h"
 #include "attacks/fgsm.h"
 #include "attacks/pgd.h"
 
@@ -22,6 +23,7 @@ std::vector<AttackEntry>& entries() {
       {"apgd-ce", {"apgd"}, "AutoAttack's step-size-free PGD on cross-entropy (Croce & Hein 2020)", factory<Apgd>()},
       {"apgd-dlr", {}, "APGD on the DLR loss, scale-invariant (Croce & Hein 2020); needs 3+ classes",
        [](const AttackOptions& o) { return std::make_unique<Apgd>(o, AttackLoss::kDlr); }, 3},
+      {"apgd-t", {}, "AutoAttack's targeted APGD-DLR over the most likely wrong classes; needs 4+ classes", factory<ApgdT>(), 4},
   };
   return e;
 }

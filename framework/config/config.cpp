@@ -84,6 +84,7 @@ Fields<AttackConfig> attackFields() {
       config::boolean<A>("random_start", ROBUSTLAB_REF(A, options.randomStart)),
       config::boolean<A>("early_stop", ROBUSTLAB_REF(A, options.earlyStop)),
       config::real<A>("rho", ROBUSTLAB_REF(A, options.rho), 1e-6, 0.999999),
+      config::integer<A>("target_classes", ROBUSTLAB_REF(A, options.targetClasses), 1, 1000),
       config::enumeration<A, Targeting>("targeted", ROBUSTLAB_REF(A, options.targeting), parseTargeting, targetingName,
                                         {"none", "random", "least-likely"}),
       config::integer<A>("batch_size", ROBUSTLAB_REF(A, batchSize), 1, 1 << 20),

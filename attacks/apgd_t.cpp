@@ -1,0 +1,46 @@
+#include "attacks/apgd_t.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace robustlab {
+
+ApgdT::ApgdT(AttackOptions options) : Apgd(options, AttackLoss::kDlr) {
+  if (options.targeting != Targeting::kNone)
+    throw std::invalid_argument("targeted: apgd-t picks its own targets (the most likely wrong classes); set targeted = \"none\"");
+  if (options.targetClasses < 1) throw std::invalid_argument("target_classes: must be >= 1, got " + std::to_string(options.targetClasses));
+  misclassificationIsSuccess_ = true;
+}
+
+torch::Tensor ApgdT::run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor&) {
+  torch::Tensor order;
+  {
+    torch::NoGradGuard noGrad;
+    order = std::get<1>(model.forward(x).sort(1, /*descending=*/true));
+  }
+  const int64_t classes = order.size(1);
+  if (classes < 4) throw std::invalid_argument("apgd-t: targeted DLR needs at least 4 classes, the model has " + std::to_string(classes));
+  const int64_t targets = std::min(options_.targetClasses, classes - 1);
+  auto best = x.clone();
+  auto fooled = torch::zeros({x.size(0)}, x.options().dtype(torch::kBool));
+  for (int64_t rank = 1; rank <= targets; ++rank) {
+    const auto idx = (~fooled).nonzero().squeeze(1);
+    if (idx.numel() == 0) break;
+    const auto ys = y.index_select(0, idx);
+    const auto ts = order.index_select(0, idx).select(1, rank);
+    const auto xr = Apgd::run(model, x.index_select(0, idx), ys, ts);
+    torch::Tensor pred;
+    {
+      torch::NoGradGuard noGrad;
+      pred = model.forward(xr).argmax(1);
+    }
+    const auto hit = pred.ne(ys).nonzero().squeeze(1);  // fooled by this target's run
+    if (hit.numel() == 0) continue;
+    const auto rows = idx.index_select(0, hit);
+    best.index_copy_(0, rows, xr.index_select(0, hit));
+    fooled.index_fill_(0, rows, true);
+  }
+  return best;  // examples never fooled keep the clean input, as in the reference
+}
+
+}  // namespace robustlab
