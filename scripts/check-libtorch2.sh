@@ -90,15 +90,35 @@ set(Catch2_FOUND TRUE)
 EOF2
 
 # The working tree as git sees it (tracked and untracked, not ignored), plus the MNIST cache; then an
-# incremental build in the root's /src/build.
+# incremental build in the root's /src/build. The tree is staged, and only files whose bytes differ
+# from the root's copy are copied over, with a fresh time stamp: the build then recompiles exactly
+# what changed, whichever tree (a clone, another checkout) the root's build last saw. (Keeping the
+# files' own times would let an edit older than the last build, in another tree, go unbuilt.)
 src="$root/src/robustlab"
-rm -rf "$src" && mkdir -p "$src"
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -C "$src" -xf -
-else
-  tar --exclude=./build --exclude=./.git -cf - . | tar -C "$src" -xf -
+stage="$root/src/incoming"
+# A root whose copy was made by an earlier version of this script (file times kept) may hold objects
+# built from another tree's files: start its build afresh once (ccache keeps it quick).
+if [ ! -f "$root/src/.synced-by-content" ]; then
+  rm -rf "$src" "$root/src/build"
+  mkdir -p "$root/src" && touch "$root/src/.synced-by-content"
 fi
-[ -d data/cache ] && cp -r data/cache "$src/data/"
+rm -rf "$stage" && mkdir -p "$stage" "$src"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -C "$stage" -xf -
+else
+  tar --exclude=./build --exclude=./.git -cf - . | tar -C "$stage" -xf -
+fi
+[ -d data/cache ] && cp -r data/cache "$stage/data/"
+(cd "$stage" && find . -type f -print0) | while IFS= read -r -d '' f; do
+  if ! cmp -s "$stage/$f" "$src/$f"; then
+    mkdir -p "$(dirname "$src/$f")"
+    cp "$stage/$f" "$src/$f"
+  fi
+done
+(cd "$src" && find . -type f -print0) | while IFS= read -r -d '' f; do
+  [ -e "$stage/$f" ] || rm -f "$src/$f"
+done
+rm -rf "$stage"
 torch=$(awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH)/ {print $3}' "$root/usr/include/torch/csrc/api/include/torch/version.h" 2>/dev/null | paste -sd.)
 echo "check-libtorch2: LibTorch ${torch:-?} in the root; building (ccache in the root's /root/.ccache)"
 inRoot sh -c "cmake -S /src/robustlab -B /src/build -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=/opt/catch2-v2 >/src/cmake.log 2>&1" ||
