@@ -295,6 +295,16 @@ std::string H5File::image() {
   });
 }
 
+bool h5RootAttrEquals(const std::string& path, const std::string& key, const std::string& value) {
+  if (!std::filesystem::exists(path)) return false;
+  try {
+    H5File f(path, H5File::Mode::kRead);
+    return f.hasAttr("/", key) && f.attrString("/", key) == value;
+  } catch (const std::exception&) {
+    return false;  // unreadable: not done
+  }
+}
+
 void writeH5Atomically(const std::string& path, const std::function<void(H5File&)>& fill) {
   // The file is built in memory and written to disk by writeTextAtomically: every write, sync and
   // rename is checked there, a full disk is one error naming `path`, and nothing half-written or

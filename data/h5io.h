@@ -58,6 +58,10 @@ class H5File {
   std::string path_;
 };
 
+/// Whether `path` is a readable HDF5 file whose root attribute `key` is the string `value` (how a
+/// finished unit or sweep point is recognised: a missing, partial or corrupt file is "no").
+bool h5RootAttrEquals(const std::string& path, const std::string& key, const std::string& value);
+
 /// Writes `path` through writeAtomically (data/atomic_write.h): a temporary file and an atomic rename, so a run killed halfway never leaves
 /// a truncated or corrupt file where a complete one was expected (and never clobbers the old one).
 void writeH5Atomically(const std::string& path, const std::function<void(H5File&)>& fill);

@@ -2,9 +2,6 @@
 #include "experiments/cli/commands.h"
 #include "experiments/plan/sweep.h"
 
-#include <unistd.h>
-
-#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <thread>

@@ -124,7 +124,7 @@ int runProcesses(const std::vector<ProcessTask>& tasks, int jobs, const std::fun
     ++finished;
     const bool good = exitCode(status) == 0 && (!ok || ok(i));
     failed += good ? 0 : 1;
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double elapsed = secondsSince(t0);
     const double eta = elapsed / static_cast<double>(finished) * static_cast<double>(tasks.size() - finished);
     std::fprintf(stderr, "[%zu/%zu] %s: %s, elapsed %s ETA %s\n", finished, tasks.size(), tasks[i].label.c_str(),
                  good ? "done" : ("FAILED, see " + tasks[i].logPath).c_str(), formatDuration(elapsed).c_str(), formatDuration(eta).c_str());

@@ -1,12 +1,10 @@
 #include "experiments/plan/experiment.h"
 
 #include "data/atomic_write.h"
+#include "experiments/plan/file_lock.h"
 #include "framework/models/kernels/conv_kernels.h"
 #include "framework/runtime/progress.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -18,28 +16,11 @@ namespace robustlab {
 namespace fs = std::filesystem;
 namespace {
 
-double since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+/// The run lock on "<output>.lock": a second run writing the same results stops at once.
+void lockRun(FileLock& lock, const std::string& output) {
+  if (!lock.held())
+    throw std::runtime_error(output + ": another robustlab run is writing these results now (lock " + output + ".lock is held)");
 }
-
-/// Holds an exclusive lock on a file for the life of the run; the kernel drops it if we die.
-class RunLock {
- public:
-  RunLock(const std::string& lockPath, const std::string& output) {
-    fd_ = ::open(lockPath.c_str(), O_CREAT | O_RDWR, 0644);
-    if (fd_ < 0) throw std::runtime_error(lockPath + ": cannot create the run lock");
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd_);
-      throw std::runtime_error(output + ": another robustlab run is writing these results now (lock " + lockPath + " is held)");
-    }
-  }
-  ~RunLock() { ::close(fd_); }
-  RunLock(const RunLock&) = delete;
-  RunLock& operator=(const RunLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
 
 /// One progress line per unit, with an ETA from the units computed so far (cached ones cost nothing
 /// and say nothing about the rest).
@@ -55,7 +36,7 @@ class UnitLog {
     if (Progress::quiet()) return;
     const double eta = computed_ ? computedSeconds_ / static_cast<double>(computed_) * static_cast<double>(total_ - done_) : NAN;
     std::fprintf(stderr, "[%lld/%lld] %s: %s (%s) elapsed %s ETA %s\n", static_cast<long long>(done_), static_cast<long long>(total_),
-                 what.c_str(), how.c_str(), formatDuration(secs).c_str(), formatDuration(since(t0_)).c_str(),
+                 what.c_str(), how.c_str(), formatDuration(secs).c_str(), formatDuration(secondsSince(t0_)).c_str(),
                  done_ == total_ ? "0s" : formatDuration(eta).c_str());
   }
 
@@ -88,7 +69,8 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
   const std::string started = utcNow();
   const auto t0 = std::chrono::steady_clock::now();
   const Plan p = makePlan(c, device);
-  RunLock lock(c.output + ".lock", c.output);
+  FileLock lock(c.output + ".lock", FileLock::Wait::kNo);
+  lockRun(lock, c.output);
   announce(p);
   UnitLog log(p.units.size());
   for (size_t i = 0; i < p.units.size(); ++i) {
@@ -96,8 +78,8 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
     const double secs = computeUnit(p, i, device, &how);
     log.line(p.units[i].label(), how, secs);
   }
-  mergeResults(p, command, started, since(t0));
-  std::printf("wrote %s (%s)\n", c.output.c_str(), formatDuration(since(t0)).c_str());
+  mergeResults(p, command, started, secondsSince(t0));
+  std::printf("wrote %s (%s)\n", c.output.c_str(), formatDuration(secondsSince(t0)).c_str());
 }
 
 void runExperimentUnit(const Config& c, int64_t index, torch::Device device) {
@@ -115,7 +97,8 @@ int runExperimentLocal(const Config& c, const std::string& command, torch::Devic
   const std::string started = utcNow();
   const auto t0 = std::chrono::steady_clock::now();
   const Plan p = makePlan(c, device);
-  RunLock lock(c.output + ".lock", c.output);
+  FileLock lock(c.output + ".lock", FileLock::Wait::kNo);
+  lockRun(lock, c.output);
   announce(p);
   const std::string config = workerConfigPath(p), binary = selfExecutable();
   int failed = 0;
@@ -130,8 +113,8 @@ int runExperimentLocal(const Config& c, const std::string& command, torch::Devic
     failed += runProcesses(tasks, jobs, [&](size_t t) { return unitDone(p.units[index[t]]); });
     if (failed) return failed;
   }
-  mergeResults(p, command, started, since(t0));
-  std::printf("wrote %s (%s)\n", c.output.c_str(), formatDuration(since(t0)).c_str());
+  mergeResults(p, command, started, secondsSince(t0));
+  std::printf("wrote %s (%s)\n", c.output.c_str(), formatDuration(secondsSince(t0)).c_str());
   return 0;
 }
 

@@ -4,16 +4,15 @@
 #include "data/atomic_write.h"
 #include "data/h5io.h"
 #include "experiments/plan/experiment_summary.h"
+#include "experiments/plan/file_lock.h"
 #include "experiments/plan/pipeline.h"
 #include "experiments/plan/results_io.h"
 #include "experiments/plan/version.h"
 #include "framework/models/kernels/conv_kernels.h"
 #include "framework/runtime/cpu_info.h"
+#include "framework/runtime/progress.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
 #include <torch/version.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -93,28 +92,6 @@ void planArms(Plan& p, const std::string& key) {
   }
 }
 
-/// An exclusive lock on "<path>.lock", waited for; the kernel drops it if the process dies.
-class UnitLock {
- public:
-  explicit UnitLock(const std::string& path) : path_(path + ".lock") {
-    fd_ = ::open(path_.c_str(), O_CREAT | O_RDWR, 0644);
-    if (fd_ < 0) throw std::runtime_error(path_ + ": cannot create the unit lock");
-    while (::flock(fd_, LOCK_EX) != 0)
-      if (errno != EINTR) throw std::runtime_error(path_ + ": cannot take the unit lock");
-  }
-  ~UnitLock() { ::close(fd_); }
-  UnitLock(const UnitLock&) = delete;
-  UnitLock& operator=(const UnitLock&) = delete;
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
-
-double since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 /// The config of one seed, with the training runtime (threads) set up for it.
 Config forSeed(const Config& c, int64_t seed) {
   const Config cs = c.withSeed(static_cast<uint64_t>(seed));
@@ -126,7 +103,7 @@ void computePretraining(const Plan& p, const Unit& u, torch::Device device) {
   const auto t0 = std::chrono::steady_clock::now();
   const Config cs = forSeed(p.config, u.seed);
   StageResult r = runStage(cs, u.stage, Stage::kPretrain, "", "pretrain " + u.name, device);
-  const double secs = since(t0);
+  const double secs = secondsSince(t0);
   saveStage(u.path, r, cs, u.stage, Stage::kPretrain, [&](H5File& f) {
     f.setAttr("/", "unit_hash", u.hash);
     f.setAttr("/", "variant", u.name);
@@ -166,11 +143,11 @@ std::string computeArm(const Plan& p, const Unit& u, torch::Device device) {
   const auto t0 = std::chrono::steady_clock::now();
   const Config cs = forSeed(p.config, u.seed);
   StageResult r = runStage(cs, u.stage, Stage::kFinetune, pretrainPath, u.arm.name, device);
-  const double trainSecs = since(t0);
+  const double trainSecs = secondsSince(t0);
   useEvalThreads(cs);
   const auto e0 = std::chrono::steady_clock::now();
   const EvalResult ev = evaluate(*r.model, r.data.test, evalOptionsFrom(cs), device);
-  writeArmUnit(u, pretrainPath, r, ev, trainSecs, since(e0));
+  writeArmUnit(u, pretrainPath, r, ev, trainSecs, secondsSince(e0));
   char how[96];
   std::snprintf(how, sizeof how, "clean %.2f%%, worst at eps %g: %.2f%%, %lld failed checks", 100.0 * ev.cleanAccuracy, ev.epsGrid.back(),
                 100.0 * ev.worstAccuracy.back(), static_cast<long long>(ev.failedChecks()));
@@ -209,20 +186,12 @@ Plan makePlan(const Config& c, torch::Device device) {
   return p;
 }
 
-bool unitDone(const Unit& u) {
-  if (!fs::exists(u.path)) return false;
-  try {
-    H5File f(u.path, H5File::Mode::kRead);
-    return f.hasAttr("/", "unit_hash") && f.attrString("/", "unit_hash") == u.hash;
-  } catch (const std::exception&) {
-    return false;  // unreadable: recompute it
-  }
-}
+bool unitDone(const Unit& u) { return h5RootAttrEquals(u.path, "unit_hash", u.hash); }
 
 double computeUnit(const Plan& p, size_t i, torch::Device device, std::string* how) {
   const Unit& u = p.units.at(i);
   if (unitDone(u)) return 0;
-  UnitLock lock(u.path);
+  FileLock lock(u.path + ".lock", FileLock::Wait::kYes);  // a second process waits, then finds it done
   if (unitDone(u)) return 0;  // another process computed it while we waited
   const auto t0 = std::chrono::steady_clock::now();
   if (u.kind == Unit::Kind::kPretrain) {
@@ -232,7 +201,7 @@ double computeUnit(const Plan& p, size_t i, torch::Device device, std::string* h
     const std::string h = computeArm(p, u, device);
     if (how) *how = h;
   }
-  return std::max(since(t0), 1e-9);
+  return std::max(secondsSince(t0), 1e-9);
 }
 
 void mergeResults(const Plan& p, const std::string& command, const std::string& started, double seconds) {

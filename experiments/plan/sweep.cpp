@@ -225,15 +225,7 @@ Sweep planSweep(const std::string& path, const std::vector<std::string>& overrid
   return s;
 }
 
-bool pointDone(const SweepPoint& p) {
-  if (!fs::exists(p.resultPath)) return false;
-  try {
-    H5File f(p.resultPath, H5File::Mode::kRead);
-    return f.hasAttr("/", "config_hash") && f.attrString("/", "config_hash") == p.hash;
-  } catch (const std::exception&) {
-    return false;
-  }
-}
+bool pointDone(const SweepPoint& p) { return h5RootAttrEquals(p.resultPath, "config_hash", p.hash); }
 
 int runSweepLocal(const Sweep& s, int jobs, int threads, const std::string& binary) {
   std::vector<ProcessTask> tasks;

@@ -9,13 +9,9 @@
 
 #include <cmath>
 #include <cstdio>
-#include <signal.h>
-
-#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 namespace robustlab {
 namespace fs = std::filesystem;

@@ -364,21 +364,17 @@ std::string stageToToml(const std::string& section, const StageConfig& s) {
   return os.str();
 }
 
-std::string dataToToml(const DataConfig& data) {
+template <class T>
+static std::string sectionToToml(const std::string& section, const config::Fields<T>& fields, const T& v) {
   std::ostringstream os;
   os.precision(10);
-  os << "[data]\n";
-  config::writeFields(dataFields(), os, data);
+  os << "[" << section << "]\n";
+  config::writeFields(fields, os, v);
   return os.str();
 }
 
-std::string attackToToml(const AttackConfig& attack) {
-  std::ostringstream os;
-  os.precision(10);
-  os << "[attack]\n";
-  config::writeFields(attackFields(), os, attack);
-  return os.str();
-}
+std::string dataToToml(const DataConfig& data) { return sectionToToml("data", dataFields(), data); }
+std::string attackToToml(const AttackConfig& attack) { return sectionToToml("attack", attackFields(), attack); }
 
 std::string Config::toToml() const {
   std::ostringstream os;

@@ -32,4 +32,9 @@ class Progress {
 /// "1m23s" style durations.
 std::string formatDuration(double seconds);
 
+/// Seconds of wall time since `t0` (steady clock).
+inline double secondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 }  // namespace robustlab
