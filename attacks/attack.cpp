@@ -55,6 +55,10 @@ void AttackOptions::validate() const {
   if (restarts > 1 && !randomStart) bad("restarts", "more than one restart needs random_start = true (restarts would be identical)");
   if (restarts > 1 && lastIterate) bad("restarts", "the last-iterate loop (adversarial training) runs one start, got " + std::to_string(restarts));
   if (!(rho > 0 && rho < 1)) bad("rho", "must be in (0, 1)");
+  if (targetClasses < 1) bad("target_classes", "must be >= 1, got " + std::to_string(targetClasses));
+  if (queries < 1) bad("queries", "must be >= 1, got " + std::to_string(queries));
+  if (!(pInit > 0 && pInit <= 1)) bad("p_init", "must be in (0, 1]");
+  if (suiteSteps < 1) bad("autoattack_steps", "must be >= 1, got " + std::to_string(suiteSteps));
 }
 
 double AttackOptions::effectiveStepSize() const {

@@ -41,7 +41,10 @@ struct AttackOptions {
   bool lastIterate = false;     ///< pgd: return the last iterate (adversarial training), no per-example best
   bool countZeroGradients = true;  ///< count exactly-zero input-gradient entries (the sanity check); off in training
   double rho = 0.75;            ///< apgd: step-size halving threshold
-  int64_t targetClasses = 9;    ///< apgd-t: target the 2nd..(k+1)-th most likely classes, k capped at classes - 1
+  int64_t targetClasses = 9;    ///< apgd-t, fab-t: target the 2nd..(k+1)-th most likely classes, k capped at classes - 1
+  int64_t queries = 5000;       ///< square: model queries per example and restart (AutoAttack's budget)
+  double pInit = 0.8;           ///< square: the first squares' share of the image area (AutoAttack's 0.8)
+  int64_t suiteSteps = 100;     ///< autoattack: iterations of its APGD-CE, APGD-T and FAB-T (the reference's 100)
   /// Throws std::invalid_argument naming the field and the allowed range.
   void validate() const;
   /// The step size PGD actually takes.
@@ -85,6 +88,10 @@ struct AttackStats {
   int64_t gradientEvaluations = 0;  ///< forward+backward passes, per example
   int64_t zeroGradElements = 0;     ///< input-gradient entries exactly 0 (sign(0) = 0 stalls a step)
   int64_t gradElements = 0;
+  int64_t queries = 0;              ///< forward-only model queries, per example (square)
+  /// Suites (autoattack): the robust examples left after the clean pass and after each attack in order.
+  std::vector<std::string> stageNames;
+  std::vector<int64_t> stageRobust;
   double zeroGradFraction() const { return gradElements ? double(zeroGradElements) / double(gradElements) : 0.0; }
 };
 
@@ -93,6 +100,9 @@ class Attack {
   explicit Attack(AttackOptions options);
   virtual ~Attack() = default;
   virtual std::string name() const = 0;
+  /// A suite's stages ("clean", then its members in order), whose robust counts stats() reports;
+  /// empty for a single attack.
+  virtual std::vector<std::string> stages() const { return {}; }
 
   /// Adversarial examples for (x, y), same shape and device as x. `targets` is needed only for
   /// Targeting::kGiven. The model's mode and parameter gradients are as they were afterwards.

@@ -2,8 +2,11 @@
 
 #include "attacks/apgd.h"
 #include "attacks/apgd_t.h"
+#include "attacks/autoattack.h"
+#include "attacks/fab.h"
 #include "attacks/fgsm.h"
 #include "attacks/pgd.h"
+#include "attacks/square.h"
 
 #include <stdexcept>
 
@@ -24,6 +27,15 @@ std::vector<AttackEntry>& entries() {
       {"apgd-dlr", {}, "APGD on the DLR loss, scale-invariant (Croce & Hein 2020); needs 3+ classes",
        [](const AttackOptions& o) { return std::make_unique<Apgd>(o, AttackLoss::kDlr); }, 3},
       {"apgd-t", {}, "AutoAttack's targeted APGD-DLR over the most likely wrong classes; needs 4+ classes", factory<ApgdT>(), 4},
+      {"fab-t", {}, "AutoAttack's targeted FAB: minimum-norm steps to the most likely wrong classes' boundaries (Croce & Hein 2020)",
+       [](const AttackOptions& o) { return std::make_unique<Fab>(o, true); }},
+      {"fab", {}, "untargeted FAB: minimum-norm steps to the closest linearised boundary (Croce & Hein 2020)",
+       [](const AttackOptions& o) { return std::make_unique<Fab>(o, false); }},
+      {"square", {}, "Square Attack: score-based random search, no gradients (Andriushchenko et al. 2020)", factory<Square>()},
+      {"autoattack", {}, "AutoAttack's standard suite: apgd-ce, apgd-t, fab-t, square, each on the points still robust; needs 4+ classes",
+       [](const AttackOptions& o) { return std::make_unique<AutoAttackSuite>(o, false); }, 4},
+      {"autoattack-plus", {}, "AutoAttack's extended suite: apgd-ce, apgd-dlr, fab (5 restarts), square, apgd-t, fab-t; needs 4+ classes",
+       [](const AttackOptions& o) { return std::make_unique<AutoAttackSuite>(o, true); }, 4},
   };
   return e;
 }

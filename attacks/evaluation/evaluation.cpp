@@ -55,8 +55,11 @@ void checkFiniteOutputs(ClassifierImpl& model, const Dataset& data, torch::Devic
 /// eps 0 to prove it), so the clean predictions are its result.
 AttackRun zeroEpsRun(const AttackSpec& spec, const EvalResult& r) {
   AttackRun run;
-  run.attack = makeAttack(spec.name, spec.options)->name();
+  const auto attack = makeAttack(spec.name, spec.options);
+  run.attack = attack->name();
   run.eps = 0;
+  run.stageNames = attack->stages();
+  run.stageRobust.assign(run.stageNames.size(), r.cleanCorrect.sum().item<int64_t>());
   run.advPred = r.cleanPred.clone();
   run.robust = r.cleanCorrect.clone();
   run.robustAccuracy = r.cleanAccuracy;
@@ -81,6 +84,16 @@ void summarise(AttackRun& run, const EvalResult& r, Norm norm, const std::vector
   run.meanL2 = l2All.mean().item<double>();
 }
 
+/// A suite's per-stage robust counts of one batch, added to the run's.
+void addStages(AttackRun& run, const AttackStats& s) {
+  if (s.stageNames.empty()) return;
+  if (run.stageNames.empty()) {
+    run.stageNames = s.stageNames;
+    run.stageRobust.assign(s.stageRobust.size(), 0);
+  }
+  for (size_t i = 0; i < s.stageRobust.size() && i < run.stageRobust.size(); ++i) run.stageRobust[i] += s.stageRobust[i];
+}
+
 /// One attack at one eps > 0 over the whole set, batch by batch.
 AttackRun attackRun(ClassifierImpl& model, const Dataset& data, const AttackSpec& spec, double eps, const EvalOptions& options,
                     torch::Device device, const EvalResult& r, Progress& progress) {
@@ -102,6 +115,8 @@ AttackRun attackRun(ClassifierImpl& model, const Dataset& data, const AttackSpec
     zero += attack->stats().zeroGradElements;
     total += attack->stats().gradElements;
     run.gradientEvaluations += attack->stats().gradientEvaluations;
+    run.queries += attack->stats().queries;
+    addStages(run, attack->stats());
     preds.push_back(predict(model, xadv, device, options.batchSize));
     const auto delta = xadv - xb;
     linf.push_back(perExampleNorm(delta, Norm::kLinf));
@@ -180,9 +195,14 @@ void printEvalTable(const EvalResult& r) {
   std::printf("clean accuracy: %.2f%% (%lld examples), norm %s\n", 100.0 * r.cleanAccuracy,
               static_cast<long long>(r.labels.size(0)), normName(r.norm).c_str());
   std::printf("%-10s %8s %10s %10s %10s %10s %9s\n", "attack", "eps", "robust%", "success%", "mean|d|", "max|d|", "seconds");
-  for (const auto& run : r.runs)
+  const double n = static_cast<double>(r.labels.size(0));
+  for (const auto& run : r.runs) {
     std::printf("%-10s %8.4g %10.2f %10.2f %10.4g %10.4g %9.2f\n", run.attack.c_str(), run.eps, 100.0 * run.robustAccuracy,
                 100.0 * run.successRate, run.meanNorm, run.maxNorm, run.seconds);
+    if (run.eps > 0)
+      for (size_t i = 1; i < run.stageNames.size(); ++i)
+        std::printf("  after %-12s %10.2f\n", run.stageNames[i].c_str(), 100.0 * static_cast<double>(run.stageRobust[i]) / n);
+  }
   for (size_t e = 0; e < r.epsGrid.size(); ++e)
     std::printf("%-10s %8.4g %10.2f   (worst case over attacks and smaller eps)\n", "worst", r.epsGrid[e], 100.0 * r.worstAccuracy[e]);
   for (const auto& c : r.checks)

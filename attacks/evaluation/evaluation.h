@@ -43,6 +43,11 @@ struct AttackRun {
   double meanLinf = 0, meanL2 = 0;  ///< over all examples
   double zeroGradFraction = 0;
   int64_t gradientEvaluations = 0;
+  int64_t queries = 0;           ///< forward-only model queries (square), per example, summed
+  /// Suites (autoattack): "clean" then each member in order, and the examples still robust after each
+  /// (over all N: the last equals robust.sum()); empty for a single attack.
+  std::vector<std::string> stageNames;
+  std::vector<int64_t> stageRobust;
   double seconds = 0;
   torch::Tensor examples;        ///< K x C x H x W float32 adversarial examples of the first K inputs
 };

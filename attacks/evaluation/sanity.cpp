@@ -4,6 +4,7 @@
 #include "data/tasks.h"
 #include "framework/training/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -135,6 +136,52 @@ void checkMoreStepsStable(ClassifierImpl& model, const Dataset& subset, const Ev
                           " restarts"});
 }
 
+/// Examples Square fooled at `eps` that every gradient attack run before it left robust (-1: no Square
+/// run with a white-box attack beside it at this eps). Inside a suite Square runs only on the points
+/// its gradient members left robust, so its stage's drop is that count; a standalone Square run is
+/// compared per example with the other single attacks at the same eps.
+int64_t blackBoxOnly(const EvalResult& r, double eps) {
+  int64_t count = -1;
+  for (const auto& run : r.runs) {
+    if (run.eps != eps) continue;
+    for (size_t i = 1; i < run.stageNames.size(); ++i)
+      if (run.stageNames[i] == "square") count = std::max(count, run.stageRobust[i - 1] - run.stageRobust[i]);
+  }
+  const AttackRun* square = r.find("square", eps);
+  if (!square) return count;
+  auto left = r.cleanCorrect.clone();
+  bool white = false;
+  for (const auto& run : r.runs) {
+    if (run.eps != eps || run.attack == "square" || !run.stageNames.empty()) continue;
+    left &= run.robust;
+    white = true;
+  }
+  if (white) count = std::max(count, (left & ~square->robust).sum().item<int64_t>());
+  return count;
+}
+
+/// Score-based attacks are the gradient-masking test (ATTACK-CORRECTNESS.md item 21): if Square fools
+/// examples that every gradient attack left robust, the gradients mislead. The count is always stated;
+/// the check fails above 1% of the examples.
+void checkBlackBoxNotStronger(EvalResult& r) {
+  const int64_t n = r.labels.size(0), allowed = std::max<int64_t>(1, n / 100);
+  int64_t worst = -1;
+  double worstEps = 0;
+  for (double eps : r.epsGrid) {
+    const int64_t c = eps > 0 ? blackBoxOnly(r, eps) : -1;
+    if (c > worst) {
+      worst = c;
+      worstEps = eps;
+    }
+  }
+  if (worst < 0) return;
+  SanityCheck c{"black_box_not_stronger", worst <= allowed, ""};
+  c.detail = "square fooled " + std::to_string(worst) + " of " + std::to_string(n) + " examples that every white-box attack left robust" +
+             (worst > 0 ? " (at eps " + std::to_string(worstEps) + ")" : "") +
+             (c.passed ? "" : ": a sign of masked gradients, the white-box numbers overstate robustness");
+  r.checks.push_back(c);
+}
+
 }  // namespace
 
 void runSanityChecks(ClassifierImpl& model, const Dataset& data, const EvalOptions& options, torch::Device device, EvalResult& r) {
@@ -142,6 +189,7 @@ void runSanityChecks(ClassifierImpl& model, const Dataset& data, const EvalOptio
   checkPgdNotWeakerThanFgsm(options, slack, r);
   checkMonotoneInEps(options, slack, r);
   checkZeroGradients(r);
+  checkBlackBoxNotStronger(r);
   const Dataset subset = sampleSubset(data, options.sanityLimit, 1234);
   const double subsetClean = accuracy(model, subset, device, options.batchSize);
   checkEpsZeroIdentity(model, subset, subsetClean, options, device, r);

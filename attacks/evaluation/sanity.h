@@ -11,6 +11,8 @@ namespace robustlab {
 ///  - zero_gradients: fraction of exactly-zero input gradients below 50%
 ///  - eps_zero_identity: every attack at eps = 0 returns the input and the clean accuracy
 ///  - large_eps_breaks_model: PGD at a huge eps (Linf 0.5; L2 0.5 * sqrt(d)) leaves <= 5% accuracy
+///  - black_box_not_stronger: Square (alone or inside autoattack) fools at most 1% of the examples that
+///    every white-box attack left robust at the same eps (more: masked gradients); the count is stated
 ///  - more_steps_stable: PGD with 2x steps and 2 restarts moves accuracy by <= 3 points
 void runSanityChecks(ClassifierImpl& model, const Dataset& data, const EvalOptions& options, torch::Device device, EvalResult& r);
 

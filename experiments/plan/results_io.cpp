@@ -62,7 +62,19 @@ void writeEvaluation(H5File& f, const std::string& group, const EvalResult& r) {
     f.writeTensor(g + "/mean_l2", col([](const AttackRun& a) { return a.meanL2; }));
     f.writeTensor(g + "/zero_grad_fraction", col([](const AttackRun& a) { return a.zeroGradFraction; }));
     f.writeTensor(g + "/gradient_evaluations", col([](const AttackRun& a) { return static_cast<double>(a.gradientEvaluations); }));
+    f.writeTensor(g + "/queries", col([](const AttackRun& a) { return static_cast<double>(a.queries); }));
     f.writeTensor(g + "/seconds", col([](const AttackRun& a) { return a.seconds; }));
+    if (!runs.front()->stageNames.empty()) {
+      // A suite: robust accuracy after the clean pass and after each member, E x S.
+      const auto& stages = runs.front()->stageNames;
+      auto acc = torch::zeros({static_cast<int64_t>(runs.size()), static_cast<int64_t>(stages.size())}, torch::kFloat64);
+      const double n = static_cast<double>(r.labels.size(0));
+      for (size_t e = 0; e < runs.size(); ++e)
+        for (size_t i = 0; i < stages.size() && i < runs[e]->stageRobust.size(); ++i)
+          acc[static_cast<int64_t>(e)][static_cast<int64_t>(i)] = static_cast<double>(runs[e]->stageRobust[i]) / n;
+      f.writeStrings(g + "/stage_names", stages);
+      f.writeTensor(g + "/stage_robust_accuracy", acc);
+    }
     std::vector<torch::Tensor> robust, pred, examples;
     for (const auto* run : runs) {
       robust.push_back(run->robust);

@@ -4,8 +4,9 @@
 //   /eval/<model>/         attrs: clean_accuracy, norm, n_examples; datasets labels, clean_pred,
 //                          eps, worst_accuracy, raw_worst_accuracy, worst_robust (N x E), example_inputs
 //   /eval/<model>/attacks/<attack>/  robust_accuracy, success_rate, mean_norm, max_norm, mean_linf,
-//                          mean_l2, zero_grad_fraction, gradient_evaluations, seconds (each E),
-//                          robust (N x E), adv_pred (N x E), examples (E x K x C x H x W float32)
+//                          mean_l2, zero_grad_fraction, gradient_evaluations, queries, seconds (each E),
+//                          robust (N x E), adv_pred (N x E), examples (E x K x C x H x W float32);
+//                          suites (autoattack) also stage_names (S) and stage_robust_accuracy (E x S)
 //   /eval/<model>/sanity/  names, passed, details
 //   /train/<stage>/        history curves (epoch, lr, loss, accuracy, val_loss, val_accuracy, seconds)
 #include "attacks/evaluation/evaluation.h"

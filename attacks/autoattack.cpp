@@ -1,0 +1,69 @@
+#include "attacks/autoattack.h"
+
+#include "attacks/registry.h"
+
+#include <stdexcept>
+
+namespace robustlab {
+
+AutoAttackSuite::AutoAttackSuite(AttackOptions options, bool plus) : Attack(options), plus_(plus) {
+  if (options.targeting != Targeting::kNone)
+    throw std::invalid_argument("targeted: " + name() + " runs its own targeted members; set targeted = \"none\"");
+  AttackOptions base = options;
+  base.steps = options.suiteSteps;
+  base.restarts = 1;
+  base.randomStart = true;
+  auto with = [&](int64_t restarts) {
+    AttackOptions o = base;
+    o.restarts = restarts;
+    return o;
+  };
+  if (plus)
+    members_ = {{"apgd-ce", with(5)}, {"apgd-dlr", with(5)}, {"fab", with(5)}, {"square", with(1)}, {"apgd-t", with(1)}, {"fab-t", with(1)}};
+  else
+    members_ = {{"apgd-ce", with(1)}, {"apgd-t", with(1)}, {"fab-t", with(1)}, {"square", with(1)}};
+  for (const auto& [n, o] : members_) makeAttack(n, o);  // validates every member's options now
+}
+
+std::vector<std::string> AutoAttackSuite::stages() const {
+  std::vector<std::string> s{"clean"};
+  for (const auto& m : members_) s.push_back(m.first);
+  return s;
+}
+
+torch::Tensor AutoAttackSuite::run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor&) {
+  auto best = x.clone();
+  torch::Tensor robust;
+  {
+    torch::NoGradGuard noGrad;
+    robust = model.forward(x).argmax(1).eq(y);
+  }
+  stats_.stageNames = stages();
+  stats_.stageRobust = {robust.sum().item<int64_t>()};
+  for (const auto& [memberName, memberOptions] : members_) {
+    const auto idx = robust.nonzero().squeeze(1);
+    if (idx.numel() > 0 && options_.eps > 0) {
+      auto member = makeAttack(memberName, memberOptions);
+      const auto ys = y.index_select(0, idx);
+      const auto xa = member->perturb(model, x.index_select(0, idx), ys);
+      torch::Tensor fooled;
+      {
+        torch::NoGradGuard noGrad;
+        fooled = model.forward(xa).argmax(1).ne(ys).nonzero().squeeze(1);
+      }
+      if (fooled.numel() > 0) {
+        best.index_copy_(0, idx.index_select(0, fooled), xa.index_select(0, fooled));
+        robust.index_fill_(0, idx.index_select(0, fooled), false);
+      }
+      const auto& s = member->stats();
+      stats_.gradientEvaluations += s.gradientEvaluations;
+      stats_.queries += s.queries;
+      stats_.zeroGradElements += s.zeroGradElements;
+      stats_.gradElements += s.gradElements;
+    }
+    stats_.stageRobust.push_back(robust.sum().item<int64_t>());
+  }
+  return best;
+}
+
+}  // namespace robustlab

@@ -1,0 +1,35 @@
+#pragma once
+// AutoAttack as a suite — Croce & Hein, "Reliable evaluation of adversarial robustness with an
+// ensemble of diverse parameter-free attacks", ICML 2020; run the way the reference runs it: the
+// attacks in order, each only on the points still robust (ATTACK-CORRECTNESS.md item 18), the
+// per-example worst case as the result, and the robust count after the clean pass and after each
+// attack kept (AttackStats::stageNames / stageRobust), so a reader sees how much each one removed.
+//   autoattack       the standard version: apgd-ce, apgd-t, fab-t, square; 1 restart each,
+//                    `autoattack_steps` (100) iterations, `target_classes` (9) targets, `queries` (5,000)
+//   autoattack-plus  the extended version: apgd-ce and apgd-dlr with 5 restarts, fab (untargeted, 5
+//                    restarts), square, apgd-t, fab-t
+// Needs 4 classes (APGD-T's targeted DLR). Clean mistakes are not attacked: they count as not robust.
+#include "attacks/attack.h"
+
+#include <utility>
+
+namespace robustlab {
+
+class AutoAttackSuite : public Attack {
+ public:
+  AutoAttackSuite(AttackOptions options, bool plus);
+  std::string name() const override { return plus_ ? "autoattack-plus" : "autoattack"; }
+  /// "clean", then the members in the order they run.
+  std::vector<std::string> stages() const override;
+  /// The members and the options each runs with.
+  const std::vector<std::pair<std::string, AttackOptions>>& members() const { return members_; }
+
+ protected:
+  torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) override;
+
+ private:
+  bool plus_;
+  std::vector<std::pair<std::string, AttackOptions>> members_;
+};
+
+}  // namespace robustlab
