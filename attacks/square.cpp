@@ -35,12 +35,12 @@ torch::Tensor rectangle(int64_t rows, int64_t cols) {
 Square::Square(AttackOptions options) : Attack(options) {}
 
 double Square::squareFraction(int64_t query) const {
-  // The published schedule is for 10,000 queries; AutoAttack rescales it to the budget.
-  const int64_t it = static_cast<int64_t>(static_cast<double>(query) / static_cast<double>(options_.queries) * 10000.0);
+  // The published schedule, at the query counts themselves: AutoAttack runs Square with
+  // resc_schedule=False, so a 5,000-query budget stops after the 4000 breakpoint.
   static const int64_t bounds[] = {10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000};
   double p = options_.pInit;
   for (int64_t b : bounds)
-    if (it > b) p /= 2;
+    if (query > b) p /= 2;
   return p;
 }
 

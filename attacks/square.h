@@ -4,8 +4,8 @@
 // it reads the model's logits only, never a gradient, so it is the gradient-masking test (a model
 // whose gradients are masked falls to Square and not to APGD). Random search over square-shaped
 // updates whose side shrinks with the query count on the published schedule (p_init = 0.8 of the
-// image area, halved at queries 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 of 10,000, rescaled to the
-// budget); an update is kept when it lowers the margin loss z_y - max_{i != y} z_i (targeted: the
+// image area, halved after queries 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000, not rescaled to
+// the budget, as AutoAttack runs it); an update is kept when it lowers the margin loss z_y - max_{i != y} z_i (targeted: the
 // cross-entropy of the target). Linf: vertical-stripe start, squares set to +-eps per channel. L2: the
 // start and the updates are the paper's "window" perturbations of norm eps. Budget: `queries` (5,000)
 // per restart; over restarts the worst case per example. eps is in pixel units, before any
