@@ -149,9 +149,9 @@ TEST_CASE("Square succeeds on a model whose decision boundary is within eps, wit
       AttackOptions o;
       o.norm = norm;
       o.eps = 2 * dMin.max().item<double>();
-      o.queries = 2000;
-      auto square = makeAttack("square", o);
+      auto square = makeAttack("square", o);  // AutoAttack's 5,000 queries
       const auto xadv = square->perturb(*lin, x, y);
+      INFO("fooled " << lin->forward(xadv).argmax(1).ne(y).sum().item<int64_t>() << " of 32");
       CHECK(lin->forward(xadv).argmax(1).ne(y).all().item<bool>());
       CHECK(square->stats().gradientEvaluations == 0);
       CHECK(square->stats().queries > 32);
