@@ -102,7 +102,7 @@ def build_model(checkpoint):
 def robustlab_side(args, out):
     cmd = [args.robustlab, "attack", "-q", "--checkpoint", args.checkpoint, "--attack", "autoattack", "--norm", args.norm.lower(),
            "--eps", str(args.eps), "--limit", str(args.n), "--set", f"attack.keep_examples={args.n}",
-           "--set", f"attack.seed={args.seed}", "-o", out]
+           "--seed", str(args.seed), "--no-sanity", "-o", out]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     with h5py.File(out, "r") as f:
         g = f["eval/model"]
