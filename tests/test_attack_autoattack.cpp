@@ -290,3 +290,41 @@ TEST_CASE("AutoAttack's settings and class rules are validated with the field na
   e.epsGrid = {0.1};
   REQUIRE_THROWS_WITH(evaluate(*three, test::fashionTest().head(10), e, torch::kCPU), Catch::Contains("at least 4 classes"));
 }
+
+TEST_CASE("FAB computes in fp32 under bf16 precision and Square's eps is in pixel units behind a normalising model", "[attacks]") {
+  // Item 19: FAB's minimum-norm steps overflow in half precision; its arithmetic is cast to fp32, so
+  // under bf16 autocast it still returns finite points inside the ball that fool the model.
+  Classifier model = test::standardModel();
+  const auto x = test::fashionTest().images.slice(0, 0, 48);
+  const auto y = test::fashionTest().labels.slice(0, 0, 48);
+  AttackOptions o;
+  o.steps = 30;
+  o.targetClasses = 3;
+  torch::Tensor xadv;
+  {
+    PrecisionGuard bf16(Precision::kBf16);
+    xadv = makeAttack("fab-t", o)->perturb(*model, x, y);
+  }
+  CHECK(torch::isfinite(xadv).all().item<bool>());
+  CHECK(perExampleNorm(xadv - x, Norm::kLinf).max().item<double>() <= o.eps * (1 + 1e-6));
+  model->eval();
+  CHECK(model->forward(xadv).argmax(1).eq(y).sum().item<int64_t>() < model->forward(x).argmax(1).eq(y).sum().item<int64_t>());
+
+  // Item 20: with (x - 0.5) / 0.25 inside the model, Square's perturbation is still measured in
+  // pixels: at most eps, and its squares use the whole budget (+-eps before the box clips).
+  ModelSpec s = test::smallCnn(10);
+  s.mean = 0.5;
+  s.stdev = 0.25;
+  seedEverything(6);
+  Classifier normalised(s);
+  AttackOptions q;
+  q.eps = 0.3;
+  q.queries = 300;
+  const auto xs = makeAttack("square", q)->perturb(*normalised, x, y);
+  const auto linf = perExampleNorm(xs - x, Norm::kLinf);
+  // Only the examples it fooled carry a perturbation (the rest come back clean, as in the reference).
+  const auto fooled = normalised->forward(x).argmax(1).eq(y) & normalised->forward(xs).argmax(1).ne(y);
+  CHECK(linf.max().item<double>() <= q.eps * (1 + 1e-6));
+  REQUIRE(fooled.any().item<bool>());
+  CHECK(linf.index({fooled}).min().item<double>() >= 0.99 * q.eps);
+}

@@ -19,7 +19,7 @@ void addAttackOptions(cxxopts::Options& opts) {
       ("a,attack", "comma-separated attacks (attack.attacks): " + attackNameList(), cxxopts::value<std::string>())
       ("norm", "linf | l2 (attack.norm)", cxxopts::value<std::string>())
       ("eps", "comma-separated eps grid, increasing (attack.eps)", cxxopts::value<std::string>())
-      ("steps", "iterations of pgd / apgd-ce (attack.steps)", cxxopts::value<int64_t>())
+      ("steps", "iterations of pgd, apgd-*, fab (attack.steps; autoattack uses attack.autoattack_steps)", cxxopts::value<int64_t>())
       ("step-size", "pgd absolute step size, 0: rel-step-size * eps (attack.step_size)", cxxopts::value<double>())
       ("rel-step-size", "pgd step relative to eps, 0: 2.5 / steps (attack.rel_step_size)", cxxopts::value<double>())
       ("restarts", "random restarts, worst case per example (attack.restarts)", cxxopts::value<int64_t>())
