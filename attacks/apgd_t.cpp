@@ -13,11 +13,7 @@ ApgdT::ApgdT(AttackOptions options) : Apgd(options, AttackLoss::kDlr) {
 }
 
 torch::Tensor ApgdT::run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor&) {
-  torch::Tensor order;
-  {
-    torch::NoGradGuard noGrad;
-    order = std::get<1>(model.forward(x).sort(1, /*descending=*/true));
-  }
+  const torch::Tensor order = std::get<1>(logitsOf(model, x).sort(1, /*descending=*/true));
   const int64_t classes = order.size(1);
   if (classes < 4) throw std::invalid_argument("apgd-t: targeted DLR needs at least 4 classes, the model has " + std::to_string(classes));
   const int64_t targets = std::min(options_.targetClasses, classes - 1);
@@ -29,12 +25,7 @@ torch::Tensor ApgdT::run(ClassifierImpl& model, const torch::Tensor& x, const to
     const auto ys = y.index_select(0, idx);
     const auto ts = order.index_select(0, idx).select(1, rank);
     const auto xr = Apgd::run(model, x.index_select(0, idx), ys, ts);
-    torch::Tensor pred;
-    {
-      torch::NoGradGuard noGrad;
-      pred = model.forward(xr).argmax(1);
-    }
-    const auto hit = pred.ne(ys).nonzero().squeeze(1);  // fooled by this target's run
+    const auto hit = logitsOf(model, xr).argmax(1).ne(ys).nonzero().squeeze(1);  // fooled by this target's run
     if (hit.numel() == 0) continue;
     const auto rows = idx.index_select(0, hit);
     best.index_copy_(0, rows, xr.index_select(0, hit));

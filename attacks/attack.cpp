@@ -177,6 +177,11 @@ Attack::LossGrad Attack::lossOnly(ClassifierImpl& model, const torch::Tensor& xa
   return out;
 }
 
+torch::Tensor Attack::logitsOf(ClassifierImpl& model, const torch::Tensor& x) {
+  torch::NoGradGuard noGrad;
+  return model.forward(x);
+}
+
 torch::Tensor Attack::success(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target) {
   auto pred = logits.argmax(1);
   return target.defined() ? pred.eq(target) : pred.ne(y);

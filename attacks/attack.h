@@ -130,6 +130,8 @@ class Attack {
   LossGrad lossOnly(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target);
   /// Rows `idx` of t, or t itself when undefined (the target of an untargeted attack).
   static torch::Tensor rowsOf(const torch::Tensor& t, const torch::Tensor& idx) { return t.defined() ? t.index_select(0, idx) : t; }
+  /// The model's logits without a gradient (clean predictions, checking a result, a target order).
+  static torch::Tensor logitsOf(ClassifierImpl& model, const torch::Tensor& x);
   /// Success per example: misclassified (untargeted) or classified as the target (targeted).
   static torch::Tensor success(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target);
   /// projectToBall with the attack's norm, eps and range.

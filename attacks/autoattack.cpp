@@ -33,11 +33,7 @@ std::vector<std::string> AutoAttackSuite::stages() const {
 
 torch::Tensor AutoAttackSuite::run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor&) {
   auto best = x.clone();
-  torch::Tensor robust;
-  {
-    torch::NoGradGuard noGrad;
-    robust = model.forward(x).argmax(1).eq(y);
-  }
+  auto robust = logitsOf(model, x).argmax(1).eq(y);
   stats_.stageNames = stages();
   stats_.stageRobust = {robust.sum().item<int64_t>()};
   for (const auto& [memberName, memberOptions] : members_) {
@@ -46,11 +42,7 @@ torch::Tensor AutoAttackSuite::run(ClassifierImpl& model, const torch::Tensor& x
       auto member = makeAttack(memberName, memberOptions);
       const auto ys = y.index_select(0, idx);
       const auto xa = member->perturb(model, x.index_select(0, idx), ys);
-      torch::Tensor fooled;
-      {
-        torch::NoGradGuard noGrad;
-        fooled = model.forward(xa).argmax(1).ne(ys).nonzero().squeeze(1);
-      }
+      const auto fooled = logitsOf(model, xa).argmax(1).ne(ys).nonzero().squeeze(1);
       if (fooled.numel() > 0) {
         best.index_copy_(0, idx.index_select(0, fooled), xa.index_select(0, fooled));
         robust.index_fill_(0, idx.index_select(0, fooled), false);

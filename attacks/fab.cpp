@@ -129,10 +129,7 @@ Fab::Fab(AttackOptions options, bool targeted) : Attack(options), targeted_(targ
     throw std::invalid_argument("targeted: fab is untargeted; fab-t is its targeted version");
 }
 
-torch::Tensor Fab::predictUnit(ClassifierImpl& model, const torch::Tensor& u) {
-  torch::NoGradGuard noGrad;
-  return model.forward(toPixels(u)).argmax(1);
-}
+torch::Tensor Fab::predictUnit(ClassifierImpl& model, const torch::Tensor& u) { return logitsOf(model, toPixels(u)).argmax(1); }
 
 Fab::Linearisation Fab::linearise(ClassifierImpl& model, const torch::Tensor& u, const torch::Tensor& y, const torch::Tensor& t) {
   const double scale = options_.hi - options_.lo;  // d/du = scale * d/dx
@@ -211,13 +208,9 @@ torch::Tensor Fab::run(ClassifierImpl& model, const torch::Tensor& x, const torc
   auto best = x.clone();
   if (options_.eps == 0) return best;
   const auto u = (x - options_.lo) / (options_.hi - options_.lo);
-  torch::Tensor order, robust;
-  {
-    torch::NoGradGuard noGrad;
-    const auto z = model.forward(x);
-    robust = z.argmax(1).eq(y);  // only the points classified correctly are attacked
-    order = std::get<1>(z.sort(1, /*descending=*/true));
-  }
+  const auto z = logitsOf(model, x);
+  auto robust = z.argmax(1).eq(y);  // only the points classified correctly are attacked
+  const auto order = std::get<1>(z.sort(1, /*descending=*/true));
   const int64_t classes = order.size(1);
   const int64_t targets = targeted_ ? std::min(options_.targetClasses, classes - 1) : 1;
   for (int64_t rank = 1; rank <= targets; ++rank) {

@@ -79,10 +79,9 @@ torch::Tensor Square::searchLinf(ClassifierImpl& model, const torch::Tensor& x, 
   const double eps = options_.eps;
   const LinfBox box = linfBox(x);
   auto xBest = box.clamp(x + eps * randomSigns({n, c, 1, w}, x));  // vertical stripes of +-eps
-  auto start = scores(model, xBest, y, target);
-  auto marginMin = start.margin, lossMin = start.loss;
+  Scores best = scores(model, xBest, y, target);
   for (int64_t q = 0; q < options_.queries; ++q) {
-    const auto idx = (marginMin > 0).nonzero().squeeze(1);
+    const auto idx = (best.margin > 0).nonzero().squeeze(1);
     if (idx.numel() == 0) break;
     const int64_t s = std::min({std::max<int64_t>(std::llround(std::sqrt(squareFraction(q) * double(h * w))), 1), h, w});
     const int64_t vh = randomInt(h - s), vw = randomInt(w - s);
@@ -90,15 +89,19 @@ torch::Tensor Square::searchLinf(ClassifierImpl& model, const torch::Tensor& x, 
     window2d(delta, vh, vw, s).copy_((2 * eps * randomSigns({1, c, 1, 1}, x)).expand({1, c, s, s}));
     const auto current = xBest.index_select(0, idx);
     const auto candidate = box.rows(idx).clamp(current + delta);
-    const auto sc = scores(model, candidate, y.index_select(0, idx), rowsOf(target, idx));
-    const auto lossCur = lossMin.index_select(0, idx), marginCur = marginMin.index_select(0, idx);
-    auto keep = sc.loss < lossCur;
-    lossMin.index_copy_(0, idx, torch::where(keep, sc.loss, lossCur));
-    keep = keep | (sc.margin <= 0);
-    marginMin.index_copy_(0, idx, torch::where(keep, sc.margin, marginCur));
-    xBest.index_copy_(0, idx, torch::where(perExample(keep, candidate), candidate, current));
+    keepImproved(idx, scores(model, candidate, y.index_select(0, idx), rowsOf(target, idx)), candidate, current, best, xBest);
   }
   return xBest;
+}
+
+void Square::keepImproved(const torch::Tensor& idx, const Scores& sc, const torch::Tensor& candidate, const torch::Tensor& current,
+                          Scores& best, torch::Tensor& xBest) {
+  const auto lossCur = best.loss.index_select(0, idx), marginCur = best.margin.index_select(0, idx);
+  auto keep = sc.loss < lossCur;
+  best.loss.index_copy_(0, idx, torch::where(keep, sc.loss, lossCur));
+  keep = keep | (sc.margin <= 0);
+  best.margin.index_copy_(0, idx, torch::where(keep, sc.margin, marginCur));
+  xBest.index_copy_(0, idx, torch::where(perExample(keep, candidate), candidate, current));
 }
 
 torch::Tensor Square::searchL2(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) {
@@ -111,10 +114,9 @@ torch::Tensor Square::searchL2(ClassifierImpl& model, const torch::Tensor& x, co
     for (int64_t j = 0, vw = sp; j < w / s0 && vw + s0 <= w; ++j, vw += s0)
       window2d(deltaInit, vh, vw, s0) += window(s0, x).view({1, 1, s0, s0}) * randomSigns({n, c, 1, 1}, x);
   auto xBest = torch::clamp(x + deltaInit / (l2Norm(deltaInit) + 1e-12) * eps, lo, hi);
-  auto start = scores(model, xBest, y, target);
-  auto marginMin = start.margin, lossMin = start.loss;
+  Scores best = scores(model, xBest, y, target);
   for (int64_t q = 0; q < options_.queries; ++q) {
-    const auto idx = (marginMin > 0).nonzero().squeeze(1);
+    const auto idx = (best.margin > 0).nonzero().squeeze(1);
     if (idx.numel() == 0) break;
     const auto xCur = x.index_select(0, idx), current = xBest.index_select(0, idx);
     auto delta = current - xCur;
@@ -137,13 +139,7 @@ torch::Tensor Square::searchL2(ClassifierImpl& model, const torch::Tensor& x, co
     window2d(delta, vh2, vw2, s).zero_();
     window2d(delta, vh, vw, s).copy_(fresh);
     const auto candidate = torch::clamp(xCur + delta / (l2Norm(delta) + 1e-12) * eps, lo, hi);
-    const auto sc = scores(model, candidate, y.index_select(0, idx), rowsOf(target, idx));
-    const auto lossCur = lossMin.index_select(0, idx), marginCur = marginMin.index_select(0, idx);
-    auto keep = sc.loss < lossCur;
-    lossMin.index_copy_(0, idx, torch::where(keep, sc.loss, lossCur));
-    keep = keep | (sc.margin <= 0);
-    marginMin.index_copy_(0, idx, torch::where(keep, sc.margin, marginCur));
-    xBest.index_copy_(0, idx, torch::where(perExample(keep, candidate), candidate, current));
+    keepImproved(idx, scores(model, candidate, y.index_select(0, idx), rowsOf(target, idx)), candidate, current, best, xBest);
   }
   return xBest;
 }
@@ -152,21 +148,13 @@ torch::Tensor Square::run(ClassifierImpl& model, const torch::Tensor& x, const t
   if (x.dim() != 4) throw std::invalid_argument("square: needs images N x C x H x W, got " + std::to_string(x.dim()) + " dims");
   auto best = x.clone();
   if (options_.eps == 0) return best;
-  torch::Tensor fooled;
-  {
-    torch::NoGradGuard noGrad;
-    fooled = success(model.forward(x), y, target);  // clean mistakes are not attacked (as in the reference)
-  }
+  auto fooled = success(logitsOf(model, x), y, target);  // clean mistakes are not attacked (as in the reference)
   for (int64_t r = 0; r < options_.restarts; ++r) {
     const auto idx = (~fooled).nonzero().squeeze(1);
     if (idx.numel() == 0) break;
     const auto xs = x.index_select(0, idx), ys = y.index_select(0, idx), ts = rowsOf(target, idx);
     const auto found = options_.norm == Norm::kLinf ? searchLinf(model, xs, ys, ts) : searchL2(model, xs, ys, ts);
-    torch::Tensor hit;
-    {
-      torch::NoGradGuard noGrad;
-      hit = success(model.forward(found), ys, ts).nonzero().squeeze(1);
-    }
+    const auto hit = success(logitsOf(model, found), ys, ts).nonzero().squeeze(1);
     if (hit.numel() == 0) continue;
     best.index_copy_(0, idx.index_select(0, hit), found.index_select(0, hit));
     fooled.index_fill_(0, idx.index_select(0, hit), true);

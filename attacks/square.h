@@ -31,6 +31,10 @@ class Square : public Attack {
   /// One restart: the best point found per example.
   torch::Tensor searchLinf(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target);
   torch::Tensor searchL2(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target);
+  /// Random search's acceptance on rows `idx`: the best loss where the candidate lowered it, and the
+  /// margin and point where it lowered the loss or fooled the model.
+  static void keepImproved(const torch::Tensor& idx, const Scores& sc, const torch::Tensor& candidate, const torch::Tensor& current,
+                           Scores& best, torch::Tensor& xBest);
   /// The fraction of the image a square covers after `query` of the budget's queries.
   double squareFraction(int64_t query) const;
   /// A uniform integer in [0, n) (0 when n <= 0), drawn from the attack's generator.
