@@ -172,7 +172,7 @@ EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOption
   r.cleanPred = predict(model, data.images, device, options.batchSize);
   r.cleanCorrect = r.cleanPred.eq(r.labels);
   r.cleanAccuracy = r.cleanCorrect.to(torch::kFloat64).mean().item<double>();
-  r.exampleInputs = data.images.slice(0, 0, std::min(options.keepExamples, n)).clone();
+  r.exampleInputs = data.images.slice(0, 0, (options.keepExamples < 0 ? n : std::min(options.keepExamples, n))).clone();
 
   Progress progress("attack", static_cast<int64_t>(options.attacks.size() * options.epsGrid.size()) * n, options.progress);
   for (const auto& spec : options.attacks) {

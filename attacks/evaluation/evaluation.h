@@ -23,7 +23,7 @@ struct EvalOptions {
   std::vector<double> epsGrid;   ///< in increasing order; 0 allowed
   Norm norm = Norm::kLinf;
   int64_t batchSize = 500;
-  int64_t keepExamples = 8;      ///< adversarial examples stored per attack and eps (float32)
+  int64_t keepExamples = 8;      ///< adversarial examples stored per attack and eps (float32); -1: all
   bool sanityChecks = true;
   int64_t sanityLimit = 500;     ///< examples used by the extra sanity-check attacks
   bool progress = true;

@@ -1,7 +1,9 @@
 #include "experiments/cli/cli_common.h"
 #include "experiments/cli/commands.h"
 #include "experiments/plan/pipeline.h"
+#include "experiments/plan/plan.h"
 #include "experiments/plan/results_io.h"
+#include "experiments/plan/robustbench.h"
 
 #include "attacks/registry.h"
 #include "data/h5io.h"
@@ -16,6 +18,9 @@ namespace {
 void addAttackOptions(cxxopts::Options& opts) {
   opts.add_options()
       ("m,checkpoint", "model checkpoint (.h5) to attack", cxxopts::value<std::string>())
+      ("model", "a TorchScript classifier (torch.jit.save output) to attack instead, on all classes of data.source (model.torchscript)", cxxopts::value<std::string>())
+      ("input-shape", "with --model: its input C,H,W, checked against the data (model.input_shape; default the data's)", cxxopts::value<std::string>())
+      ("input-range", "with --model: the value range its inputs live in, lo,hi (model.input_range; default 0,1)", cxxopts::value<std::string>())
       ("a,attack", "comma-separated attacks (attack.attacks): " + attackNameList(), cxxopts::value<std::string>())
       ("norm", "linf | l2 (attack.norm)", cxxopts::value<std::string>())
       ("eps", "comma-separated eps grid, increasing (attack.eps)", cxxopts::value<std::string>())
@@ -29,8 +34,10 @@ void addAttackOptions(cxxopts::Options& opts) {
       ("limit", "test examples to evaluate, 0: all (data.test_limit)", cxxopts::value<int64_t>()->default_value("1000"))
       ("batch-size", "examples per attack batch (attack.batch_size)", cxxopts::value<int64_t>())
       ("data-dir", "override the data directory stored with the checkpoint (data.dir)", cxxopts::value<std::string>())
+      ("save-examples", "store every adversarial example per attack and eps (attack.keep_examples = \"all\")")
       ("no-sanity", "skip the gradient-masking sanity checks (attack.sanity_checks = false)")
       ("precision", "fp32 | bf16 | auto (precision)", cxxopts::value<std::string>())
+      ("json", "also write a RobustBench-style JSON entry of the model's evaluation to this file", cxxopts::value<std::string>())
       ("o,out", "results file", cxxopts::value<std::string>()->default_value("results/attack.h5"));
 }
 
@@ -62,8 +69,26 @@ std::vector<std::string> attackOverrides(const cxxopts::ParseResult& args) {
   if (args.count("targeted")) sets.push_back("attack.targeted=" + tomlQuoted(args["targeted"].as<std::string>()));
   if (args.count("batch-size")) sets.push_back("attack.batch_size=" + std::to_string(args["batch-size"].as<int64_t>()));
   if (args.count("no-sanity")) sets.push_back("attack.sanity_checks=false");
+  if (args.count("save-examples")) sets.push_back("attack.keep_examples=\"all\"");
   if (args.count("precision")) sets.push_back("precision=" + tomlQuoted(args["precision"].as<std::string>()));
   if (args.count("data-dir")) sets.push_back("data.dir=" + tomlQuoted(args["data-dir"].as<std::string>()));
+  if (args.count("model")) {
+    sets.push_back("model.arch=\"torchscript\"");
+    sets.push_back("model.torchscript=" + tomlQuoted(args["model"].as<std::string>()));
+    auto numbers = [&](const char* flag) {
+      std::vector<std::string> v;
+      char buf[32];
+      for (const auto& item : splitList(args[flag].as<std::string>(), std::string("--") + flag)) {
+        std::snprintf(buf, sizeof buf, "%.17g", parseNumber(item, std::string("--") + flag));
+        v.push_back(buf);
+      }
+      return v;
+    };
+    if (args.count("input-shape")) sets.push_back("model.input_shape=" + list(numbers("input-shape"), false));
+    if (args.count("input-range")) sets.push_back("model.input_range=" + list(numbers("input-range"), false));
+  } else if (args.count("input-shape") || args.count("input-range")) {
+    throw std::invalid_argument("attack: --input-shape and --input-range describe a --model (TorchScript) file");
+  }
   sets.push_back("data.test_limit=" + std::to_string(args["limit"].as<int64_t>()));
   return sets;
 }
@@ -86,6 +111,42 @@ Dataset checkpointTestSet(const std::string& ckpt, const Config& c, const Classi
   return test;
 }
 
+/// Evaluates a model and writes the results file: the part shared by checkpoints and TorchScript files.
+void evaluateAndWrite(const cxxopts::ParseResult& args, int argc, char** argv, const Config& c, ClassifierImpl& model,
+                      const Dataset& test, torch::Device device, const std::string& source, const std::string& sourceAttr) {
+  const EvalOptions e = evalOptionsFrom(c);
+  useEvalThreads(c);
+  const EvalResult r = evaluate(model, test, e, device);
+  printEvalTable(r);
+  const std::string out = args["out"].as<std::string>();
+  writeH5Atomically(out, [&](H5File& f) {
+    writeResultsHeader(f, c.toToml(), commandLine(argc, argv));
+    f.setAttr("/", sourceAttr, source);
+    if (model.spec().arch == "torchscript") f.setAttr("/", "torchscript_sha256", model.spec().torchscriptSha256);
+    writeEvaluation(f, "/eval/model", r);
+  });
+  std::printf("wrote %s\n", out.c_str());
+  if (args.count("json")) {
+    const std::string json = args["json"].as<std::string>();
+    const ModelSpec& spec = model.spec();
+    const std::string arch = spec.arch == "torchscript" ? "torchscript " + spec.torchscript + " (sha256 " + spec.torchscriptSha256 + ")" : spec.arch;
+    writeRobustBenchJson(json, r, ModelEntry{source, c.data.source.source, arch, stableHash(c.toToml())});
+    std::printf("wrote %s\n", json.c_str());
+  }
+}
+
+/// `attack --model file.pt`: a TorchScript classifier on every class of data.source's test split.
+int attackTorchScript(const cxxopts::ParseResult& args, int argc, char** argv) {
+  Config c = resolveConfig(args, ConfigBase{}, attackOverrides(args));
+  if (maybeDumpConfig(args, c)) return 0;
+  const torch::Device device = setUpRuntime(c);
+  const Dataset test = sampleSubset(loadSplit(c.data.source, "test"), c.data.testLimit, c.seed + 19);
+  Classifier model(specFor(c, test));
+  model->to(device);
+  evaluateAndWrite(args, argc, argv, c, *model, test, device, c.model.torchscript, "torchscript");
+  return 0;
+}
+
 }  // namespace
 
 int cmdAttack(int argc, char** argv) {
@@ -96,7 +157,8 @@ int cmdAttack(int argc, char** argv) {
   addAttackOptions(opts);
   cxxopts::ParseResult args;
   if (!parseOrHelp(opts, argc, argv, args)) return 0;
-  if (!args.count("checkpoint")) throw std::invalid_argument("attack: --checkpoint is required");
+  if (args.count("checkpoint") == args.count("model")) throw std::invalid_argument("attack: give --checkpoint or --model (one of them)");
+  if (args.count("model")) return attackTorchScript(args, argc, argv);
   const std::string ckpt = args["checkpoint"].as<std::string>();
 
   // The task (data source and classes) comes from the checkpoint's own config.
@@ -108,18 +170,7 @@ int cmdAttack(int argc, char** argv) {
   Classifier model = loadClassifier(ckpt);
   model->to(device);
   const Dataset test = checkpointTestSet(ckpt, c, *model);
-  const EvalOptions e = evalOptionsFrom(c);
-
-  useEvalThreads(c);
-  const EvalResult r = evaluate(*model, test, e, device);
-  printEvalTable(r);
-  const std::string out = args["out"].as<std::string>();
-  writeH5Atomically(out, [&](H5File& f) {
-    writeResultsHeader(f, c.toToml(), commandLine(argc, argv));
-    f.setAttr("/", "checkpoint", ckpt);
-    writeEvaluation(f, "/eval/model", r);
-  });
-  std::printf("wrote %s\n", out.c_str());
+  evaluateAndWrite(args, argc, argv, c, *model, test, device, ckpt, "checkpoint");
   return 0;
 }
 

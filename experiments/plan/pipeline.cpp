@@ -60,6 +60,12 @@ TaskData loadTask(const Config& c, const StageConfig& stage, bool withTest) {
 
 ModelSpec specFor(const Config& c, const Dataset& d) {
   ModelSpec s = c.model;
+  const auto& shape = c.model.inputShape;
+  if (!shape.empty() && (shape[0] != d.channels() || shape[1] != d.height() || shape[2] != d.width()))
+    throw std::invalid_argument("model.input_shape: declared [" + std::to_string(shape[0]) + ", " + std::to_string(shape[1]) + ", " +
+                                std::to_string(shape[2]) + "] but data.source '" + c.data.source.source + "' has " +
+                                std::to_string(d.channels()) + " x " + std::to_string(d.height()) + " x " +
+                                std::to_string(d.width()) + " images");
   s.inChannels = d.channels();
   s.height = d.height();
   s.width = d.width();

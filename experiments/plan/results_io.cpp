@@ -83,7 +83,8 @@ void writeEvaluation(H5File& f, const std::string& group, const EvalResult& r) {
     }
     f.writeTensor(g + "/robust", torch::stack(robust, 1));
     f.writeTensor(g + "/adv_pred", torch::stack(pred, 1));
-    if (examples.size() == runs.size()) f.writeTensor(g + "/examples", torch::stack(examples, 0).to(torch::kFloat32));
+    // E x K x C x H x W; chunked and compressed (keep_examples = "all" stores every example).
+    if (examples.size() == runs.size()) f.writeTensor(g + "/examples", torch::stack(examples, 0).to(torch::kFloat32), /*compress=*/true);
   }
   std::vector<std::string> names, details;
   std::vector<int64_t> passed;

@@ -4,6 +4,7 @@
 
 #include "framework/config/default_config.h"
 #include "attacks/registry.h"
+#include "data/sha256.h"
 #include "framework/toml/toml_reader.h"
 #include "framework/training/registry.h"
 
@@ -91,7 +92,7 @@ Fields<AttackConfig> attackFields() {
       config::enumeration<A, Targeting>("targeted", ROBUSTLAB_REF(A, options.targeting), parseTargeting, targetingName,
                                         {"none", "random", "least-likely"}),
       config::integer<A>("batch_size", ROBUSTLAB_REF(A, batchSize), 1, 1 << 20),
-      config::integer<A>("keep_examples", ROBUSTLAB_REF(A, keepExamples), 0, 100000),
+      config::countOrAll<A>("keep_examples", ROBUSTLAB_REF(A, keepExamples), 0, 100000),
       config::boolean<A>("sanity_checks", ROBUSTLAB_REF(A, sanityChecks)),
   };
 }
@@ -340,6 +341,14 @@ Config fromTable(const toml::table& table, const std::string& what) {
   {
     TomlReader m = r.sub("model");
     c.model = readModelSpec(m);
+    // A TorchScript model is known by its bytes: the hash goes into the config text, unit keys and results.
+    if (c.model.arch == "torchscript" && c.model.torchscriptSha256.empty()) {
+      try {
+        c.model.torchscriptSha256 = sha256Hex(readBinaryFile(c.model.torchscript));
+      } catch (const std::exception& e) {
+        throw ConfigError(what + ": model.torchscript: " + e.what());
+      }
+    }
   }
   readStage(r.sub("train"), c.train, "train");
   readStage(r.sub("pretrain"), c.pretrain, "pretrain");

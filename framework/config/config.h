@@ -55,7 +55,7 @@ struct AttackConfig {
   /// setting: the evaluation sets it to each value of `eps` in turn.
   AttackOptions options;
   int64_t batchSize = 500;
-  int64_t keepExamples = 8;
+  int64_t keepExamples = 8;  ///< -1: all ("all" in configs)
   bool sanityChecks = true;
   /// The evaluation this section describes, in `precision`.
   EvalOptions evalOptions(Precision precision) const;

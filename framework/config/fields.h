@@ -60,6 +60,24 @@ Field<T> integer(std::string key, int64_t& (*ref)(T&), int64_t lo = INT64_MIN, i
           [=](std::ostream& os, const T& v) { os << ref(const_cast<T&>(v)); }};
 }
 
+/// A count in [lo, hi], or the string "all" (stored as -1).
+template <class T>
+Field<T> countOrAll(std::string key, int64_t& (*ref)(T&), int64_t lo, int64_t hi) {
+  return {key,
+          [=](TomlReader& r, T& v) {
+            const toml::node* n = r.raw(key);
+            if (!n) return;
+            if (n->is_string() && n->as_string()->get() == "all") ref(v) = -1;
+            else if (n->is_integer() && n->as_integer()->get() >= lo && n->as_integer()->get() <= hi) ref(v) = n->as_integer()->get();
+            else r.fail(key, "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "] or \"all\"");
+          },
+          [=](std::ostream& os, const T& v) {
+            const int64_t x = ref(const_cast<T&>(v));
+            if (x < 0) os << "\"all\"";
+            else os << x;
+          }};
+}
+
 template <class T>
 Field<T> real(std::string key, double& (*ref)(T&), double lo, double hi) {
   return {key, [=](TomlReader& r, T& v) { ref(v) = r.real(key, ref(v), lo, hi); },

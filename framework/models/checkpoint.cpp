@@ -1,5 +1,7 @@
 #include "framework/models/checkpoint.h"
 
+#include "framework/models/torchscript.h"
+
 #include <torch/utils.h>
 
 #include <memory>
@@ -30,6 +32,13 @@ void saveCheckpoint(const std::string& path, ClassifierImpl& model, const std::s
     f.setAttr("/", "format", std::string(kCheckpointFormat));
     f.setAttr("/", "model_spec", model.spec().toToml());
     f.setAttr("/", "config", configToml);
+    if (model.spec().arch == "torchscript") {
+      // The script's own bytes travel with its weights: the checkpoint alone rebuilds the model.
+      const std::string bytes = scriptBytesFor(model.spec());
+      f.writeTensor("/model/torchscript", torch::from_blob(const_cast<char*>(bytes.data()), {int64_t(bytes.size())}, torch::kUInt8), true);
+      f.setAttr("/model", "sha256", model.spec().torchscriptSha256);
+      f.setAttr("/model", "file", model.spec().torchscript);
+    }
     for (const auto& p : model.named_parameters()) f.writeTensor("/state/" + p.key(), p.value().detach().cpu());
     for (const auto& b : model.named_buffers()) f.writeTensor("/state/" + b.key(), b.value().detach().cpu());
     if (extra) extra(f);
@@ -46,8 +55,21 @@ std::string readCheckpointConfig(const std::string& path) {
   return f->hasAttr("/", "config") ? f->attrString("/", "config") : "";
 }
 
+/// A TorchScript checkpoint's script bytes, kept for scriptBytesFor; checked against the stored spec.
+void rememberStoredScript(const std::string& path, const ModelSpec& spec) {
+  auto f = openCheckpoint(path);
+  if (!f->has("/model/torchscript")) throw std::runtime_error(path + ": TorchScript checkpoint without /model/torchscript");
+  const auto t = f->readTensor("/model/torchscript").contiguous();
+  const std::string sha = rememberScriptBytes(std::string(reinterpret_cast<const char*>(t.data_ptr<uint8_t>()), t.numel()));
+  if (sha != spec.torchscriptSha256)
+    throw std::runtime_error(path + ": /model/torchscript has SHA-256 " + sha + " but model_spec pins " + spec.torchscriptSha256 +
+                             " (a corrupt checkpoint)");
+}
+
 Classifier loadClassifier(const std::string& path) {
-  Classifier model(readCheckpointSpec(path));
+  const ModelSpec spec = readCheckpointSpec(path);
+  if (spec.arch == "torchscript") rememberStoredScript(path, spec);
+  Classifier model(spec);
   loadWeights(path, *model, /*backboneOnly=*/false);
   return model;
 }

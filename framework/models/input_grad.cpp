@@ -64,7 +64,7 @@ torch::Tensor linearBackward(const Saved& s, const torch::Tensor& g) {
 /// One record per backbone layer, kinds filled in, or std::nullopt when the manual path cannot follow
 /// the model (see supportsManualInputGrad).
 std::optional<std::vector<Saved>> plainLayers(ClassifierImpl& model) {
-  if (model.is_training()) return std::nullopt;
+  if (model.is_training() || !model.head()) return std::nullopt;
   for (const auto& p : model.parameters())
     if (p.requires_grad()) return std::nullopt;
   std::vector<Saved> layers;

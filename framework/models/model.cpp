@@ -1,7 +1,9 @@
 #include "framework/models/model.h"
 
+#include "data/sha256.h"
 #include "framework/models/conv.h"
 #include "framework/models/resnet.h"
+#include "framework/models/torchscript.h"
 
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/adaptive.h>
@@ -97,6 +99,15 @@ void appendResnet(nn::Sequential& seq, const ModelSpec& spec) {
   seq->push_back(nn::Flatten());
 }
 
+/// The head a cut TorchScript classifier brings: its own last layer when the class count is the same.
+void copyCutHead(nn::Linear& head, const ScriptModelImpl& script) {
+  if (!script.cutWeight.defined() || script.cutWeight.size(0) != head->weight.size(0)) return;
+  torch::NoGradGuard noGrad;
+  head->weight.copy_(script.cutWeight);
+  if (script.cutBias.defined()) head->bias.copy_(script.cutBias);
+  else head->bias.zero_();
+}
+
 }  // namespace
 
 ClassifierImpl::ClassifierImpl(const ModelSpec& spec) : spec_(spec) {
@@ -104,17 +115,34 @@ ClassifierImpl::ClassifierImpl(const ModelSpec& spec) : spec_(spec) {
   backbone_ = nn::Sequential();
   if (spec_.arch == "cnn") appendCnn(backbone_, spec_);
   else if (spec_.arch == "mlp") appendMlp(backbone_, spec_);
-  else appendResnet(backbone_, spec_);
+  else if (spec_.arch == "resnet") appendResnet(backbone_, spec_);
+  else {
+    const std::string bytes = scriptBytesFor(spec_);
+    if (spec_.torchscriptSha256.empty()) spec_.torchscriptSha256 = sha256Hex(bytes);  // a spec not read from a config
+    backbone_->push_back(ScriptModel(bytes, spec_.torchscript, spec_.cut, spec_.rangeLo, spec_.rangeHi));
+  }
   register_module("backbone", backbone_);
   mean_ = register_buffer("input_mean", torch::full({1}, spec_.mean));
   std_ = register_buffer("input_std", torch::full({1}, spec_.stdev));
   {
     torch::NoGradGuard noGrad;
     backbone_->eval();
-    featureDim_ = backbone_->forward(torch::zeros({2, spec_.inChannels, spec_.height, spec_.width})).size(1);
+    const auto probe = backbone_->forward(torch::zeros({2, spec_.inChannels, spec_.height, spec_.width}));
+    featureDim_ = probe.size(1);
+    if (spec_.arch == "torchscript" && !torch::isfinite(probe).all().item<bool>())
+      throw std::invalid_argument("model.torchscript: " + spec_.torchscript + " returns NaN or Inf on an all-zero input");
     backbone_->train();
   }
+  if (spec_.arch == "torchscript" && spec_.cut.empty()) {
+    // Used as it is: its output is the logits, and there is no head to replace.
+    if (featureDim_ != spec_.numClasses)
+      throw std::invalid_argument("model.torchscript: " + spec_.torchscript + " returns " + std::to_string(featureDim_) +
+                                  " logits but the data has " + std::to_string(spec_.numClasses) +
+                                  " classes (name its last linear layer in model.cut to give it a new head)");
+    return;
+  }
   head_ = register_module("head", nn::Linear(featureDim_, spec_.numClasses));
+  if (spec_.arch == "torchscript") copyCutHead(head_, backbone_->at<ScriptModelImpl>(0));
 }
 
 torch::Tensor ClassifierImpl::features(const torch::Tensor& x) {
@@ -125,10 +153,14 @@ torch::Tensor ClassifierImpl::features(const torch::Tensor& x) {
 
 torch::Tensor ClassifierImpl::forward(const torch::Tensor& x) {
   // Under bf16 autocast the logits come out in bf16; losses and argmax are taken in fp32.
-  return head_->forward(features(x)).to(torch::kFloat32);
+  const auto f = features(x);
+  return (head_ ? head_->forward(f) : f).to(torch::kFloat32);
 }
 
 void ClassifierImpl::resetHead(int64_t numClasses) {
+  if (!head_)
+    throw std::invalid_argument("model.cut: " + spec_.torchscript +
+                                " is used as it is; name its last linear layer in model.cut to give it a new head");
   const auto device = mean_.device();
   spec_.numClasses = numClasses;
   head_ = replace_module("head", nn::Linear(featureDim_, numClasses));

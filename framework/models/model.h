@@ -32,6 +32,7 @@ class ClassifierImpl : public torch::nn::Module {
   const torch::Tensor& inputStd() const { return std_; }
   int64_t featureDim() const { return featureDim_; }
   torch::nn::Sequential& backbone() { return backbone_; }
+  /// The linear head; empty (false) for a TorchScript classifier used as it is, whose output is the logits.
   torch::nn::Linear& head() { return head_; }
 
  private:

@@ -8,13 +8,23 @@
 namespace robustlab {
 namespace {
 
-const std::vector<std::string> kArchs = {"cnn", "mlp", "resnet"};
+const std::vector<std::string> kArchs = {"cnn", "mlp", "resnet", "torchscript"};
 const std::vector<std::string> kLayerTypes = {"conv", "bn", "relu", "maxpool", "avgpool", "flatten", "fc", "dropout"};
 
 std::string joinInts(const std::vector<int64_t>& v) {
   std::string s = "[";
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
   return s + "]";
+}
+
+/// A TOML basic string (paths may hold quotes and backslashes).
+std::string quoted(const std::string& v) {
+  std::string s = "\"";
+  for (char ch : v) {
+    if (ch == '"' || ch == '\\') s += '\\';
+    s += ch;
+  }
+  return s + "\"";
 }
 
 }  // namespace
@@ -28,7 +38,14 @@ ModelSpec defaultSmallCnn() {
 
 void ModelSpec::validate() const {
   auto bad = [](const std::string& field, const std::string& msg) { throw std::invalid_argument("model." + field + ": " + msg); };
-  if (arch != "cnn" && arch != "mlp" && arch != "resnet") bad("arch", "unknown architecture '" + arch + "', expected cnn, mlp or resnet");
+  if (arch != "cnn" && arch != "mlp" && arch != "resnet" && arch != "torchscript")
+    bad("arch", "unknown architecture '" + arch + "', expected cnn, mlp, resnet or torchscript");
+  if (arch == "torchscript") {
+    if (torchscript.empty()) bad("torchscript", "arch = \"torchscript\" needs the TorchScript file (torch.jit.save output)");
+    if (!inputShape.empty() && (inputShape.size() != 3 || inputShape[0] <= 0 || inputShape[1] <= 0 || inputShape[2] <= 0))
+      bad("input_shape", "expected [channels, height, width], all > 0");
+    if (!(rangeLo < rangeHi)) bad("input_range", "expected [lo, hi] with lo < hi");
+  }
   if (!(stdev > 0)) bad("std", "must be > 0");
   if (arch == "cnn") {
     if (layers.empty()) bad("layers", "a cnn needs at least one layer");
@@ -64,6 +81,11 @@ std::string ModelSpec::backboneKey() const {
   os << "in_channels = " << inChannels << "\nheight = " << height << "\nwidth = " << width << "\n";
   if (arch == "mlp") os << "hidden = " << joinInts(hidden) << "\n";
   if (arch == "resnet") os << "resnet_width = " << resnetWidth << "\nresnet_blocks = " << joinInts(resnetBlocks) << "\n";
+  if (arch == "torchscript") {
+    os << "torchscript = " << quoted(torchscript) << "\ntorchscript_sha256 = " << quoted(torchscriptSha256) << "\n";
+    os << "cut = " << quoted(cut) << "\ninput_range = [" << rangeLo << ", " << rangeHi << "]\n";
+    if (!inputShape.empty()) os << "input_shape = " << joinInts(inputShape) << "\n";
+  }
   if (arch == "cnn") {
     for (const auto& l : layers) {
       os << "\n[[layers]]\ntype = \"" << l.type << "\"\n";
@@ -91,6 +113,22 @@ ModelSpec readModelSpec(TomlReader& r) {
   s.hidden = r.integers("hidden", {});
   s.resnetWidth = r.integer("resnet_width", s.resnetWidth, 1);
   s.resnetBlocks = r.integers("resnet_blocks", s.resnetBlocks);
+  s.torchscript = r.str("torchscript", "");
+  s.torchscriptSha256 = r.str("torchscript_sha256", "");
+  s.cut = r.str("cut", "");
+  s.inputShape = r.integers("input_shape", {});
+  const auto range = r.reals("input_range", {0.0, 1.0});
+  if (range.size() != 2 || !(range[0] < range[1])) r.fail("input_range", "expected [lo, hi] with lo < hi");
+  s.rangeLo = range[0];
+  s.rangeHi = range[1];
+  if (s.arch != "torchscript")
+    for (const char* k : {"torchscript", "torchscript_sha256", "cut", "input_shape", "input_range"})
+      if (r.has(k)) r.fail(k, "only for arch = \"torchscript\"");
+  if (!s.inputShape.empty() && s.inputShape.size() == 3) {
+    s.inChannels = s.inputShape[0];
+    s.height = s.inputShape[1];
+    s.width = s.inputShape[2];
+  }
   const auto layerTables = r.tables("layers");
   if (s.arch == "cnn" && layerTables.empty()) s.layers = def.layers;
   for (size_t i = 0; i < layerTables.size(); ++i) {

@@ -23,13 +23,19 @@ struct LayerSpec {
 /// A model is a backbone (feature extractor) and a linear head. Inputs are pixels in [0,1];
 /// (x - mean) / std happens inside the model.
 struct ModelSpec {
-  std::string arch = "cnn";                ///< cnn | mlp | resnet
+  std::string arch = "cnn";                ///< cnn | mlp | resnet | torchscript
   std::vector<LayerSpec> layers;           ///< cnn: backbone layers, in order
   std::vector<int64_t> hidden;             ///< mlp: hidden widths (empty: a linear model)
   int64_t resnetWidth = 16;                ///< resnet: channels of the first stage
   std::vector<int64_t> resnetBlocks{2, 2, 2};  ///< resnet: pre-activation blocks per stage
   double mean = 0.0;                       ///< input normalisation inside the model
   double stdev = 1.0;
+  // torchscript: a model scripted or traced in PyTorch (framework/models/torchscript.h).
+  std::string torchscript;                 ///< the TorchScript file, as the config names it
+  std::string torchscriptSha256;           ///< its SHA-256, pinned when the config is read
+  std::string cut;                         ///< dotted name of its last linear layer to cut ("": used as it is)
+  std::vector<int64_t> inputShape;         ///< declared C, H, W (empty: the data's), checked against the data
+  double rangeLo = 0.0, rangeHi = 1.0;     ///< the value range its inputs live in (pixels [0,1] are mapped there)
   // Set from the data, not the config:
   int64_t inChannels = 1, height = 28, width = 28, numClasses = 10;
 

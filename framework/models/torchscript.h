@@ -1,0 +1,54 @@
+#pragma once
+// A TorchScript module (a model scripted or traced in PyTorch) as a robustlab backbone.
+//
+// The scripted module's parameters and buffers are registered on this module under their own dotted
+// names (conv1.weight stays conv1.weight), as the same tensors: the optimiser, checkpoints, .to(device),
+// parameter freezing and the attacks' gradient rules see them as they see a native model's, and a
+// BatchNorm inside the script updates the statistics robustlab saves. train()/eval() reach the script.
+//
+// A classifier is used as it is (its output is the logits), or cut: the user names its last linear
+// layer, whose weight and bias are taken out as the head's (cutWeight, cutBias) and replaced inside
+// the script by the identity, so forward() returns the features that layer read.
+#include "framework/models/model_spec.h"
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <memory>
+#include <string>
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace robustlab {
+
+class ScriptModelImpl : public torch::nn::Module {
+ public:
+  /// `bytes`: a TorchScript archive (what torch.jit.save writes); `what` names it in errors; `cut`:
+  /// the dotted name of a linear submodule to cut, "" for none; pixels x in [0,1] reach the script as
+  /// lo + x * (hi - lo). Errors are std::invalid_argument naming `what` and the problem.
+  ScriptModelImpl(const std::string& bytes, const std::string& what, const std::string& cut, double lo, double hi);
+
+  torch::Tensor forward(const torch::Tensor& x);
+  void train(bool on = true) override;
+
+  /// The cut layer's weight (out x in) and bias (out; undefined when it had none); undefined without a cut.
+  torch::Tensor cutWeight, cutBias;
+
+ private:
+  void registerTensors();
+  std::shared_ptr<torch::jit::Module> script_;  // the TorchScript headers stay in torchscript.cpp
+  std::string what_, cut_;
+  double lo_, hi_;
+};
+TORCH_MODULE(ScriptModel);
+
+/// The bytes of the TorchScript file `spec` names: those a checkpoint brought (rememberScriptBytes),
+/// found by the spec's SHA-256, else the file spec.torchscript, checked against spec.torchscriptSha256
+/// when that is set. std::invalid_argument naming the field and the file otherwise.
+std::string scriptBytesFor(const ModelSpec& spec);
+/// Keeps `bytes` for scriptBytesFor under their SHA-256, which it returns.
+std::string rememberScriptBytes(const std::string& bytes);
+
+}  // namespace robustlab
