@@ -345,6 +345,14 @@ TEST_CASE("a config's TorchScript backbone is pinned by its SHA-256 and runs the
   REQUIRE(runRobustlab("run " + dir + "/ts.toml -q -o " + dir + "/r.h5", dir) == 0);
   H5File f(dir + "/r.h5", H5File::Mode::kRead);
   CHECK(f.has("/arms/pre-adv"));
+  INFO("run writes a RobustBench-style entry per arm x seed, with the unit files' numbers");
+  const double clean = f.attrDouble("/arms/pre-adv/seed_1/eval", "clean_accuracy");
+  const std::string check = "import json,sys; d=json.load(open(sys.argv[1])); "
+                            "assert [e['name'] for e in d]==['tiny/scratch/seed_0','tiny/scratch/seed_1','tiny/pre-adv/seed_0','tiny/pre-adv/seed_1'], d; "
+                            "assert abs(float(d[3]['clean_acc'])-float(sys.argv[2]))<0.006 and d[3]['architecture'].startswith('torchscript '), d";
+  CHECK(test::shell("/usr/bin/python3 -c \"" + check + "\" " + dir + "/r.robustbench.json " + std::to_string(100 * clean) + " >" + dir +
+                    "/json.log 2>&1") == 0);
+  INFO(test::readFile(dir + "/json.log"));
   INFO("a changed file is a different model: the pinned hash refuses it");
   std::filesystem::copy_file(scriptDir() + "/normalised.pt", pt, std::filesystem::copy_options::overwrite_existing);
   std::ofstream(dir + "/pinned.toml") << dumped;

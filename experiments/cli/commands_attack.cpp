@@ -130,7 +130,7 @@ void evaluateAndWrite(const cxxopts::ParseResult& args, int argc, char** argv, c
     const std::string json = args["json"].as<std::string>();
     const ModelSpec& spec = model.spec();
     const std::string arch = spec.arch == "torchscript" ? "torchscript " + spec.torchscript + " (sha256 " + spec.torchscriptSha256 + ")" : spec.arch;
-    writeRobustBenchJson(json, r, ModelEntry{source, c.data.source.source, arch, stableHash(c.toToml())});
+    writeRobustBenchJson(json, {{evalNumbers(r), ModelEntry{source, c.data.source.source, arch, stableHash(c.toToml())}}});
     std::printf("wrote %s\n", json.c_str());
   }
 }

@@ -39,6 +39,8 @@ ArmSeedData readUnit(const std::string& path) {
   d.clean = f.attrDouble("/unit/eval", "clean_accuracy");
   d.worst = doubles(f.readTensor("/unit/eval/worst_accuracy"));
   d.worstRobust = f.readTensor("/unit/eval/worst_robust").to(torch::kBool);
+  d.seed = f.attrInt("/unit", "seed");
+  if (f.hasAttr("/unit/eval", "failed_sanity_checks")) d.failedChecks = f.attrInt("/unit/eval", "failed_sanity_checks");
   for (const auto& a : f.children("/unit/eval/attacks")) d.perAttack[a] = doubles(f.readTensor("/unit/eval/attacks/" + a + "/robust_accuracy"));
   return d;
 }

@@ -19,6 +19,8 @@ struct ArmSeedData {
   std::vector<double> worst;                               ///< E
   std::map<std::string, std::vector<double>> perAttack;    ///< attack -> E
   torch::Tensor worstRobust;                               ///< N x E bool
+  int64_t failedChecks = 0;
+  int64_t seed = 0;
 };
 ArmSeedData readUnit(const std::string& path);
 

@@ -7,6 +7,7 @@
 #include "experiments/plan/file_lock.h"
 #include "experiments/plan/pipeline.h"
 #include "experiments/plan/results_io.h"
+#include "experiments/plan/robustbench.h"
 #include "experiments/plan/version.h"
 #include "framework/models/kernels/conv_kernels.h"
 #include "framework/runtime/cpu_info.h"
@@ -204,6 +205,30 @@ double computeUnit(const Plan& p, size_t i, torch::Device device, std::string* h
   return std::max(secondsSince(t0), 1e-9);
 }
 
+/// <stem>.robustbench.json: a RobustBench-style entry per arm x seed, from the unit files.
+void writeRunEntries(const Plan& p, const ArmData& data) {
+  const Config& c = p.config;
+  const std::string arch = c.model.arch == "torchscript" ? "torchscript " + c.model.torchscript + " (sha256 " + c.model.torchscriptSha256 + ")"
+                                                         : c.model.arch;
+  std::vector<std::pair<EvalNumbers, ModelEntry>> entries;
+  for (const auto& arm : c.runArms()) {
+    for (const ArmSeedData& d : data.at(arm.name)) {
+      EvalNumbers n;
+      n.norm = c.attack.options.norm;
+      n.precision = precisionName(c.resolvedPrecision);
+      n.eps = c.attack.eps;
+      n.worst = d.worst;
+      n.perAttack = d.perAttack;
+      n.clean = d.clean;
+      n.examples = d.worstRobust.size(0);
+      n.failedChecks = d.failedChecks;
+      const std::string name = c.name + "/" + arm.name + "/seed_" + std::to_string(d.seed);
+      entries.emplace_back(n, ModelEntry{name, c.data.source.source, arch, experimentHash(c)});
+    }
+  }
+  writeRobustBenchJson(p.stem + ".robustbench.json", entries);
+}
+
 void mergeResults(const Plan& p, const std::string& command, const std::string& started, double seconds) {
   const Config& c = p.config;
   for (const auto& u : p.units)
@@ -247,6 +272,7 @@ void mergeResults(const Plan& p, const std::string& command, const std::string& 
   const std::string text = summaryText(c, data, comparisons);
   std::printf("\n%s", text.c_str());
   writeTextAtomically(p.stem + ".summary.txt", text);
+  writeRunEntries(p, data);
 }
 
 std::string workerConfigText(const Plan& p) {

@@ -37,13 +37,12 @@ std::string number(double v) {
 }
 
 /// One eps of the grid: the worst case and each attack's robust accuracy.
-std::string epsEntry(const EvalResult& r, size_t e) {
+std::string epsEntry(const EvalNumbers& r, size_t e) {
   std::ostringstream os;
-  os << "{\"eps\": " << number(r.epsGrid[e]) << ", \"robust_acc\": " << percent(r.worstAccuracy[e]) << ", \"attacks\": {";
+  os << "{\"eps\": " << number(r.eps[e]) << ", \"robust_acc\": " << percent(r.worst[e]) << ", \"attacks\": {";
   bool first = true;
-  for (const auto& run : r.runs) {
-    if (run.eps != r.epsGrid[e]) continue;
-    os << (first ? "" : ", ") << jsonString(run.attack) << ": " << percent(run.robustAccuracy);
+  for (const auto& [attack, acc] : r.perAttack) {
+    os << (first ? "" : ", ") << jsonString(attack) << ": " << percent(acc[e]);
     first = false;
   }
   os << "}}";
@@ -52,27 +51,43 @@ std::string epsEntry(const EvalResult& r, size_t e) {
 
 }  // namespace
 
-std::string robustBenchJson(const EvalResult& r, const ModelEntry& entry) {
-  const size_t last = r.epsGrid.empty() ? 0 : r.epsGrid.size() - 1;
-  const AttackRun* aa = r.epsGrid.empty() ? nullptr : r.find("autoattack", r.epsGrid[last]);
+EvalNumbers evalNumbers(const EvalResult& r) {
+  EvalNumbers n;
+  n.norm = r.norm;
+  n.precision = precisionName(r.precision);
+  n.eps = r.epsGrid;
+  n.worst = r.worstAccuracy;
+  n.clean = r.cleanAccuracy;
+  n.examples = r.labels.size(0);
+  n.failedChecks = r.failedChecks();
+  for (const auto& run : r.runs) n.perAttack[run.attack].push_back(run.robustAccuracy);  // attack-major, eps in order
+  return n;
+}
+
+std::string robustBenchJson(const EvalNumbers& r, const ModelEntry& entry) {
+  const bool any = !r.eps.empty();
+  const size_t last = any ? r.eps.size() - 1 : 0;
+  const auto aa = r.perAttack.find("autoattack");
   std::ostringstream os;
   os << "{\n  \"name\": " << jsonString(entry.name) << ",\n  \"dataset\": " << jsonString(entry.dataset)
      << ",\n  \"threat_model\": " << jsonString(r.norm == Norm::kLinf ? "Linf" : "L2")
-     << ",\n  \"eps\": " << (r.epsGrid.empty() ? "null" : number(r.epsGrid[last]))
-     << ",\n  \"clean_acc\": " << percent(r.cleanAccuracy)
-     << ",\n  \"autoattack_acc\": " << (aa ? percent(aa->robustAccuracy) : "null")
-     << ",\n  \"robust_acc\": " << (r.epsGrid.empty() ? "null" : percent(r.worstAccuracy[last]))
-     << ",\n  \"number_of_examples\": " << r.labels.size(0) << ",\n  \"architecture\": " << jsonString(entry.architecture)
-     << ",\n  \"robustlab_version\": " << jsonString(std::string(kVersion) + " (" + kGitDescribe + ")") << ",\n  \"config_hash\": " << jsonString(entry.configHash)
-     << ",\n  \"precision\": " << jsonString(precisionName(r.precision)) << ",\n  \"failed_sanity_checks\": " << r.failedChecks()
-     << ",\n  \"per_eps\": [";
-  for (size_t e = 0; e < r.epsGrid.size(); ++e) os << (e ? ",\n    " : "\n    ") << epsEntry(r, e);
-  os << "\n  ]\n}\n";
+     << ",\n  \"eps\": " << (any ? number(r.eps[last]) : "null") << ",\n  \"clean_acc\": " << percent(r.clean)
+     << ",\n  \"autoattack_acc\": " << (any && aa != r.perAttack.end() ? percent(aa->second[last]) : "null")
+     << ",\n  \"robust_acc\": " << (any ? percent(r.worst[last]) : "null") << ",\n  \"number_of_examples\": " << r.examples
+     << ",\n  \"architecture\": " << jsonString(entry.architecture)
+     << ",\n  \"robustlab_version\": " << jsonString(std::string(kVersion) + " (" + kGitDescribe + ")")
+     << ",\n  \"config_hash\": " << jsonString(entry.configHash) << ",\n  \"precision\": " << jsonString(r.precision)
+     << ",\n  \"failed_sanity_checks\": " << r.failedChecks << ",\n  \"per_eps\": [";
+  for (size_t e = 0; e < r.eps.size(); ++e) os << (e ? ",\n    " : "\n    ") << epsEntry(r, e);
+  os << "\n  ]\n}";
   return os.str();
 }
 
-void writeRobustBenchJson(const std::string& path, const EvalResult& r, const ModelEntry& entry) {
-  writeTextAtomically(path, robustBenchJson(r, entry));
+void writeRobustBenchJson(const std::string& path, const std::vector<std::pair<EvalNumbers, ModelEntry>>& entries) {
+  if (entries.size() == 1) return writeTextAtomically(path, robustBenchJson(entries[0].first, entries[0].second) + "\n");
+  std::string text = "[";
+  for (size_t i = 0; i < entries.size(); ++i) text += (i ? ",\n" : "\n") + robustBenchJson(entries[i].first, entries[i].second);
+  writeTextAtomically(path, text + "\n]\n");
 }
 
 }  // namespace robustlab

@@ -3,9 +3,23 @@
 // use), so a robustlab result can be compared with, or submitted beside, the leaderboard's.
 #include "attacks/evaluation/evaluation.h"
 
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace robustlab {
+
+/// The numbers an entry reports, from an evaluation (attack) or from a unit file (run).
+struct EvalNumbers {
+  Norm norm = Norm::kLinf;
+  std::string precision;
+  std::vector<double> eps, worst;                         ///< E
+  std::map<std::string, std::vector<double>> perAttack;   ///< attack -> robust accuracy per eps
+  double clean = 0;
+  int64_t examples = 0, failedChecks = 0;
+};
+EvalNumbers evalNumbers(const EvalResult& r);
 
 struct ModelEntry {
   std::string name;          ///< the model (arm, checkpoint or TorchScript file)
@@ -18,9 +32,9 @@ struct ModelEntry {
 /// autoattack_acc (when the autoattack suite ran at that eps, else null), robust_acc (worst case over
 /// the attacks run), number of examples, architecture, robustlab version, config hash. Accuracies in
 /// percent, as RobustBench writes them.
-std::string robustBenchJson(const EvalResult& r, const ModelEntry& entry);
+std::string robustBenchJson(const EvalNumbers& r, const ModelEntry& entry);
 
-/// Writes it atomically to `path`.
-void writeRobustBenchJson(const std::string& path, const EvalResult& r, const ModelEntry& entry);
+/// Writes robustBenchJson atomically to `path`: one entry, or (run) a JSON array of entries.
+void writeRobustBenchJson(const std::string& path, const std::vector<std::pair<EvalNumbers, ModelEntry>>& entries);
 
 }  // namespace robustlab
