@@ -10,6 +10,7 @@
 #include "data/sha256.h"
 #include "data/tasks.h"
 #include "framework/models/checkpoint.h"
+#include "framework/models/input_grad.h"
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
 #include "framework/training/objectives.h"
@@ -114,6 +115,31 @@ TEST_CASE("TorchScript classifiers predict what they predict in PyTorch", "[torc
   }
 }
 
+TEST_CASE("a plain TorchScript chain runs as robustlab's own layers: the native model's logits and gradient, bit for bit", "[torchscript]") {
+  const auto x = test::fashionTest().images.slice(0, 0, 100);
+  const auto y = test::fashionTest().labels.slice(0, 0, 100);
+  Classifier traced(scriptSpec("traced"));
+  Classifier native = test::standardModel();
+  Classifier withBatchNorm(scriptSpec("bn_cnn"));
+  for (auto* m : {traced.get(), native.get(), withBatchNorm.get()}) {
+    m->eval();
+    for (auto& p : m->parameters()) p.requires_grad_(false);
+  }
+  CHECK(supportsManualInputGrad(*traced));
+  INFO("BatchNorm and pooling are not in the plain set: that script runs as it is, gradients by autograd");
+  CHECK_FALSE(supportsManualInputGrad(*withBatchNorm));
+  const auto a = crossEntropyInputGrad(*traced, x, y, false), b = crossEntropyInputGrad(*native, x, y, false);
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(torch::equal(a->grad, b->grad));
+  CHECK(torch::equal(a->loss, b->loss));
+  CHECK(torch::equal(evalLogits(*traced, x), evalLogits(*native, x)));
+  INFO("in training mode the script itself runs (no dropout or BatchNorm here: the same function)");
+  torch::NoGradGuard g;
+  traced->train();
+  checkSameLogits(traced->forward(x), evalLogits(*native, x), 32 * 7 * 7, 3);
+}
+
 TEST_CASE("a traced copy of a robustlab model has the native model's robust accuracy", "[torchscript]") {
   const Dataset test = test::fashionTest().head(500);
   Classifier native = test::standardModel();
@@ -133,12 +159,13 @@ TEST_CASE("a traced copy of a robustlab model has the native model's robust accu
   }
 }
 
-TEST_CASE("the attack contract holds over a TorchScript model with BatchNorm and dropout", "[torchscript]") {
-  Classifier m(scriptSpec("bn_cnn"));
+TEST_CASE("the attack contract holds over TorchScript models: one with BatchNorm and dropout, one lowered", "[torchscript]") {
   const auto x = test::fashionTest().images.slice(0, 0, 32);
   const auto y = test::fashionTest().labels.slice(0, 0, 32);
+  for (const std::string script : {"bn_cnn", "traced"})
   for (const auto& name : attackNames()) {
-    DYNAMIC_SECTION(name) {
+    DYNAMIC_SECTION(script << " " << name) {
+      Classifier m(scriptSpec(script));
       AttackOptions o;
       o.eps = 0.1;
       o.steps = 5;
@@ -163,11 +190,12 @@ TEST_CASE("the attack contract holds over a TorchScript model with BatchNorm and
         CHECK_FALSE(ps[i].grad().defined());
         CHECK(ps[i].requires_grad());
       }
-      INFO("training mode restored inside the script: dropout is active again");
       CHECK(m->is_training());
-      torch::NoGradGuard g;
-      CHECK_FALSE(torch::equal(m->forward(x), m->forward(x)));
-      m->eval();
+      if (script == "bn_cnn") {
+        INFO("training mode restored inside the script: dropout is active again");
+        torch::NoGradGuard g;
+        CHECK_FALSE(torch::equal(m->forward(x), m->forward(x)));
+      }
     }
   }
 }

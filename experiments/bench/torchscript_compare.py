@@ -7,8 +7,8 @@ python/robustlab_io.py), interleaved rounds in one run, same images, same attack
 Prints image-steps/s per round and the median of each, and the ratio TorchScript / native. Rows:
 native (robustlab's single-channel kernels and graph-free gradient, as `attack --checkpoint` runs it),
 native with ROBUSTLAB_KERNELS=libtorch (LibTorch's convolution kernels; the graph-free gradient stays),
-and the TorchScript copy (`attack --model`: LibTorch's kernels through the TorchScript interpreter,
-gradients by autograd).
+and the TorchScript copies, traced and scripted (`attack --model`; a plain conv/ReLU/linear chain runs as
+robustlab's own layers in eval mode, framework/models/torchscript_lowering.cpp).
 """
 
 import argparse
@@ -47,11 +47,14 @@ def main():
     model = robustlab_io.load_checkpoint(a.checkpoint)
     traced = os.path.join(tmp, "traced.pt")
     torch.jit.save(torch.jit.trace(model, torch.rand(2, spec["in_channels"], spec["height"], spec["width"])), traced)
+    scripted = os.path.join(tmp, "scripted.pt")
+    torch.jit.save(torch.jit.script(model), scripted)
     base = dict(os.environ)
     rows = {
         "native": ("--checkpoint", a.checkpoint, base),
         "native, ROBUSTLAB_KERNELS=libtorch": ("--checkpoint", a.checkpoint, {**base, "ROBUSTLAB_KERNELS": "libtorch"}),
         "torchscript (traced copy)": ("--model", traced, base),
+        "torchscript (scripted copy)": ("--model", scripted, base),
     }
     rates = {k: [] for k in rows}
     for r in range(a.rounds):

@@ -1,6 +1,7 @@
 #include "framework/models/input_grad.h"
 
 #include "framework/models/conv.h"
+#include "framework/models/torchscript.h"
 #include "framework/models/kernels/conv_kernels.h"
 #include "framework/runtime/runtime.h"
 
@@ -61,19 +62,42 @@ torch::Tensor linearBackward(const Saved& s, const torch::Tensor& g) {
   return s.cin.scalar_type() != s.in.scalar_type() ? gi.to(s.in.scalar_type()) : gi;  // ToCopyBackward0
 }
 
+/// The backbone's layers and the linear layer that makes the logits.
+struct Plain {
+  std::vector<Saved> layers;
+  torch::nn::LinearImpl* head = nullptr;
+};
+
 /// One record per backbone layer, kinds filled in, or std::nullopt when the manual path cannot follow
-/// the model (see supportsManualInputGrad).
-std::optional<std::vector<Saved>> plainLayers(ClassifierImpl& model) {
-  if (model.is_training() || !model.head()) return std::nullopt;
+/// the model (see supportsManualInputGrad). A TorchScript backbone contributes its lowered chain; a
+/// TorchScript classifier used as it is has no head, and the chain's last linear layer is the head.
+std::optional<Plain> plainLayers(ClassifierImpl& model) {
+  if (model.is_training()) return std::nullopt;
   for (const auto& p : model.parameters())
     if (p.requires_grad()) return std::nullopt;
-  std::vector<Saved> layers;
-  for (const auto& m : model.backbone()->children()) {
+  Plain out;
+  auto add = [&](const std::shared_ptr<torch::nn::Module>& m) {
     const Kind kind = kindOf(m);
-    if (kind == Kind::kOther) return std::nullopt;
-    layers.push_back(Saved{kind, m.get(), {}, {}, {}, {}});
+    out.layers.push_back(Saved{kind, m.get(), {}, {}, {}, {}});
+    return kind != Kind::kOther;
+  };
+  for (const auto& m : model.backbone()->children()) {
+    if (auto* script = dynamic_cast<ScriptModelImpl*>(m.get())) {
+      if (!script->lowered()) return std::nullopt;
+      for (const auto& l : script->lowered()->children())
+        if (!add(l)) return std::nullopt;
+    } else if (!add(m)) {
+      return std::nullopt;
+    }
   }
-  return layers;
+  if (model.head()) {
+    out.head = model.head().get();
+  } else {
+    if (out.layers.empty() || out.layers.back().kind != Kind::kLinear) return std::nullopt;
+    out.head = dynamic_cast<torch::nn::LinearImpl*>(out.layers.back().module);
+    out.layers.pop_back();
+  }
+  return out;
 }
 
 }  // namespace
@@ -124,9 +148,9 @@ std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torc
   // CPU only: that is where the graph's bookkeeping was measured to matter, and where the casts below
   // are autocast's (CPU autocast state).
   if (!x.device().is_cpu()) return std::nullopt;
-  auto layers = plainLayers(model);
-  if (!layers) return std::nullopt;
-  std::vector<Saved>& saved = *layers;
+  auto plain = plainLayers(model);
+  if (!plain) return std::nullopt;
+  std::vector<Saved>& saved = plain->layers;
   torch::NoGradGuard noGrad;
   torch::Tensor h = model.normalises() ? (x - model.inputMean()) / model.inputStd() : x;
   for (size_t i = 0; i < saved.size(); ++i) {
@@ -139,8 +163,8 @@ std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torc
       default: break;
     }
   }
-  Saved head{Kind::kLinear, model.head().get(), {}, {}, {}, {}};
-  const auto raw = linearForward(head, *model.head(), h);
+  Saved head{Kind::kLinear, plain->head, {}, {}, {}, {}};
+  const auto raw = linearForward(head, *plain->head, h);
   const auto logits = raw.to(torch::kFloat32);
   // F::cross_entropy(reduction none) = nll_loss(log_softmax(logits)); autograd's backward of its sum.
   const auto logProb = at::_log_softmax(logits, 1, false);

@@ -129,8 +129,14 @@ ClassifierImpl::ClassifierImpl(const ModelSpec& spec) : spec_(spec) {
     backbone_->eval();
     const auto probe = backbone_->forward(torch::zeros({2, spec_.inChannels, spec_.height, spec_.width}));
     featureDim_ = probe.size(1);
-    if (spec_.arch == "torchscript" && !torch::isfinite(probe).all().item<bool>())
-      throw std::invalid_argument("model.torchscript: " + spec_.torchscript + " returns NaN or Inf on an all-zero input");
+    if (spec_.arch == "torchscript") {
+      if (!torch::isfinite(probe).all().item<bool>())
+        throw std::invalid_argument("model.torchscript: " + spec_.torchscript + " returns NaN or Inf on an all-zero input");
+      // A fixed, non-constant image pattern in [0, 1] checks the lowered chain (no random numbers drawn).
+      const auto n = 4 * spec_.inChannels * spec_.height * spec_.width;
+      const auto pattern = (torch::arange(n, torch::kFloat32).mul(0.37).sin() * 0.5 + 0.5).reshape({4, spec_.inChannels, spec_.height, spec_.width});
+      backbone_->at<ScriptModelImpl>(0).lower(pattern);
+    }
     backbone_->train();
   }
   if (spec_.arch == "torchscript" && spec_.cut.empty()) {

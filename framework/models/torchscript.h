@@ -12,6 +12,7 @@
 #include "framework/models/model_spec.h"
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/pimpl.h>
 
 #include <memory>
@@ -30,19 +31,34 @@ class ScriptModelImpl : public torch::nn::Module {
   /// lo + x * (hi - lo). Errors are std::invalid_argument naming `what` and the problem.
   ScriptModelImpl(const std::string& bytes, const std::string& what, const std::string& cut, double lo, double hi);
 
+  /// In eval mode on the CPU, the lowered chain when there is one (same tensors), else the script.
   torch::Tensor forward(const torch::Tensor& x);
   void train(bool on = true) override;
+
+  /// Maps a plain forward graph onto robustlab's own layers (torchscript_lowering.cpp) and keeps the
+  /// mapping only if it computes the script's output on `probe` (eval mode; a check for a wrong
+  /// mapping, whose errors are of the logits' size, not for rounding). Inputs must reach the script
+  /// unchanged (input range [0, 1]).
+  void lower(const torch::Tensor& probe);
+  /// The lowered chain (conv, relu, flatten, linear modules), or empty: what input_grad.h follows.
+  const torch::nn::Sequential& lowered() const { return lowered_; }
 
   /// The cut layer's weight (out x in) and bias (out; undefined when it had none); undefined without a cut.
   torch::Tensor cutWeight, cutBias;
 
  private:
   void registerTensors();
+  torch::Tensor scriptForward(const torch::Tensor& x);
+  torch::nn::Sequential lowered_{nullptr};
   std::shared_ptr<torch::jit::Module> script_;  // the TorchScript headers stay in torchscript.cpp
   std::string what_, cut_;
   double lo_, hi_;
 };
 TORCH_MODULE(ScriptModel);
+
+/// The plain chain `script`'s forward graph is, as robustlab layers sharing its tensors, or empty
+/// (torchscript_lowering.cpp).
+torch::nn::Sequential lowerScript(torch::jit::Module& script);
 
 /// The bytes of the TorchScript file `spec` names: those a checkpoint brought (rememberScriptBytes),
 /// found by the spec's SHA-256, else the file spec.torchscript, checked against spec.torchscriptSha256
