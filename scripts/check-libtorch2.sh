@@ -12,8 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 root=${ROBUSTLAB_TRIXIE_ROOT:-/var/cache/robustlab/trixie-root}
-# Areas whose tests train nothing longer than a few seconds; [kernels] on the best kernel path of this CPU.
-areas="[data],[config],[models],[kernels],[statistics]"
+# Areas whose tests train nothing longer than a few seconds ([torchscript]: the fixture CNN, ~20 s, and
+# the tiny experiment), with every TORCH_VERSION branch and the TorchScript code compiled and run;
+# [kernels] on the best kernel path of this CPU.
+areas="[data],[config],[models],[kernels],[statistics],[torchscript]"
 [ "${1:-}" = "--areas" ] && { areas=$2; shift 2; }
 mirror=${ROBUSTLAB_TRIXIE_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
   grep -vE '^[[:space:]]*#' | grep -oE 'https?://[^ ]*/debian/?( |$)' | head -1 | tr -d ' ' || true)}
@@ -29,7 +31,7 @@ fail() { echo "check-libtorch2: FAILED: $*"; exit 1; }
 # benchmark's torch.compile peer (experiments/bench/compare.py, through scripts/in-trixie.sh).
 deps=(build-essential cmake ccache pkg-config libtorch-dev libhdf5-dev libboost-dev libboost-math-dev
       libcxxopts-dev libtomlplusplus-dev libpng-dev zlib1g-dev dataset-fashion-mnist libopenblas0-pthread
-      python3-torch python3-numpy python3-setuptools python3-dev)
+      python3-torch python3-numpy python3-h5py python3-setuptools python3-dev)
 
 mounted=()
 cleanup() { for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done; }
