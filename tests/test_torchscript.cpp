@@ -14,6 +14,7 @@
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
 #include "framework/training/objectives.h"
+#include "framework/training/registry.h"
 #include "framework/training/trainer.h"
 
 #include <catch2/catch.hpp>
@@ -252,6 +253,50 @@ TEST_CASE("a cut TorchScript classifier is a backbone: same logits, then fine-tu
   CHECK(torch::equal(evalLogits(*reloaded, x), logits));
   INFO("python/robustlab_io.py: the checkpoint as a torch.nn.Module, with the head back in the script");
   checkSameLogits(pythonLogits(dir + "/fine.h5", x, "fine"), logits, 16 * 7 * 7, 3);
+}
+
+TEST_CASE("a TorchScript backbone trains with every objective, fully and as a linear probe", "[torchscript]") {
+  Progress::setQuiet(true);
+  const Dataset task = limitPerClass(selectClasses(test::fashionTrain(), {0, 1, 2, 3, 4}), 100, 3);
+  ModelSpec s = scriptSpec("bn_cnn", 5);
+  s.cut = "fc";
+  for (const std::string objective : {"standard", "pgd", "trades"}) {
+    for (const bool linear : {false, true}) {
+      DYNAMIC_SECTION(objective << (linear ? " linear" : " full")) {
+        seedEverything(4);
+        Classifier m(s);
+        // The script's weights and BatchNorm statistics; not the cut layer's fixed identity (a buffer).
+        auto trainable = [&] {
+          std::vector<torch::Tensor> v = m->backbone()->parameters();
+          for (const auto& b : m->backbone()->named_buffers())
+            if (b.key().find(".fc.") == std::string::npos) v.push_back(b.value());
+          return v;
+        };
+        std::vector<torch::Tensor> backbone, head;
+        for (const auto& t : trainable()) backbone.push_back(t.clone());
+        for (const auto& t : m->head()->parameters()) head.push_back(t.clone());
+        ObjectiveParams p;
+        p.adversary.eps = 0.1;
+        p.adversary.steps = 3;
+        auto obj = makeObjective(objective, p, *m);
+        TrainOptions opt;
+        opt.epochs = 3;
+        opt.batchSize = 50;
+        opt.optim.lr = 0.05;
+        opt.headOnly = linear;
+        const auto h = train(*m, *obj, task, Dataset{}, opt, torch::kCPU);
+        INFO("loss " << h.front().loss << " -> " << h.back().loss);
+        CHECK(h.back().loss < h.front().loss);
+        const auto after = trainable();
+        size_t same = 0;
+        for (size_t i = 0; i < after.size(); ++i) same += torch::equal(after[i], backbone[i]);
+        INFO("a linear probe leaves the script's weights and BatchNorm statistics exactly as they were; full training changes them");
+        if (linear) CHECK(same == after.size());
+        else CHECK(same == 0);
+        CHECK_FALSE(torch::equal(m->head()->weight, head[0]));
+      }
+    }
+  }
 }
 
 TEST_CASE("python/robustlab_io.py loads native checkpoints with robustlab's logits", "[torchscript]") {
