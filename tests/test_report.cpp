@@ -5,6 +5,7 @@
 
 #include "data/h5io.h"
 #include "experiments/report/report_figures.h"
+#include "experiments/report/report_latex.h"
 
 #include <catch2/catch.hpp>
 
@@ -51,6 +52,16 @@ TEST_CASE("the report renders offline in headless Chromium with every section", 
   CHECK(fs::exists(out + "/report.md"));
   CHECK(fs::exists(out + "/figures/curve-worst.svg"));
   CHECK(test::readFile(out + "/report.md").find("## Pre-trained against from scratch") != std::string::npos);
+  INFO("the answer comes first: a sentence per comparison, then the forest plot, before the metadata");
+  const auto answer = html.find("<section id=\"answer\">");
+  REQUIRE(answer != std::string::npos);
+  CHECK(answer < html.find("<section id=\"metadata\">"));
+  CHECK(html.find("pre-adv against scratch: ") > answer);
+  CHECK(html.find("2 seeds) — too few seeds for a firm conclusion") != std::string::npos);
+  CHECK(html.find("kernel path ") > answer);
+  for (const std::string ext : {".svg", ".pdf", ".csv"}) CHECK(fs::exists(out + "/figures/forest" + ext));
+  CHECK(test::readFile(out + "/figures/forest.pdf").rfind("%PDF", 0) == 0);
+  CHECK(test::readFile(out + "/figures/curve-worst.pdf").rfind("%PDF", 0) == 0);
 
   // Render it as a person would see it.
   const std::string shot = out + "/screenshot.png";
@@ -70,6 +81,54 @@ TEST_CASE("the report renders offline in headless Chromium with every section", 
   INFO("non-white share " << nonWhite << ", distinct colours " << colours);
   CHECK(nonWhite > 0.03);
   CHECK(colours > 50);
+
+  INFO("the first screen (1200 x 900) holds the forest plot: its points and bars are drawn in #1f4e99");
+  const std::string first = out + "/first-screen.png";
+  test::shell("timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
+              "--disable-component-update --disable-sync --user-data-dir=" + out + "/chromium-profile --window-size=1200,900 --screenshot=" +
+              first + " file://" + out + "/report.html >/dev/null 2>&1");
+  REQUIRE(fs::exists(first));
+  const auto screen = decodePng(first).to(torch::kInt64);
+  const auto blue = ((screen.select(2, 0) - 31).abs() + (screen.select(2, 1) - 78).abs() + (screen.select(2, 2) - 153).abs() < 30);
+  INFO("forest-plot pixels on the first screen: " << blue.sum().item<int64_t>());
+  CHECK(blue.sum().item<int64_t>() > 300);
+}
+
+TEST_CASE("every figure's numbers are in a CSV beside it: the forest plot's are the results file's comparisons", "[report]") {
+  const std::string out = test::tempDir("report-csv") + "/rep";
+  REQUIRE(test::shell(std::string(ROBUSTLAB_BINARY) + " report " + tinyResults() + " -o " + out + " >/dev/null 2>&1") == 0);
+  H5File f(tinyResults(), H5File::Mode::kRead);
+  const auto diff = f.readTensor("/comparisons/pre-adv_vs_scratch/mean_difference");
+  std::istringstream forest(test::readFile(out + "/figures/forest.csv"));
+  std::string line;
+  std::getline(forest, line);
+  CHECK(line == "comparison,eps,difference_points,ci_low,ci_high,paired_p,mcnemar_p");
+  int rows = 0;
+  while (std::getline(forest, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+    REQUIRE(cells.size() == 7);
+    CHECK(cells[0] == "pre-adv vs scratch");
+    // eps 0 has no row: rows are eps 0.05 and 0.1, the grid's indices 1 and 2.
+    CHECK(std::stod(cells[2]) == Approx(100.0 * diff[rows + 1].item<double>()).epsilon(1e-6));
+    CHECK(std::stod(cells[3]) <= std::stod(cells[2]));
+    CHECK(std::stod(cells[4]) >= std::stod(cells[2]));
+    ++rows;
+  }
+  CHECK(rows == 2);
+  const auto worst = f.readTensor("/summary/scratch/worst_accuracy_mean");
+  std::istringstream curve(test::readFile(out + "/figures/curve-worst.csv"));
+  std::getline(curve, line);
+  CHECK(line == "series,x,y,lo,hi");
+  std::getline(curve, line);
+  std::vector<std::string> cells;
+  std::stringstream ss(line);
+  for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+  REQUIRE(cells.size() == 5);
+  CHECK(cells[0] == "scratch");
+  CHECK(cells[1] == "0");
+  CHECK(std::stod(cells[2]) == Approx(100.0 * worst[0].item<double>()).epsilon(1e-6));
 }
 
 TEST_CASE("results the report cannot use: one clear error and no report left behind", "[report]") {
@@ -159,4 +218,41 @@ TEST_CASE("figure titles, labels and paths reach gnuplot as text, never as comma
   const std::string heat = heatmapSvg(sub + "/heat.svg", hostile[2], {hostile[0], "b"}, hostile[1], {hostile[2]}, {{0.5, 0.7}}, hostile[0]);
   CHECK_FALSE(fs::exists(marker));
   CHECK(fs::exists(sub + "/heat.svg"));
+}
+
+TEST_CASE("report --latex writes a booktabs table that compiles where TeX is installed, and is well-formed everywhere", "[report]") {
+  const std::string dir = test::tempDir("report-latex");
+  const std::string out = dir + "/rep";
+  REQUIRE(test::shell(std::string(ROBUSTLAB_BINARY) + " report --latex " + tinyResults() + " -o " + out + " >/dev/null 2>&1") == 0);
+  const std::string tex = test::readFile(out + "/summary.tex");
+  for (const std::string rule : {"\\toprule", "\\midrule", "\\bottomrule", "\\begin{tabular}{lrrr}", "\\end{tabular}", "\\textbf{"})
+    CHECK(tex.find(rule) != std::string::npos);
+  int depth = 0, minDepth = 0;
+  for (char ch : tex) {
+    depth += ch == '{' ? 1 : ch == '}' ? -1 : 0;
+    minDepth = std::min(minDepth, depth);
+  }
+  CHECK(depth == 0);
+  CHECK(minDepth == 0);
+  INFO("a header and one row per arm, each with clean + 2 eps columns (3 separators, none escaped)");
+  const auto body = tex.substr(tex.find("\\toprule"), tex.find("\\bottomrule") - tex.find("\\toprule"));
+  std::istringstream rows(body);
+  int tableRows = 0;
+  for (std::string line; std::getline(rows, line);) {
+    if (line.find("\\\\") == std::string::npos) continue;
+    int amps = 0;
+    for (size_t i = 0; i < line.size(); ++i) amps += line[i] == '&' && (i == 0 || line[i - 1] != '\\');
+    CHECK(amps == 3);
+    ++tableRows;
+  }
+  CHECK(tableRows == 3);
+  INFO("names from configs cannot break out of a cell");
+  CHECK(report::latexEscape("a_b&c%$#{}~^\\") == "a\\_b\\&c\\%\\$\\#\\{\\}\\textasciitilde{}\\textasciicircum{}\\textbackslash{}");
+  if (test::shell("command -v pdflatex >/dev/null 2>&1") == 0) {
+    std::ofstream(dir + "/doc.tex") << "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\\input{" << out
+                                    << "/summary.tex}\\end{document}\n";
+    CHECK(test::shell("cd " + dir + " && pdflatex -interaction=nonstopmode -halt-on-error doc.tex >/dev/null 2>&1") == 0);
+  } else {
+    WARN("pdflatex is not installed: summary.tex checked for form, not compiled");
+  }
 }

@@ -15,6 +15,7 @@ int cmdReport(int argc, char** argv) {
       ("results", "experiment results file", cxxopts::value<std::string>())
       ("o,out", "output directory (default: <results stem>-report)", cxxopts::value<std::string>()->default_value(""))
       ("compare", "a second experiment results file shown side by side", cxxopts::value<std::string>()->default_value(""))
+      ("latex", "also write summary.tex: the summary as a booktabs table (mean ± CI, best per column in bold); figures are always PDF and CSV beside the SVG too")
       ("h,help", "show this help");
   opts.parse_positional({"results"});
   cxxopts::ParseResult args;
@@ -28,6 +29,7 @@ int cmdReport(int argc, char** argv) {
     o.outDir = (p.parent_path() / (p.stem().string() + "-report")).string();
   }
   o.compare = args["compare"].as<std::string>();
+  o.latex = args.count("latex") > 0;
   writeReport(o);
   std::printf("wrote %s/report.html and %s/report.md\n", o.outDir.c_str(), o.outDir.c_str());
   return 0;

@@ -1,6 +1,8 @@
 #include "experiments/report/report.h"
 
+#include "experiments/report/report_answer.h"
 #include "experiments/report/report_data.h"
+#include "experiments/report/report_latex.h"
 #include "experiments/report/report_doc.h"
 #include "experiments/report/report_figures.h"
 #include "experiments/report/report_sweep.h"
@@ -208,6 +210,7 @@ void writeReport(const ReportOptions& o) {
       title = sweepReport(o.results, body, figDir);
     } else {
       title = "robustlab report: " + d.meta.at("name");
+      answerSection(body, d, figDir);
       metadataSection(body, d);
       summarySection(body, d, "summary", "Clean and robust accuracy");
       curvesSection(body, d, figDir);
@@ -227,6 +230,7 @@ void writeReport(const ReportOptions& o) {
     md << "# " << mdEscape(title) << "\n" << body.md.str();
     writeTextAtomically((tmp / "report.html").string(), html.str());
     writeTextAtomically((tmp / "report.md").string(), md.str());
+    if (o.latex && !sweep) writeTextAtomically((tmp / "summary.tex").string(), latexSummary(d));
     // Only a folder that checkReportTarget found empty or marked as a robustlab report is replaced.
     fs::remove_all(out);
     fs::rename(tmp, out);

@@ -9,6 +9,7 @@ struct ReportOptions {
   std::string results;   ///< experiment results file
   std::string outDir;    ///< where report.html, report.md and figures/ go
   std::string compare;   ///< optional second experiment shown side by side
+  bool latex = false;    ///< also summary.tex: the summary as a booktabs table
 };
 
 /// Writes the report into a temporary directory and renames it into place: an error (a missing

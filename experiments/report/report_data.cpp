@@ -3,6 +3,7 @@
 #include "data/h5io.h"
 #include "framework/config/config.h"
 #include "experiments/plan/experiment.h"
+#include "experiments/plan/statistics.h"
 
 #include <stdexcept>
 
@@ -72,7 +73,35 @@ void readGallery(Reader& rd, ReportData& d, const std::string& arm, const std::s
                          cleanPred[k].item<int64_t>(), advPred[k][e].item<int64_t>()});
 }
 
+/// Each seed's worst-case accuracy per eps, and the failed sanity checks over the arm's seeds.
+void readSeeds(Reader& rd, const ReportData& d, ArmReport& a) {
+  for (int64_t seed : d.seeds) a.seedWorst.push_back(rd.vec("/arms/" + a.name + "/seed_" + std::to_string(seed) + "/eval/worst_accuracy"));
+  for (const auto& s : d.sanity) a.failedChecks += s.arm == a.name && !s.passed;
+}
+
+/// The comparison of `arm` against `baseline`, with the 95% interval of the per-seed paired difference.
+ComparisonReport readComparison(Reader& rd, const ReportData& d, const std::string& arm, const std::string& baseline) {
+  const std::string g = "/comparisons/" + arm + "_vs_" + baseline;
+  rd.need(g);
+  ComparisonReport c{arm, baseline, rd.vec(g + "/mean_difference"), rd.vec(g + "/paired_p"), rd.vec(g + "/cohens_d"), rd.vec(g + "/mcnemar_p"), {}, {}};
+  const ArmReport &a = d.arm(arm), &b = d.arm(baseline);
+  for (size_t e = 0; e < d.eps.size(); ++e) {
+    std::vector<double> diff;
+    for (size_t s = 0; s < a.seedWorst.size() && s < b.seedWorst.size(); ++s) diff.push_back(a.seedWorst[s][e] - b.seedWorst[s][e]);
+    const MeanCi ci = meanCi(diff);
+    c.ciLow.push_back(ci.ciLow);
+    c.ciHigh.push_back(ci.ciHigh);
+  }
+  return c;
+}
+
 }  // namespace
+
+const ArmReport& ReportData::arm(const std::string& name) const {
+  for (const auto& a : arms)
+    if (a.name == name) return a;
+  throw std::runtime_error(path + ": no arm '" + name + "'");
+}
 
 ReportData readReportData(const std::string& path) {
   Reader rd(path);
@@ -122,15 +151,13 @@ ReportData readReportData(const std::string& path) {
     a.trainValAccuracy = rd.vec(unit + "/train/val_accuracy");
     readSanity(rd, d, arm.name);
     readGallery(rd, d, arm.name, unit + "/eval");
+    readSeeds(rd, d, a);
+    d.testImages = f.attrInt(unit + "/eval", "n_examples");
     d.arms.push_back(std::move(a));
   }
-  for (const auto& arm : c.runArms()) {
-    if (arm.baseline.empty()) continue;
-    const std::string g = "/comparisons/" + arm.name + "_vs_" + arm.baseline;
-    rd.need(g);
-    d.comparisons.push_back({arm.name, arm.baseline, rd.vec(g + "/mean_difference"), rd.vec(g + "/paired_p"), rd.vec(g + "/cohens_d"),
-                             rd.vec(g + "/mcnemar_p")});
-  }
+  d.attacks = c.attack.attacks;
+  for (const auto& arm : c.runArms())
+    if (!arm.baseline.empty()) d.comparisons.push_back(readComparison(rd, d, arm.name, arm.baseline));
   return d;
 }
 

@@ -22,11 +22,14 @@ struct ArmReport {
   std::vector<double> trainEpoch, trainLoss, trainValAccuracy;  ///< fine-tuning curves, first seed
   std::string pretrain, objective, mode;
   int64_t perClass = 0;
+  std::vector<std::vector<double>> seedWorst;  ///< per seed (ReportData::seeds order): worst-case accuracy per eps
+  int64_t failedChecks = 0;                    ///< sanity checks failed over its seeds
 };
 
 struct ComparisonReport {
   std::string arm, baseline;
   std::vector<double> meanDifference, pairedP, cohensD, mcnemarP;
+  std::vector<double> ciLow, ciHigh;  ///< 95% t-interval of the per-seed paired difference (NaN with one seed)
 };
 
 struct SanityReport {
@@ -54,6 +57,10 @@ struct ReportData {
   std::vector<SanityReport> sanity;
   std::vector<GalleryItem> gallery;
   std::vector<std::string> classNames;  ///< names of the fine-tuning task's classes
+  std::vector<std::string> attacks;     ///< the attack suite, in config order
+  int64_t testImages = 0;               ///< test examples each arm x seed was evaluated on
+
+  const ArmReport& arm(const std::string& name) const;
 };
 
 /// Reads everything the report needs; throws std::runtime_error naming the file and what is wrong.

@@ -16,24 +16,45 @@ namespace robustlab {
 namespace fs = std::filesystem;
 namespace {
 
-std::string runGnuplot(const std::string& svgPath, const std::string& script) {
-  const std::string scriptPath = svgPath + ".gp";
-  writeTextAtomically(scriptPath, script);
-  std::string out, err;
-  int rc = 127;
-  try {
-    rc = runCommand({"gnuplot", scriptPath}, &out, &err);  // an argument vector: no shell, no quoting
-  } catch (const std::exception&) {
+std::string gq(const std::string& s);
+std::string gqPath(const std::string& s) { return gq(s); }
+
+/// Runs the plot `body` twice: SVG (inlined in the HTML) and PDF beside it (gnuplot's pdfcairo, for
+/// papers), both `width` x `height` (pixels; 100 per inch for the PDF). Returns the SVG text.
+std::string runGnuplot(const std::string& svgPath, const std::string& body, int width, int height) {
+  const std::string stem = svgPath.substr(0, svgPath.size() - 4);  // without ".svg"
+  for (const bool pdf : {false, true}) {
+    const std::string out = pdf ? stem + ".pdf" : svgPath;
+    const std::string scriptPath = out + ".gp";
+    std::ostringstream gp;
+    if (pdf) gp << "set terminal pdfcairo size " << width / 100.0 << "in," << height / 100.0 << "in noenhanced font 'sans,9'\n";
+    else gp << "set terminal svg size " << width << "," << height << " noenhanced font 'sans,12' background rgb 'white'\n";
+    gp << "set output " << gqPath(out) << "\n" << body;
+    writeTextAtomically(scriptPath, gp.str());
+    std::string so, err;
+    int rc = 127;
+    try {
+      rc = runCommand({"gnuplot", scriptPath}, &so, &err);  // an argument vector: no shell, no quoting
+    } catch (const std::exception&) {
+    }
+    if (rc != 0 || !fs::exists(out)) {
+      const std::string first = (err.empty() ? so : err).substr(0, (err.empty() ? so : err).find('\n'));
+      throw std::runtime_error("gnuplot failed for " + out + " (apt-get install gnuplot-nox): " + (rc == 127 ? "gnuplot not found" : first));
+    }
+    fs::remove(scriptPath);
   }
-  if (rc != 0 || !fs::exists(svgPath)) {
-    const std::string first = (err.empty() ? out : err).substr(0, (err.empty() ? out : err).find('\n'));
-    throw std::runtime_error("gnuplot failed for " + svgPath + " (apt-get install gnuplot-nox): " + (rc == 127 ? "gnuplot not found" : first));
-  }
-  fs::remove(scriptPath);
   std::ifstream in(svgPath);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+/// A CSV field: quoted when it holds a comma, a quote or a line break.
+std::string csvField(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string o = "\"";
+  for (char ch : s) o += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return o + "\"";
 }
 
 /// A gnuplot single-quoted string: nothing inside is interpreted except '' for a quote, so a name
@@ -68,10 +89,21 @@ std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const
       data << "\n\n";
     }
   }
+  {
+    // The plotted numbers beside the figure, so it can be redrawn in another style.
+    std::ostringstream csv;
+    csv.precision(8);
+    csv << "series,x,y,lo,hi\n";
+    for (const auto& s : series)
+      for (size_t i = 0; i < s.x.size(); ++i) {
+        const double k = percent ? 100.0 : 1.0;
+        const double lo = i < s.lo.size() && std::isfinite(s.lo[i]) ? s.lo[i] * k : NAN, hi = i < s.hi.size() && std::isfinite(s.hi[i]) ? s.hi[i] * k : NAN;
+        csv << csvField(s.title) << "," << s.x[i] << "," << s.y[i] * k << "," << lo << "," << hi << "\n";
+      }
+    writeTextAtomically(svgPath.substr(0, svgPath.size() - 4) + ".csv", csv.str());
+  }
   std::ostringstream gp;
-  gp << "set terminal svg size 760,420 noenhanced font 'sans,12' background rgb 'white'\n"
-     << "set output " << gq(svgPath) << "\n"
-     << "set xlabel " << gq(xlabel) << "\nset ylabel " << gq(ylabel) << "\nset grid\nset key outside right top\n"
+  gp << "set xlabel " << gq(xlabel) << "\nset ylabel " << gq(ylabel) << "\nset grid\nset key outside right top\n"
      << "set style fill transparent solid 0.18 noborder\n";
   if (percent) gp << "set yrange [0:100]\n";
   gp << "plot ";
@@ -80,7 +112,7 @@ std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const
   for (size_t i = 0; i < series.size(); ++i)
     gp << ", " << gq(dataPath) << " index " << i << " using 1:2 with linespoints lw 2 pt 7 lc " << i + 1 << " title " << gq(series[i].title);
   gp << "\n";
-  const std::string svg = runGnuplot(svgPath, gp.str());
+  const std::string svg = runGnuplot(svgPath, gp.str(), 760, 420);
   fs::remove(dataPath);
   return svg;
 }
@@ -89,8 +121,7 @@ std::string heatmapSvg(const std::string& svgPath, const std::string& xlabel, co
                        const std::string& ylabel, const std::vector<std::string>& yticks, const std::vector<std::vector<double>>& values,
                        const std::string& title) {
   std::ostringstream gp;
-  gp << "set terminal svg size 620,420 noenhanced font 'sans,12' background rgb 'white'\nset output " << gq(svgPath) << "\n"
-     << "set title " << gq(title) << "\nset xlabel " << gq(xlabel) << "\nset ylabel " << gq(ylabel) << "\n"
+  gp << "set title " << gq(title) << "\nset xlabel " << gq(xlabel) << "\nset ylabel " << gq(ylabel) << "\n"
      << "set palette defined (0 '#b2182b', 0.5 '#f7f7f7', 1 '#2166ac')\nset cblabel '%'\nunset key\n";
   gp << "set xtics (";
   for (size_t i = 0; i < xticks.size(); ++i) gp << (i ? ", " : "") << gq(xticks[i]) << " " << i;
@@ -103,7 +134,33 @@ std::string heatmapSvg(const std::string& svgPath, const std::string& xlabel, co
     gp << "\n";
   }
   gp << "EOD\nplot $data matrix with image pixels, $data matrix using 1:2:(sprintf('%.1f', $3)) with labels\n";
-  return runGnuplot(svgPath, gp.str());
+  return runGnuplot(svgPath, gp.str(), 620, 420);
+}
+
+std::string forestSvg(const std::string& svgPath, const std::vector<ForestRow>& rows, const std::string& xlabel) {
+  {
+    std::ostringstream csv;
+    csv.precision(8);
+    csv << "comparison,eps,difference_points,ci_low,ci_high,paired_p,mcnemar_p\n";
+    for (const auto& r : rows)
+      csv << csvField(r.comparison) << "," << r.eps << "," << r.mean << "," << r.lo << "," << r.hi << "," << r.pairedP << "," << r.mcnemarP << "\n";
+    writeTextAtomically(svgPath.substr(0, svgPath.size() - 4) + ".csv", csv.str());
+  }
+  const size_t n = rows.size();
+  std::ostringstream gp;
+  gp.precision(8);
+  gp << "set xlabel " << gq(xlabel) << "\nunset key\nset grid xtics\nset border 1+2\nset xtics nomirror\nset ytics nomirror\n"
+     << "set yrange [" << n - 0.5 << ":-0.5]\nset offsets graph 0.08, graph 0.08, 0, 0\n"
+     << "set arrow from 0, graph 0 to 0, graph 1 nohead lw 1.5 lc rgb '#555555' dt 2\nset ytics (";
+  for (size_t i = 0; i < n; ++i) gp << (i ? ", " : "") << gq(rows[i].label) << " " << i;
+  gp << ")\n$data << EOD\n";
+  for (size_t i = 0; i < n; ++i) {
+    const auto& r = rows[i];
+    gp << r.mean << " " << i << " " << (std::isfinite(r.lo) ? r.lo : r.mean) << " " << (std::isfinite(r.hi) ? r.hi : r.mean) << "\n";
+  }
+  // One dark blue and the line at zero: readable in greyscale and for every kind of colour blindness.
+  gp << "EOD\nplot $data using 1:2:3:4 with xerrorbars pt 7 ps 1.3 lw 2 lc rgb '#1f4e99'\n";
+  return runGnuplot(svgPath, gp.str(), 900, 100 + 34 * static_cast<int>(n));
 }
 
 namespace {

@@ -2,6 +2,7 @@
 // Figures for reports: plots through gnuplot (SVG), images through libpng (PNG).
 #include "experiments/report/report_data.h"
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -14,8 +15,8 @@ struct PlotSeries {
   std::vector<double> x, y, lo, hi;
 };
 
-/// Renders the series with gnuplot into `svgPath` and returns the SVG text. Throws with gnuplot's
-/// own message when gnuplot is missing or fails.
+/// Renders the series with gnuplot into `svgPath` (and the same figure as PDF, and its numbers as CSV,
+/// beside it) and returns the SVG text. Throws with gnuplot's own message when gnuplot is missing or fails.
 std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const std::string& ylabel, const std::vector<PlotSeries>& series,
                     bool percent);
 
@@ -23,6 +24,16 @@ std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const
 std::string heatmapSvg(const std::string& svgPath, const std::string& xlabel, const std::vector<std::string>& xticks,
                        const std::string& ylabel, const std::vector<std::string>& yticks, const std::vector<std::vector<double>>& values,
                        const std::string& title);
+
+/// One row of a forest plot: a comparison at one eps, its difference and 95% interval (points).
+struct ForestRow {
+  std::string label, comparison;
+  double eps = 0, mean = 0, lo = NAN, hi = NAN, pairedP = NAN, mcnemarP = NAN;
+};
+
+/// A forest plot (a row per comparison and eps, the line at zero) into `svgPath`, plus PDF and CSV
+/// beside it; returns the SVG text.
+std::string forestSvg(const std::string& svgPath, const std::vector<ForestRow>& rows, const std::string& xlabel);
 
 /// PNG bytes of an 8-bit grayscale image (H x W uint8 tensor).
 std::vector<uint8_t> encodePng(const torch::Tensor& gray);

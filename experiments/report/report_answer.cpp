@@ -1,0 +1,97 @@
+#include "experiments/report/report_answer.h"
+
+#include "experiments/report/report_figures.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace robustlab::report {
+namespace {
+
+/// Seeds below which a comparison is called too weak for a firm conclusion.
+constexpr int64_t kFirmSeeds = 3;
+
+std::string points(double fraction) { return fmt("%+.1f", 100.0 * fraction); }
+
+std::string seedList(const ReportData& d) {
+  std::string s;
+  for (auto seed : d.seeds) s += (s.empty() ? "" : ", ") + std::to_string(seed);
+  return s;
+}
+
+std::string attackList(const ReportData& d) {
+  std::string s;
+  for (const auto& a : d.attacks) s += (s.empty() ? "" : ", ") + a;
+  return s;
+}
+
+std::string metaOr(const ReportData& d, const std::string& key, const std::string& fallback) {
+  auto it = d.meta.find(key);
+  return it == d.meta.end() || it->second.empty() ? fallback : it->second;
+}
+
+}  // namespace
+
+std::string comparisonSentence(const ReportData& d, const ComparisonReport& c, size_t e) {
+  const double diff = c.meanDifference[e], lo = c.ciLow[e], hi = c.ciHigh[e];
+  const int64_t seeds = std::min(d.arm(c.arm).nSeeds, d.arm(c.baseline).nSeeds);
+  std::string s = c.arm + " against " + c.baseline + ": " + points(diff) + " points of robust accuracy at eps " + fmt("%g", d.eps[e]);
+  s += std::isfinite(lo) ? " (95% CI [" + points(lo) + ", " + points(hi) + "]" : " (no interval with one seed";
+  s += "; paired t-test p = " + pval(c.pairedP[e]) + "; McNemar p = " + pval(c.mcnemarP[e]) + "; " + std::to_string(seeds) +
+       (seeds == 1 ? " seed)" : " seeds)");
+  const bool clear = std::isfinite(lo) && lo < hi && (lo > 0 || hi < 0) && c.pairedP[e] < 0.05;
+  if (seeds < kFirmSeeds) s += " — too few seeds for a firm conclusion";
+  else s += clear ? (diff > 0 ? " — more robust than " + c.baseline : " — less robust than " + c.baseline) : " — no clear difference";
+  if (std::isfinite(lo) && lo == hi && diff != 0) s += " (every seed gave the same difference, so the interval has no width)";
+  const int64_t failed = d.arm(c.arm).failedChecks + d.arm(c.baseline).failedChecks;
+  if (failed > 0) s += "; " + std::to_string(failed) + " sanity check(s) failed in these arms, so robust accuracy may be overstated";
+  return s + ".";
+}
+
+void answerSection(Doc& doc, const ReportData& d, const std::string& figDir) {
+  doc.section("answer", "Does pre-training make the fine-tuned model more robust?");
+  const std::string machine = "Measured on " + metaOr(d, "device", "?") + " (" + metaOr(d, "cpu_model", "?") + ", kernel path " +
+                              metaOr(d, "kernel_path", "?") + "), precision " + metaOr(d, "precision", "?") + ", robustlab " +
+                              metaOr(d, "robustlab_version", "?") + ", config hash " + metaOr(d, "config_hash", "?") + "; seeds " +
+                              seedList(d) + "; " + std::to_string(d.testImages) + " test images per arm and seed; attacks " +
+                              attackList(d) + " (" + d.norm + ").";
+  doc.html << "<p class=\"machine\">" << esc(machine) << "</p>\n";
+  doc.md << "*" << mdEscape(machine) << "*\n\n";
+  if (d.comparisons.empty()) {
+    doc.html << "<p>No arm names a baseline in this experiment: nothing is compared.</p>\n";
+    doc.md << "No arm names a baseline in this experiment: nothing is compared.\n\n";
+    doc.end();
+    return;
+  }
+  const size_t last = d.eps.size() - 1;
+  doc.html << "<ul class=\"answers\">\n";
+  for (const auto& c : d.comparisons) {
+    const std::string sentence = comparisonSentence(d, c, last);
+    doc.html << "<li>" << esc(sentence) << "</li>\n";
+    doc.md << "- " << mdEscape(sentence) << "\n";
+  }
+  doc.html << "</ul>\n";
+  doc.md << "\n";
+  std::vector<ForestRow> rows;
+  for (const auto& c : d.comparisons)
+    for (size_t e = 0; e < d.eps.size(); ++e) {
+      if (d.eps[e] == 0) continue;
+      rows.push_back({c.arm + " vs " + c.baseline + ", eps " + fmt("%g", d.eps[e]), c.arm + " vs " + c.baseline, d.eps[e],
+                      100.0 * c.meanDifference[e], 100.0 * c.ciLow[e], 100.0 * c.ciHigh[e], c.pairedP[e], c.mcnemarP[e]});
+    }
+  if (!rows.empty())
+    doc.figure(forestSvg(figDir + "/forest.svg", rows, "arm minus baseline: worst-case robust accuracy (points)"),
+               "figures/forest.svg", "each arm against its baseline: mean difference over seeds with its 95% interval (Student t over "
+                                     "the per-seed paired differences); right of the dashed line = more robust than the baseline");
+  const std::string rules = "How the sentences are made: with fewer than " + std::to_string(kFirmSeeds) +
+                            " seeds there is no verdict (too few for a firm conclusion); otherwise \"more/less robust\" needs the 95% "
+                            "interval to exclude 0 and the paired t-test over seeds p < 0.05, else \"no clear difference\"; failed gradient-masking checks in either arm are "
+                            "named. Robust accuracy is the worst case per example over the attacks listed, an upper bound on the "
+                            "true robust accuracy" + std::string(std::find(d.attacks.begin(), d.attacks.end(), "autoattack") == d.attacks.end()
+                                                                     ? " (AutoAttack was not run)." : ".");
+  doc.html << "<p class=\"rules\">" << esc(rules) << "</p>\n";
+  doc.md << mdEscape(rules) << "\n\n";
+  doc.end();
+}
+
+}  // namespace robustlab::report
