@@ -220,6 +220,45 @@ TEST_CASE("figure titles, labels and paths reach gnuplot as text, never as comma
   CHECK(fs::exists(sub + "/heat.svg"));
 }
 
+TEST_CASE("the per-attack breakdown counts the examples each attack alone fooled, from the per-example results", "[report]") {
+  const std::string out = test::tempDir("report-breakdown") + "/rep";
+  REQUIRE(test::shell(std::string(ROBUSTLAB_BINARY) + " report " + tinyResults() + " -o " + out + " >/dev/null 2>&1") == 0);
+  const std::string html = test::readFile(out + "/report.html");
+  const auto section = html.find("<section id=\"breakdown\">");
+  REQUIRE(section != std::string::npos);
+  H5File f(tinyResults(), H5File::Mode::kRead);
+  int64_t onlyFgsm = 0, onlyPgd = 0;
+  for (const std::string seed : {"0", "1"}) {
+    const std::string ev = "/arms/pre-adv/seed_" + seed + "/eval/attacks/";
+    const auto fg = f.readTensor(ev + "fgsm/robust").to(torch::kBool).select(1, 2), pg = f.readTensor(ev + "pgd/robust").to(torch::kBool).select(1, 2);
+    onlyFgsm += (pg & ~fg).sum().item<int64_t>();
+    onlyPgd += (fg & ~pg).sum().item<int64_t>();
+  }
+  const auto row = html.find("<tr><td>pre-adv</td>", section);
+  REQUIRE(row != std::string::npos);
+  const std::string line = html.substr(row, html.find("</tr>", row) - row);
+  INFO(line << "\nonly fgsm " << onlyFgsm << ", only pgd " << onlyPgd);
+  CHECK(line.find(" (" + std::to_string(onlyFgsm) + ")</td>") != std::string::npos);
+  CHECK(line.find(" (" + std::to_string(onlyPgd) + ")</td>") != std::string::npos);
+  CHECK(onlyPgd > 0);
+}
+
+TEST_CASE("report --compare puts the same arm of two experiments side by side with a Welch interval and test", "[report]") {
+  const std::string out = test::tempDir("report-compare") + "/rep";
+  REQUIRE(test::shell(std::string(ROBUSTLAB_BINARY) + " report " + tinyResults() + " --compare " + tinyResults() + " -o " + out +
+                      " >/dev/null 2>&1") == 0);
+  const std::string html = test::readFile(out + "/report.html");
+  INFO("an experiment against itself: every difference 0, every p-value 1");
+  CHECK(html.find("<td>pre-adv</td><td>0.1</td>") != std::string::npos);
+  CHECK(html.find("<td>+0.00</td>") != std::string::npos);
+  const auto table = html.find("Welch p");
+  REQUIRE(table != std::string::npos);
+  const std::string rows = html.substr(table, html.find("</table>", table) - table);
+  CHECK(rows.find("<td>+0.00</td><td>[") != std::string::npos);
+  CHECK(rows.find("class=\"better\"") == std::string::npos);  // no difference called significant
+  CHECK(rows.find("class=\"worse\"") == std::string::npos);
+}
+
 TEST_CASE("report --latex writes a booktabs table that compiles where TeX is installed, and is well-formed everywhere", "[report]") {
   const std::string dir = test::tempDir("report-latex");
   const std::string out = dir + "/rep";

@@ -41,3 +41,18 @@ TEST_CASE("exact McNemar test", "[statistics]") {
   // b = 0, c = 6: 2 / 64.
   CHECK(mcnemarExactP(0, 6) == Approx(2.0 / 64.0));
 }
+
+TEST_CASE("Welch's t-test matches the textbook value and its symmetries", "[statistics]") {
+  // scipy.stats.ttest_ind([1, 2, 3], [4, 5, 6], equal_var=False): t = -3.6742, df = 4, p = 0.0213116.
+  const auto w = welchTTest({1, 2, 3}, {4, 5, 6});
+  CHECK(w.meanDifference == Approx(-3.0));
+  CHECK(w.p == Approx(0.021311641128756723).epsilon(1e-6));
+  // The interval: -3 +- t_{0.975, 4} * sqrt(2/3), t_{0.975, 4} = 2.7764451.
+  CHECK(w.ciLow == Approx(-3.0 - 2.7764451051977987 * std::sqrt(2.0 / 3.0)).epsilon(1e-9));
+  CHECK(w.ciHigh == Approx(-3.0 + 2.7764451051977987 * std::sqrt(2.0 / 3.0)).epsilon(1e-9));
+  const auto swapped = welchTTest({4, 5, 6}, {1, 2, 3});
+  CHECK(swapped.p == Approx(w.p));
+  CHECK(swapped.meanDifference == Approx(3.0));
+  CHECK(welchTTest({1, 2, 3}, {1, 2, 3}).p == Approx(1.0));
+  CHECK(std::isnan(welchTTest({1}, {2, 3}).p));
+}

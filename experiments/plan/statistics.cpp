@@ -56,6 +56,22 @@ PairedTest pairedTTest(const std::vector<double>& a, const std::vector<double>& 
   return r;
 }
 
+WelchTest welchTTest(const std::vector<double>& a, const std::vector<double>& b) {
+  const MeanCi ma = meanCi(a), mb = meanCi(b);
+  WelchTest r{ma.mean - mb.mean, kNaN, kNaN, kNaN};
+  if (ma.n < 2 || mb.n < 2) return r;
+  const double va = ma.std * ma.std / static_cast<double>(ma.n), vb = mb.std * mb.std / static_cast<double>(mb.n);
+  if (va + vb == 0) return r;
+  const double df = (va + vb) * (va + vb) / (va * va / static_cast<double>(ma.n - 1) + vb * vb / static_cast<double>(mb.n - 1));
+  const boost::math::students_t dist(df);
+  const double se = std::sqrt(va + vb), t = r.meanDifference / se;
+  const double half = boost::math::quantile(boost::math::complement(dist, 0.025)) * se;
+  r.ciLow = r.meanDifference - half;
+  r.ciHigh = r.meanDifference + half;
+  r.p = std::min(1.0, 2.0 * boost::math::cdf(boost::math::complement(dist, std::fabs(t))));
+  return r;
+}
+
 double mcnemarExactP(int64_t b, int64_t c) {
   const int64_t n = b + c;
   if (n == 0) return 1.0;

@@ -22,6 +22,14 @@ struct PairedTest {
 /// Paired two-sided t-test of a against b (same length).
 PairedTest pairedTTest(const std::vector<double>& a, const std::vector<double>& b);
 
+struct WelchTest {
+  double meanDifference = 0;      ///< mean(a) - mean(b)
+  double ciLow = 0, ciHigh = 0;   ///< its 95% interval (Welch-Satterthwaite degrees of freedom); NaN when undefined
+  double p = 1;                   ///< two-sided p-value; NaN with fewer than 2 values on a side or zero variance on both
+};
+/// Welch's unequal-variance t-test of a against b (independent samples: two experiments' seeds).
+WelchTest welchTTest(const std::vector<double>& a, const std::vector<double>& b);
+
 /// Exact two-sided McNemar test: b = pairs right only under the first model, c = only under the second.
 double mcnemarExactP(int64_t b, int64_t c);
 

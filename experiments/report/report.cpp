@@ -7,8 +7,10 @@
 #include "experiments/report/report_figures.h"
 #include "experiments/report/report_sweep.h"
 #include "data/atomic_write.h"
+#include "experiments/plan/statistics.h"
 #include "data/h5io.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -44,17 +46,26 @@ void summarySection(Doc& doc, const ReportData& d, const std::string& id, const 
 
 void curvesSection(Doc& doc, const ReportData& d, const std::string& figDir) {
   doc.section("curves", "Accuracy against eps");
+  std::vector<Panel> panels;
+  for (const auto& a : d.arms) {
+    Panel p{a.name, {}, a.seedWorst, a.worst.mean};
+    for (auto seed : d.seeds) p.seedNames.push_back("seed " + std::to_string(seed));
+    panels.push_back(std::move(p));
+  }
+  doc.figure(smallMultiplesSvg(figDir + "/arms-worst.svg", d.eps, panels, "eps (" + d.norm + ")", "robust accuracy (%)"),
+             "figures/arms-worst.svg", "worst-case robust accuracy against eps, one panel per arm on the same scales: each seed a thin grey "
+                                       "line, their mean black");
   std::vector<std::string> attacks = {"worst"};
   for (const auto& [name, _] : d.arms.front().perAttack) attacks.push_back(name);
   for (const auto& attack : attacks) {
     std::vector<PlotSeries> series;
     for (const auto& a : d.arms) {
       const SeriesCi& s = attack == "worst" ? a.worst : a.perAttack.at(attack);
-      series.push_back({a.name, d.eps, s.mean, s.lo, s.hi});
+      series.push_back({a.name, d.eps, s.mean, {}, {}});  // bands of every arm on one plot would hide each other: small multiples show the seeds
     }
     const std::string file = "figures/curve-" + attack + ".svg";
     const std::string svg = plotSvg(figDir + "/curve-" + attack + ".svg", "eps (" + d.norm + ")", "robust accuracy (%)", series, true);
-    doc.figure(svg, file, attack + ": robust accuracy against eps, mean over seeds with 95% band");
+    doc.figure(svg, file, attack + ": robust accuracy against eps, mean over seeds (the summary table has the 95% intervals)");
   }
   doc.end();
 }
@@ -76,6 +87,38 @@ void comparisonSection(Doc& doc, const ReportData& d) {
     }
   }
   doc.table(head, rows, classes);
+  doc.end();
+}
+
+void breakdownSection(Doc& doc, const ReportData& d) {
+  const size_t last = d.eps.size() - 1;
+  doc.section("breakdown", "Which attack did the work (eps " + fmt("%g", d.eps[last]) + ")");
+  doc.html << "<p>Robust accuracy (%) under each attack alone, mean over seeds, and in brackets the examples (summed over seeds) "
+              "that this attack alone fooled: every other attack left them robust. The lowest accuracy per arm is the attack "
+              "that decides the worst case; an attack with 0 unique examples adds nothing the others did not find.</p>\n";
+  std::vector<std::string> head = {"arm", "worst"};
+  for (const auto& [name, _] : d.arms.front().perAttack) head.push_back(name);
+  std::vector<std::vector<std::string>> rows, classes;
+  for (const auto& a : d.arms) {
+    std::vector<std::string> row = {a.name, pct(a.worst, last)}, cls = {"", ""};
+    double lowest = 2;
+    for (const auto& [_, s] : a.perAttack) lowest = std::min(lowest, s.mean[last]);
+    for (const auto& [name, s] : a.perAttack) {
+      const auto only = a.onlyFooledBy.count(name) ? a.onlyFooledBy.at(name) : 0;
+      row.push_back(fmt("%.2f", 100.0 * s.mean[last]) + " (" + std::to_string(only) + ")");
+      cls.push_back(s.mean[last] == lowest ? "decides" : "");
+    }
+    rows.push_back(row);
+    classes.push_back(cls);
+  }
+  doc.table(head, rows, classes);
+  for (const auto& a : d.arms)
+    for (const auto& [suite, st] : a.stages) {
+      doc.html << "<p>" << esc(a.name) << ", " << esc(suite) << ": robust accuracy after each stage (%, mean over seeds)</p>\n";
+      std::vector<std::string> row;
+      for (double v : st.second) row.push_back(fmt("%.2f", 100.0 * v));
+      doc.table(st.first, {row});
+    }
   doc.end();
 }
 
@@ -158,6 +201,28 @@ void compareExperimentsSection(Doc& doc, const ReportData& a, const ReportData& 
     for (const auto& arm : d->arms) series.push_back({d->meta.at("name") + ": " + arm.name, d->eps, arm.worst.mean, arm.worst.lo, arm.worst.hi});
   doc.figure(plotSvg(figDir + "/compare-worst.svg", "eps", "robust accuracy (%)", series, true), "figures/compare-worst.svg",
              "worst-case robust accuracy, both experiments");
+  // The same arm in both: its difference with a Welch interval and test over the two sets of seeds.
+  const std::string an = a.meta.at("name"), bn = b.meta.at("name");
+  doc.html << "<p>Arms in both experiments: worst-case robust accuracy of " << esc(an) << " minus " << esc(bn)
+           << " (points), 95% interval and Welch's t-test over the two experiments' seeds (independent samples).</p>\n";
+  std::vector<std::vector<std::string>> rows, classes;
+  for (const auto& arm : a.arms) {
+    const auto other = std::find_if(b.arms.begin(), b.arms.end(), [&](const ArmReport& x) { return x.name == arm.name; });
+    if (other == b.arms.end() || a.eps != b.eps) continue;
+    for (size_t e = 0; e < a.eps.size(); ++e) {
+      std::vector<double> va, vb;
+      for (const auto& s : arm.seedWorst) va.push_back(s[e]);
+      for (const auto& s : other->seedWorst) vb.push_back(s[e]);
+      const WelchTest w = welchTTest(va, vb);
+      rows.push_back({arm.name, fmt("%g", a.eps[e]), fmt("%.2f", 100.0 * arm.worst.mean[e]), fmt("%.2f", 100.0 * other->worst.mean[e]),
+                      fmt("%+.2f", 100.0 * w.meanDifference),
+                      std::isfinite(w.ciLow) ? "[" + fmt("%+.2f", 100.0 * w.ciLow) + ", " + fmt("%+.2f", 100.0 * w.ciHigh) + "]" : "n/a",
+                      pval(w.p)});
+      classes.push_back({"", "", "", "", w.p < 0.05 ? (w.meanDifference > 0 ? "better" : "worse") : "", "", ""});
+    }
+  }
+  if (rows.empty()) doc.html << "<p>No arm of the same name and eps grid in both experiments.</p>\n";
+  else doc.table({"arm", "eps", an + " (%)", bn + " (%)", "difference (points)", "95% CI", "Welch p"}, rows, classes);
   doc.end();
 }
 
@@ -215,6 +280,7 @@ void writeReport(const ReportOptions& o) {
       summarySection(body, d, "summary", "Clean and robust accuracy");
       curvesSection(body, d, figDir);
       comparisonSection(body, d);
+      breakdownSection(body, d);
       trainingSection(body, d, figDir);
       gallerySection(body, d, figDir);
       sanitySection(body, d);

@@ -73,9 +73,39 @@ void readGallery(Reader& rd, ReportData& d, const std::string& arm, const std::s
                          cleanPred[k].item<int64_t>(), advPred[k][e].item<int64_t>()});
 }
 
+/// One seed's part of the per-attack breakdown at the largest eps (ArmReport::onlyFooledBy, stages).
+void readBreakdown(Reader& rd, const std::string& ev, ArmReport& a, size_t seeds) {
+  H5File& f = rd.file();
+  std::map<std::string, torch::Tensor> robust;  // attack -> N bool at the largest eps
+  for (const auto& attack : f.children(ev + "/attacks")) {
+    const auto r = f.readTensor(ev + "/attacks/" + attack + "/robust").to(torch::kBool);
+    robust[attack] = r.select(1, r.size(1) - 1);
+    const std::string st = ev + "/attacks/" + attack + "/stage_robust_accuracy";
+    if (!f.has(st)) continue;
+    const auto acc = f.readTensor(st).to(torch::kFloat64);
+    auto& [names, mean] = a.stages[attack];
+    if (names.empty()) {
+      names = f.readStrings(ev + "/attacks/" + attack + "/stage_names");
+      mean.assign(names.size(), 0.0);
+    }
+    for (size_t i = 0; i < names.size() && static_cast<int64_t>(i) < acc.size(1); ++i)
+      mean[i] += acc[acc.size(0) - 1][static_cast<int64_t>(i)].item<double>() / static_cast<double>(seeds);
+  }
+  for (const auto& [attack, r] : robust) {
+    auto others = torch::ones_like(r);
+    for (const auto& [other, o] : robust)
+      if (other != attack) others &= o;
+    a.onlyFooledBy[attack] += (others & ~r).sum().item<int64_t>();
+  }
+}
+
 /// Each seed's worst-case accuracy per eps, and the failed sanity checks over the arm's seeds.
 void readSeeds(Reader& rd, const ReportData& d, ArmReport& a) {
-  for (int64_t seed : d.seeds) a.seedWorst.push_back(rd.vec("/arms/" + a.name + "/seed_" + std::to_string(seed) + "/eval/worst_accuracy"));
+  for (int64_t seed : d.seeds) {
+    const std::string ev = "/arms/" + a.name + "/seed_" + std::to_string(seed) + "/eval";
+    a.seedWorst.push_back(rd.vec(ev + "/worst_accuracy"));
+    readBreakdown(rd, ev, a, d.seeds.size());
+  }
   for (const auto& s : d.sanity) a.failedChecks += s.arm == a.name && !s.passed;
 }
 

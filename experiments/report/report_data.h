@@ -24,6 +24,12 @@ struct ArmReport {
   int64_t perClass = 0;
   std::vector<std::vector<double>> seedWorst;  ///< per seed (ReportData::seeds order): worst-case accuracy per eps
   int64_t failedChecks = 0;                    ///< sanity checks failed over its seeds
+  /// Which attack did the work, at the largest eps, summed over seeds: examples that this attack alone
+  /// fooled (every other attack of the suite left them robust).
+  std::map<std::string, int64_t> onlyFooledBy;
+  /// Suites (autoattack): stage names and the mean over seeds of the robust accuracy after each stage,
+  /// at the largest eps.
+  std::map<std::string, std::pair<std::vector<std::string>, std::vector<double>>> stages;
 };
 
 struct ComparisonReport {

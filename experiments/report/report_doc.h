@@ -103,7 +103,7 @@ th{background:#eee}td:first-child{text-align:left}.fail{background:#f4b4b4;color
 .gallery figure{width:340px;font-size:12px}.gallery img{image-rendering:pixelated;border:1px solid #999}
 .fooled img{border-color:#c00}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}
 .machine{font-size:13px;color:#444;background:#f6f6f6;padding:6px 10px}.answers li{margin:0.4em 0;font-size:15px}
-.rules{font-size:12px;color:#555}
+.rules{font-size:12px;color:#555}.decides{font-weight:bold;background:#e8eefa}
 )";
 
 }  // namespace robustlab::report

@@ -5,6 +5,7 @@
 
 #include <png.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -107,10 +108,22 @@ std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const
      << "set style fill transparent solid 0.18 noborder\n";
   if (percent) gp << "set yrange [0:100]\n";
   gp << "plot ";
-  for (size_t i = 0; i < series.size(); ++i)
-    gp << (i ? ", " : "") << gq(dataPath) << " index " << i << " using 1:3:4 with filledcurves notitle lc " << i + 1;
-  for (size_t i = 0; i < series.size(); ++i)
-    gp << ", " << gq(dataPath) << " index " << i << " using 1:2 with linespoints lw 2 pt 7 lc " << i + 1 << " title " << gq(series[i].title);
+  // Okabe-Ito colours (distinct for every kind of colour blindness) with a dash type and point shape
+  // each, so lines stay apart in greyscale too; a band only for a series that has one.
+  static const char* kColours[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"};
+  auto style = [&](size_t i) {
+    return std::string(" lc rgb '") + kColours[i % 8] + "' dt " + std::to_string(i % 5 + 1) + " pt " + std::to_string(i % 7 + 4);
+  };
+  bool first = true;
+  for (size_t i = 0; i < series.size(); ++i) {
+    if (series[i].lo.empty()) continue;
+    gp << (first ? "" : ", ") << gq(dataPath) << " index " << i << " using 1:3:4 with filledcurves notitle lc rgb '" << kColours[i % 8] << "'";
+    first = false;
+  }
+  for (size_t i = 0; i < series.size(); ++i) {
+    gp << (first ? "" : ", ") << gq(dataPath) << " index " << i << " using 1:2 with linespoints lw 2" << style(i) << " title " << gq(series[i].title);
+    first = false;
+  }
   gp << "\n";
   const std::string svg = runGnuplot(svgPath, gp.str(), 760, 420);
   fs::remove(dataPath);
@@ -135,6 +148,40 @@ std::string heatmapSvg(const std::string& svgPath, const std::string& xlabel, co
   }
   gp << "EOD\nplot $data matrix with image pixels, $data matrix using 1:2:(sprintf('%.1f', $3)) with labels\n";
   return runGnuplot(svgPath, gp.str(), 620, 420);
+}
+
+std::string smallMultiplesSvg(const std::string& svgPath, const std::vector<double>& x, const std::vector<Panel>& panels,
+                              const std::string& xlabel, const std::string& ylabel) {
+  {
+    std::ostringstream csv;
+    csv.precision(8);
+    csv << "panel,line,x,y\n";
+    for (const auto& p : panels) {
+      for (size_t k = 0; k < p.seeds.size(); ++k)
+        for (size_t i = 0; i < x.size(); ++i) csv << csvField(p.title) << "," << csvField(p.seedNames[k]) << "," << x[i] << "," << 100.0 * p.seeds[k][i] << "\n";
+      for (size_t i = 0; i < x.size(); ++i) csv << csvField(p.title) << ",mean," << x[i] << "," << 100.0 * p.mean[i] << "\n";
+    }
+    writeTextAtomically(svgPath.substr(0, svgPath.size() - 4) + ".csv", csv.str());
+  }
+  const int cols = static_cast<int>(std::min<size_t>(3, panels.size())), rows = (static_cast<int>(panels.size()) + cols - 1) / cols;
+  std::ostringstream gp;
+  gp.precision(8);
+  // Every panel on the same scales; seeds as thin grey lines, their mean as a thick black line.
+  gp << "set multiplot layout " << rows << "," << cols << "\nset yrange [0:100]\nset xrange [" << x.front() << ":" << x.back()
+     << "]\nset grid\nunset key\nset xlabel " << gq(xlabel) << "\nset ylabel " << gq(ylabel) << "\n";
+  for (size_t p = 0; p < panels.size(); ++p) {
+    gp << "$p" << p << " << EOD\n";
+    for (const auto& seed : panels[p].seeds) {
+      for (size_t i = 0; i < x.size(); ++i) gp << x[i] << " " << 100.0 * seed[i] << "\n";
+      gp << "\n\n";
+    }
+    for (size_t i = 0; i < x.size(); ++i) gp << x[i] << " " << 100.0 * panels[p].mean[i] << "\n";
+    gp << "EOD\nset title " << gq(panels[p].title) << "\nplot ";
+    for (size_t k = 0; k < panels[p].seeds.size(); ++k) gp << "$p" << p << " index " << k << " with lines lw 1 lc rgb '#9a9a9a', ";
+    gp << "$p" << p << " index " << panels[p].seeds.size() << " with linespoints lw 2.5 pt 7 lc rgb '#000000'\n";
+  }
+  gp << "unset multiplot\n";
+  return runGnuplot(svgPath, gp.str(), 900, 270 * rows);
 }
 
 std::string forestSvg(const std::string& svgPath, const std::vector<ForestRow>& rows, const std::string& xlabel) {

@@ -25,6 +25,19 @@ std::string heatmapSvg(const std::string& svgPath, const std::string& xlabel, co
                        const std::string& ylabel, const std::vector<std::string>& yticks, const std::vector<std::vector<double>>& values,
                        const std::string& title);
 
+/// One panel of a small-multiples figure: each seed's line (fractions in [0,1]) and their mean.
+struct Panel {
+  std::string title;
+  std::vector<std::string> seedNames;
+  std::vector<std::vector<double>> seeds;
+  std::vector<double> mean;
+};
+
+/// Small multiples (up to three panels a row) on the same scales: seeds thin grey, mean thick black;
+/// PDF and CSV beside the SVG, whose text it returns.
+std::string smallMultiplesSvg(const std::string& svgPath, const std::vector<double>& x, const std::vector<Panel>& panels,
+                              const std::string& xlabel, const std::string& ylabel);
+
 /// One row of a forest plot: a comparison at one eps, its difference and 95% interval (points).
 struct ForestRow {
   std::string label, comparison;
