@@ -200,6 +200,13 @@ std::string forestSvg(const std::string& svgPath, const std::vector<ForestRow>& 
      << "set yrange [" << n - 0.5 << ":-0.5]\nset offsets graph 0.08, graph 0.08, 0, 0\n"
      << "set arrow from 0, graph 0 to 0, graph 1 nohead lw 1.5 lc rgb '#555555' dt 2\nset ytics (";
   for (size_t i = 0; i < n; ++i) gp << (i ? ", " : "") << gq(rows[i].label) << " " << i;
+  // The paired-test p-value beside each row, on the right-hand axis.
+  gp << ")\nset y2range [" << n - 0.5 << ":-0.5]\nset y2tics nomirror (";
+  for (size_t i = 0; i < n; ++i) {
+    char p[48];
+    std::snprintf(p, sizeof p, std::isfinite(rows[i].pairedP) ? "p = %.3g" : "p n/a", rows[i].pairedP);
+    gp << (i ? ", " : "") << gq(p) << " " << i;
+  }
   gp << ")\n$data << EOD\n";
   for (size_t i = 0; i < n; ++i) {
     const auto& r = rows[i];
@@ -207,7 +214,7 @@ std::string forestSvg(const std::string& svgPath, const std::vector<ForestRow>& 
   }
   // One dark blue and the line at zero: readable in greyscale and for every kind of colour blindness.
   gp << "EOD\nplot $data using 1:2:3:4 with xerrorbars pt 7 ps 1.3 lw 2 lc rgb '#1f4e99'\n";
-  return runGnuplot(svgPath, gp.str(), 900, 100 + 34 * static_cast<int>(n));
+  return runGnuplot(svgPath, gp.str(), 980, 100 + 34 * static_cast<int>(n));
 }
 
 namespace {
