@@ -1,5 +1,6 @@
 #include "data/sources.h"
 
+#include "data/cifar.h"
 #include "data/hdf5_dataset.h"
 #include "data/idx.h"
 
@@ -50,7 +51,7 @@ std::string mnistDirectory() {
   return "data/cache/mnist";
 }
 
-std::vector<std::string> dataSourceNames() { return {"fashion-mnist", "mnist", "idx", "hdf5"}; }
+std::vector<std::string> dataSourceNames() { return {"fashion-mnist", "mnist", "idx", "hdf5", "cifar10", "cifar100"}; }
 
 Dataset loadSplit(const DataSourceSpec& spec, const std::string& split) {
   if (spec.source == "fashion-mnist") {
@@ -77,7 +78,13 @@ Dataset loadSplit(const DataSourceSpec& spec, const std::string& split) {
                                   ": required when data.source = \"hdf5\"");
     return loadHdf5Dataset(file);
   }
-  throw std::invalid_argument("data.source: unknown source '" + spec.source + "', expected one of fashion-mnist, mnist, idx, hdf5");
+  if (spec.source == "cifar10" || spec.source == "cifar100") {
+    if (spec.dir.empty())
+      throw std::invalid_argument("data.dir: required when data.source = \"" + spec.source +
+                                  "\" (the folder of the binary version from https://www.cs.toronto.edu/~kriz/cifar.html)");
+    return loadCifar(spec.dir, split, spec.source == "cifar100");
+  }
+  throw std::invalid_argument("data.source: unknown source '" + spec.source + "', expected one of fashion-mnist, mnist, idx, hdf5, cifar10, cifar100");
 }
 
 }  // namespace robustlab

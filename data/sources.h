@@ -1,6 +1,6 @@
 #pragma once
 // Named dataset sources: Fashion-MNIST (Debian's dataset-fashion-mnist), any IDX directory laid out
-// like MNIST, and robustlab's HDF5 dataset files.
+// like MNIST, robustlab's HDF5 dataset files, and CIFAR-10/100 in their binary version (data/cifar.h).
 #include "data/dataset.h"
 
 #include <string>
@@ -15,8 +15,8 @@ inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mni
 Dataset loadIdxDirectory(const std::string& dir, const std::string& split, int64_t numClasses = 10);
 
 struct DataSourceSpec {
-  std::string source = "fashion-mnist";  ///< fashion-mnist | mnist | idx | hdf5
-  std::string dir;                        ///< idx: directory; fashion-mnist: optional override
+  std::string source = "fashion-mnist";  ///< fashion-mnist | mnist | idx | hdf5 | cifar10 | cifar100
+  std::string dir;                        ///< idx, cifar10, cifar100: directory; fashion-mnist: optional override
   std::string trainFile;                  ///< hdf5: training file
   std::string testFile;                   ///< hdf5: test file
 };

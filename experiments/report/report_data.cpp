@@ -10,6 +10,7 @@
 namespace robustlab {
 namespace {
 
+const std::vector<std::string> kCifar10Names = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
 const std::vector<std::string> kFashionNames = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                                 "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
@@ -152,7 +153,9 @@ ReportData readReportData(const std::string& path) {
   // What ran: the resolved precision stored by the run ("auto" resolved), else the config's request.
   d.meta["precision"] = f.hasAttr("/", "precision") ? f.attrString("/", "precision") : precisionChoiceName(c.precision);
   for (int64_t cls : c.finetune.classes)
-    d.classNames.push_back(c.data.source.source == "fashion-mnist" && cls < 10 ? kFashionNames[cls] : "class " + std::to_string(cls));
+    d.classNames.push_back(c.data.source.source == "fashion-mnist" && cls < 10 ? kFashionNames[cls]
+                           : c.data.source.source == "cifar10" && cls < 10 ? kCifar10Names[cls]
+                                                                          : "class " + std::to_string(cls));
   rd.need("/seeds");
   const auto seeds = f.readTensor("/seeds");
   d.seeds.assign(seeds.data_ptr<int64_t>(), seeds.data_ptr<int64_t>() + seeds.numel());

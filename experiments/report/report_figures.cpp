@@ -228,9 +228,11 @@ void flushNothing(png_structp) {}
 
 }  // namespace
 
-std::vector<uint8_t> encodePng(const torch::Tensor& gray) {
-  const auto img = gray.to(torch::kUInt8).contiguous();
+std::vector<uint8_t> encodePng(const torch::Tensor& pixels) {
+  const auto img = pixels.to(torch::kUInt8).contiguous();
   const int h = static_cast<int>(img.size(0)), w = static_cast<int>(img.size(1));
+  const int channels = img.dim() == 3 ? static_cast<int>(img.size(2)) : 1;
+  if (channels != 1 && channels != 3) throw std::invalid_argument("encodePng: expected H x W or H x W x 3 pixels");
   std::vector<uint8_t> out;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
@@ -240,10 +242,10 @@ std::vector<uint8_t> encodePng(const torch::Tensor& gray) {
     throw std::runtime_error("libpng: encoding failed");
   }
   png_set_write_fn(png, &out, appendBytes, flushNothing);
-  png_set_IHDR(png, info, static_cast<png_uint_32>(w), static_cast<png_uint_32>(h), 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
-               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_IHDR(png, info, static_cast<png_uint_32>(w), static_cast<png_uint_32>(h), 8, channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
-  for (int y = 0; y < h; ++y) png_write_row(png, img.data_ptr<uint8_t>() + static_cast<int64_t>(y) * w);
+  for (int y = 0; y < h; ++y) png_write_row(png, img.data_ptr<uint8_t>() + static_cast<int64_t>(y) * w * channels);
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
   return out;
@@ -263,14 +265,16 @@ torch::Tensor decodePng(const std::string& path) {
 }
 
 std::vector<uint8_t> galleryPng(const GalleryItem& item) {
-  const auto clean = item.clean[0];
-  const auto adv = item.adversarial[0];
+  // H x W x C: grey images as one channel, colour images (CIFAR) as RGB.
+  const auto clean = item.clean.permute({1, 2, 0});
+  const auto adv = item.adversarial.permute({1, 2, 0});
   const double eps = item.eps > 0 ? item.eps : 1.0;
-  // The perturbation mapped so that -eps is black and +eps is white.
+  // The perturbation mapped so that -eps is black and +eps is white (per channel).
   const auto delta = ((adv - clean) / (2.0 * eps) + 0.5).clamp(0, 1);
-  const auto gap = torch::ones({clean.size(0), 2});
+  const auto gap = torch::ones({clean.size(0), 2, clean.size(2)});
   auto strip = torch::cat({clean, gap, adv, gap, delta}, 1);
   strip = strip.repeat_interleave(4, 0).repeat_interleave(4, 1);
+  if (strip.size(2) == 1) strip = strip.squeeze(2);
   return encodePng((strip * 255.0).round());
 }
 

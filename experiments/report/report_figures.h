@@ -48,8 +48,8 @@ struct ForestRow {
 /// beside it; returns the SVG text.
 std::string forestSvg(const std::string& svgPath, const std::vector<ForestRow>& rows, const std::string& xlabel);
 
-/// PNG bytes of an 8-bit grayscale image (H x W uint8 tensor).
-std::vector<uint8_t> encodePng(const torch::Tensor& gray);
+/// PNG bytes of an 8-bit image: H x W (grey) or H x W x 3 (RGB) uint8 values.
+std::vector<uint8_t> encodePng(const torch::Tensor& pixels);
 /// Decodes an 8-bit PNG (any colour type) into an H x W x C uint8 tensor (used by tests).
 torch::Tensor decodePng(const std::string& path);
 
