@@ -6,8 +6,11 @@
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
 #include "framework/training/trainer.h"
+#include "framework/training/augment.h"
 
 #include <catch2/catch.hpp>
+
+#include <set>
 
 using namespace robustlab;
 
@@ -130,4 +133,43 @@ TEST_CASE("learning-rate schedules and option validation", "[training]") {
   opt.epochs = 1;
   opt.optim.name = "rmsprop";
   REQUIRE_THROWS_WITH(train(*m, ce, d, Dataset{}, opt, torch::kCPU), Catch::Contains("rmsprop"));
+}
+
+TEST_CASE("augmentation crops with zero padding and flips, per example, from the seeded generator", "[training]") {
+  // One bright pixel per image at (row 10, column 5) of a 1 x 16 x 16 image.
+  auto x = torch::zeros({64, 1, 16, 16});
+  x.select(2, 10).select(2, 5).fill_(1.0);
+  auto gen = makeGenerator(3);
+  const auto flipped = augmentBatch(x, "flip", 4, gen);
+  int64_t mirrored = 0;
+  for (int64_t i = 0; i < 64; ++i) {
+    const bool m = flipped[i][0][10][10].item<float>() == 1.0f;
+    CHECK((m || flipped[i][0][10][5].item<float>() == 1.0f));
+    mirrored += m;
+  }
+  INFO("about half mirrored: " << mirrored << " of 64 (binomial, p = 1/2: 20..44 holds with probability > 0.999)");
+  CHECK(mirrored >= 20);
+  CHECK(mirrored <= 44);
+  auto genCrop = makeGenerator(3);
+  const auto cropped = augmentBatch(x, "crop", 4, genCrop);
+  std::set<std::pair<int64_t, int64_t>> shifts;
+  for (int64_t i = 0; i < 64; ++i) {
+    const auto nz = cropped[i][0].nonzero();
+    INFO("the pixel stays whole (it is never within 4 px of the edge it could be cut at), moved by at most 4 in each direction");
+    REQUIRE(nz.size(0) == 1);
+    const int64_t dy = nz[0][0].item<int64_t>() - 10, dx = nz[0][1].item<int64_t>() - 5;
+    CHECK(std::abs(dy) <= 4);
+    CHECK(std::abs(dx) <= 4);
+    shifts.insert({dy, dx});
+    CHECK(cropped[i].sum().item<float>() == 1.0f);  // zero padding: nothing else appears
+  }
+  CHECK(shifts.size() > 20);  // 81 offsets are possible
+  INFO("the same seed, the same batch; another seed, another");
+  auto again = makeGenerator(3), other = makeGenerator(4);
+  CHECK(torch::equal(augmentBatch(x, "crop", 4, again), cropped));
+  CHECK_FALSE(torch::equal(augmentBatch(x, "crop", 4, other), cropped));
+  CHECK(torch::equal(augmentBatch(x, "none", 4, gen), x));
+  CHECK(resolveAugment("auto", "cifar10") == "crop+flip");
+  CHECK(resolveAugment("auto", "fashion-mnist") == "none");
+  CHECK(resolveAugment("flip", "mnist") == "flip");
 }

@@ -3,6 +3,7 @@
 #include "data/h5io.h"
 #include "data/tasks.h"
 #include "framework/models/checkpoint.h"
+#include "framework/training/augment.h"
 #include "framework/training/registry.h"
 #include "framework/runtime/runtime.h"
 
@@ -102,6 +103,7 @@ StageResult runStage(const Config& c, const StageConfig& stage, Stage section, c
   opt.headOnly = section == Stage::kFinetune && stage.finetune == "linear";
   opt.label = label;
   opt.precision = c.resolvedPrecision;
+  opt.augment = resolveAugment(stage.train.augment, c.data.source.source);
   r.history = train(*r.model, *objective, r.data.train, r.data.val, opt, device);
   r.valAccuracy = r.data.val.size() ? accuracy(*r.model, r.data.val, device) : NAN;
   r.testAccuracy = accuracy(*r.model, r.data.test, device);

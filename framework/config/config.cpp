@@ -6,6 +6,7 @@
 #include "attacks/registry.h"
 #include "data/sha256.h"
 #include "framework/toml/toml_reader.h"
+#include "framework/training/augment.h"
 #include "framework/training/registry.h"
 
 #include <cctype>
@@ -44,6 +45,8 @@ Fields<StageConfig> stageFields(const std::string& section) {
       config::real<S>("adv_step_size", ROBUSTLAB_REF(S, adversary.stepSize), 0.0, 1e6),
       config::real<S>("adv_rel_step_size", ROBUSTLAB_REF(S, adversary.relStepSize), 0.0, 1e6),
       config::real<S>("trades_beta", ROBUSTLAB_REF(S, tradesBeta), 0.0, 1e6),
+      config::choice<S>("augment", ROBUSTLAB_REF(S, train.augment), augmentNames),
+      config::integer<S>("crop_padding", ROBUSTLAB_REF(S, train.cropPadding), 0, 64),
   };
   if (section.rfind("pretrain", 0) == 0 || section == "variant") {
     f.push_back(config::choice<S>("mode", ROBUSTLAB_REF(S, mode), pretrainModeNames));

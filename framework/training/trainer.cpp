@@ -1,5 +1,7 @@
 #include "framework/training/trainer.h"
 
+#include "framework/training/augment.h"
+
 #include "data/h5io.h"
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
@@ -122,7 +124,7 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
     int64_t correct = 0, count = 0;
     for (int64_t s = 0; s < stepsPerEpoch; ++s) {
       auto idx = perm.slice(0, s * opt.batchSize, std::min(n, (s + 1) * opt.batchSize));
-      auto x = trainSet.images.index_select(0, idx).to(device);
+      auto x = augmentBatch(trainSet.images.index_select(0, idx), opt.augment, opt.cropPadding, gen).to(device);
       auto y = trainSet.labels.index_select(0, idx).to(device);
       lr = scheduledLr(opt.optim, epoch, opt.epochs, s, stepsPerEpoch);
       for (auto& g : optimizer->param_groups()) g.options().set_lr(lr);

@@ -36,6 +36,8 @@ struct TrainOptions {
   bool headOnly = false;   ///< linear probe: train the head only, backbone (and its BatchNorm) frozen
   std::string label = "train";  ///< progress label
   Precision precision = Precision::kFp32;
+  std::string augment = "auto";  ///< framework/training/augment.h; the pipeline resolves "auto" per data source
+  int64_t cropPadding = 4;       ///< zero padding of the random crop, pixels
   void validate() const;
 };
 
