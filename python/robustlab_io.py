@@ -7,7 +7,7 @@ Needs numpy, h5py and torch only. Copy this file next to your code or put python
     res = rl.load_results("results/default.h5")        # {"attrs": {...}, "datasets": {"/eval/...": array}}
 
 A checkpoint is rebuilt from its stored model_spec (cnn with any of its layer types, mlp, the
-pre-activation resnet, or a TorchScript model whose bytes the checkpoint holds) and loaded with
+pre-activation resnet, the WideResNet, or a TorchScript model whose bytes the checkpoint holds) and loaded with
 strict=True, so a tensor robustlab wrote and this module does not know is an error, not a silent gap.
 """
 
@@ -96,6 +96,18 @@ def _resnet_layers(spec):
     return layers, cin
 
 
+def _wrn_layers(spec):
+    """framework/models/model.cpp's appendWrn: WideResNet-depth-width."""
+    n, k = (spec.get("wrn_depth", 28) - 4) // 6, spec.get("wrn_width", 10)
+    layers, cin = [nn.Conv2d(spec["in_channels"], 16, 3, 1, 1, bias=False)], 16
+    for stage, width in enumerate([16 * k, 32 * k, 64 * k]):
+        for b in range(n):
+            layers.append(_PreActBlock(cin, width, 2 if stage > 0 and b == 0 else 1))
+            cin = width
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return layers, cin
+
+
 class _Script(nn.Module):
     """A TorchScript model as robustlab holds it: pixels in [0,1] mapped to its input range."""
 
@@ -171,6 +183,8 @@ def load_checkpoint(path, device="cpu"):
             feat = units
     elif arch == "resnet":
         layers, feat = _resnet_layers(spec)
+    elif arch == "wrn":
+        layers, feat = _wrn_layers(spec)
     else:
         raise ValueError(f"{path}: unknown architecture '{arch}'")
     model = RobustlabClassifier(nn.Sequential(*layers), nn.Linear(feat, spec["num_classes"]), 0.0, 1.0)

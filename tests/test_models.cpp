@@ -207,3 +207,32 @@ TEST_CASE("the graph-free input gradient equals autograd's bit for bit", "[model
     CHECK_FALSE(supportsManualInputGrad(*training));  // train mode, parameters need gradients
   }
 }
+
+TEST_CASE("WideResNets and PreAct ResNet-18 have their published parameter counts", "[models]") {
+  auto count = [](const ModelSpec& spec) {
+    Classifier m(spec);
+    int64_t n = 0;
+    for (const auto& p : m->parameters()) n += p.numel();
+    return n;
+  };
+  ModelSpec s;
+  s.inChannels = 3;
+  s.height = s.width = 32;
+  s.numClasses = 10;
+  s.arch = "wrn";
+  s.wrnDepth = 28;
+  s.wrnWidth = 10;
+  CHECK(count(s) == 36479194);  // WRN-28-10 on CIFAR-10: 36.5M (Zagoruyko & Komodakis 2016)
+  s.wrnDepth = 34;
+  CHECK(count(s) == 46160474);  // WRN-34-10 (Madry et al., TRADES): 46.2M
+  s.wrnDepth = 16;
+  s.wrnWidth = 4;
+  CHECK(count(s) == 2748890);   // WRN-16-4: 2.7M
+  s.arch = "resnet";
+  s.resnetWidth = 64;
+  s.resnetBlocks = {2, 2, 2, 2};
+  CHECK(count(s) == 11172170);  // PreAct ResNet-18 with the final BN-ReLU (Rice et al. 2020); 11,171,146 without it
+  s.arch = "wrn";
+  s.wrnDepth = 27;
+  CHECK_THROWS_WITH(Classifier(s), Catch::Contains("model.wrn_depth: must be 6n + 4"));
+}

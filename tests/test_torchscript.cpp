@@ -305,7 +305,7 @@ TEST_CASE("python/robustlab_io.py loads native checkpoints with robustlab's logi
   SECTION("the trained small CNN") {
     checkSameLogits(pythonLogits(test::standardCheckpoint(), x, "std"), evalLogits(*test::standardModel(), x), 32 * 7 * 7, 3);
   }
-  SECTION("a CNN with BatchNorm, pooling and dropout, and a pre-activation ResNet") {
+  SECTION("a CNN with BatchNorm, pooling and dropout, a pre-activation ResNet and a WideResNet") {
     ModelSpec bn = test::smallCnn(10, true);
     bn.layers.insert(bn.layers.begin() + 6, {{"maxpool", 0, 2, 2}, {"dropout"}});  // before the fc layer
     ModelSpec res;
@@ -314,7 +314,11 @@ TEST_CASE("python/robustlab_io.py loads native checkpoints with robustlab's logi
     res.resnetBlocks = {1, 1};
     res.mean = 0.3;
     res.stdev = 0.4;
-    for (const ModelSpec& spec : {bn, res}) {
+    ModelSpec wrn;
+    wrn.arch = "wrn";
+    wrn.wrnDepth = 10;
+    wrn.wrnWidth = 1;
+    for (const ModelSpec& spec : {bn, res, wrn}) {
       seedEverything(7);
       Classifier m(spec);
       m->train();

@@ -5,10 +5,12 @@
 #include "framework/models/checkpoint.h"
 #include "framework/training/augment.h"
 #include "framework/training/registry.h"
+#include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
 
 #include <cstdio>
 #include <map>
+#include <set>
 #include <memory>
 #include <stdexcept>
 
@@ -32,6 +34,21 @@ std::unique_ptr<TrainingObjective> objectiveFor(const StageConfig& s, Stage sect
   p.maskRatio = s.maskRatio;
   if (section == Stage::kPretrain) return makePretrainObjective(s.mode, s.objective, p, model);
   return makeObjective(s.objective, p, model);
+}
+
+/// The architecture and its parameter count, once per process and model shape (stderr, not in quiet runs).
+void announceModel(ClassifierImpl& model) {
+  static std::set<std::string> seen;
+  const ModelSpec& s = model.spec();
+  if (Progress::quiet() || !seen.insert(s.toToml()).second) return;
+  int64_t n = 0;
+  for (const auto& p : model.parameters()) n += p.numel();
+  std::string arch = s.arch;
+  if (s.arch == "wrn") arch = "WRN-" + std::to_string(s.wrnDepth) + "-" + std::to_string(s.wrnWidth);
+  if (s.arch == "resnet") arch = "pre-activation ResNet (width " + std::to_string(s.resnetWidth) + ", " + std::to_string(s.resnetBlocks.size()) + " stages)";
+  if (s.arch == "torchscript") arch = "TorchScript " + s.torchscript;
+  std::fprintf(stderr, "model: %s on %lld x %lld x %lld inputs, %lld classes: %lld parameters\n", arch.c_str(), static_cast<long long>(s.inChannels),
+               static_cast<long long>(s.height), static_cast<long long>(s.width), static_cast<long long>(s.numClasses), static_cast<long long>(n));
 }
 
 uint64_t stageSeed(const Config& c, Stage section) {
@@ -92,6 +109,7 @@ StageResult runStage(const Config& c, const StageConfig& stage, Stage section, c
   r.data = loadTask(c, stage, /*withTest=*/true);
   seedEverything(stageSeed(c, section));
   r.model = Classifier(specFor(c, r.data.train));
+  announceModel(*r.model);
   if (!backbone.empty()) loadWeights(backbone, *r.model, /*backboneOnly=*/true);
   r.model->to(device);
   // Every random number of the stage comes from the config's seed, whatever the stage table says.

@@ -8,7 +8,7 @@
 namespace robustlab {
 namespace {
 
-const std::vector<std::string> kArchs = {"cnn", "mlp", "resnet", "torchscript"};
+const std::vector<std::string> kArchs = {"cnn", "mlp", "resnet", "wrn", "torchscript"};
 const std::vector<std::string> kLayerTypes = {"conv", "bn", "relu", "maxpool", "avgpool", "flatten", "fc", "dropout"};
 
 std::string joinInts(const std::vector<int64_t>& v) {
@@ -38,8 +38,12 @@ ModelSpec defaultSmallCnn() {
 
 void ModelSpec::validate() const {
   auto bad = [](const std::string& field, const std::string& msg) { throw std::invalid_argument("model." + field + ": " + msg); };
-  if (arch != "cnn" && arch != "mlp" && arch != "resnet" && arch != "torchscript")
-    bad("arch", "unknown architecture '" + arch + "', expected cnn, mlp, resnet or torchscript");
+  if (arch != "cnn" && arch != "mlp" && arch != "resnet" && arch != "wrn" && arch != "torchscript")
+    bad("arch", "unknown architecture '" + arch + "', expected cnn, mlp, resnet, wrn or torchscript");
+  if (arch == "wrn") {
+    if (wrnDepth < 10 || (wrnDepth - 4) % 6 != 0) bad("wrn_depth", "must be 6n + 4 with n >= 1 (10, 16, 22, 28, 34, 40, ...)");
+    if (wrnWidth <= 0) bad("wrn_width", "must be > 0");
+  }
   if (arch == "torchscript") {
     if (torchscript.empty()) bad("torchscript", "arch = \"torchscript\" needs the TorchScript file (torch.jit.save output)");
     if (!inputShape.empty() && (inputShape.size() != 3 || inputShape[0] <= 0 || inputShape[1] <= 0 || inputShape[2] <= 0))
@@ -81,6 +85,7 @@ std::string ModelSpec::backboneKey() const {
   os << "in_channels = " << inChannels << "\nheight = " << height << "\nwidth = " << width << "\n";
   if (arch == "mlp") os << "hidden = " << joinInts(hidden) << "\n";
   if (arch == "resnet") os << "resnet_width = " << resnetWidth << "\nresnet_blocks = " << joinInts(resnetBlocks) << "\n";
+  if (arch == "wrn") os << "wrn_depth = " << wrnDepth << "\nwrn_width = " << wrnWidth << "\n";
   if (arch == "torchscript") {
     os << "torchscript = " << quoted(torchscript) << "\ntorchscript_sha256 = " << quoted(torchscriptSha256) << "\n";
     os << "cut = " << quoted(cut) << "\ninput_range = [" << rangeLo << ", " << rangeHi << "]\n";
@@ -113,6 +118,8 @@ ModelSpec readModelSpec(TomlReader& r) {
   s.hidden = r.integers("hidden", {});
   s.resnetWidth = r.integer("resnet_width", s.resnetWidth, 1);
   s.resnetBlocks = r.integers("resnet_blocks", s.resnetBlocks);
+  s.wrnDepth = r.integer("wrn_depth", s.wrnDepth, 10, 1000);
+  s.wrnWidth = r.integer("wrn_width", s.wrnWidth, 1, 64);
   s.torchscript = r.str("torchscript", "");
   s.torchscriptSha256 = r.str("torchscript_sha256", "");
   s.cut = r.str("cut", "");

@@ -23,11 +23,12 @@ struct LayerSpec {
 /// A model is a backbone (feature extractor) and a linear head. Inputs are pixels in [0,1];
 /// (x - mean) / std happens inside the model.
 struct ModelSpec {
-  std::string arch = "cnn";                ///< cnn | mlp | resnet | torchscript
+  std::string arch = "cnn";                ///< cnn | mlp | resnet | wrn | torchscript
   std::vector<LayerSpec> layers;           ///< cnn: backbone layers, in order
   std::vector<int64_t> hidden;             ///< mlp: hidden widths (empty: a linear model)
   int64_t resnetWidth = 16;                ///< resnet: channels of the first stage
   std::vector<int64_t> resnetBlocks{2, 2, 2};  ///< resnet: pre-activation blocks per stage
+  int64_t wrnDepth = 28, wrnWidth = 10;    ///< wrn: WideResNet-depth-width (Zagoruyko & Komodakis 2016), depth = 6n + 4
   double mean = 0.0;                       ///< input normalisation inside the model
   double stdev = 1.0;
   // torchscript: a model scripted or traced in PyTorch (framework/models/torchscript.h).
