@@ -127,3 +127,29 @@ TEST_CASE("a colour CIFAR-format experiment runs end to end: pre-train, fine-tun
   for (const std::string name : {"dog", "frog", "horse", "ship", "truck"}) named += html.find("true " + name) != std::string::npos;
   CHECK(named > 0);
 }
+
+TEST_CASE("pre-training reads its own data set: MNIST digits, then fine-tuning on Fashion-MNIST; a shape mismatch is one line", "[experiment]") {
+  const std::string dir = test::tempDir("cross-data");
+  const std::string mnist = std::string(ROBUSTLAB_SOURCE_DIR) + "/data/cache/mnist";  // data/fetch_mnist.sh, run by scripts/setup.sh
+  REQUIRE(fs::exists(mnist + "/train-images-idx3-ubyte.gz"));
+  const std::string common = "seeds = [0]\n[data]\nsource = \"fashion-mnist\"\ntest_limit = 200\n[pretrain]\nepochs = 4\nper_class = 200\n"
+                             "[finetune]\nclasses = [0, 1, 2, 3, 4]\nper_class = 30\nepochs = 3\n"
+                             "[[arms]]\nname = \"scratch\"\npretrain = \"none\"\n[[arms]]\nname = \"digits\"\npretrain = \"digits\"\nbaseline = \"scratch\"\n"
+                             "[attack]\nattacks = [\"fgsm\"]\neps = [0, 0.05]\n";
+  std::ofstream(dir + "/cross.toml") << "name = \"cross\"\n" << common << "[pretrain.variants.digits]\nobjective = \"standard\"\ndata_source = \"idx\"\ndata_dir = \""
+                                     << mnist << "\"\n";
+  REQUIRE(test::shell(std::string(ROBUSTLAB_BINARY) + " run -q " + dir + "/cross.toml -o " + dir + "/r.h5 >" + dir + "/out 2>&1") == 0);
+  H5File f(dir + "/r.h5", H5File::Mode::kRead);
+  INFO("the pre-training's own test accuracy is on the digits (10 classes), the arms' on the clothing task");
+  CHECK(f.attrDouble("/pretrain/digits/seed_0", "test_accuracy") > 0.5);
+  CHECK(f.has("/comparisons/digits_vs_scratch"));
+
+  const std::string cifar = cifar10Dir("cross-cifar", 20, 20);
+  std::ofstream(dir + "/shape.toml") << "name = \"shape\"\n" << common << "[pretrain.variants.digits]\nobjective = \"standard\"\ndata_source = \"cifar10\"\ndata_dir = \""
+                                     << cifar << "\"\n";
+  CHECK(test::shell(std::string(ROBUSTLAB_BINARY) + " run -q " + dir + "/shape.toml -o " + dir + "/s.h5 >" + dir + "/out 2>" + dir + "/err") != 0);
+  const std::string err = test::readFile(dir + "/err");
+  INFO(err);
+  CHECK(err.find("trained on 3 x 32 x 32 images but this task's are 1 x 28 x 28") != std::string::npos);
+  CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+}

@@ -65,12 +65,15 @@ const StageConfig& stageOf(const Config& c, Stage section) {
 
 TaskData loadTask(const Config& c, const StageConfig& stage, bool withTest) {
   TaskData t;
-  Dataset full = selectClasses(cachedSplit(c.data.source, "train"), stage.classes);
+  // A stage may read its own data set (pre-train on one, fine-tune on another).
+  DataSourceSpec source = c.data.source;
+  if (!stage.dataSource.empty()) source = DataSourceSpec{stage.dataSource, stage.dataDir, "", ""};
+  Dataset full = selectClasses(cachedSplit(source, "train"), stage.classes);
   full = limitPerClass(full, stage.perClass, c.seed + 11);
   full = sampleSubset(full, c.data.trainLimit, c.seed + 13);
   std::tie(t.train, t.val) = splitValidation(full, c.data.valFraction, c.seed + 17);
   if (withTest) {
-    t.test = selectClasses(cachedSplit(c.data.source, "test"), stage.classes);
+    t.test = selectClasses(cachedSplit(source, "test"), stage.classes);
     t.test = sampleSubset(t.test, c.data.testLimit, c.seed + 19);
   }
   return t;

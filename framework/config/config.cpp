@@ -9,6 +9,7 @@
 #include "framework/training/augment.h"
 #include "framework/training/registry.h"
 
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -47,6 +48,8 @@ Fields<StageConfig> stageFields(const std::string& section) {
       config::real<S>("trades_beta", ROBUSTLAB_REF(S, tradesBeta), 0.0, 1e6),
       config::choice<S>("augment", ROBUSTLAB_REF(S, train.augment), augmentNames),
       config::integer<S>("crop_padding", ROBUSTLAB_REF(S, train.cropPadding), 0, 64),
+      config::string<S>("data_source", ROBUSTLAB_REF(S, dataSource)),
+      config::string<S>("data_dir", ROBUSTLAB_REF(S, dataDir)),
   };
   if (section.rfind("pretrain", 0) == 0 || section == "variant") {
     f.push_back(config::choice<S>("mode", ROBUSTLAB_REF(S, mode), pretrainModeNames));
@@ -157,6 +160,11 @@ Fields<ArmConfig> armFields() {
 void readStage(TomlReader r, StageConfig& s, const std::string& section) {
   if (section == "pretrain" && r.has("variants")) r.sub("variants");  // mark it known
   config::readFields(stageFields(section), r, s);
+  if (!s.dataSource.empty()) {
+    const auto names = dataSourceNames();
+    if (std::find(names.begin(), names.end(), s.dataSource) == names.end() || s.dataSource == "hdf5")
+      r.fail("data_source", "unknown or unsupported source '" + s.dataSource + "' for a stage, expected fashion-mnist, mnist, idx, cifar10 or cifar100");
+  }
   r.rejectUnknown();
 }
 

@@ -46,6 +46,7 @@ struct StageConfig {
   double maskRatio = 0.5;              ///< pretrain masked: share of patches blanked
   std::string finetune = "full";       ///< finetune: full | linear (head only)
   std::string checkpoint;              ///< finetune: pre-trained backbone to start from
+  std::string dataSource, dataDir;     ///< this stage's own data (data.source names; "": the experiment's [data])
 };
 
 struct AttackConfig {

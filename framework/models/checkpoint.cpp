@@ -78,6 +78,12 @@ void loadWeights(const std::string& path, ClassifierImpl& model, bool backboneOn
   auto fp = openCheckpoint(path);
   H5File& f = *fp;
   const ModelSpec stored = parseModelSpec(f.attrString("/", "model_spec"), path + " (model_spec)");
+  const ModelSpec& target = model.spec();
+  if (stored.inChannels != target.inChannels || stored.height != target.height || stored.width != target.width)
+    throw std::runtime_error(path + ": the backbone was trained on " + std::to_string(stored.inChannels) + " x " + std::to_string(stored.height) +
+                             " x " + std::to_string(stored.width) + " images but this task's are " + std::to_string(target.inChannels) + " x " +
+                             std::to_string(target.height) + " x " + std::to_string(target.width) +
+                             " (pre-training and fine-tuning data must have the same image shape)");
   if (stored.backboneKey() != model.spec().backboneKey())
     throw std::runtime_error(path + ": checkpoint architecture differs from the model's (stored arch '" + stored.arch +
                              "', " + std::to_string(stored.layers.size()) + " layers; model arch '" + model.spec().arch + "', " +
