@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 namespace robustlab {
@@ -67,6 +68,18 @@ void writeAtomically(const std::string& path, const std::function<void(const std
   }
 }
 
+/// Whether process `pid` is gone: no such process, or a zombie (dead, its exit status not yet collected:
+/// the parent of a killed run's children may be an init that reaps late).
+static bool processGone(long long pid) {
+  if (pid <= 0) return true;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const auto close = line.rfind(')');  // the state follows the command name, which may hold spaces
+  return close != std::string::npos && close + 2 < line.size() && (line[close + 2] == 'Z' || line[close + 2] == 'X');
+}
+
 int removeStaleTemporaries(const std::string& dir) {
   int removed = 0;
   std::error_code ec;
@@ -81,7 +94,7 @@ int removeStaleTemporaries(const std::string& dir) {
     const auto dash = rest.find('-');
     if (dash == std::string::npos || dash == 0 || rest.find_first_not_of("0123456789-") != std::string::npos) continue;
     const long long pid = std::stoll(rest.substr(0, dash));
-    if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
+    if (processGone(pid)) {
       std::error_code rm;
       if (fs::remove_all(e.path(), rm) > 0) ++removed;
     }
