@@ -6,7 +6,9 @@ and PGD-20 evaluation (image-steps/s) for PreAct ResNet-18 and WRN-16-4 on 32 x 
 The images are random bytes written in CIFAR-10's binary format (the real files are not reachable here;
 speed does not depend on the pixel values). Each figure is one robustlab process: `train` for one
 epoch (seconds from the checkpoint's history), `attack` with PGD-20 at eps 8/255 on every step
-(`--no-early-stop`; seconds from the results file). Prints a table.
+(`--no-early-stop`; seconds from the results file). Beside each, PyTorch eager (Debian's python3-torch
+on the same LibTorch) on the same network (rebuilt by python/robustlab_io.py), batch, optimizer and step
+counts, in the same run, without augmentation (it costs little beside these networks). Prints a table.
 """
 
 import argparse
@@ -14,8 +16,70 @@ import os
 import subprocess
 import tempfile
 
+import sys
+import time
+
 import h5py
 import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+import robustlab_io  # noqa: E402  (the same networks, rebuilt in PyTorch)
+
+SPECS = {
+    "PreAct ResNet-18": {"arch": "resnet", "in_channels": 3, "resnet_width": 64, "resnet_blocks": [2, 2, 2, 2]},
+    "WRN-16-4": {"arch": "wrn", "in_channels": 3, "wrn_depth": 16, "wrn_width": 4},
+}
+
+
+def pytorch_reference(name, n_train, n_attack, threads):
+    """PyTorch eager (Debian's python3-torch) on the same network, batch and step counts, random data."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    spec = SPECS[name]
+    layers, feat = robustlab_io._resnet_layers(spec) if spec["arch"] == "resnet" else robustlab_io._wrn_layers(spec)
+    model = nn.Sequential(nn.Sequential(*layers), nn.Linear(feat, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    x_all, y_all = torch.rand(n_train, 3, 32, 32), torch.randint(0, 10, (n_train,))
+    eps, alpha = 8 / 255, 2.5 * 8 / 255 / 10
+
+    def pgd(x, y, steps, a):
+        d = (torch.rand_like(x) * 2 - 1) * eps
+        for _ in range(steps):
+            d.requires_grad_(True)
+            loss = nn.functional.cross_entropy(model((x + d).clamp(0, 1)), y)
+            g, = torch.autograd.grad(loss, d)
+            d = (d.detach() + a * g.sign()).clamp(-eps, eps)
+        return (x + d).clamp(0, 1).detach()
+
+    rates = []
+    for adversarial in (False, True):
+        model.train()
+        t0 = time.perf_counter()
+        for i in range(0, n_train, 128):
+            x, y = x_all[i:i + 128], y_all[i:i + 128]
+            if adversarial:
+                model.eval()  # robustlab's PGD-AT attacks in eval mode too
+                for p in model.parameters():
+                    p.requires_grad_(False)
+                x = pgd(x, y, 10, alpha)
+                for p in model.parameters():
+                    p.requires_grad_(True)
+                model.train()
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        rates.append(n_train / (time.perf_counter() - t0))
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x, y = x_all[:n_attack], y_all[:n_attack]
+    t0 = time.perf_counter()
+    pgd(x, y, 20, 2.5 * eps / 20)
+    rates.append(n_attack * 20 / (time.perf_counter() - t0))
+    return rates
+
 
 MODELS = {
     "PreAct ResNet-18": ["model.arch=resnet", "model.resnet_width=64", "model.resnet_blocks=[2,2,2,2]"],
@@ -68,6 +132,9 @@ def main():
         with h5py.File(out, "r") as f:
             pgd = a.attack * 20 / float(np.array(f["eval/model/attacks/pgd/seconds"])[0])
         print(f"{name:18s} {rates[0]:18.1f} {rates[1]:16.1f} {pgd:19.1f}", flush=True)
+        ref = pytorch_reference(name, a.train, a.attack, a.threads)
+        print(f"{'  PyTorch eager':18s} {ref[0]:18.1f} {ref[1]:16.1f} {ref[2]:19.1f}   (ratio robustlab / PyTorch: "
+              f"{rates[0] / ref[0]:.2f}, {rates[1] / ref[1]:.2f}, {pgd / ref[2]:.2f})", flush=True)
 
 
 if __name__ == "__main__":
