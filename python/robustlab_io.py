@@ -147,7 +147,7 @@ def _script_state(f, spec, state):
         for part in cut.split("."):
             layer = getattr(layer, part)
         own[cut + ".weight"] = state["head.weight"]
-        if cut + ".bias" in own or hasattr(layer, "bias") and layer.bias is not None:
+        if cut + ".bias" in own:  # the cut layer had a bias (its zeros are stored as a buffer)
             own[cut + ".bias"] = state["head.bias"]
         with torch.no_grad():
             layer.weight = nn.Parameter(torch.empty_like(state["head.weight"]))
@@ -169,10 +169,7 @@ def load_checkpoint(path, device="cpu"):
         state = {k: torch.from_numpy(np.array(v)) for k, v in _walk(f["state"])}
         arch = spec.get("arch", "cnn")
         if arch == "torchscript":
-            backbone = _script_state(f, spec, state)
-            model = RobustlabClassifier(backbone, None, spec.get("mean", 0.0), spec.get("std", 1.0))
-            model.input_mean.fill_(float(state["input_mean"][0]))
-            model.input_std.fill_(float(state["input_std"][0]))
+            model = RobustlabClassifier(_script_state(f, spec, state), None, state["input_mean"][0], state["input_std"][0])
             return model.to(device).eval()
     if arch == "cnn":
         layers, feat = _cnn_layers(spec)

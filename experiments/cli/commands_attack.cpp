@@ -49,17 +49,19 @@ std::vector<std::string> attackOverrides(const cxxopts::ParseResult& args) {
     for (size_t i = 0; i < items.size(); ++i) s += (i ? ", " : "") + (quote ? tomlQuoted(items[i]) : items[i]);
     return s + "]";
   };
+  // A comma-separated flag of numbers as a TOML array, each number at full precision.
+  auto numbers = [&](const std::string& flag) {
+    std::vector<std::string> v;
+    char buf[32];
+    for (const auto& item : splitList(args[flag].as<std::string>(), "--" + flag)) {
+      std::snprintf(buf, sizeof buf, "%.17g", parseNumber(item, "--" + flag));
+      v.push_back(buf);
+    }
+    return list(v, false);
+  };
   if (args.count("attack")) sets.push_back("attack.attacks=" + list(splitList(args["attack"].as<std::string>(), "--attack"), true));
   if (args.count("norm")) sets.push_back("attack.norm=" + tomlQuoted(args["norm"].as<std::string>()));
-  if (args.count("eps")) {
-    std::vector<std::string> eps;
-    char buf[32];
-    for (const auto& v : splitList(args["eps"].as<std::string>(), "--eps")) {
-      std::snprintf(buf, sizeof buf, "%.17g", parseNumber(v, "--eps"));
-      eps.push_back(buf);
-    }
-    sets.push_back("attack.eps=" + list(eps, false));
-  }
+  if (args.count("eps")) sets.push_back("attack.eps=" + numbers("eps"));
   if (args.count("steps")) sets.push_back("attack.steps=" + std::to_string(args["steps"].as<int64_t>()));
   if (args.count("step-size")) sets.push_back("attack.step_size=" + std::to_string(args["step-size"].as<double>()));
   if (args.count("rel-step-size")) sets.push_back("attack.rel_step_size=" + std::to_string(args["rel-step-size"].as<double>()));
@@ -75,17 +77,8 @@ std::vector<std::string> attackOverrides(const cxxopts::ParseResult& args) {
   if (args.count("model")) {
     sets.push_back("model.arch=\"torchscript\"");
     sets.push_back("model.torchscript=" + tomlQuoted(args["model"].as<std::string>()));
-    auto numbers = [&](const char* flag) {
-      std::vector<std::string> v;
-      char buf[32];
-      for (const auto& item : splitList(args[flag].as<std::string>(), std::string("--") + flag)) {
-        std::snprintf(buf, sizeof buf, "%.17g", parseNumber(item, std::string("--") + flag));
-        v.push_back(buf);
-      }
-      return v;
-    };
-    if (args.count("input-shape")) sets.push_back("model.input_shape=" + list(numbers("input-shape"), false));
-    if (args.count("input-range")) sets.push_back("model.input_range=" + list(numbers("input-range"), false));
+    if (args.count("input-shape")) sets.push_back("model.input_shape=" + numbers("input-shape"));
+    if (args.count("input-range")) sets.push_back("model.input_range=" + numbers("input-range"));
   } else if (args.count("input-shape") || args.count("input-range")) {
     throw std::invalid_argument("attack: --input-shape and --input-range describe a --model (TorchScript) file");
   }
@@ -128,9 +121,7 @@ void evaluateAndWrite(const cxxopts::ParseResult& args, int argc, char** argv, c
   std::printf("wrote %s\n", out.c_str());
   if (args.count("json")) {
     const std::string json = args["json"].as<std::string>();
-    const ModelSpec& spec = model.spec();
-    const std::string arch = spec.arch == "torchscript" ? "torchscript " + spec.torchscript + " (sha256 " + spec.torchscriptSha256 + ")" : spec.arch;
-    writeRobustBenchJson(json, {{evalNumbers(r), ModelEntry{source, c.data.source.source, arch, stableHash(c.toToml())}}});
+    writeRobustBenchJson(json, {{evalNumbers(r), ModelEntry{source, c.data.source.source, entryArchitecture(model.spec()), stableHash(c.toToml())}}});
     std::printf("wrote %s\n", json.c_str());
   }
 }

@@ -11,8 +11,8 @@ PYTHONPATH=/path/to/auto-attack). Without it the script says so and exits with s
 
   python3 experiments/crosscheck/autoattack_reference.py --checkpoint model.h5 --eps 0.1 --n 1000
 
-Only the "cnn" and "mlp" architectures are rebuilt (the layer types conv, relu, maxpool, avgpool,
-flatten, fc, dropout; no BatchNorm yet).
+The network is rebuilt by python/robustlab_io.py, which reads every architecture robustlab writes
+(cnn with any layer type including BatchNorm, mlp, resnet, wrn, TorchScript).
 """
 import argparse
 import contextlib
@@ -22,7 +22,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 
 try:
     import autoattack  # noqa: F401  (the reference)
@@ -34,69 +33,11 @@ except ImportError:
 import h5py
 import numpy as np
 import torch
-from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+import robustlab_io  # noqa: E402  (robustlab checkpoints as torch.nn.Module)
 
 STAGES = ["apgd-ce", "apgd-t", "fab-t", "square"]
-
-
-def build_model(checkpoint):
-    """The network a robustlab checkpoint holds, as a torch.nn.Module taking pixels in [0, 1]."""
-    with h5py.File(checkpoint, "r") as f:
-        spec = tomllib.loads(f.attrs["model_spec"])
-        state = {k: torch.from_numpy(np.array(v)) for k, v in f["state"].items()}
-    c, h, w = spec["in_channels"], spec["height"], spec["width"]
-    layers, flat = [], None
-    if spec["arch"] == "cnn":
-        for layer in spec.get("layers", []):
-            t = layer["type"]
-            if t == "conv":
-                layers.append(nn.Conv2d(c, layer["channels"], layer.get("kernel", 3), layer.get("stride", 1), layer.get("padding", 0)))
-                c = layer["channels"]
-                h = (h + 2 * layer.get("padding", 0) - layer.get("kernel", 3)) // layer.get("stride", 1) + 1
-                w = (w + 2 * layer.get("padding", 0) - layer.get("kernel", 3)) // layer.get("stride", 1) + 1
-            elif t == "relu":
-                layers.append(nn.ReLU())
-            elif t in ("maxpool", "avgpool"):
-                k, s = layer.get("kernel", 3), layer.get("stride", 1)
-                layers.append(nn.MaxPool2d(k, s) if t == "maxpool" else nn.AvgPool2d(k, s))
-                h, w = (h - k) // s + 1, (w - k) // s + 1
-            elif t in ("flatten", "fc"):
-                if flat is None:
-                    layers.append(nn.Flatten())
-                    flat = c * h * w
-                if t == "fc":
-                    layers.append(nn.Linear(flat, layer["units"]))
-                    flat = layer["units"]
-            elif t == "dropout":
-                layers.append(nn.Dropout(layer.get("p", 0.5)))
-            else:
-                sys.exit(f"autoattack_reference: {checkpoint}: layer type '{t}' is not rebuilt by this script")
-        if flat is None:
-            layers.append(nn.Flatten())
-            flat = c * h * w
-    elif spec["arch"] == "mlp":
-        layers.append(nn.Flatten())
-        flat = c * h * w
-        for units in spec.get("hidden", []):
-            layers += [nn.Linear(flat, units), nn.ReLU()]
-            flat = units
-    else:
-        sys.exit(f"autoattack_reference: {checkpoint}: architecture '{spec['arch']}' is not rebuilt by this script")
-
-    class Rebuilt(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.backbone = nn.Sequential(*layers)
-            self.head = nn.Linear(flat, spec["num_classes"])
-            self.register_buffer("input_mean", torch.zeros(1))
-            self.register_buffer("input_std", torch.ones(1))
-
-        def forward(self, x):
-            return self.head(self.backbone((x - self.input_mean) / self.input_std))
-
-    model = Rebuilt()
-    model.load_state_dict(state, strict=True)
-    return model.eval()
 
 
 def robustlab_side(args, out):
@@ -143,7 +84,7 @@ def main():
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
         x, y, clean, ours = robustlab_side(args, os.path.join(tmp, "r.h5"))
-    model = build_model(args.checkpoint)
+    model = robustlab_io.load_checkpoint(args.checkpoint)  # every architecture robustlab writes
     with torch.no_grad():
         pred = model(torch.from_numpy(x)).argmax(1).numpy()
     agree = int((pred == clean).sum())

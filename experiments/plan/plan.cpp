@@ -208,8 +208,7 @@ double computeUnit(const Plan& p, size_t i, torch::Device device, std::string* h
 /// <stem>.robustbench.json: a RobustBench-style entry per arm x seed, from the unit files.
 void writeRunEntries(const Plan& p, const ArmData& data) {
   const Config& c = p.config;
-  const std::string arch = c.model.arch == "torchscript" ? "torchscript " + c.model.torchscript + " (sha256 " + c.model.torchscriptSha256 + ")"
-                                                         : c.model.arch;
+  const std::string arch = entryArchitecture(c.model);
   std::vector<std::pair<EvalNumbers, ModelEntry>> entries;
   for (const auto& arm : c.runArms()) {
     for (const ArmSeedData& d : data.at(arm.name)) {

@@ -51,6 +51,10 @@ std::string epsEntry(const EvalNumbers& r, size_t e) {
 
 }  // namespace
 
+std::string entryArchitecture(const ModelSpec& spec) {
+  return spec.arch == "torchscript" ? "torchscript " + spec.torchscript + " (sha256 " + spec.torchscriptSha256 + ")" : spec.arch;
+}
+
 EvalNumbers evalNumbers(const EvalResult& r) {
   EvalNumbers n;
   n.norm = r.norm;

@@ -2,6 +2,7 @@
 // A model's evaluation as a RobustBench-style JSON entry (the fields RobustBench's model_info files
 // use), so a robustlab result can be compared with, or submitted beside, the leaderboard's.
 #include "attacks/evaluation/evaluation.h"
+#include "framework/models/model_spec.h"
 
 #include <map>
 #include <string>
@@ -27,6 +28,9 @@ struct ModelEntry {
   std::string architecture;  ///< model.arch (a TorchScript file: its name and SHA-256)
   std::string configHash;    ///< stableHash of the resolved config text
 };
+
+/// ModelEntry::architecture for a spec: its arch, or for a TorchScript model its file and SHA-256.
+std::string entryArchitecture(const ModelSpec& spec);
 
 /// The JSON text: name, dataset, threat_model, eps (the grid's largest; `per_eps` has each), clean_acc,
 /// autoattack_acc (when the autoattack suite ran at that eps, else null), robust_acc (worst case over

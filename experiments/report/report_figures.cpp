@@ -17,8 +17,7 @@ namespace robustlab {
 namespace fs = std::filesystem;
 namespace {
 
-std::string gq(const std::string& s);
-std::string gqPath(const std::string& s) { return gq(s); }
+std::string gq(const std::string& s);  // below
 
 /// Runs the plot `body` twice: SVG (inlined in the HTML) and PDF beside it (gnuplot's pdfcairo, for
 /// papers), both `width` x `height` (pixels; 100 per inch for the PDF). Returns the SVG text.
@@ -30,7 +29,7 @@ std::string runGnuplot(const std::string& svgPath, const std::string& body, int 
     std::ostringstream gp;
     if (pdf) gp << "set terminal pdfcairo size " << width / 100.0 << "in," << height / 100.0 << "in noenhanced font 'sans,9'\n";
     else gp << "set terminal svg size " << width << "," << height << " noenhanced font 'sans,12' background rgb 'white'\n";
-    gp << "set output " << gqPath(out) << "\n" << body;
+    gp << "set output " << gq(out) << "\n" << body;
     writeTextAtomically(scriptPath, gp.str());
     std::string so, err;
     int rc = 127;
@@ -75,32 +74,26 @@ std::string gq(const std::string& s) {
 
 std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const std::string& ylabel, const std::vector<PlotSeries>& series,
                     bool percent) {
+  // One pass over the points: gnuplot's data (a missing band drawn at the line) and, beside the figure,
+  // the plotted numbers as CSV (a missing band left NaN), so it can be redrawn in another style.
   const std::string dataPath = svgPath + ".dat";
   {
     std::ofstream data(dataPath);
+    std::ostringstream csv;
     data.precision(8);
+    csv.precision(8);
+    csv << "series,x,y,lo,hi\n";
+    const double k = percent ? 100.0 : 1.0;
     for (const auto& s : series) {
       for (size_t i = 0; i < s.x.size(); ++i) {
-        const double k = percent ? 100.0 : 1.0;
         const double y = s.y[i] * k;
-        const double lo = i < s.lo.size() && std::isfinite(s.lo[i]) ? s.lo[i] * k : y;
-        const double hi = i < s.hi.size() && std::isfinite(s.hi[i]) ? s.hi[i] * k : y;
-        data << s.x[i] << " " << y << " " << lo << " " << hi << "\n";
+        const double lo = i < s.lo.size() && std::isfinite(s.lo[i]) ? s.lo[i] * k : NAN;
+        const double hi = i < s.hi.size() && std::isfinite(s.hi[i]) ? s.hi[i] * k : NAN;
+        data << s.x[i] << " " << y << " " << (std::isfinite(lo) ? lo : y) << " " << (std::isfinite(hi) ? hi : y) << "\n";
+        csv << csvField(s.title) << "," << s.x[i] << "," << y << "," << lo << "," << hi << "\n";
       }
       data << "\n\n";
     }
-  }
-  {
-    // The plotted numbers beside the figure, so it can be redrawn in another style.
-    std::ostringstream csv;
-    csv.precision(8);
-    csv << "series,x,y,lo,hi\n";
-    for (const auto& s : series)
-      for (size_t i = 0; i < s.x.size(); ++i) {
-        const double k = percent ? 100.0 : 1.0;
-        const double lo = i < s.lo.size() && std::isfinite(s.lo[i]) ? s.lo[i] * k : NAN, hi = i < s.hi.size() && std::isfinite(s.hi[i]) ? s.hi[i] * k : NAN;
-        csv << csvField(s.title) << "," << s.x[i] << "," << s.y[i] * k << "," << lo << "," << hi << "\n";
-      }
     writeTextAtomically(svgPath.substr(0, svgPath.size() - 4) + ".csv", csv.str());
   }
   std::ostringstream gp;

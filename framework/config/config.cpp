@@ -5,6 +5,7 @@
 #include "framework/config/default_config.h"
 #include "attacks/registry.h"
 #include "data/sha256.h"
+#include "framework/models/torchscript.h"
 #include "framework/toml/toml_reader.h"
 #include "framework/training/augment.h"
 #include "framework/training/registry.h"
@@ -355,7 +356,7 @@ Config fromTable(const toml::table& table, const std::string& what) {
     // A TorchScript model is known by its bytes: the hash goes into the config text, unit keys and results.
     if (c.model.arch == "torchscript" && c.model.torchscriptSha256.empty()) {
       try {
-        c.model.torchscriptSha256 = sha256Hex(readBinaryFile(c.model.torchscript));
+        c.model.torchscriptSha256 = rememberScriptBytes(readBinaryFile(c.model.torchscript));  // read once: the model is built from these bytes
       } catch (const std::exception& e) {
         throw ConfigError(what + ": model.torchscript: " + e.what());
       }

@@ -1,6 +1,5 @@
 #include "framework/models/model.h"
 
-#include "data/sha256.h"
 #include "framework/models/conv.h"
 #include "framework/models/resnet.h"
 #include "framework/models/torchscript.h"
@@ -137,8 +136,7 @@ ClassifierImpl::ClassifierImpl(const ModelSpec& spec) : spec_(spec) {
   else if (spec_.arch == "resnet") appendResnet(backbone_, spec_);
   else if (spec_.arch == "wrn") appendWrn(backbone_, spec_);
   else {
-    const std::string bytes = scriptBytesFor(spec_);
-    if (spec_.torchscriptSha256.empty()) spec_.torchscriptSha256 = sha256Hex(bytes);  // a spec not read from a config
+    const std::string bytes = scriptBytesFor(spec_, &spec_.torchscriptSha256);  // pins the hash of a spec not read from a config
     backbone_->push_back(ScriptModel(bytes, spec_.torchscript, spec_.cut, spec_.rangeLo, spec_.rangeHi));
   }
   register_module("backbone", backbone_);

@@ -46,11 +46,14 @@ std::string rememberScriptBytes(const std::string& bytes) {
   return sha;
 }
 
-std::string scriptBytesFor(const ModelSpec& spec) {
+std::string scriptBytesFor(const ModelSpec& spec, std::string* shaOut) {
   if (!spec.torchscriptSha256.empty()) {
     std::lock_guard<std::mutex> lock(storeMutex());
     auto it = store().find(spec.torchscriptSha256);
-    if (it != store().end()) return it->second;
+    if (it != store().end()) {
+      if (shaOut) *shaOut = it->first;
+      return it->second;
+    }
   }
   std::string bytes;
   try {
@@ -62,6 +65,7 @@ std::string scriptBytesFor(const ModelSpec& spec) {
   if (!spec.torchscriptSha256.empty() && sha != spec.torchscriptSha256)
     throw std::invalid_argument("model.torchscript_sha256: " + spec.torchscript + " has SHA-256 " + sha + " but " +
                                 spec.torchscriptSha256 + " is pinned (the file changed since the config or checkpoint was made)");
+  if (shaOut) *shaOut = sha;
   return bytes;
 }
 

@@ -60,10 +60,11 @@ TORCH_MODULE(ScriptModel);
 /// (torchscript_lowering.cpp).
 torch::nn::Sequential lowerScript(torch::jit::Module& script);
 
-/// The bytes of the TorchScript file `spec` names: those a checkpoint brought (rememberScriptBytes),
-/// found by the spec's SHA-256, else the file spec.torchscript, checked against spec.torchscriptSha256
-/// when that is set. std::invalid_argument naming the field and the file otherwise.
-std::string scriptBytesFor(const ModelSpec& spec);
+/// The bytes of the TorchScript file `spec` names: those a config or checkpoint brought
+/// (rememberScriptBytes), found by the spec's SHA-256, else the file spec.torchscript, checked against
+/// spec.torchscriptSha256 when that is set; their SHA-256 into `sha` when given. std::invalid_argument
+/// naming the field and the file otherwise.
+std::string scriptBytesFor(const ModelSpec& spec, std::string* sha = nullptr);
 /// Keeps `bytes` for scriptBytesFor under their SHA-256, which it returns.
 std::string rememberScriptBytes(const std::string& bytes);
 

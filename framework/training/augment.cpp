@@ -25,9 +25,9 @@ torch::Tensor augmentBatch(const torch::Tensor& x, const std::string& augment, i
     namespace F = torch::nn::functional;
     const auto padded = F::pad(x, F::PadFuncOptions({padding, padding, padding, padding}));
     const auto dy = torch::randint(0, 2 * padding + 1, {n}, gen, torch::kInt64), dx = torch::randint(0, 2 * padding + 1, {n}, gen, torch::kInt64);
+    const auto oy = dy.accessor<int64_t, 1>(), ox = dx.accessor<int64_t, 1>();
     out = torch::empty_like(x);
-    for (int64_t i = 0; i < n; ++i)
-      out[i].copy_(padded[i].narrow(1, dy[i].item<int64_t>(), h).narrow(2, dx[i].item<int64_t>(), w));
+    for (int64_t i = 0; i < n; ++i) out[i].copy_(padded[i].narrow(1, oy[i], h).narrow(2, ox[i], w));
   }
   if (flip) {
     const auto mirror = torch::rand({n}, gen).lt(0.5).to(out.device()).view({n, 1, 1, 1});
