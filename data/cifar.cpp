@@ -38,23 +38,26 @@ torch::Tensor readRecords(const std::string& path, int64_t recordBytes) {
 
 }  // namespace
 
-Dataset loadCifar(const std::string& dir, const std::string& split, bool hundred) {
+Dataset loadCifar(const std::string& dir, const std::string& split, bool hundred, bool coarse) {
   if (split != "train" && split != "test") throw std::invalid_argument("split must be 'train' or 'test', got '" + split + "'");
   const std::string folder = binFolder(dir, hundred);
   std::vector<std::string> files;
   if (hundred) files = {split + ".bin"};
   else if (split == "test") files = {"test_batch.bin"};
   else for (int i = 1; i <= 5; ++i) files.push_back("data_batch_" + std::to_string(i) + ".bin");
-  const int64_t labelBytes = hundred ? 2 : 1, classes = hundred ? 100 : 10;
+  if (coarse && !hundred) throw std::invalid_argument("CIFAR-10 has no coarse labels");
+  const int64_t labelBytes = hundred ? 2 : 1, classes = coarse ? 20 : hundred ? 100 : 10;
+  // CIFAR-100's record: the coarse label byte, then the fine one.
+  const int64_t labelAt = coarse ? 0 : labelBytes - 1;
   std::vector<torch::Tensor> images, labels;
   for (const auto& name : files) {
     const std::string path = folder + "/" + name;
     const auto rec = readRecords(path, labelBytes + kPixels);
-    const auto label = rec.select(1, labelBytes - 1).to(torch::kInt64);  // CIFAR-100: the fine label, after the coarse one
+    const auto label = rec.select(1, labelAt).to(torch::kInt64);
     const int64_t top = label.max().item<int64_t>();
     if (top >= classes)
       throw std::runtime_error(path + ": label " + std::to_string(top) + " out of range, expected 0.." + std::to_string(classes - 1) +
-                               " (is this " + (hundred ? "CIFAR-100" : "CIFAR-10") + "?)");
+                               " (is this " + (hundred ? "CIFAR-100" : "CIFAR-10") + (coarse ? ", coarse labels" : "") + "?)");
     images.push_back(rec.slice(1, labelBytes).reshape({rec.size(0), 3, 32, 32}));
     labels.push_back(label);
   }
@@ -62,7 +65,7 @@ Dataset loadCifar(const std::string& dir, const std::string& split, bool hundred
   ds.images = torch::cat(images).to(torch::kFloat32).div_(255.0f);
   ds.labels = torch::cat(labels);
   ds.numClasses = classes;
-  ds.name = std::string(hundred ? "cifar100:" : "cifar10:") + split;
+  ds.name = std::string(coarse ? "cifar100-coarse:" : hundred ? "cifar100:" : "cifar10:") + split;
   return ds;
 }
 

@@ -14,8 +14,8 @@
 namespace robustlab {
 
 /// The train or test split as float32 N x 3 x 32 x 32 in [0,1]. `hundred`: CIFAR-100 (fine labels, 100
-/// classes). A missing file, a size that is not whole records, or a label out of range is a
+/// classes; with `coarse`, the 20 superclasses instead). A missing file, a size that is not whole records, or a label out of range is a
 /// std::runtime_error naming the file and what was expected.
-Dataset loadCifar(const std::string& dir, const std::string& split, bool hundred);
+Dataset loadCifar(const std::string& dir, const std::string& split, bool hundred, bool coarse = false);
 
 }  // namespace robustlab

@@ -51,7 +51,7 @@ std::string mnistDirectory() {
   return "data/cache/mnist";
 }
 
-std::vector<std::string> dataSourceNames() { return {"fashion-mnist", "mnist", "idx", "hdf5", "cifar10", "cifar100"}; }
+std::vector<std::string> dataSourceNames() { return {"fashion-mnist", "mnist", "idx", "hdf5", "cifar10", "cifar100", "cifar100-coarse"}; }
 
 Dataset loadSplit(const DataSourceSpec& spec, const std::string& split) {
   if (spec.source == "fashion-mnist") {
@@ -78,13 +78,13 @@ Dataset loadSplit(const DataSourceSpec& spec, const std::string& split) {
                                   ": required when data.source = \"hdf5\"");
     return loadHdf5Dataset(file);
   }
-  if (spec.source == "cifar10" || spec.source == "cifar100") {
+  if (spec.source == "cifar10" || spec.source == "cifar100" || spec.source == "cifar100-coarse") {
     if (spec.dir.empty())
       throw std::invalid_argument("data.dir: required when data.source = \"" + spec.source +
                                   "\" (the folder of the binary version from https://www.cs.toronto.edu/~kriz/cifar.html)");
-    return loadCifar(spec.dir, split, spec.source == "cifar100");
+    return loadCifar(spec.dir, split, spec.source != "cifar10", spec.source == "cifar100-coarse");
   }
-  throw std::invalid_argument("data.source: unknown source '" + spec.source + "', expected one of fashion-mnist, mnist, idx, hdf5, cifar10, cifar100");
+  throw std::invalid_argument("data.source: unknown source '" + spec.source + "', expected one of fashion-mnist, mnist, idx, hdf5, cifar10, cifar100, cifar100-coarse");
 }
 
 }  // namespace robustlab

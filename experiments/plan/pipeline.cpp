@@ -32,6 +32,7 @@ std::unique_ptr<TrainingObjective> objectiveFor(const StageConfig& s, Stage sect
   p.tradesBeta = s.tradesBeta;
   p.maskPatch = s.maskPatch;
   p.maskRatio = s.maskRatio;
+  p.contrastive = s.contrastive;
   if (section == Stage::kPretrain) return makePretrainObjective(s.mode, s.objective, p, model);
   return makeObjective(s.objective, p, model);
 }
@@ -121,11 +122,16 @@ StageResult runStage(const Config& c, const StageConfig& stage, Stage section, c
   auto objective = objectiveFor(seeded, section, *r.model);
   TrainOptions opt = stage.train;
   opt.seed = stageSeed(c, section);
-  opt.headOnly = section == Stage::kFinetune && stage.finetune == "linear";
+  const bool finetuning = section == Stage::kFinetune;
+  opt.headOnly = finetuning && stage.finetune == "linear";
+  opt.freezeBatchNorm = finetuning && stage.bnStats == "frozen";
+  if (opt.freezeBatchNorm && r.model->spec().arch == "torchscript")
+    throw std::invalid_argument("finetune.bn_stats: \"frozen\" is not available for a TorchScript model (its BatchNorm layers are inside the script), expected \"update\"");
   opt.label = label;
   opt.precision = c.resolvedPrecision;
-  opt.augment = resolveAugment(stage.train.augment, c.data.source.source);
-  r.history = train(*r.model, *objective, r.data.train, r.data.val, opt, device);
+  opt.augment = resolveAugment(stage.train.augment, stage.dataSource.empty() ? c.data.source.source : stage.dataSource);
+  if (finetuning && stage.finetune == "lp-ft") r.history = trainLpFt(*r.model, *objective, r.data.train, r.data.val, opt, stage.lpFt, device);
+  else r.history = train(*r.model, *objective, r.data.train, r.data.val, opt, device);
   r.valAccuracy = r.data.val.size() ? accuracy(*r.model, r.data.val, device) : NAN;
   r.testAccuracy = accuracy(*r.model, r.data.test, device);
   return r;

@@ -23,6 +23,8 @@ using config::Field;
 using config::Fields;
 #define ROBUSTLAB_REF(T, expr) [](T& x) -> decltype(auto) { return (x.expr); }
 
+std::vector<std::string> finetuneModeNames() { return {"full", "linear", "lp-ft"}; }
+
 /// The keys of every stage table: [train], [pretrain], [finetune] and [pretrain.variants.NAME].
 Fields<StageConfig> stageFields(const std::string& section) {
   using S = StageConfig;
@@ -56,9 +58,18 @@ Fields<StageConfig> stageFields(const std::string& section) {
     f.push_back(config::choice<S>("mode", ROBUSTLAB_REF(S, mode), pretrainModeNames));
     f.push_back(config::integer<S>("mask_patch", ROBUSTLAB_REF(S, maskPatch), 1, 1024));
     f.push_back(config::real<S>("mask_ratio", ROBUSTLAB_REF(S, maskRatio), 0.01, 0.99));
+    f.push_back(config::real<S>("temperature", ROBUSTLAB_REF(S, contrastive.temperature), 1e-3, 100.0));
+    f.push_back(config::integer<S>("projection_dim", ROBUSTLAB_REF(S, contrastive.projectionDim), 1, 65536));
+    f.push_back(config::real<S>("view_min_scale", ROBUSTLAB_REF(S, contrastive.views.minScale), 0.01, 1.0));
+    f.push_back(config::boolean<S>("view_flip", ROBUSTLAB_REF(S, contrastive.views.flip)));
+    f.push_back(config::real<S>("view_jitter", ROBUSTLAB_REF(S, contrastive.views.jitter), 0.0, 0.99));
+    f.push_back(config::boolean<S>("dual_bn", ROBUSTLAB_REF(S, contrastive.dualBatchNorm)));
   }
   if (section == "finetune") {
-    f.push_back(config::choice<S>("mode", ROBUSTLAB_REF(S, finetune), [] { return std::vector<std::string>{"full", "linear"}; }));
+    f.push_back(config::choice<S>("mode", ROBUSTLAB_REF(S, finetune), finetuneModeNames));
+    f.push_back(config::integer<S>("probe_epochs", ROBUSTLAB_REF(S, lpFt.probeEpochs), 0, 100000));
+    f.push_back(config::real<S>("probe_lr", ROBUSTLAB_REF(S, lpFt.probeLr), 1e-12, 100.0));
+    f.push_back(config::choice<S>("bn_stats", ROBUSTLAB_REF(S, bnStats), [] { return std::vector<std::string>{"update", "frozen"}; }));
     f.push_back(config::string<S>("checkpoint", ROBUSTLAB_REF(S, checkpoint)));
   }
   return f;
@@ -148,7 +159,11 @@ Fields<ArmConfig> armFields() {
         v.insert(v.begin(), "");
         return v;
       }, true),
-      config::choice<A>("mode", ROBUSTLAB_REF(A, mode), [] { return std::vector<std::string>{"", "full", "linear"}; }, true),
+      config::choice<A>("mode", ROBUSTLAB_REF(A, mode), [] {
+        auto v = finetuneModeNames();
+        v.insert(v.begin(), "");
+        return v;
+      }, true),
       config::integer<A>("per_class", ROBUSTLAB_REF(A, perClass), -1),
       config::string<A>("baseline", ROBUSTLAB_REF(A, baseline)),
   };
@@ -164,7 +179,7 @@ void readStage(TomlReader r, StageConfig& s, const std::string& section) {
   if (!s.dataSource.empty()) {
     const auto names = dataSourceNames();
     if (std::find(names.begin(), names.end(), s.dataSource) == names.end() || s.dataSource == "hdf5")
-      r.fail("data_source", "unknown or unsupported source '" + s.dataSource + "' for a stage, expected fashion-mnist, mnist, idx, cifar10 or cifar100");
+      r.fail("data_source", "unknown or unsupported source '" + s.dataSource + "' for a stage, expected fashion-mnist, mnist, idx, cifar10, cifar100 or cifar100-coarse");
   }
   r.rejectUnknown();
 }
@@ -259,6 +274,8 @@ void validateStage(const StageConfig& s, const std::string& what, const std::str
   } catch (const std::invalid_argument& e) {
     asConfigError(e, what, section, "adv_");
   }
+  if (s.contrastive.dualBatchNorm && s.mode != "adv-contrastive")
+    throw ConfigError(what + ": field '" + section + ".dual_bn': needs mode = \"adv-contrastive\" (it keeps the adversarial view's BatchNorm statistics apart), mode is \"" + s.mode + "\"");
 }
 
 void validateData(const DataConfig& d, const std::string& what) {

@@ -7,6 +7,7 @@
 #include "data/sources.h"
 #include "framework/models/model_spec.h"
 #include "framework/runtime/runtime.h"
+#include "framework/training/contrastive.h"
 #include "framework/training/trainer.h"
 
 #include <cstdint>
@@ -41,10 +42,15 @@ struct StageConfig {
   std::string objective = "standard";  ///< standard | pgd (Madry AT) | trades
   AttackOptions adversary = trainingAttackDefaults();  ///< eps, norm, steps, step size of the training attack
   double tradesBeta = 6.0;
-  std::string mode = "supervised";     ///< pretrain: supervised | rotation | masked
+  std::string mode = "supervised";     ///< pretrain: supervised | rotation | masked | simclr | adv-contrastive
   int64_t maskPatch = 7;               ///< pretrain masked: patch side in pixels
   double maskRatio = 0.5;              ///< pretrain masked: share of patches blanked
-  std::string finetune = "full";       ///< finetune: full | linear (head only)
+  /// pretrain simclr, adv-contrastive: temperature, projection width, views, dual BatchNorm (the
+  /// adversary of adv-contrastive is `adversary`).
+  ContrastiveOptions contrastive;
+  std::string finetune = "full";       ///< finetune: full | linear (head only) | lp-ft (head, then all)
+  LpFtOptions lpFt;                    ///< finetune lp-ft: the probe's epochs and learning rate
+  std::string bnStats = "update";      ///< finetune: update | frozen (BatchNorm running statistics)
   std::string checkpoint;              ///< finetune: pre-trained backbone to start from
   std::string dataSource, dataDir;     ///< this stage's own data (data.source names; "": the experiment's [data])
 };
@@ -67,7 +73,7 @@ struct ArmConfig {
   std::string name;
   std::string pretrain = "none";  ///< "none" (from scratch) or a pre-training variant's name
   std::string objective;          ///< fine-tuning objective; "" = [finetune].objective
-  std::string mode;               ///< full | linear; "" = [finetune].mode
+  std::string mode;               ///< full | linear | lp-ft; "" = [finetune].mode
   int64_t perClass = -1;          ///< label budget; -1 = [finetune].per_class
   std::string baseline;           ///< arm compared against in the summary ("" = none)
 };

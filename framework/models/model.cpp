@@ -195,4 +195,11 @@ void ClassifierImpl::freezeBackbone(bool frozen) {
   for (auto& p : backbone_->parameters()) p.requires_grad_(!frozen);
 }
 
+std::vector<std::shared_ptr<torch::nn::Module>> batchNormLayers(torch::nn::Module& m) {
+  std::vector<std::shared_ptr<torch::nn::Module>> out;
+  for (const auto& sub : m.modules(/*include_self=*/true))
+    if (sub->as<torch::nn::BatchNorm1dImpl>() || sub->as<torch::nn::BatchNorm2dImpl>()) out.push_back(sub);
+  return out;
+}
+
 }  // namespace robustlab

@@ -44,4 +44,8 @@ class ClassifierImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Classifier);
 
+/// The BatchNorm layers (1d and 2d) among `m`'s modules, `m` included. A TorchScript backbone's
+/// BatchNorm layers are inside its script and not listed.
+std::vector<std::shared_ptr<torch::nn::Module>> batchNormLayers(torch::nn::Module& m);
+
 }  // namespace robustlab

@@ -29,6 +29,8 @@ class TrainingObjective {
   /// Moves auxiliary modules and sets their mode alongside the model.
   virtual void to(torch::Device device) {}
   virtual void setTraining(bool on) {}
+  /// Called once when training ends (dual BatchNorm hands the model its adversarial statistics).
+  virtual void finish(ClassifierImpl& model) {}
   /// True when accuracy means classification accuracy of the model's head on the true labels.
   virtual bool classifies() const { return true; }
 };

@@ -31,6 +31,19 @@ std::vector<ObjectiveEntry>& modes() {
          const auto& s = m.spec();
          return std::make_unique<MaskedReconstructionObjective>(m.featureDim(), s.inChannels, s.height, s.width, p.maskPatch, p.maskRatio);
        }},
+      {"simclr", "SimCLR (Chen et al. 2020): NT-Xent on two augmented views through a projection head, labels never read",
+       [](const ObjectiveParams& p, ClassifierImpl& m) {
+         auto o = p.contrastive;
+         o.adversarial = false;
+         return std::make_unique<ContrastiveObjective>(m, o);
+       }},
+      {"adv-contrastive", "adversarial contrastive (RoCL, ACL): SimCLR plus a PGD view on the contrastive loss (adv_*), labels never read",
+       [](const ObjectiveParams& p, ClassifierImpl& m) {
+         auto o = p.contrastive;
+         o.adversarial = true;
+         o.adversary = p.adversary;
+         return std::make_unique<ContrastiveObjective>(m, o);
+       }},
   };
   return e;
 }

@@ -3,6 +3,7 @@
 // [pretrain].mode). A new objective is one file (a TrainingObjective) plus one line in registry.cpp;
 // code outside the library adds its own with a static ObjectiveRegistration.
 #include "attacks/attack.h"
+#include "framework/training/contrastive.h"
 #include "framework/training/objectives.h"
 
 #include <functional>
@@ -18,6 +19,7 @@ struct ObjectiveParams {
   double tradesBeta = 6.0;
   int64_t maskPatch = 7;     ///< masked: patch side in pixels
   double maskRatio = 0.5;    ///< masked: share of patches blanked
+  ContrastiveOptions contrastive;  ///< simclr, adv-contrastive (the adversary is `adversary`)
 };
 
 using ObjectiveFactory = std::function<std::unique_ptr<TrainingObjective>(const ObjectiveParams&, ClassifierImpl&)>;
@@ -30,7 +32,8 @@ struct ObjectiveEntry {
 
 /// Supervised objectives ([train|pretrain|finetune].objective): standard, pgd, trades.
 std::vector<std::string> objectiveNames();
-/// Pre-training modes ([pretrain].mode): supervised (the stage's objective), rotation, masked.
+/// Pre-training modes ([pretrain].mode): supervised (the stage's objective), rotation, masked, simclr,
+/// adv-contrastive.
 std::vector<std::string> pretrainModeNames();
 /// Builds a supervised objective; an unknown name throws std::invalid_argument listing the valid ones.
 std::unique_ptr<TrainingObjective> makeObjective(const std::string& name, const ObjectiveParams& p, ClassifierImpl& model);

@@ -118,6 +118,8 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
     const auto t0 = std::chrono::steady_clock::now();
     model.train();
     if (opt.headOnly) model.backbone()->eval();
+    if (opt.freezeBatchNorm)
+      for (auto& bn : batchNormLayers(model)) bn->eval();
     objective.setTraining(true);
     auto perm = torch::randperm(n, gen, torch::kInt64);
     double lossSum = 0, lr = opt.optim.lr;
@@ -155,8 +157,30 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
     history.push_back(rec);
   }
   progress.finish();
+  objective.finish(model);
   if (opt.headOnly) model.freezeBackbone(false);
   model.eval();
+  return history;
+}
+
+TrainHistory trainLpFt(ClassifierImpl& model, TrainingObjective& objective, const Dataset& trainSet, const Dataset& val,
+                       const TrainOptions& options, const LpFtOptions& probe, torch::Device device) {
+  if (probe.probeEpochs < 0) throw std::invalid_argument("probe_epochs: must be >= 0");
+  if (!(probe.probeLr > 0)) throw std::invalid_argument("probe_lr: must be > 0");
+  TrainOptions first = options;
+  first.headOnly = true;
+  first.epochs = probe.probeEpochs;
+  first.optim.lr = probe.probeLr;
+  first.label = options.label + " (probe)";
+  TrainHistory history = train(model, objective, trainSet, val, first, device);
+  TrainOptions second = options;
+  second.headOnly = false;
+  // Another stream of random numbers than the probe's: the same batches again would be a choice, not a default.
+  second.seed = options.seed + 0x51ed;
+  for (auto rec : train(model, objective, trainSet, val, second, device)) {
+    rec.epoch += probe.probeEpochs;
+    history.push_back(rec);
+  }
   return history;
 }
 

@@ -34,6 +34,7 @@ struct TrainOptions {
   OptimizerOptions optim;
   uint64_t seed = 0;       ///< data order and objective randomness
   bool headOnly = false;   ///< linear probe: train the head only, backbone (and its BatchNorm) frozen
+  bool freezeBatchNorm = false;  ///< BatchNorm layers normalise with, and keep, their running statistics
   std::string label = "train";  ///< progress label
   Precision precision = Precision::kFp32;
   std::string augment = "auto";  ///< framework/training/augment.h; the pipeline resolves "auto" per data source
@@ -51,6 +52,17 @@ using TrainHistory = std::vector<EpochRecord>;
 /// Returns per-epoch curves. Throws std::invalid_argument on bad options.
 TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Dataset& trainSet, const Dataset& val,
                    const TrainOptions& options, torch::Device device);
+
+/// LP-FT's probe phase (Kumar et al. 2022).
+struct LpFtOptions {
+  int64_t probeEpochs = 5;  ///< epochs of the head alone, backbone and its BatchNorm frozen
+  double probeLr = 0.01;    ///< the probe's learning rate (same optimiser and schedule as the full phase)
+};
+
+/// LP-FT: trains the head alone (`probe`), then the whole model from that head with `options`. One
+/// history, the full phase's epochs numbered after the probe's.
+TrainHistory trainLpFt(ClassifierImpl& model, TrainingObjective& objective, const Dataset& trainSet, const Dataset& val,
+                       const TrainOptions& options, const LpFtOptions& probe, torch::Device device);
 
 /// Predicted classes (eval mode, restored afterwards).
 torch::Tensor predict(ClassifierImpl& model, const torch::Tensor& images, torch::Device device, int64_t batchSize = 1000);

@@ -1,0 +1,113 @@
+#include "framework/training/contrastive.h"
+
+#include "framework/models/model.h"
+
+#include <torch/autograd.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/functional/normalization.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
+
+#include <limits>
+#include <stdexcept>
+
+namespace robustlab {
+namespace F = torch::nn::functional;
+
+torch::Tensor ntXentLoss(const torch::Tensor& z1, const torch::Tensor& z2, double temperature, int64_t* correct) {
+  if (z1.sizes() != z2.sizes() || z1.dim() != 2) throw std::invalid_argument("NT-Xent: the two views' projections must both be N x d");
+  if (!(temperature > 0)) throw std::invalid_argument("temperature: must be > 0");
+  const int64_t n = z1.size(0);
+  const auto norm = F::NormalizeFuncOptions().dim(1);
+  const auto z = torch::cat({F::normalize(z1.to(torch::kFloat32), norm), F::normalize(z2.to(torch::kFloat32), norm)}, 0);
+  const auto self = torch::eye(2 * n, torch::TensorOptions().dtype(torch::kBool).device(z.device()));
+  // An embedding is never its own candidate: its similarity is -inf, so its softmax share is 0.
+  const auto logits = z.mm(z.t()).div(temperature).masked_fill(self, -std::numeric_limits<float>::infinity());
+  const auto idx = torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(z.device()));
+  const auto positives = torch::cat({idx + n, idx});
+  if (correct) *correct = logits.detach().argmax(1).eq(positives).sum().item<int64_t>();
+  return F::cross_entropy(logits, positives);
+}
+
+void ContrastiveOptions::validate() const {
+  if (!(temperature > 0)) throw std::invalid_argument("temperature: must be > 0");
+  if (projectionDim <= 0) throw std::invalid_argument("projection_dim: must be > 0");
+  views.validate();
+  if (adversarial) adversary.validate();
+}
+
+DualBatchNormStats::DualBatchNormStats(torch::nn::Module& model) {
+  for (const auto& m : batchNormLayers(model))
+    for (const auto& b : m->named_buffers(/*recurse=*/false)) {
+      live_.push_back(b.value());
+      other_.push_back(b.value().clone());
+    }
+}
+
+void DualBatchNormStats::swap() {
+  torch::NoGradGuard noGrad;
+  for (size_t i = 0; i < live_.size(); ++i) {
+    auto keep = live_[i].clone();
+    live_[i].copy_(other_[i]);
+    other_[i].copy_(keep);
+  }
+}
+
+ContrastiveObjective::ContrastiveObjective(ClassifierImpl& model, ContrastiveOptions options) : options_(std::move(options)) {
+  options_.validate();
+  const int64_t d = model.featureDim();
+  // SimCLR's projection head: one hidden layer as wide as the features, ReLU, then the projection.
+  projector_ = torch::nn::Sequential(torch::nn::Linear(d, d), torch::nn::ReLU(), torch::nn::Linear(d, options_.projectionDim));
+  if (options_.dualBatchNorm) {
+    if (!options_.adversarial) throw std::invalid_argument("dual_bn: needs mode = \"adv-contrastive\" (it separates the adversarial view's statistics)");
+    dual_ = std::make_unique<DualBatchNormStats>(*model.backbone());
+    if (dual_->empty()) throw std::invalid_argument("dual_bn: the model has no BatchNorm layers whose statistics could be kept twice");
+  }
+}
+
+torch::Tensor ContrastiveObjective::adversarialView(ClassifierImpl& model, const torch::Tensor& v1, const torch::Tensor& target,
+                                                    at::Generator& gen) {
+  const auto& a = options_.adversary;
+  const double alpha = a.effectiveStepSize();
+  // Validation scores the objective under NoGradGuard; the attack needs input gradients regardless.
+  torch::AutoGradMode gradOn(true);
+  EvalModeGuard evalMode(model);
+  FrozenParamsGuard frozen(model);
+  FrozenParamsGuard frozenHead(*projector_);
+  const auto goal = target.detach();
+  auto xadv = v1 + (torch::rand(v1.sizes(), gen).to(v1.device()) * 2 - 1) * a.eps;
+  if (a.norm == Norm::kL2) xadv = v1 + steepestAscent(torch::randn(v1.sizes(), gen).to(v1.device()), Norm::kL2) * a.eps * 0.5;
+  xadv = projectToBall(xadv, v1, a.norm, a.eps, a.lo, a.hi);
+  for (int64_t s = 0; s < a.steps; ++s) {
+    auto xin = xadv.detach().requires_grad_(true);
+    const auto loss = ntXentLoss(project(model, xin), goal, options_.temperature);
+    const auto g = torch::autograd::grad({loss}, {xin})[0];
+    xadv = projectToBall(xadv.detach() + alpha * steepestAscent(g, a.norm), v1, a.norm, a.eps, a.lo, a.hi);
+  }
+  return xadv.detach();
+}
+
+BatchOutput ContrastiveObjective::batch(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor&, at::Generator& gen) {
+  const auto v1 = contrastiveView(x, options_.views, gen), v2 = contrastiveView(x, options_.views, gen);
+  const int64_t n = x.size(0);
+  // Both views in one pass: BatchNorm sees the 2N clean views as one batch, as in SimCLR.
+  const auto z = project(model, torch::cat({v1, v2}, 0));
+  const auto z1 = z.slice(0, 0, n), z2 = z.slice(0, n, 2 * n);
+  BatchOutput out;
+  out.loss = ntXentLoss(z1, z2, options_.temperature, &out.correct);
+  out.count = 2 * n;
+  if (options_.adversarial) {
+    if (dual_) dual_->swap();
+    const auto xadv = adversarialView(model, v1, z2, gen);
+    out.loss = out.loss + ntXentLoss(project(model, xadv), z2, options_.temperature);
+    if (dual_) dual_->swap();
+  }
+  return out;
+}
+
+void ContrastiveObjective::finish(ClassifierImpl&) {
+  if (dual_) dual_->swap();  // the model keeps the adversarial branch's statistics
+}
+
+}  // namespace robustlab
