@@ -66,7 +66,7 @@ TEST_CASE("config errors name the file, the field and what was expected", "[conf
                         Catch::Contains("arms[0].pretrain") && Catch::Contains("'simclr'") && Catch::Contains("base"));
     REQUIRE_THROWS_WITH(loadConfig(writeConfig("base", "[[arms]]\nname = \"a\"\nbaseline = \"b\"\n")), Catch::Contains("arms[0].baseline"));
     REQUIRE_THROWS_WITH(loadConfig(writeConfig("dup", "[[arms]]\nname = \"a\"\n[[arms]]\nname = \"a\"\n")), Catch::Contains("used twice"));
-    REQUIRE_THROWS_WITH(loadConfig(writeConfig("var", "[pretrain.variants.x]\nmode = \"simclr\"\n")),
+    REQUIRE_THROWS_WITH(loadConfig(writeConfig("var", "[pretrain.variants.x]\nmode = \"moco\"\n")),
                         Catch::Contains("pretrain.variants.x.mode") && Catch::Contains("rotation"));
   }
   SECTION("missing file") {

@@ -20,7 +20,7 @@ const Command kCommands[] = {
     {"run", robustlab::cmdRun, "run an experiment from a config (default: the embedded default experiment)"},
     {"sweep", robustlab::cmdSweep, "run a config's [sweep] here or on Slurm; 'sweep status', 'sweep collect'"},
     {"train", robustlab::cmdTrain, "train a classifier on the [train] task"},
-    {"pretrain", robustlab::cmdPretrain, "pre-train a backbone (supervised, adversarial, rotation, masked)"},
+    {"pretrain", robustlab::cmdPretrain, "pre-train a backbone (supervised, adversarial, rotation, masked, simclr, adv-contrastive)"},
     {"finetune", robustlab::cmdFinetune, "fine-tune a pre-trained backbone on the [finetune] task"},
     {"attack", robustlab::cmdAttack, "evaluate a saved model under attack; table + HDF5"},
     {"convert", robustlab::cmdConvert, "convert an IDX dataset directory to robustlab's HDF5 dataset format"},
