@@ -50,8 +50,13 @@ torch::Tensor contrastiveView(const torch::Tensor& x, const ViewOptions& o, at::
   const int64_t n = x.size(0);
   const auto uniform = [&](double a, double b) { return (torch::rand({n}, gen, torch::kFloat32) * (b - a) + a).to(x.device()); };
   const auto area = uniform(o.minScale, 1.0);
-  const auto aspect = uniform(std::log(3.0 / 4.0), std::log(4.0 / 3.0)).exp();
-  // The crop's width and height as shares of the image's, at most the whole image.
+  // The aspect ratio r keeps the crop inside the image: its width sqrt(area r) and height
+  // sqrt(area / r) are at most the image's when r lies in [area, 1 / area], so r is clamped there (a
+  // whole-image crop is never stretched; torchvision retries, then falls back the same way).
+  const auto logArea = area.log();
+  const auto logAspect = torch::max(torch::min(uniform(std::log(3.0 / 4.0), std::log(4.0 / 3.0)), -logArea), logArea);
+  const auto aspect = logAspect.exp();
+  // The crop's width and height as shares of the image's (<= 1 up to rounding).
   const auto w = (area * aspect).sqrt().clamp_max(1.0), h = (area / aspect).sqrt().clamp_max(1.0);
   // Centre in affine_grid's [-1, 1] coordinates, anywhere the crop stays inside the image.
   const auto cx = uniform(-1.0, 1.0) * (1 - w), cy = uniform(-1.0, 1.0) * (1 - h);

@@ -31,7 +31,7 @@ struct ViewOptions {
 };
 
 /// One view of every image of x (N x C x H x W in [0,1]): a random resized crop (area share uniform in
-/// [minScale, 1], aspect ratio log-uniform in [3/4, 4/3], resampled bilinearly back to H x W), the
+/// [minScale, 1], aspect ratio log-uniform in [3/4, 4/3] and clamped so that the crop fits, resampled bilinearly back to H x W), the
 /// flip, then brightness (x * b) and contrast (mean + (x - mean) * c, the image's own mean), clamped to
 /// [0, 1]. Every draw comes from `gen`.
 torch::Tensor contrastiveView(const torch::Tensor& x, const ViewOptions& o, at::Generator& gen);

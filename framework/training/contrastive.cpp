@@ -6,10 +6,12 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/functional/normalization.h>
 #include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/utils.h>
 
 #include <limits>
+#include <utility>
 #include <stdexcept>
 
 namespace robustlab {
@@ -37,21 +39,39 @@ void ContrastiveOptions::validate() const {
   if (adversarial) adversary.validate();
 }
 
+namespace {
+
+template <typename Impl>
+bool addStatistics(torch::nn::Module& layer, std::vector<torch::Tensor*>& slots) {
+  auto* bn = layer.as<Impl>();
+  if (!bn || !bn->options.track_running_stats()) return false;
+  for (torch::Tensor* t : {&bn->running_mean, &bn->running_var, &bn->num_batches_tracked}) slots.push_back(t);
+  return true;
+}
+
+}  // namespace
+
 DualBatchNormStats::DualBatchNormStats(torch::nn::Module& model) {
   for (const auto& m : batchNormLayers(model))
-    for (const auto& b : m->named_buffers(/*recurse=*/false)) {
-      live_.push_back(b.value());
-      other_.push_back(b.value().clone());
-    }
+    if (!addStatistics<torch::nn::BatchNorm2dImpl>(*m, slots_)) addStatistics<torch::nn::BatchNorm1dImpl>(*m, slots_);
+  for (const torch::Tensor* t : slots_) other_.push_back(t->detach().clone());
 }
 
 void DualBatchNormStats::swap() {
+  // The layers read their statistics through these members; the registered buffers keep the model's
+  // own tensors, so what a checkpoint saves between batches is always the clean set.
+  for (size_t i = 0; i < slots_.size(); ++i) std::swap(*slots_[i], other_[i]);
+  swapped_ = !swapped_;
+}
+
+void DualBatchNormStats::keepSecond() {
+  if (swapped_) throw std::logic_error("DualBatchNormStats::keepSecond: the second set is in use");
   torch::NoGradGuard noGrad;
-  for (size_t i = 0; i < live_.size(); ++i) {
-    auto keep = live_[i].clone();
-    live_[i].copy_(other_[i]);
-    other_[i].copy_(keep);
-  }
+  for (size_t i = 0; i < slots_.size(); ++i) slots_[i]->copy_(other_[i]);
+}
+
+void DualBatchNormStats::to(torch::Device device) {
+  for (auto& t : other_) t = t.to(device);
 }
 
 ContrastiveObjective::ContrastiveObjective(ClassifierImpl& model, ContrastiveOptions options) : options_(std::move(options)) {
@@ -107,7 +127,7 @@ BatchOutput ContrastiveObjective::batch(ClassifierImpl& model, const torch::Tens
 }
 
 void ContrastiveObjective::finish(ClassifierImpl&) {
-  if (dual_) dual_->swap();  // the model keeps the adversarial branch's statistics
+  if (dual_) dual_->keepSecond();  // the model keeps the adversarial branch's statistics
 }
 
 }  // namespace robustlab

@@ -31,17 +31,25 @@ struct ContrastiveOptions {
   void validate() const;
 };
 
-/// BatchNorm running statistics kept twice: the model's own (clean) and a second set that swap()
-/// exchanges with them in place. Affine parameters are shared.
+/// BatchNorm running statistics kept twice: the model's own (clean) and a second set. swap() exchanges
+/// which tensors the BatchNorm layers normalise with and update; no statistic is written in place, so
+/// a graph that saved one set for its backward pass stays valid while the other is in use. Affine
+/// parameters are shared. keepSecond() copies the second set into the model's own buffers for good.
 class DualBatchNormStats {
  public:
   explicit DualBatchNormStats(torch::nn::Module& model);
-  /// Exchanges the model's statistics with the second set.
+  /// Exchanges the layers' statistics with the second set.
   void swap();
-  bool empty() const { return live_.empty(); }
+  /// The model's buffers (what checkpoints save) receive the second set's values; the layers use
+  /// them from then on. Call with the model's own set in use (an even number of swaps).
+  void keepSecond();
+  void to(torch::Device device);
+  bool empty() const { return slots_.empty(); }
 
  private:
-  std::vector<torch::Tensor> live_, other_;
+  std::vector<torch::Tensor*> slots_;  ///< running_mean, running_var, num_batches_tracked of each layer
+  std::vector<torch::Tensor> other_;
+  bool swapped_ = false;
 };
 
 /// SimCLR, or with `adversarial` the adversarial contrastive objective: loss = NT-Xent(view1, view2)
@@ -56,7 +64,10 @@ class ContrastiveObjective : public TrainingObjective {
   std::string name() const override { return options_.adversarial ? "adversarial-contrastive" : "simclr"; }
   BatchOutput batch(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, at::Generator& gen) override;
   std::vector<torch::Tensor> extraParameters() override { return projector_->parameters(); }
-  void to(torch::Device device) override { projector_->to(device); }
+  void to(torch::Device device) override {
+    projector_->to(device);
+    if (dual_) dual_->to(device);
+  }
   void setTraining(bool on) override { projector_->train(on); }
   bool classifies() const override { return false; }
   void finish(ClassifierImpl& model) override;
