@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 using namespace robustlab;
@@ -30,6 +32,42 @@ TEST_CASE("the embedded default config parses and round-trips through --dump-con
   const std::string dumped = c.toToml();
   const Config again = parseConfig(dumped, "dumped");
   CHECK(again.toToml() == dumped);
+}
+
+TEST_CASE("every shipped config parses, round-trips and sets up the experiment its header describes", "[config]") {
+  const std::string dir = std::string(ROBUSTLAB_SOURCE_DIR) + "/experiments/configs/";
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().extension() == ".toml") found.push_back(e.path().filename().string());
+  std::sort(found.begin(), found.end());
+  // A new shipped config must be added here with what it promises.
+  CHECK(found == std::vector<std::string>{"cifar10-pretrain-linf8.toml", "default.toml", "study.toml", "sweep-example.toml", "transfer.toml"});
+  for (const auto& f : found) {
+    INFO(f);
+    const Config c = loadConfig(dir + f);
+    CHECK(parseConfig(c.toToml(), "dumped").toToml() == c.toToml());
+    for (const auto& arm : c.runArms())
+      if (!arm.baseline.empty()) CHECK(arm.pretrain != "none");  // every comparison is pre-trained against a baseline
+  }
+  const Config transfer = loadConfig(dir + "transfer.toml");
+  CHECK(transfer.runSeeds().size() >= 3);
+  CHECK(transfer.data.source.source == "mnist");
+  CHECK(transfer.runArms().size() == 13);
+  for (const auto& [name, v] : transfer.runVariants()) {
+    INFO(name);
+    CHECK(v.dataSource == "fashion-mnist");
+    CHECK(v.classes.empty());
+  }
+  const Config cifar = loadConfig(dir + "cifar10-pretrain-linf8.toml");
+  CHECK(cifar.model.arch == "wrn");
+  CHECK(cifar.model.wrnDepth == 28);
+  CHECK(cifar.model.wrnWidth == 10);
+  CHECK(cifar.data.source.source == "cifar10");
+  CHECK(cifar.attack.eps.back() == Approx(8.0 / 255).epsilon(1e-15));
+  CHECK(cifar.finetune.adversary.eps == Approx(8.0 / 255).epsilon(1e-15));
+  CHECK(cifar.finetune.adversary.steps == 10);
+  CHECK(cifar.runVariants().front().second.dataSource == "cifar100");
+  CHECK(cifar.runSeeds().size() >= 3);
 }
 
 TEST_CASE("config errors name the file, the field and what was expected", "[config]") {

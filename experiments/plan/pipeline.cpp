@@ -129,7 +129,11 @@ StageResult runStage(const Config& c, const StageConfig& stage, Stage section, c
     throw std::invalid_argument("finetune.bn_stats: \"frozen\" is not available for a TorchScript model (its BatchNorm layers are inside the script), expected \"update\"");
   opt.label = label;
   opt.precision = c.resolvedPrecision;
-  opt.augment = resolveAugment(stage.train.augment, stage.dataSource.empty() ? c.data.source.source : stage.dataSource);
+  // The contrastive modes draw their own views (crop, flip, jitter): "auto" adds nothing on top.
+  const bool ownViews = section == Stage::kPretrain && (stage.mode == "simclr" || stage.mode == "adv-contrastive");
+  opt.augment = ownViews && stage.train.augment == "auto"
+                    ? "none"
+                    : resolveAugment(stage.train.augment, stage.dataSource.empty() ? c.data.source.source : stage.dataSource);
   if (finetuning && stage.finetune == "lp-ft") r.history = trainLpFt(*r.model, *objective, r.data.train, r.data.val, opt, stage.lpFt, device);
   else r.history = train(*r.model, *objective, r.data.train, r.data.val, opt, device);
   r.valAccuracy = r.data.val.size() ? accuracy(*r.model, r.data.val, device) : NAN;
