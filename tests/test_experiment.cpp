@@ -85,6 +85,36 @@ TEST_CASE("a run killed with SIGKILL and started again gives the numbers of an u
   CHECK(test::readFile(a + "/h5py.out").find("layout ok (2 arms, 2 seeds)") != std::string::npos);
 }
 
+TEST_CASE("worker processes (the local backend, auto's choice for fp32 on a multi-core CPU) give one process's numbers exactly", "[experiment]") {
+  // Both compute every unit on 1 thread, so the arithmetic is the same, operation for operation.
+  const std::string bin = ROBUSTLAB_BINARY;
+  const std::string a = test::tempDir("exp-one"), b = test::tempDir("exp-workers");
+  const std::string cfgA = test::writeTiny(a), cfgB = test::writeTiny(b);
+  REQUIRE(test::shell(bin + " run " + cfgA + " --backend inprocess --threads 1 -o " + a + "/r.h5 >" + a + "/out 2>" + a + "/err") == 0);
+  REQUIRE(test::shell(bin + " run " + cfgB + " --backend local -j 2 -o " + b + "/r.h5 >" + b + "/out 2>" + b + "/err") == 0);
+  const std::string log = test::readFile(b + "/err");
+  INFO(log);
+  // Each finished unit's line carries what its worker reported (accuracies), not just "done".
+  CHECK(log.find("arm pre-adv seed 1: clean ") != std::string::npos);
+  H5File fa(a + "/r.h5", H5File::Mode::kRead), fb(b + "/r.h5", H5File::Mode::kRead);
+  int compared = 0;
+  for (const std::string g : {"/arms", "/summary", "/comparisons"}) compareTrees(fa, fb, g, compared);
+  CHECK(compared > 100);
+  INFO("a unit that fails stops the run with its own error line, once");
+  const std::string c = test::tempDir("exp-workers-bad");
+  const std::string cfgC = test::writeTiny(c);
+  // The data file is opened by the workers, not when the config is read: the error comes from a unit.
+  const int code = test::shell(bin + " run -q " + cfgC + " --backend local -j 2 --set data.source=hdf5 --set data.train_file=" + c +
+                               "/none.h5 --set data.test_file=" + c + "/none.h5 -o " + c + "/r.h5 >/dev/null 2>" + c + "/err");
+  const std::string err = test::readFile(c + "/err");
+  INFO(err);
+  CHECK(code == 1);
+  CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+  CHECK(err.find(c + "/none.h5: file not found") != std::string::npos);
+  CHECK(err.find("(unit '") != std::string::npos);
+  CHECK_FALSE(fs::exists(c + "/r.h5"));
+}
+
 TEST_CASE("a second run on the same results stops with a clear error", "[experiment]") {
   const std::string dir = test::tempDir("exp-lock");
   const std::string cfg = test::writeTiny(dir);

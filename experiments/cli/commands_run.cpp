@@ -3,8 +3,13 @@
 #include "experiments/plan/experiment.h"
 #include "experiments/plan/pipeline.h"
 #include "experiments/report/report.h"
+#include "framework/runtime/progress.h"
+#include "framework/runtime/runtime.h"
+
+#include <sched.h>
 
 #include <cstdio>
+#include <fstream>
 #include <filesystem>
 #include <thread>
 
@@ -15,13 +20,53 @@ void addRunOptions(cxxopts::Options& opts) {
   addConfigOptions(opts);
   opts.add_options()
       ("o,out", "results file (overrides config 'output')", cxxopts::value<std::string>()->default_value(""))
-      ("backend", "inprocess | local (worker processes here) | slurm (job arrays)", cxxopts::value<std::string>()->default_value("inprocess"))
-      ("j,jobs", "local: units computed at once", cxxopts::value<int>()->default_value("1"))
+      ("backend", "auto | inprocess | local (worker processes here) | slurm (job arrays); auto: local with one 1-thread worker per core "
+                  "when the units train on 1 thread (CPU, fp32, threads 0), else inprocess",
+       cxxopts::value<std::string>()->default_value("auto"))
+      ("j,jobs", "local: units computed at once (default: one per core, at most one per GiB of available memory)",
+       cxxopts::value<int>()->default_value("0"))
       ("unit", "compute only unit K of the plan (what a worker does) and exit", cxxopts::value<int64_t>());
   addSlurmOptions(opts);
   opts.positional_help("[CONFIG]");
   opts.add_options()("positional", "config file, same as --config", cxxopts::value<std::vector<std::string>>());
   opts.parse_positional({"positional"});
+}
+
+/// Cores this process may run on (its affinity mask, which containers and taskset narrow).
+int usableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+/// MemAvailable from /proc/meminfo in MiB; 0 when unknown.
+int64_t availableMemoryMiB() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib / 1024;
+  return 0;
+}
+
+/// Units computed at once by the local backend: one per core, and at most one per GiB available
+/// (a worker on the default experiment's CNN peaks at about 0.65 GiB; BENCHMARKS.md).
+int autoJobs() {
+  const int64_t mib = availableMemoryMiB();
+  const int byMemory = mib > 0 ? static_cast<int>(std::max<int64_t>(1, mib / 1024)) : 1;
+  return std::max(1, std::min(usableCores(), byMemory));
+}
+
+/// --backend auto. In fp32 on a CPU a unit trains fastest on one thread (BENCHMARKS.md: 1.6x faster
+/// than on 2 on the small CNN), so one process would leave the other cores idle: the local backend
+/// then computes one unit per core, each a 1-thread worker (the default experiment: 3 min 09 s
+/// against 5 min 47 s in one process on a 2-core AMD EPYC; the same accuracies, unit for unit). With
+/// bf16 (which trains on 2 threads), a thread count from the config, CUDA or one core: one process.
+std::string autoBackend(const Config& c, const torch::Device& device, int jobs) {
+  if (!device.is_cpu() || c.threads > 0 || defaultTrainThreads(c.resolvedPrecision) != 1) return "inprocess";
+  return (jobs > 0 ? jobs : autoJobs()) >= 2 ? "local" : "inprocess";
 }
 
 /// The results are safe on disk by now: a report that cannot be made is a warning, not a failure.
@@ -50,7 +95,7 @@ int cmdRun(int argc, char** argv) {
   Config c = resolveConfig(args);
   if (!args["out"].as<std::string>().empty()) c.output = args["out"].as<std::string>();
   if (maybeDumpConfig(args, c)) return 0;
-  const std::string backend = args["backend"].as<std::string>();
+  std::string backend = args["backend"].as<std::string>();
   // Slurm with --gpus plans for the compute nodes' CUDA device, which the submitting machine may lack.
   const bool slurmGpus = backend == "slurm" && args["gpus"].as<int>() > 0;
   const torch::Device device = slurmGpus ? torch::Device(torch::kCUDA) : setUpRuntime(c);
@@ -65,18 +110,21 @@ int cmdRun(int argc, char** argv) {
     else std::printf("submitted; job %s merges the results into %s and writes its report when the units are done\n", job.c_str(), c.output.c_str());
     return 0;
   }
+  if (backend == "auto") {
+    backend = autoBackend(c, device, args["jobs"].as<int>());
+    if (backend == "local" && !Progress::quiet())
+      std::fprintf(stderr, "backend: local, %d worker processes of 1 thread (fp32 trains fastest on 1 thread; --backend inprocess for one process)\n",
+                   args["jobs"].as<int>() > 0 ? args["jobs"].as<int>() : autoJobs());
+  }
   if (backend == "local") {
-    const int jobs = args["jobs"].as<int>();
-    const int threads = c.threads > 0 ? static_cast<int>(c.threads) : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(jobs, 1));
-    const int failed = runExperimentLocal(c, command, device, jobs, threads);
-    if (failed) {
-      std::fprintf(stderr, "robustlab run: %d unit(s) failed (logs in the units folder); run the same command again to retry them\n", failed);
-      return 1;
-    }
+    if (args.count("jobs") && args["jobs"].as<int>() < 1) throw std::invalid_argument("--jobs: must be >= 1");
+    const int jobs = args["jobs"].as<int>() > 0 ? args["jobs"].as<int>() : autoJobs();
+    const int threads = c.threads > 0 ? static_cast<int>(c.threads) : std::max(1, usableCores() / std::max(jobs, 1));
+    runExperimentLocal(c, command, device, jobs, threads);
   } else if (backend == "inprocess") {
     runExperiment(c, command, device);
   } else {
-    throw std::invalid_argument("--backend: unknown backend '" + backend + "', expected inprocess, local or slurm");
+    throw std::invalid_argument("--backend: unknown backend '" + backend + "', expected auto, inprocess, local or slurm");
   }
   reportNextTo(c.output);
   return 0;

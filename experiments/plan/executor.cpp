@@ -90,7 +90,20 @@ int runCommand(const std::vector<std::string>& argv, std::string* out, std::stri
   return exitCode(status);
 }
 
-int runProcesses(const std::vector<ProcessTask>& tasks, int jobs, const std::function<bool(size_t)>& ok) {
+namespace {
+
+/// The last non-empty line of a log file ("" when there is none).
+std::string lastLine(const std::string& path) {
+  std::ifstream log(path);
+  std::string line, last;
+  while (std::getline(log, line))
+    if (!line.empty()) last = line;
+  return last;
+}
+
+}  // namespace
+
+int runProcesses(const std::vector<ProcessTask>& tasks, int jobs, const RunProcessesOptions& o) {
   struct sigaction sa {}, oldInt{}, oldTerm{};
   sa.sa_handler = onStop;
   ::sigaction(SIGINT, &sa, &oldInt);
@@ -100,8 +113,9 @@ int runProcesses(const std::vector<ProcessTask>& tasks, int jobs, const std::fun
   size_t next = 0, finished = 0;
   int failed = 0;
   const auto t0 = std::chrono::steady_clock::now();
-  while ((next < tasks.size() && !gStop) || !running.empty()) {
-    while (!gStop && next < tasks.size() && static_cast<int>(running.size()) < jobs) {
+  bool stopping = false;  // a task failed and o.stopOnFailure
+  while ((next < tasks.size() && !gStop && !stopping) || !running.empty()) {
+    while (!gStop && !stopping && next < tasks.size() && static_cast<int>(running.size()) < jobs) {
       const ProcessTask& t = tasks[next];
       const int fd = ::open(t.logPath.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
       const pid_t parent = ::getpid();
@@ -122,12 +136,23 @@ int runProcesses(const std::vector<ProcessTask>& tasks, int jobs, const std::fun
     const size_t i = running[pid];
     running.erase(pid);
     ++finished;
-    const bool good = exitCode(status) == 0 && (!ok || ok(i));
+    const bool good = exitCode(status) == 0 && (!o.ok || o.ok(i));
+    if (stopping) continue;  // stopped by us after the first failure: that one is what is reported
     failed += good ? 0 : 1;
+    const std::string last = good ? "" : lastLine(tasks[i].logPath);  // its last words: the error line
+    if (!good && o.stopOnFailure) {
+      stopping = true;
+      if (o.firstFailure) *o.firstFailure = last.empty() ? "exited with code " + std::to_string(exitCode(status)) : last;
+      if (o.firstFailed) *o.firstFailed = i;
+      for (const auto& [child, _] : running) ::kill(child, SIGTERM);
+    }
+    if (Progress::quiet()) continue;
     const double elapsed = secondsSince(t0);
     const double eta = elapsed / static_cast<double>(finished) * static_cast<double>(tasks.size() - finished);
-    std::fprintf(stderr, "[%zu/%zu] %s: %s, elapsed %s ETA %s\n", finished, tasks.size(), tasks[i].label.c_str(),
-                 good ? "done" : ("FAILED, see " + tasks[i].logPath).c_str(), formatDuration(elapsed).c_str(), formatDuration(eta).c_str());
+    std::string how = "FAILED, see " + tasks[i].logPath + (last.empty() ? "" : ": " + last);
+    if (good) how = o.describe ? o.describe(i) : "done";
+    std::fprintf(stderr, "[%zu/%zu] %s: %s, elapsed %s ETA %s\n", finished, tasks.size(), tasks[i].label.c_str(), how.c_str(),
+                 formatDuration(elapsed).c_str(), formatDuration(eta).c_str());
   }
   ::sigaction(SIGINT, &oldInt, nullptr);
   ::sigaction(SIGTERM, &oldTerm, nullptr);

@@ -27,10 +27,20 @@ struct ProcessTask {
 };
 
 /// Runs `tasks` as child processes, `jobs` at a time, and prints one progress line (with ETA) per
-/// finished task. A task succeeded when it exited 0 and `ok(index)` (when given) says so. Returns the
-/// number that failed. SIGINT or SIGTERM to this process is passed on to the children, which are
-/// waited for, so none is left running.
-int runProcesses(const std::vector<ProcessTask>& tasks, int jobs, const std::function<bool(size_t)>& ok = nullptr);
+/// finished task: "done", or what `describe(index)` (when given) says of a task that succeeded. A task
+/// succeeded when it exited 0 and `ok(index)` (when given) says so. Returns the number that failed.
+/// SIGINT or SIGTERM to this process is passed on to the children, which are waited for, so none is
+/// left running. Progress lines are not printed when Progress::quiet().
+struct RunProcessesOptions {
+  std::function<bool(size_t)> ok;                ///< whether a task that exited 0 did its work
+  std::function<std::string(size_t)> describe;   ///< what the progress line says of a task that succeeded
+  /// Stop at the first failure: start no more tasks, stop the running ones (SIGTERM), and put the last
+  /// line of the failed task's log in *firstFailure and its index in *firstFailed (when given).
+  bool stopOnFailure = false;
+  std::string* firstFailure = nullptr;
+  size_t* firstFailed = nullptr;
+};
+int runProcesses(const std::vector<ProcessTask>& tasks, int jobs, const RunProcessesOptions& o = {});
 
 /// `s` as one word for bash, in single quotes ('\'' for a quote inside).
 std::string shellQuote(const std::string& s);

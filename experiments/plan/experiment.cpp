@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 namespace robustlab {
@@ -59,6 +60,15 @@ std::string workerConfigPath(const Plan& p) {
   return fs::absolute(path).string();
 }
 
+/// What a worker said of its unit: the last line of its log is "<label>: <how> (<seconds>)".
+std::string workerSummary(const std::string& logPath, const std::string& label) {
+  std::ifstream in(logPath);
+  std::string line, last;
+  while (std::getline(in, line))
+    if (line.rfind(label + ": ", 0) == 0) last = line.substr(label.size() + 2);
+  return last.empty() ? "done" : last;
+}
+
 std::vector<std::string> workerArgv(const std::string& binary, const std::string& config, size_t unit, int threads) {
   return {binary, "run", config, "--unit", std::to_string(unit), "--threads", std::to_string(threads), "-q"};
 }
@@ -92,7 +102,7 @@ void runExperimentUnit(const Config& c, int64_t index, torch::Device device) {
   std::fprintf(stderr, "%s: %s (%s)\n", p.units[static_cast<size_t>(index)].label().c_str(), how.c_str(), formatDuration(secs).c_str());
 }
 
-int runExperimentLocal(const Config& c, const std::string& command, torch::Device device, int jobs, int threads) {
+void runExperimentLocal(const Config& c, const std::string& command, torch::Device device, int jobs, int threads) {
   if (jobs < 1) throw std::invalid_argument("--jobs: must be >= 1");
   const std::string started = utcNow();
   const auto t0 = std::chrono::steady_clock::now();
@@ -101,21 +111,35 @@ int runExperimentLocal(const Config& c, const std::string& command, torch::Devic
   lockRun(lock, c.output);
   announce(p);
   const std::string config = workerConfigPath(p), binary = selfExecutable();
-  int failed = 0;
   for (auto kind : {Unit::Kind::kPretrain, Unit::Kind::kArm}) {  // arms start from finished pre-trainings
     std::vector<ProcessTask> tasks;
     std::vector<size_t> index;
     for (size_t i : p.indicesOf(kind)) {
-      if (unitDone(p.units[i])) continue;
+      if (unitDone(p.units[i])) {
+        if (!Progress::quiet()) std::fprintf(stderr, "%s: cached\n", p.units[i].label().c_str());
+        continue;
+      }
       tasks.push_back({p.units[i].label(), workerArgv(binary, config, i, threads), p.unitsDir + "/unit-" + std::to_string(i) + ".log"});
       index.push_back(i);
     }
-    failed += runProcesses(tasks, jobs, [&](size_t t) { return unitDone(p.units[index[t]]); });
-    if (failed) return failed;
+    // Like one process, the run stops at the first unit that fails, with that unit's error line.
+    RunProcessesOptions o;
+    o.ok = [&](size_t t) { return unitDone(p.units[index[t]]); };
+    o.describe = [&](size_t t) { return workerSummary(tasks[t].logPath, tasks[t].label); };
+    o.stopOnFailure = true;
+    std::string failure;
+    size_t failedTask = 0;
+    o.firstFailure = &failure;
+    o.firstFailed = &failedTask;
+    if (runProcesses(tasks, jobs, o)) {
+      const std::string prefix = "robustlab run: error: ";  // the worker's own error line
+      if (failure.rfind(prefix, 0) == 0) failure.erase(0, prefix.size());
+      throw std::runtime_error(failure + " (unit '" + tasks[failedTask].label + "', log " + tasks[failedTask].logPath +
+                               "; finished units are kept)");
+    }
   }
   mergeResults(p, command, started, secondsSince(t0));
   std::printf("wrote %s (%s)\n", c.output.c_str(), formatDuration(secondsSince(t0)).c_str());
-  return 0;
 }
 
 std::string submitExperimentSlurm(const Config& c, const std::string& command, torch::Device device, const SlurmOptions& o) {

@@ -26,8 +26,9 @@ void runExperiment(const Config& c, const std::string& command, torch::Device de
 void runExperimentUnit(const Config& c, int64_t index, torch::Device device);
 
 /// Local processes: pre-trainings, then arms, `jobs` workers at a time with `threads` threads each,
-/// then the merge here. Returns the number of units that failed (the merge is skipped then).
-int runExperimentLocal(const Config& c, const std::string& command, torch::Device device, int jobs, int threads);
+/// then the merge here. Stops at the first unit that fails (the others running are stopped, finished
+/// ones kept) and throws std::runtime_error with that unit's error line, label and log.
+void runExperimentLocal(const Config& c, const std::string& command, torch::Device device, int jobs, int threads);
 
 /// Slurm: submits the arrays and the merge job; returns the merge job's id ("" when every unit is
 /// done and the results were merged here). The merge job is `robustlab run` on the worker config, so

@@ -238,7 +238,9 @@ int runSweepLocal(const Sweep& s, int jobs, int threads, const std::string& bina
   }
   std::fprintf(stderr, "sweep '%s': %zu points, %zu done, %zu to run, %d at a time with %d thread(s) each\n", s.name.c_str(),
                s.points.size(), s.points.size() - todo.size(), todo.size(), jobs, threads);
-  return runProcesses(tasks, jobs, [&](size_t i) { return pointDone(*todo[i]); });
+  RunProcessesOptions o;
+  o.ok = [&](size_t i) { return pointDone(*todo[i]); };
+  return runProcesses(tasks, jobs, o);
 }
 
 std::string collectSweep(const Sweep& s) {
