@@ -148,8 +148,8 @@ std::string summaryText(const Config& c, const ArmData& data, const std::vector<
   for (const auto& cmp : comparisons) {
     os << cmp.arm << " - " << cmp.baseline << ":";
     for (size_t e = 0; e < eps.size(); ++e) {
-      std::snprintf(buf, sizeof buf, " eps %g: %+.2f (t-test p %.3g, McNemar p %.3g);", eps[e], 100.0 * cmp.meanDifference[e],
-                    cmp.pairedP[e], cmp.mcnemarP[e]);
+      std::snprintf(buf, sizeof buf, " eps %g: %+.2f (t-test p %s, McNemar p %s);", eps[e], 100.0 * cmp.meanDifference[e],
+                    formatP(cmp.pairedP[e]).c_str(), formatP(cmp.mcnemarP[e]).c_str());
       os << buf;
     }
     os << "\n";

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
@@ -77,6 +78,14 @@ double mcnemarExactP(int64_t b, int64_t c) {
   if (n == 0) return 1.0;
   const boost::math::binomial_distribution<double> dist(static_cast<double>(n), 0.5);
   return std::min(1.0, 2.0 * boost::math::cdf(dist, static_cast<double>(std::min(b, c))));
+}
+
+std::string formatP(double p) {
+  if (!std::isfinite(p)) return "n/a";
+  if (p < 1e-300) return "< 1e-300";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", p);
+  return buf;
 }
 
 }  // namespace robustlab

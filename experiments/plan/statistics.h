@@ -1,6 +1,7 @@
 #pragma once
 // The statistics of summaries and comparisons, on Boost.Math.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace robustlab {
@@ -32,5 +33,9 @@ WelchTest welchTTest(const std::vector<double>& a, const std::vector<double>& b)
 
 /// Exact two-sided McNemar test: b = pairs right only under the first model, c = only under the second.
 double mcnemarExactP(int64_t b, int64_t c);
+
+/// A p-value for tables: 3 significant digits, "< 1e-300" below what a double holds without
+/// underflow (an exact test on thousands of discordant pairs underflows to 0), "n/a" when undefined.
+std::string formatP(double p);
 
 }  // namespace robustlab

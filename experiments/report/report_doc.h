@@ -1,6 +1,7 @@
 #pragma once
 // The document builder shared by the experiment and sweep reports: one call writes the same
 // content as HTML (self-contained) and Markdown.
+#include "experiments/plan/statistics.h"
 #include "experiments/report/report_data.h"
 
 #include <cmath>
@@ -51,7 +52,7 @@ inline std::string pct(const SeriesCi& s, size_t i) {
   return out;
 }
 
-inline std::string pval(double p) { return std::isfinite(p) ? fmt("%.3g", p) : "n/a"; }
+inline std::string pval(double p) { return formatP(p); }
 
 /// Inline SVG: the gnuplot file without its XML prologue.
 inline std::string inlineSvg(const std::string& svg) {
