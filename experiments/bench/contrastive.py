@@ -15,6 +15,7 @@ and the adversarial view's pass.
 """
 
 import argparse
+import gzip
 import math
 import os
 import statistics
@@ -46,10 +47,11 @@ OBJECTIVES = {  # name: robustlab --set keys
 
 
 def fashion_images(n):
-    with open("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte", "rb") as f:
+    d = "/usr/share/datasets/fashion-mnist/"  # Debian's dataset-fashion-mnist (gzipped IDX files)
+    with gzip.open(d + "train-images-idx3-ubyte.gz", "rb") as f:
         f.read(16)
         x = np.frombuffer(f.read(n * 784), dtype=np.uint8).reshape(n, 1, 28, 28)
-    with open("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte", "rb") as f:
+    with gzip.open(d + "train-labels-idx1-ubyte.gz", "rb") as f:
         f.read(8)
         y = np.frombuffer(f.read(n), dtype=np.uint8)
     return torch.from_numpy(x.astype(np.float32) / 255), torch.from_numpy(y.astype(np.int64))
