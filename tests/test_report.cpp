@@ -58,6 +58,7 @@ TEST_CASE("the report renders offline in headless Chromium with every section", 
   CHECK(answer < html.find("<section id=\"metadata\">"));
   CHECK(html.find("pre-adv against scratch: ") > answer);
   CHECK(html.find("2 seeds) — too few seeds for a firm conclusion") != std::string::npos);
+  CHECK(html.find("How the sentences are made: at eps 0.1 (the eps the arms were adversarially fine-tuned at)") != std::string::npos);
   CHECK(html.find("kernel path ") > answer);
   for (const std::string ext : {".svg", ".pdf", ".csv"}) CHECK(fs::exists(out + "/figures/forest" + ext));
   CHECK(test::readFile(out + "/figures/forest.pdf").rfind("%PDF", 0) == 0);

@@ -37,7 +37,8 @@ std::string comparisonSentence(const ReportData& d, const ComparisonReport& c, s
   const int64_t seeds = std::min(d.arm(c.arm).nSeeds, d.arm(c.baseline).nSeeds);
   std::string s = c.arm + " against " + c.baseline + ": " + points(diff) + " points of robust accuracy at eps " + fmt("%g", d.eps[e]);
   s += std::isfinite(lo) ? " (95% CI [" + points(lo) + ", " + points(hi) + "]" : " (no interval with one seed";
-  s += "; paired t-test p = " + pval(c.pairedP[e]) + "; McNemar p = " + pval(c.mcnemarP[e]) + "; " + std::to_string(seeds) +
+  auto is = [](double p) { const std::string v = pval(p); return v[0] == '<' ? " " + v : " = " + v; };  // "p < 1e-300", "p = 0.03"
+  s += "; paired t-test p" + is(c.pairedP[e]) + "; McNemar p" + is(c.mcnemarP[e]) + "; " + std::to_string(seeds) +
        (seeds == 1 ? " seed)" : " seeds)");
   const bool clear = std::isfinite(lo) && lo < hi && (lo > 0 || hi < 0) && c.pairedP[e] < 0.05;
   if (seeds < kFirmSeeds) s += " — too few seeds for a firm conclusion";
@@ -63,10 +64,9 @@ void answerSection(Doc& doc, const ReportData& d, const std::string& figDir) {
     doc.end();
     return;
   }
-  const size_t last = d.eps.size() - 1;
   doc.html << "<ul class=\"answers\">\n";
   for (const auto& c : d.comparisons) {
-    const std::string sentence = comparisonSentence(d, c, last);
+    const std::string sentence = comparisonSentence(d, c, d.headline);
     doc.html << "<li>" << esc(sentence) << "</li>\n";
     doc.md << "- " << mdEscape(sentence) << "\n";
   }
@@ -83,7 +83,9 @@ void answerSection(Doc& doc, const ReportData& d, const std::string& figDir) {
     doc.figure(forestSvg(figDir + "/forest.svg", rows, "arm minus baseline: worst-case robust accuracy (points)"),
                "figures/forest.svg", "each arm against its baseline: mean difference over seeds with its 95% interval (Student t over "
                                      "the per-seed paired differences); right of the dashed line = more robust than the baseline");
-  const std::string rules = "How the sentences are made: with fewer than " + std::to_string(kFirmSeeds) +
+  const std::string rules = "How the sentences are made: at eps " + fmt("%g", d.eps[d.headline]) +
+                            (d.headlineIsTrainingEps ? " (the eps the arms were adversarially fine-tuned at)" : " (the largest of the grid)") +
+                            "; with fewer than " + std::to_string(kFirmSeeds) +
                             " seeds there is no verdict (too few for a firm conclusion); otherwise \"more/less robust\" needs the 95% "
                             "interval to exclude 0 and the paired t-test over seeds p < 0.05, else \"no clear difference\"; failed gradient-masking checks in either arm are "
                             "named. Robust accuracy is the worst case per example over the attacks listed, an upper bound on the "

@@ -65,6 +65,11 @@ struct ReportData {
   std::vector<std::string> classNames;  ///< names of the fine-tuning task's classes
   std::vector<std::string> attacks;     ///< the attack suite, in config order
   int64_t testImages = 0;               ///< test examples each arm x seed was evaluated on
+  /// Index into eps of the answer's sentences: the eps the arms were adversarially fine-tuned at when
+  /// the grid has it (the question the study asks: robust at the threat it trained for), else the
+  /// grid's largest.
+  size_t headline = 0;
+  bool headlineIsTrainingEps = false;  ///< whether `headline` is the fine-tuning's eps (else the largest)
 
   const ArmReport& arm(const std::string& name) const;
 };
