@@ -6,12 +6,9 @@
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
 
-#include <sched.h>
-
 #include <cstdio>
 #include <fstream>
 #include <filesystem>
-#include <thread>
 
 namespace robustlab {
 namespace {
@@ -30,14 +27,6 @@ void addRunOptions(cxxopts::Options& opts) {
   opts.positional_help("[CONFIG]");
   opts.add_options()("positional", "config file, same as --config", cxxopts::value<std::vector<std::string>>());
   opts.parse_positional({"positional"});
-}
-
-/// Cores this process may run on (its affinity mask, which containers and taskset narrow).
-int usableCores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 /// MemAvailable from /proc/meminfo in MiB; 0 when unknown.
@@ -66,7 +55,7 @@ int autoJobs() {
 /// bf16 (which trains on 2 threads), a thread count from the config, CUDA or one core: one process.
 std::string autoBackend(const Config& c, const torch::Device& device, int jobs) {
   if (!device.is_cpu() || c.threads > 0 || defaultTrainThreads(c.resolvedPrecision) != 1) return "inprocess";
-  return (jobs > 0 ? jobs : autoJobs()) >= 2 ? "local" : "inprocess";
+  return jobs >= 2 ? "local" : "inprocess";
 }
 
 /// The results are safe on disk by now: a report that cannot be made is a warning, not a failure.
@@ -110,15 +99,18 @@ int cmdRun(int argc, char** argv) {
     else std::printf("submitted; job %s merges the results into %s and writes its report when the units are done\n", job.c_str(), c.output.c_str());
     return 0;
   }
+  int jobs = 0;  // local (auto's choice or asked for): given, else one per core within memory
+  if (backend == "auto" || backend == "local") {
+    if (args.count("jobs") && args["jobs"].as<int>() < 1) throw std::invalid_argument("--jobs: must be >= 1");
+    jobs = args["jobs"].as<int>() > 0 ? args["jobs"].as<int>() : autoJobs();
+  }
   if (backend == "auto") {
-    backend = autoBackend(c, device, args["jobs"].as<int>());
+    backend = autoBackend(c, device, jobs);
     if (backend == "local" && !Progress::quiet())
       std::fprintf(stderr, "backend: local, %d worker processes of 1 thread (fp32 trains fastest on 1 thread; --backend inprocess for one process)\n",
-                   args["jobs"].as<int>() > 0 ? args["jobs"].as<int>() : autoJobs());
+                   jobs);
   }
   if (backend == "local") {
-    if (args.count("jobs") && args["jobs"].as<int>() < 1) throw std::invalid_argument("--jobs: must be >= 1");
-    const int jobs = args["jobs"].as<int>() > 0 ? args["jobs"].as<int>() : autoJobs();
     const int threads = c.threads > 0 ? static_cast<int>(c.threads) : std::max(1, usableCores() / std::max(jobs, 1));
     runExperimentLocal(c, command, device, jobs, threads);
   } else if (backend == "inprocess") {

@@ -1,10 +1,10 @@
 #include "experiments/cli/cli_common.h"
 #include "experiments/cli/commands.h"
 #include "experiments/plan/sweep.h"
+#include "framework/runtime/runtime.h"
 
 #include <cstdio>
 #include <cstring>
-#include <thread>
 
 namespace robustlab {
 
@@ -48,7 +48,7 @@ int cmdSweep(int argc, char** argv) {
     if (jobs < 1) throw std::invalid_argument("--jobs: must be >= 1");
     int threads = args["threads"].as<int>();
     if (threads < 0 || threads > 1024) throw std::invalid_argument("--threads: must be in 0..1024 (0: cores / jobs), got " + std::to_string(threads));
-    if (threads == 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / jobs);
+    if (threads == 0) threads = std::max(1, usableCores() / jobs);
     const int failed = runSweepLocal(s, jobs, threads, selfExecutable());
     std::printf("%s", collectSweep(s).c_str());
     if (failed) std::fprintf(stderr, "robustlab sweep: %d point(s) failed; run the same command again to retry them\n", failed);

@@ -90,18 +90,13 @@ int runCommand(const std::vector<std::string>& argv, std::string* out, std::stri
   return exitCode(status);
 }
 
-namespace {
-
-/// The last non-empty line of a log file ("" when there is none).
-std::string lastLine(const std::string& path) {
+std::string lastLogLine(const std::string& path, const std::string& prefix) {
   std::ifstream log(path);
   std::string line, last;
   while (std::getline(log, line))
-    if (!line.empty()) last = line;
+    if (!line.empty() && line.rfind(prefix, 0) == 0) last = line;
   return last;
 }
-
-}  // namespace
 
 int runProcesses(const std::vector<ProcessTask>& tasks, int jobs, const RunProcessesOptions& o) {
   struct sigaction sa {}, oldInt{}, oldTerm{};
@@ -139,7 +134,7 @@ int runProcesses(const std::vector<ProcessTask>& tasks, int jobs, const RunProce
     const bool good = exitCode(status) == 0 && (!o.ok || o.ok(i));
     if (stopping) continue;  // stopped by us after the first failure: that one is what is reported
     failed += good ? 0 : 1;
-    const std::string last = good ? "" : lastLine(tasks[i].logPath);  // its last words: the error line
+    const std::string last = good ? "" : lastLogLine(tasks[i].logPath);  // its last words: the error line
     if (!good && o.stopOnFailure) {
       stopping = true;
       if (o.firstFailure) *o.firstFailure = last.empty() ? "exited with code " + std::to_string(exitCode(status)) : last;

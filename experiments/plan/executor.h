@@ -42,6 +42,9 @@ struct RunProcessesOptions {
 };
 int runProcesses(const std::vector<ProcessTask>& tasks, int jobs, const RunProcessesOptions& o = {});
 
+/// The last non-empty line of a log file that starts with `prefix` ("" when there is none).
+std::string lastLogLine(const std::string& path, const std::string& prefix = "");
+
 /// `s` as one word for bash, in single quotes ('\'' for a quote inside).
 std::string shellQuote(const std::string& s);
 

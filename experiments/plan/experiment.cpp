@@ -1,6 +1,7 @@
 #include "experiments/plan/experiment.h"
 
 #include "data/atomic_write.h"
+#include "experiments/plan/executor.h"
 #include "experiments/plan/file_lock.h"
 #include "framework/models/kernels/conv_kernels.h"
 #include "framework/runtime/progress.h"
@@ -10,7 +11,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <stdexcept>
 
 namespace robustlab {
@@ -62,11 +62,8 @@ std::string workerConfigPath(const Plan& p) {
 
 /// What a worker said of its unit: the last line of its log is "<label>: <how> (<seconds>)".
 std::string workerSummary(const std::string& logPath, const std::string& label) {
-  std::ifstream in(logPath);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (line.rfind(label + ": ", 0) == 0) last = line.substr(label.size() + 2);
-  return last.empty() ? "done" : last;
+  const std::string last = lastLogLine(logPath, label + ": ");
+  return last.empty() ? "done" : last.substr(label.size() + 2);
 }
 
 std::vector<std::string> workerArgv(const std::string& binary, const std::string& config, size_t unit, int threads) {

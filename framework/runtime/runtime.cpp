@@ -11,6 +11,7 @@
 #include <torch/utils.h>
 
 #include <dlfcn.h>
+#include <sched.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -52,6 +53,13 @@ int configureThreads(int n) {
   using SetThreads = void (*)(int);
   if (auto* fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
   return threads;
+}
+
+int usableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 int defaultEvalThreads() {

@@ -23,6 +23,10 @@ inline constexpr int kDefaultCpuThreads = 1;
 /// Sets LibTorch's intra-op thread count; n <= 0 means kDefaultCpuThreads. Returns the count set.
 int configureThreads(int n);
 
+/// Cores this process may run on: its affinity mask (which containers and taskset narrow), else
+/// std::thread::hardware_concurrency(); at least 1.
+int usableCores();
+
 /// Threads for attack evaluation when the config leaves it to us: all cores up to 2. Measured here:
 /// PGD-20 on 1000 images ran 1.47x faster with 2 threads than 1, while training ran 1.7x slower.
 int defaultEvalThreads();
