@@ -25,9 +25,10 @@ def parse(text, impl):
     for line in text.splitlines():
         f = line.split()
         if impl == "robustlab" and f and f[0] in ("cpu", "cuda"):  # device prec threads train at pgd pgd-early fgsm rss
-            rows[(f[1], int(f[2]))] = dict(zip(COLS + ["pgd20_early"], map(float, (f[3], f[4], f[5], f[7], f[6]))))
+            # threads: "T", or "TxW" (T threads, attack batches split into W single-threaded chunks)
+            rows[(f[1], f[2])] = dict(zip(COLS + ["pgd20_early"], map(float, (f[3], f[4], f[5], f[7], f[6]))))
         elif impl != "robustlab" and f and f[0].startswith("torch"):  # impl prec threads train at pgd fgsm rss
-            rows[(f[1], int(f[2]))] = dict(zip(COLS, map(float, f[3:7])))
+            rows[(f[1], f[2])] = dict(zip(COLS, map(float, f[3:7])))
     return rows
 
 

@@ -8,6 +8,7 @@
 #include "data/sources.h"
 #include "framework/models/conv.h"
 #include "framework/models/kernels/conv_kernels.h"
+#include "framework/runtime/chunks.h"
 #include "framework/runtime/cpu_info.h"
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
@@ -41,7 +42,7 @@ double timeIt(const std::function<void()>& fn) {
 
 struct Row {
   std::string precision;
-  int threads;
+  int threads, workers;
   double train, advTrain, pgd, pgdEarly, fgsm, rss;
 };
 
@@ -63,9 +64,34 @@ Row medianRow(const std::vector<Row>& runs) {
   return out;
 }
 
+/// "T" when every batch runs on T intra-op threads, "TxW" when the attack steps' batches are split
+/// into W single-threaded chunks (framework/runtime/chunks.h) and everything else runs on T threads.
+std::string threadsLabel(const Row& r) {
+  return r.workers == r.threads ? std::to_string(r.threads) : std::to_string(r.threads) + "x" + std::to_string(r.workers);
+}
+
+/// "T" or "TxW" (see threadsLabel) into {T, W}; throws naming --threads and what is expected.
+std::pair<int, int> parseThreadsToken(const std::string& t) {
+  const auto x = t.find('x');
+  try {
+    size_t used = 0;
+    const int threads = std::stoi(t.substr(0, x), &used);
+    if (used != (x == std::string::npos ? t.size() : x)) throw std::invalid_argument(t);
+    int workers = threads;
+    if (x != std::string::npos) {
+      workers = std::stoi(t.substr(x + 1), &used);
+      if (used != t.size() - x - 1) throw std::invalid_argument(t);
+    }
+    if (threads < 1 || workers < 1) throw std::invalid_argument(t);
+    return {threads, workers};
+  } catch (const std::logic_error&) {
+    throw std::invalid_argument("--threads: '" + t + "' is not a thread count (T, or TxW: T threads and W batch workers, both >= 1)");
+  }
+}
+
 void printRow(const std::string& label, const Row& r) {
-  std::printf("%-6s %-6s %8d %12.0f %14.0f %16.0f %20.0f %12.0f %10.0f\n", label.c_str(), r.precision.c_str(), r.threads, r.train,
-              r.advTrain, r.pgd, r.pgdEarly, r.fgsm, r.rss);
+  std::printf("%-6s %-6s %8s %12.0f %14.0f %16.0f %20.0f %12.0f %10.0f\n", label.c_str(), r.precision.c_str(), threadsLabel(r).c_str(),
+              r.train, r.advTrain, r.pgd, r.pgdEarly, r.fgsm, r.rss);
   std::fflush(stdout);
 }
 
@@ -78,12 +104,13 @@ struct BenchSetup {
   torch::Device device;
 };
 
-Row measureOnce(const BenchSetup& setup, Precision precision, int threadCount) {
+Row measureOnce(const BenchSetup& setup, Precision precision, std::pair<int, int> threadsAndWorkers) {
   const Dataset& testSet = setup.testSet;
   const torch::Device device = setup.device;
   Row row;
   row.precision = precisionName(precision);
-  row.threads = configureThreads(threadCount);
+  row.threads = configureThreads(threadsAndWorkers.first, threadsAndWorkers.second);
+  row.workers = batchWorkers();
   seedEverything(0);
   Classifier model(defaultSmallCnn());
   CrossEntropyObjective ce;
@@ -151,7 +178,7 @@ void benchFirstConv(const Dataset& testSet, const std::vector<std::string>& prec
   for (const auto& p : precisions) {
     const Precision precision = parsePrecision(p);
     for (const auto& t : threadList) {
-      const int threads = configureThreads(std::stoi(t));
+      const int threads = configureThreads(parseThreadsToken(t).first, 1);
       PrecisionGuard guard(precision);
       for (const int64_t batch : {int64_t{128}, testSet.size()}) {
         const auto x = testSet.images.slice(0, 0, batch).clone();
@@ -178,7 +205,7 @@ void writeBenchTable(const std::string& out, const std::vector<Row>& rows, torch
     writeMachineFacts(f, "/");
     f.setAttr("/", "command", command);
     std::vector<std::string> precisions;
-    std::vector<int64_t> threads;
+    std::vector<int64_t> threads, workers;
     auto col = [&](double Row::*m) {
       std::vector<double> v;
       for (const auto& r : rows) v.push_back(r.*m);
@@ -187,9 +214,11 @@ void writeBenchTable(const std::string& out, const std::vector<Row>& rows, torch
     for (const auto& r : rows) {
       precisions.push_back(r.precision);
       threads.push_back(r.threads);
+      workers.push_back(r.workers);
     }
     f.writeStrings("/precision", precisions);
     f.writeTensor("/threads", torch::tensor(threads, torch::kInt64));
+    f.writeTensor("/batch_workers", torch::tensor(workers, torch::kInt64));
     f.writeTensor("/train_images_per_s", col(&Row::train));
     f.writeTensor("/pgd10_adv_train_images_per_s", col(&Row::advTrain));
     f.writeTensor("/pgd20_image_steps_per_s", col(&Row::pgd));
@@ -206,7 +235,8 @@ void addBenchOptions(cxxopts::Options& opts) {
       ("attack-images", "test images attacked", cxxopts::value<int64_t>()->default_value("1000"))
       ("batch-size", "training batch size", cxxopts::value<int64_t>()->default_value("128"))
       ("attack-batch", "attack batch size", cxxopts::value<int64_t>()->default_value("1000"))
-      ("threads", "comma-separated thread counts to measure", cxxopts::value<std::string>()->default_value("1,2"))
+      ("threads", "comma-separated thread counts to measure: T (T threads), or TxW (T threads, the attack steps' batches split "
+                  "into W single-threaded chunks)", cxxopts::value<std::string>()->default_value("1,2,1x2"))
       ("precision", "comma-separated precisions to measure (fp32, bf16)", cxxopts::value<std::string>()->default_value("fp32,bf16"))
       ("repeats", "runs of each measurement; the table shows the median", cxxopts::value<int>()->default_value("3"))
       ("v,verbose", "also print every run, not only the medians")
@@ -248,9 +278,10 @@ int cmdBench(int argc, char** argv) {
   for (const auto& p : splitList(args["precision"].as<std::string>())) {
     const Precision precision = parsePrecision(p);
     for (const auto& t : splitList(args["threads"].as<std::string>())) {
+      const auto threadsAndWorkers = parseThreadsToken(t);
       std::vector<Row> runs;
       for (int rep = 0; rep < repeats; ++rep) {
-        runs.push_back(measureOnce(setup, precision, std::stoi(t)));
+        runs.push_back(measureOnce(setup, precision, threadsAndWorkers));
         if (args.count("verbose")) printRow("run", runs.back());
       }
       const Row row = medianRow(runs);

@@ -96,11 +96,17 @@ ModelSpec specFor(const Config& c, const Dataset& d) {
 }
 
 torch::Device setUpRuntime(const Config& c) {
-  configureThreads(c.threads > 0 ? static_cast<int>(c.threads) : defaultTrainThreads(c.resolvedPrecision));
+  // threads = N: N everywhere; 0: the measured defaults, with the attack steps' batches split across
+  // every core (framework/runtime/chunks.h), which is what makes 1-thread fp32 training use them.
+  if (c.threads > 0) configureThreads(static_cast<int>(c.threads));
+  else configureThreads(defaultTrainThreads(c.resolvedPrecision), usableCores());
   return resolveDevice(c.device);
 }
 
-void useEvalThreads(const Config& c) { configureThreads(c.threads > 0 ? static_cast<int>(c.threads) : defaultEvalThreads()); }
+void useEvalThreads(const Config& c) {
+  if (c.threads > 0) configureThreads(static_cast<int>(c.threads));
+  else configureThreads(defaultEvalThreads(), usableCores());
+}
 
 StageResult runStage(const Config& c, Stage section, const std::string& backbone, const std::string& label,
                      torch::Device device) {

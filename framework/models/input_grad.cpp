@@ -3,11 +3,13 @@
 #include "framework/models/conv.h"
 #include "framework/models/torchscript.h"
 #include "framework/models/kernels/conv_kernels.h"
+#include "framework/runtime/chunks.h"
 #include "framework/runtime/runtime.h"
 
 #include <ATen/core/Reduction.h>
 #include <ATen/ops/_log_softmax.h>
 #include <ATen/ops/_log_softmax_backward_data.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/convolution.h>
 #include <ATen/ops/convolution_backward.h>
 #include <ATen/ops/nll_loss_backward.h>
@@ -142,15 +144,9 @@ torch::Tensor convBackward(const Saved& s, const torch::Tensor& g) {
   return s.cin.scalar_type() != s.in.scalar_type() ? gi.to(s.in.scalar_type()) : gi;
 }
 
-}  // namespace
-
-std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& labels, bool negate) {
-  // CPU only: that is where the graph's bookkeeping was measured to matter, and where the casts below
-  // are autocast's (CPU autocast state).
-  if (!x.device().is_cpu()) return std::nullopt;
-  auto plain = plainLayers(model);
-  if (!plain) return std::nullopt;
-  std::vector<Saved>& saved = plain->layers;
+/// One chunk of rows: the forward pass saving what the backward needs, then the backward.
+InputGrad inputGradOf(ClassifierImpl& model, Plain plain, const torch::Tensor& x, const torch::Tensor& labels, bool negate) {
+  std::vector<Saved>& saved = plain.layers;
   torch::NoGradGuard noGrad;
   torch::Tensor h = model.normalises() ? (x - model.inputMean()) / model.inputStd() : x;
   for (size_t i = 0; i < saved.size(); ++i) {
@@ -163,8 +159,8 @@ std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torc
       default: break;
     }
   }
-  Saved head{Kind::kLinear, plain->head, {}, {}, {}, {}};
-  const auto raw = linearForward(head, *plain->head, h);
+  Saved head{Kind::kLinear, plain.head, {}, {}, {}, {}};
+  const auto raw = linearForward(head, *plain.head, h);
   const auto logits = raw.to(torch::kFloat32);
   // F::cross_entropy(reduction none) = nll_loss(log_softmax(logits)); autograd's backward of its sum.
   const auto logProb = at::_log_softmax(logits, 1, false);
@@ -185,6 +181,34 @@ std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torc
   }
   if (model.normalises()) g = g / model.inputStd();
   return InputGrad{negate ? -nll : nll, logits, g.to(x.scalar_type())};
+}
+
+}  // namespace
+
+std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& labels, bool negate) {
+  // CPU only: that is where the graph's bookkeeping was measured to matter, and where the casts below
+  // are autocast's (CPU autocast state).
+  if (!x.device().is_cpu()) return std::nullopt;
+  auto plain = plainLayers(model);
+  if (!plain) return std::nullopt;
+  const int64_t n = x.size(0);
+  const int chunks = chunksFor(n);
+  if (chunks == 1) return inputGradOf(model, *plain, x, labels, negate);
+  // Each example's loss, logits and gradient depend on its own row only (eval mode, summed loss), so
+  // contiguous chunks of rows on separate cores give every row what the whole batch gives it, up to
+  // the kernels' summation order for a smaller batch (framework/runtime/chunks.h).
+  std::vector<InputGrad> parts(static_cast<size_t>(chunks));
+  runChunks(chunks, [&](int i) {
+    const int64_t b = n * i / chunks, e = n * (i + 1) / chunks;
+    parts[static_cast<size_t>(i)] = inputGradOf(model, *plain, x.slice(0, b, e), labels.slice(0, b, e), negate);
+  });
+  std::vector<torch::Tensor> loss, logits, grad;
+  for (auto& p : parts) {
+    loss.push_back(p.loss);
+    logits.push_back(p.logits);
+    grad.push_back(p.grad);
+  }
+  return InputGrad{torch::cat(loss), torch::cat(logits), torch::cat(grad)};
 }
 
 }  // namespace robustlab

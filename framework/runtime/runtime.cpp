@@ -1,5 +1,6 @@
 #include "framework/runtime/runtime.h"
 
+#include "framework/runtime/chunks.h"
 #include "framework/runtime/cpu_info.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -10,7 +11,6 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
-#include <dlfcn.h>
 #include <sched.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -45,13 +45,11 @@ torch::Device resolveDevice(DeviceChoice d) {
 
 torch::Device resolveDevice(const std::string& name) { return resolveDevice(parseDeviceChoice(name)); }
 
-int configureThreads(int n) {
+int configureThreads(int n, int workers) {
   const int threads = n > 0 ? n : kDefaultCpuThreads;
+  detail::setBatchWorkers(workers > 0 ? workers : threads);  // first: a new worker resets the process default
   at::set_num_threads(threads);
-  // OpenBLAS keeps its own thread pool, which at::set_num_threads does not reach: busy-waiting
-  // BLAS threads cost a core's worth of system time for no speed-up on the small models here.
-  using SetThreads = void (*)(int);
-  if (auto* fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
+  detail::setBlasThreads(threads);
   return threads;
 }
 

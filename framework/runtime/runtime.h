@@ -20,8 +20,10 @@ torch::Device resolveDevice(const std::string& name);
 /// faster in fp32 with 1 intra-op thread than with 2 (see BENCHMARKS.md), so 1 is the default.
 inline constexpr int kDefaultCpuThreads = 1;
 
-/// Sets LibTorch's intra-op thread count; n <= 0 means kDefaultCpuThreads. Returns the count set.
-int configureThreads(int n);
+/// Sets LibTorch's intra-op thread count (n <= 0 means kDefaultCpuThreads) and how many chunks the
+/// graph-free attack gradient splits a CPU batch into, each on its own single-threaded core
+/// (framework/runtime/chunks.h; workers <= 0 means as many as the threads). Returns the thread count.
+int configureThreads(int n, int workers = 0);
 
 /// Cores this process may run on: its affinity mask (which containers and taskset narrow), else
 /// std::thread::hardware_concurrency(); at least 1.
