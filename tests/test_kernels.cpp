@@ -5,6 +5,7 @@
 #include "tolerance.h"
 
 #include "framework/models/kernels/conv_kernels.h"
+#include "framework/models/kernels/direct_conv.h"
 
 #include <ATen/ops/convolution.h>
 #include <ATen/ops/convolution_backward.h>
@@ -164,5 +165,107 @@ TEST_CASE("every kernel path this CPU runs gives bit-identical numbers, the bf16
         }
       }
     }
+  }
+}
+
+namespace {
+
+/// A multi-channel convolution's shape: input channels, output channels, kernel, stride, padding, input size.
+struct MultiGeometry {
+  int64_t c, o, kh, kw, sh, sw, ph, pw, h, w;
+};
+
+// The default model's second layer; 3x3 same-padding with 16-channel output blocks; 24 output channels
+// (a block of 16 and one of 8) with a non-square kernel, mixed strides and odd sizes; a 2x2 kernel whose
+// columns split into 16s; a 5x5 kernel with stride 3 and a one-vector column tail.
+const MultiGeometry kMultiGeometries[] = {{16, 32, 4, 4, 2, 2, 1, 1, 14, 14}, {32, 16, 3, 3, 1, 1, 1, 1, 14, 14},
+                                          {8, 24, 3, 5, 1, 2, 2, 0, 9, 13},   {24, 8, 2, 2, 2, 2, 0, 0, 14, 14},
+                                          {8, 8, 5, 5, 3, 3, 4, 1, 7, 10}};
+
+std::string describe(const MultiGeometry& k) {
+  std::ostringstream s;
+  s << k.c << " -> " << k.o << " channels, kernel " << k.kh << "x" << k.kw << ", stride " << k.sh << "," << k.sw << ", padding " << k.ph
+    << "," << k.pw << ", input " << k.h << "x" << k.w;
+  return s.str();
+}
+
+/// Activations of real images: channel ch is a shifted, scaled copy of the images, half of it made
+/// negative (a ReLU's input has both signs), cropped to the geometry.
+torch::Tensor activationsFor(const MultiGeometry& k) {
+  const auto images = test::fashionTest().images.slice(0, 0, 24);
+  std::vector<torch::Tensor> channels;
+  for (int64_t ch = 0; ch < k.c; ++ch) channels.push_back(images.roll({ch, 2 * ch}, {2, 3}) * (1 + 0.05 * ch) - (ch % 2 ? 0.5 : 0));
+  return torch::cat(channels, 1).slice(2, 0, k.h).slice(3, 0, k.w).contiguous();
+}
+
+}  // namespace
+
+TEST_CASE("the multi-channel fp32 kernels match LibTorch's convolution within the bound of their arithmetic, fused ReLU included",
+          "[kernels]") {
+  if (!kernelPathSupported(KernelPath::kAvx2)) {
+    WARN("skipped: this CPU has no AVX2 + FMA, the multi-channel kernels do not run here");
+    return;
+  }
+  // They run on the avx2 path only (direct_conv.h); every other path leaves these layers to LibTorch.
+  const KernelPath inUse = kernelPath();
+  const auto probe = activationsFor(kMultiGeometries[0]);
+  const auto probeW = torch::randn({32, 16, 4, 4});
+  CHECK(directConvApplies(probe, probeW, {2, 2}, {1, 1}) == (inUse == KernelPath::kAvx2));
+  struct Restore {
+    KernelPath path;
+    ~Restore() { setKernelPath(path); }
+  } restore{inUse};
+  setKernelPath(KernelPath::kAvx2);
+  INFO("kernel path in use " << kernelPathName(inUse) << ", these cases on avx2");
+  for (const MultiGeometry& k : kMultiGeometries) {
+    for (const bool relu : {false, true}) {
+      DYNAMIC_SECTION(describe(k) << (relu ? " relu" : "")) {
+        torch::manual_seed(11);
+        const auto x = activationsFor(k);
+        const auto w = torch::randn({k.o, k.c, k.kh, k.kw}) / std::sqrt(static_cast<double>(k.c * k.kh * k.kw));
+        const auto b = torch::randn({k.o}) * 0.1;
+        const Operands o{x, w, b, {k.sh, k.sw}, {k.ph, k.pw}};
+        REQUIRE(directConvApplies(x, w, o.stride, o.padding));
+        auto ref = conv(o, x, w, b);
+        if (relu) ref = ref.relu();
+        const auto ours = directConv(x, w, b, o.stride, o.padding, relu);
+        REQUIRE(ours.sizes() == ref.sizes());
+        // Both are fp32 sums of the same K + 1 terms (input channels x taps, and the bias) in two orders:
+        // each within gamma(K + 1) S of the exact sum, S the same convolution over magnitudes.
+        const auto s = conv(o, x.abs().to(torch::kFloat64), w.abs().to(torch::kFloat64), b.abs().to(torch::kFloat64));
+        const double bound = 2 * test::gamma(k.c * k.kh * k.kw + 1, test::kUnitFp32);
+        INFO("forward: " << test::usedFraction(ours, ref, s, bound) << " of the bound used");
+        CHECK(test::excess(ours, ref, s, bound) <= 0);
+        if (relu) CHECK(ours.min().item<double>() >= 0);
+        CHECK(ours.abs().max().item<double>() > 0);
+        // Input gradient against LibTorch's convolution backward, after ReLU's backward when the ReLU is
+        // fused (its output the mask). Terms per input value: at most output channels x taps.
+        const auto go = torch::randn(ref.sizes());
+        const auto gin = relu ? at::threshold_backward(go, ours, 0) : go;
+        const auto gref = convInputGrad(o, gin, w);
+        const auto gours = directConvInputGrad(go, w, {k.h, k.w}, o.stride, o.padding, relu ? ours : torch::Tensor());
+        REQUIRE(gours.sizes() == x.sizes());
+        const auto gs = convInputGrad(o, gin.abs().to(torch::kFloat64), w.abs().to(torch::kFloat64));
+        const double gbound = 2 * test::gamma(k.o * k.kh * k.kw, test::kUnitFp32);
+        INFO("input gradient: " << test::usedFraction(gours, gref, gs, gbound) << " of the bound used");
+        CHECK(gs.max().item<double>() > 0);
+        CHECK(test::excess(gours, gref, gs, gbound) <= 0);
+        // Every image's numbers are its own: the first image alone gives the same bits as in the batch.
+        CHECK(torch::equal(directConv(x.slice(0, 0, 1), w, b, o.stride, o.padding, relu), ours.slice(0, 0, 1)));
+        CHECK(torch::equal(directConvInputGrad(go.slice(0, 0, 1), w, {k.h, k.w}, o.stride, o.padding, relu ? ours.slice(0, 0, 1) : torch::Tensor()),
+                           gours.slice(0, 0, 1)));
+      }
+    }
+  }
+  SECTION("what the multi-channel kernels do not take is left to LibTorch") {
+    const auto x = activationsFor(kMultiGeometries[0]);
+    const auto w = torch::randn({32, 16, 4, 4});
+    CHECK_FALSE(directConvApplies(x.to(torch::kBFloat16), w.to(torch::kBFloat16), {2, 2}, {1, 1}));  // fp32 only
+    CHECK_FALSE(directConvApplies(x.slice(1, 0, 12), torch::randn({32, 12, 4, 4}), {2, 2}, {1, 1}));  // 12 input channels
+    CHECK_FALSE(directConvApplies(x, torch::randn({12, 16, 4, 4}), {2, 2}, {1, 1}));                   // 12 output channels
+    CHECK_FALSE(directConvApplies(x, w, {2, 2}, {4, 4}));                                              // padding >= kernel
+    CHECK_THROWS_WITH(directConv(x.slice(1, 0, 12), torch::randn({32, 12, 4, 4}), {}, {2, 2}, {1, 1}, false), Catch::Contains("do not take"));
+    setKernelPath(KernelPath::kLibTorch);
+    CHECK_FALSE(directConvApplies(x, w, {2, 2}, {1, 1}));
   }
 }

@@ -1,6 +1,7 @@
 #include "framework/models/conv.h"
 
 #include "framework/models/kernels/conv_kernels.h"
+#include "framework/models/kernels/direct_conv.h"
 #include "framework/runtime/runtime.h"
 
 #include <ATen/ops/_slow_conv2d_backward.h>
@@ -110,6 +111,40 @@ struct SingleChannelConvFn : torch::autograd::Function<SingleChannelConvFn> {
   }
 };
 
+/// fp32 forward pass and input gradient by the multi-channel AVX2 kernels (kernels/direct_conv.h); weight
+/// and bias gradients by at::convolution_backward.
+struct DirectConvFn : torch::autograd::Function<DirectConvFn> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
+                               const c10::optional<torch::Tensor>& biasArg, std::vector<int64_t> stride, std::vector<int64_t> padding) {
+    const torch::Tensor bias = biasArg.value_or(torch::Tensor());
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    ctx->saved_data["has_bias"] = bias.defined();
+    return directConv(x, weight, bias, stride, padding, /*relu=*/false);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& weight = saved[1];
+    const auto stride = ctx->saved_data["stride"].toIntVector();
+    const auto padding = ctx->saved_data["padding"].toIntVector();
+    const auto go = grads[0].contiguous();
+    torch::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) gx = directConvInputGrad(go, weight, {x.size(2), x.size(3)}, stride, padding);
+    const bool needW = ctx->needs_input_grad(1);
+    const bool needB = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
+    if (needW || needB) {
+      auto g = at::convolution_backward(go, x, weight, std::vector<int64_t>{weight.size(0)}, stride, padding, {1, 1}, false, {0, 0}, 1,
+                                        {false, needW, needB});
+      gw = std::get<1>(g);
+      gb = std::get<2>(g);
+    }
+    return {gx, gw, gb, torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 bool useIm2colInputGrad(int64_t inChannels, at::ScalarType computeDtype) {
@@ -152,11 +187,21 @@ bool ConvImpl::kernelsFor(const torch::Tensor& x) const {
   return plainGeometry() && singleChannelConvApplies(x, weight, stride2(), padding2());
 }
 
+bool ConvImpl::directFor(const torch::Tensor& x) const {
+  return plainGeometry() && cpuComputeDtype(x) == torch::kFloat32 && directConvApplies(x, weight, stride2(), padding2()) &&
+         (!bias.defined() || bias.scalar_type() == torch::kFloat32);
+}
+
 torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
   if (kernelsFor(x)) {
     const bool grad = torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
     if (grad) return SingleChannelConvFn::apply(x, weight, optionalBias(), stride2(), padding2());
     return singleChannelConv(x, weight, bias, stride2(), padding2(), cpuComputeDtype(x), /*relu=*/false);
+  }
+  if (directFor(x)) {
+    const bool grad = torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
+    if (grad) return DirectConvFn::apply(x, weight, optionalBias(), stride2(), padding2());
+    return directConv(x, weight, bias, stride2(), padding2(), /*relu=*/false);
   }
   if (!(x.requires_grad() && torch::GradMode::is_enabled() && im2colFor(x))) return torch::nn::Conv2dImpl::forward(x);
   return Im2colInputGradConv::apply(x, weight, optionalBias(), stride2(), padding2());

@@ -8,7 +8,9 @@
 // forward pass and input gradient on AVX-512 CPUs; weight and bias gradients stay LibTorch's. Where
 // those kernels do not run, the input gradient of a layer with few input channels takes LibTorch's
 // im2col kernel (`_slow_conv2d_backward`), 2-8x faster there than oneDNN's backward-data kernel
-// (BENCHMARKS.md, "The first convolution"). Every other layer is torch::nn::Conv2d.
+// (BENCHMARKS.md, "The first convolution"). On the avx2 kernel path, an fp32 layer with input and output
+// channels in multiples of 8 runs robustlab's multi-channel kernels (kernels/direct_conv.h) for its
+// forward pass and input gradient instead of oneDNN's AVX2 ones. Every other layer is torch::nn::Conv2d.
 #include <torch/nn/modules/conv.h>
 
 namespace robustlab {
@@ -41,6 +43,10 @@ class ConvImpl : public torch::nn::Conv2dImpl {
   /// Whether the forward pass and the input gradient on x are taken by the single-channel kernels
   /// (framework/conv_kernels.h): plain padding, groups 1, no dilation, and singleChannelConvApplies.
   bool kernelsFor(const torch::Tensor& x) const;
+  /// Whether the forward pass and the input gradient on x are taken by the multi-channel fp32 kernels
+  /// (framework/models/kernels/direct_conv.h): plain padding, groups 1, no dilation, fp32 compute, and
+  /// directConvApplies (the avx2 kernel path).
+  bool directFor(const torch::Tensor& x) const;
 
  private:
   /// Zero padding given as numbers, groups 1, no dilation: what both faster paths need.

@@ -3,6 +3,7 @@
 #include "framework/models/conv.h"
 #include "framework/models/torchscript.h"
 #include "framework/models/kernels/conv_kernels.h"
+#include "framework/models/kernels/direct_conv.h"
 #include "framework/runtime/chunks.h"
 #include "framework/runtime/runtime.h"
 
@@ -49,6 +50,7 @@ struct Saved {
   torch::Tensor w;    ///< the weight as the kernel saw it
   torch::Tensor out;  ///< the layer's output (relu; a kernel conv with the ReLU fused: the ReLU's output)
   bool kernels = false;  ///< conv: taken by the single-channel kernels
+  bool direct = false;   ///< conv: taken by the multi-channel fp32 kernels
 };
 
 torch::Tensor linearForward(Saved& s, torch::nn::LinearImpl& l, const torch::Tensor& h) {
@@ -109,7 +111,7 @@ bool supportsManualInputGrad(ClassifierImpl& model) { return plainLayers(model).
 namespace {
 
 /// Layer i's convolution forward, saving what its backward needs; a following ReLU is fused into
-/// robustlab's own kernels where they run (the same numbers as at::relu of it), and i then skips it.
+/// robustlab's own kernels (single-channel, or multi-channel fp32) where they run (the same numbers as at::relu of it), and i then skips it.
 torch::Tensor convForward(std::vector<Saved>& saved, size_t& i, const torch::Tensor& h) {
   Saved& s = saved[i];
   auto& c = *dynamic_cast<ConvImpl*>(s.module);
@@ -119,6 +121,17 @@ torch::Tensor convForward(std::vector<Saved>& saved, size_t& i, const torch::Ten
     s.kernels = true;
     s.w = c.weight;
     auto out = singleChannelConv(h, c.weight, c.bias, c.stride2(), c.padding2(), cpuComputeDtype(h), fuse);
+    if (fuse) {
+      s.out = out;
+      saved[++i].kind = Kind::kFusedRelu;
+    }
+    return out;
+  }
+  if (c.directFor(h)) {
+    const bool fuse = i + 1 < saved.size() && saved[i + 1].kind == Kind::kRelu;
+    s.direct = true;
+    s.w = c.weight;
+    auto out = directConv(h, c.weight, c.bias, c.stride2(), c.padding2(), fuse);
     if (fuse) {
       s.out = out;
       saved[++i].kind = Kind::kFusedRelu;
@@ -137,6 +150,7 @@ torch::Tensor convBackward(const Saved& s, const torch::Tensor& g) {
   if (s.kernels)  // s.out is defined when the ReLU after it was fused: its backward is applied here.
     return singleChannelConvInputGrad(g, s.w, {s.in.size(2), s.in.size(3)}, c.stride2(), c.padding2(), cpuComputeDtype(s.in), s.out)
         .to(s.in.scalar_type());
+  if (s.direct) return directConvInputGrad(g.contiguous(), s.w, {s.in.size(2), s.in.size(3)}, c.stride2(), c.padding2(), s.out);
   if (c.im2colFor(s.in)) return im2colConvInputGrad(g, s.in, s.w, c.stride2(), c.padding2());
   const auto& o = c.options;
   auto gi = std::get<0>(at::convolution_backward(g, s.cin, s.w, std::vector<int64_t>{s.w.size(0)}, c.stride2(), c.padding2(),
