@@ -8,12 +8,14 @@
 #include "data/sources.h"
 #include "framework/models/conv.h"
 #include "framework/models/kernels/conv_kernels.h"
+#include "framework/models/kernels/direct_conv.h"
 #include "framework/runtime/chunks.h"
 #include "framework/runtime/cpu_info.h"
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
 #include "framework/training/trainer.h"
 
+#include <ATen/ops/relu.h>
 #include <torch/autograd.h>
 #include <torch/nn/functional/conv.h>
 
@@ -153,17 +155,25 @@ Row measureOnce(const BenchSetup& setup, Precision precision, std::pair<int, int
   return row;
 }
 
-/// The default model's first convolution (1 -> 16 channels, 4x4, stride 2) as an attack step runs it,
-/// weights frozen: its forward pass and its input gradient, LibTorch's convolution against robustlab's
-/// layer (framework/conv.h: its own kernels on the kernel path in use, else LibTorch's im2col input gradient),
-/// milliseconds per call, median of `repeats` timings of 10 calls.
-void benchFirstConv(const Dataset& testSet, const std::vector<std::string>& precisions, const std::vector<std::string>& threadList,
-                    int repeats) {
+/// One of the default model's convolutions as an attack step runs it, weights frozen: its forward pass
+/// and its input gradient, LibTorch's convolution against robustlab's layer (framework/models/conv.h:
+/// the first, 1 -> 16 channels, takes the single-channel kernels on the kernel path in use, else
+/// LibTorch's im2col input gradient; the second, 16 -> 32 channels on the first one's ReLU output,
+/// takes the multi-channel fp32 kernels on the avx2 path, else LibTorch's), milliseconds per call,
+/// median of `repeats` timings of 10 calls.
+void benchConv(bool second, const Dataset& testSet, const std::vector<std::string>& precisions, const std::vector<std::string>& threadList,
+               int repeats) {
   namespace F = torch::nn::functional;
-  const auto options = torch::nn::Conv2dOptions(1, 16, 4).stride(2).padding(1);
-  Conv conv(options);
+  Conv first(torch::nn::Conv2dOptions(1, 16, 4).stride(2).padding(1));
+  Conv conv(second ? torch::nn::Conv2dOptions(16, 32, 4).stride(2).padding(1) : torch::nn::Conv2dOptions(1, 16, 4).stride(2).padding(1));
   for (auto& p : conv->parameters()) p.requires_grad_(false);  // as in an attack
-  std::printf("robustlab's single-channel kernels: %s\n", kernelPathName(kernelPath()).c_str());
+  const auto layerInput = [&](const torch::Tensor& images) {
+    torch::NoGradGuard noGrad;
+    return second ? at::relu(first->forward(images)).contiguous() : images;
+  };
+  std::printf("%s convolution; robustlab's kernel path: %s%s\n", second ? "second (16 -> 32)" : "first (1 -> 16)", kernelPathName(kernelPath()).c_str(),
+              second && kernelPath() == KernelPath::kAvx2 && !directConvApplies(torch::zeros({1, 16, 14, 14}), conv->weight, {2, 2}, {1, 1})
+                  ? " (multi-channel kernels off: ROBUSTLAB_DIRECT_CONV=0)" : "");
   std::printf("%-6s %8s %6s %12s %12s %8s %12s %12s %8s\n", "prec", "threads", "batch", "fwd LibTorch", "fwd ours", "speed-up",
               "grad LibTorch", "grad ours", "speed-up");
   auto msPer = [&](const std::function<void()>& fn) {
@@ -181,7 +191,7 @@ void benchFirstConv(const Dataset& testSet, const std::vector<std::string>& prec
       const int threads = configureThreads(parseThreadsToken(t).first, 1);
       PrecisionGuard guard(precision);
       for (const int64_t batch : {int64_t{128}, testSet.size()}) {
-        const auto x = testSet.images.slice(0, 0, batch).clone();
+        const auto x = layerInput(testSet.images.slice(0, 0, batch).clone());
         const auto xg = x.clone().requires_grad_(true);
         auto ref = [&] { return F::conv2d(xg, conv->weight, F::Conv2dFuncOptions().bias(conv->bias).stride(2).padding(1)); };
         const auto yRef = ref(), yOurs = conv->forward(xg);
@@ -241,6 +251,7 @@ void addBenchOptions(cxxopts::Options& opts) {
       ("repeats", "runs of each measurement; the table shows the median", cxxopts::value<int>()->default_value("3"))
       ("v,verbose", "also print every run, not only the medians")
       ("first-conv", "instead: time the first convolution's forward pass and input gradient, LibTorch's kernels against robustlab's")
+      ("second-conv", "instead: the same for the second convolution (16 -> 32 channels)")
       ("device", "auto | cpu | cuda", cxxopts::value<std::string>()->default_value("cpu"))
       ("kernels", "robustlab's kernel path: auto, avx512-bf16, avx512, avx2, libtorch (default: ROBUSTLAB_KERNELS, else auto)",
        cxxopts::value<std::string>())
@@ -267,8 +278,8 @@ int cmdBench(int argc, char** argv) {
   const Dataset testSet = loadSplit(src, "test").head(args["attack-images"].as<int64_t>());
   const int repeats = args["repeats"].as<int>();
   if (repeats < 1) throw std::invalid_argument("--repeats: must be >= 1");
-  if (args.count("first-conv")) {
-    benchFirstConv(testSet, splitList(args["precision"].as<std::string>()), splitList(args["threads"].as<std::string>()), repeats);
+  if (args.count("first-conv") || args.count("second-conv")) {
+    benchConv(args.count("second-conv") > 0, testSet, splitList(args["precision"].as<std::string>()), splitList(args["threads"].as<std::string>()), repeats);
     return 0;
   }
   const BenchSetup setup{trainSet, advSet, testSet, args["batch-size"].as<int64_t>(), args["attack-batch"].as<int64_t>(), device};

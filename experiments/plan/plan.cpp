@@ -10,6 +10,7 @@
 #include "experiments/plan/robustbench.h"
 #include "experiments/plan/version.h"
 #include "framework/models/kernels/conv_kernels.h"
+#include "framework/models/kernels/direct_conv.h"
 #include "framework/runtime/cpu_info.h"
 #include "framework/runtime/progress.h"
 
@@ -39,6 +40,9 @@ constexpr const char* kUnitFormat = "robustlab-unit-4";
 std::string commonKey(const Config& c, const std::string& device) {
   std::string key = std::string(kUnitFormat) + "\nprecision = " + precisionName(c.resolvedPrecision) + "\ndevice = " + device + "\n";
   if (device == "cpu") key += "kernel_path = " + (singleChannelKernelsAvailable() ? kernelPathName(kernelPath()) : std::string("libtorch")) + "\n";
+  // The avx2 path's multi-channel fp32 kernels sum in another order than oneDNN's: units computed with
+  // and without them are kept apart (keys on other paths are unchanged).
+  if (device == "cpu" && kernelPath() == KernelPath::kAvx2) key += std::string("multi_channel_kernels = ") + (directConvKernelsOn() ? "direct-1" : "off") + "\n";
   return key + dataToToml(c.data) + c.model.backboneKey();
 }
 

@@ -61,6 +61,7 @@ std::vector<std::pair<std::string, std::string>> machineFacts() {
       {"cpu_model", c.model}, {"cpu_flags", flags}, {"kernel_path", kernelPathName(kernelPath())}, {"aten_cpu_capability", atenCapability()}};
   if (const char* v = std::getenv("ATEN_CPU_CAPABILITY"); v && *v) facts.emplace_back("aten_cpu_capability_env", v);
   if (const char* v = std::getenv("ONEDNN_MAX_CPU_ISA"); v && *v) facts.emplace_back("onednn_max_cpu_isa", v);
+  if (const char* v = std::getenv("ROBUSTLAB_DIRECT_CONV"); v && *v) facts.emplace_back("robustlab_direct_conv", v);
   return facts;
 }
 

@@ -209,14 +209,22 @@ RL_TARGET void inputGradImages(const Shape& g, const float* go, const float* mas
 
 }  // namespace
 
-bool directConvApplies(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding) {
+bool directConvKernelsOn() {
 #ifdef ROBUSTLAB_DIRECT_X86
   // ROBUSTLAB_DIRECT_CONV=0 leaves these layers to LibTorch on the avx2 path too: for A/B benchmarks.
   static const bool enabled = [] {
     const char* env = std::getenv("ROBUSTLAB_DIRECT_CONV");
     return !(env && std::string(env) == "0");
   }();
-  if (!enabled || kernelPath() != KernelPath::kAvx2) return false;
+  return enabled && kernelPath() == KernelPath::kAvx2;
+#else
+  return false;
+#endif
+}
+
+bool directConvApplies(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding) {
+#ifdef ROBUSTLAB_DIRECT_X86
+  if (!directConvKernelsOn()) return false;
   if (!x.defined() || !weight.defined() || !x.device().is_cpu() || !weight.device().is_cpu()) return false;
   if (x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat || x.dim() != 4 || weight.dim() != 4) return false;
   if (stride.size() != 2 || padding.size() != 2 || stride[0] < 1 || stride[1] < 1 || padding[0] < 0 || padding[1] < 0) return false;

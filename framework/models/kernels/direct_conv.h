@@ -25,6 +25,9 @@
 
 namespace robustlab {
 
+/// Whether the kernels are in use: the avx2 kernel path, and ROBUSTLAB_DIRECT_CONV not 0.
+bool directConvKernelsOn();
+
 /// Whether the kernels take conv2d(x, weight) with this stride and zero padding: the avx2 kernel path
 /// in use (and ROBUSTLAB_DIRECT_CONV is not 0), CPU fp32 tensors, x N x C x H x W and weight O x C x KH x KW with C >= 2, C and O multiples
 /// of 8, padding < kernel size, and the kernel fitting inside the padded input.
