@@ -3,6 +3,7 @@
 #include "framework/training/adversarial_training.h"
 #include "data/sources.h"
 #include "framework/models/checkpoint.h"
+#include "framework/runtime/onednn_check.h"
 #include "framework/models/kernels/conv_kernels.h"
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
@@ -24,6 +25,8 @@ namespace robustlab::test {
 namespace fs = std::filesystem;
 
 int skipCode() {
+  // As robustlab's main does: LibTorch's references here are its convolutions too.
+  guardOnednnConvolutions();
   // The AVX2 + FMA run of an AVX-512 CPU (CTest entry as-avx2): nothing to add on a CPU that is AVX2 already.
   if (const char* as = std::getenv("ROBUSTLAB_TEST_AS_AVX2"); as && *as && !kernelPathSupported(KernelPath::kAvx512)) {
     std::fprintf(stderr, "skipped: this CPU has no AVX-512, so the other entries already run its AVX2 paths\n");

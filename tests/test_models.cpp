@@ -7,12 +7,14 @@
 #include "framework/models/conv.h"
 #include "framework/models/kernels/conv_kernels.h"
 #include "framework/models/input_grad.h"
+#include "framework/runtime/onednn_check.h"
 #include "framework/runtime/runtime.h"
 
 #include <torch/csrc/autograd/function.h>
 #include <torch/autograd.h>
 #include <torch/nn/functional/conv.h>
 #include <torch/nn/functional/loss.h>
+#include <ATen/Context.h>
 #include <ATen/ops/convolution_backward.h>
 
 #include <catch2/catch.hpp>
@@ -235,4 +237,13 @@ TEST_CASE("WideResNets and PreAct ResNet-18 have their published parameter count
   s.arch = "wrn";
   s.wrnDepth = 27;
   CHECK_THROWS_WITH(Classifier(s), Catch::Contains("model.wrn_depth: must be 6n + 4"));
+}
+
+TEST_CASE("LibTorch's convolutions are right on this CPU, or robustlab has switched oneDNN off", "[models]") {
+  // skipCode (tests/fixtures.cpp) ran the guard before any test, as robustlab's main does.
+  const bool switchedOff = guardOnednnConvolutions();
+  if (switchedOff) WARN(onednnCheckFailure());
+  INFO("oneDNN " << (at::globalContext().userEnabledMkldnn() ? "on" : "off"));
+  CHECK(checkConvolutions().empty());
+  CHECK(switchedOff == !onednnCheckFailure().empty());
 }

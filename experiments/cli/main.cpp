@@ -1,6 +1,7 @@
 // robustlab: does pre-training make a fine-tuned model more robust to adversarial examples?
 // A thin main: dispatch to a subcommand, report any error once, on one line.
 #include "experiments/cli/commands.h"
+#include "framework/runtime/onednn_check.h"
 #include "framework/runtime/runtime.h"
 
 #include <cstdio>
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   robustlab::tuneAllocator();
+  robustlab::guardOnednnConvolutions();  // before any result rests on LibTorch's convolutions
   for (const auto& c : kCommands) {
     if (std::strcmp(argv[1], c.name) != 0) continue;
     try {

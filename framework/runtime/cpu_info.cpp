@@ -1,5 +1,7 @@
 #include "framework/runtime/cpu_info.h"
 
+#include "framework/runtime/onednn_check.h"
+
 #include "data/h5io.h"
 #include "framework/models/kernels/conv_kernels.h"
 
@@ -62,6 +64,7 @@ std::vector<std::pair<std::string, std::string>> machineFacts() {
   if (const char* v = std::getenv("ATEN_CPU_CAPABILITY"); v && *v) facts.emplace_back("aten_cpu_capability_env", v);
   if (const char* v = std::getenv("ONEDNN_MAX_CPU_ISA"); v && *v) facts.emplace_back("onednn_max_cpu_isa", v);
   if (const char* v = std::getenv("ROBUSTLAB_DIRECT_CONV"); v && *v) facts.emplace_back("robustlab_direct_conv", v);
+  if (guardOnednnConvolutions()) facts.emplace_back("onednn", "off: its fp32 convolutions failed robustlab's check on this CPU");
   return facts;
 }
 
