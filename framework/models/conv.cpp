@@ -10,6 +10,8 @@
 #include <torch/autograd.h>
 #include <torch/version.h>
 
+#include <utility>
+
 namespace robustlab {
 namespace {
 
@@ -25,6 +27,19 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 std::vector<int64_t> pair(const torch::ExpandingArray<2>& a) { return {(*a)[0], (*a)[1]}; }
+
+/// The weight and bias gradients the autograd context asks for (undefined otherwise), by
+/// at::convolution_backward on the tensors the forward pass convolved.
+std::pair<torch::Tensor, torch::Tensor> weightAndBiasGrads(AutogradContext* ctx, const torch::Tensor& go, const torch::Tensor& x,
+                                                           const torch::Tensor& weight, const std::vector<int64_t>& stride,
+                                                           const std::vector<int64_t>& padding) {
+  const bool needW = ctx->needs_input_grad(1);
+  const bool needB = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
+  if (!needW && !needB) return {};
+  auto g = at::convolution_backward(go, x, weight, std::vector<int64_t>{weight.size(0)}, stride, padding, {1, 1}, false, {0, 0}, 1,
+                                    {false, needW, needB});
+  return {std::get<1>(g), std::get<2>(g)};
+}
 
 /// Forward through at::convolution; backward with the im2col kernel for the input gradient and
 /// at::convolution_backward for the weight and bias gradients.
@@ -54,18 +69,11 @@ struct Im2colInputGradConv : torch::autograd::Function<Im2colInputGradConv> {
     const auto stride = ctx->saved_data["stride"].toIntVector();
     const auto padding = ctx->saved_data["padding"].toIntVector();
     const auto& go = grads[0];
-    torch::Tensor gx, gw, gb;
+    torch::Tensor gx;
     if (ctx->needs_input_grad(0)) {
       gx = im2colConvInputGrad(go, x, wc, stride, padding);
     }
-    const bool needW = ctx->needs_input_grad(1);
-    const bool needB = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
-    if (needW || needB) {
-      auto g = at::convolution_backward(go, xc, wc, std::vector<int64_t>{wc.size(0)}, stride, padding, {1, 1}, false, {0, 0}, 1,
-                                        {false, needW, needB});
-      gw = std::get<1>(g);
-      gb = std::get<2>(g);
-    }
+    const auto [gw, gb] = weightAndBiasGrads(ctx, go, xc, wc, stride, padding);
     return {gx, gw, gb, torch::Tensor(), torch::Tensor()};
   }
 };
@@ -131,16 +139,9 @@ struct DirectConvFn : torch::autograd::Function<DirectConvFn> {
     const auto stride = ctx->saved_data["stride"].toIntVector();
     const auto padding = ctx->saved_data["padding"].toIntVector();
     const auto go = grads[0].contiguous();
-    torch::Tensor gx, gw, gb;
+    torch::Tensor gx;
     if (ctx->needs_input_grad(0)) gx = directConvInputGrad(go, weight, {x.size(2), x.size(3)}, stride, padding);
-    const bool needW = ctx->needs_input_grad(1);
-    const bool needB = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
-    if (needW || needB) {
-      auto g = at::convolution_backward(go, x, weight, std::vector<int64_t>{weight.size(0)}, stride, padding, {1, 1}, false, {0, 0}, 1,
-                                        {false, needW, needB});
-      gw = std::get<1>(g);
-      gb = std::get<2>(g);
-    }
+    const auto [gw, gb] = weightAndBiasGrads(ctx, go, x, weight, stride, padding);
     return {gx, gw, gb, torch::Tensor(), torch::Tensor()};
   }
 };
