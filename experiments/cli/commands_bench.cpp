@@ -172,8 +172,8 @@ void benchConv(bool second, const Dataset& testSet, const std::vector<std::strin
     return second ? at::relu(first->forward(images)).contiguous() : images;
   };
   std::printf("%s convolution; robustlab's kernel path: %s%s\n", second ? "second (16 -> 32)" : "first (1 -> 16)", kernelPathName(kernelPath()).c_str(),
-              second && kernelPath() == KernelPath::kAvx2 && !directConvApplies(torch::zeros({1, 16, 14, 14}), conv->weight, {2, 2}, {1, 1})
-                  ? " (multi-channel kernels off: ROBUSTLAB_DIRECT_CONV=0)" : "");
+              second && kernelPath() == KernelPath::kAvx2 && !directConvKernelsOn() ? " (multi-channel kernels off: ROBUSTLAB_DIRECT_CONV=0)"
+                                                                                      : "");
   std::printf("%-6s %8s %6s %12s %12s %8s %12s %12s %8s\n", "prec", "threads", "batch", "fwd LibTorch", "fwd ours", "speed-up",
               "grad LibTorch", "grad ours", "speed-up");
   auto msPer = [&](const std::function<void()>& fn) {

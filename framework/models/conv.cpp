@@ -194,13 +194,12 @@ bool ConvImpl::directFor(const torch::Tensor& x) const {
 }
 
 torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
+  const bool grad = torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
   if (kernelsFor(x)) {
-    const bool grad = torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
     if (grad) return SingleChannelConvFn::apply(x, weight, optionalBias(), stride2(), padding2());
     return singleChannelConv(x, weight, bias, stride2(), padding2(), cpuComputeDtype(x), /*relu=*/false);
   }
   if (directFor(x)) {
-    const bool grad = torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
     if (grad) return DirectConvFn::apply(x, weight, optionalBias(), stride2(), padding2());
     return directConv(x, weight, bias, stride2(), padding2(), /*relu=*/false);
   }

@@ -111,27 +111,19 @@ bool supportsManualInputGrad(ClassifierImpl& model) { return plainLayers(model).
 namespace {
 
 /// Layer i's convolution forward, saving what its backward needs; a following ReLU is fused into
-/// robustlab's own kernels (single-channel, or multi-channel fp32) where they run (the same numbers as at::relu of it), and i then skips it.
+/// robustlab's own kernels (single-channel, or multi-channel fp32) where they run (the same numbers as
+/// at::relu of it), and i then skips it.
 torch::Tensor convForward(std::vector<Saved>& saved, size_t& i, const torch::Tensor& h) {
   Saved& s = saved[i];
   auto& c = *dynamic_cast<ConvImpl*>(s.module);
   s.in = h;
-  if (c.kernelsFor(h)) {
+  s.kernels = c.kernelsFor(h);
+  s.direct = !s.kernels && c.directFor(h);
+  if (s.kernels || s.direct) {
     const bool fuse = i + 1 < saved.size() && saved[i + 1].kind == Kind::kRelu;
-    s.kernels = true;
     s.w = c.weight;
-    auto out = singleChannelConv(h, c.weight, c.bias, c.stride2(), c.padding2(), cpuComputeDtype(h), fuse);
-    if (fuse) {
-      s.out = out;
-      saved[++i].kind = Kind::kFusedRelu;
-    }
-    return out;
-  }
-  if (c.directFor(h)) {
-    const bool fuse = i + 1 < saved.size() && saved[i + 1].kind == Kind::kRelu;
-    s.direct = true;
-    s.w = c.weight;
-    auto out = directConv(h, c.weight, c.bias, c.stride2(), c.padding2(), fuse);
+    auto out = s.kernels ? singleChannelConv(h, c.weight, c.bias, c.stride2(), c.padding2(), cpuComputeDtype(h), fuse)
+                         : directConv(h, c.weight, c.bias, c.stride2(), c.padding2(), fuse);
     if (fuse) {
       s.out = out;
       saved[++i].kind = Kind::kFusedRelu;

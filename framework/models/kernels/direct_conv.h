@@ -3,9 +3,10 @@
 // every layer after it): the forward pass and the input gradient, a ReLU after the layer fused into
 // both, written for AVX2 + FMA.
 //
-// On a CPU without AVX-512, oneDNN's AVX2 kernels for these small layers (a 7 x 7 output, 16 input
-// channels, 4 x 4 taps, stride 2) run far below the CPU's arithmetic rate, and its input gradient most
-// of all; they are most of an attack step (BENCHMARKS.md). The kernels here are a direct convolution
+// They do not depend on which AVX2 kernel a given oneDNN picks for these small layers (a 7 x 7 output,
+// 16 input channels, 4 x 4 taps, stride 2) on a given CPU. Measured so far only on a Zen 5 running the
+// AVX2 paths, where they are level with oneDNN's AVX2 kernels, both at about the FMA peak
+// (BENCHMARKS.md); on an AVX2-only CPU they are not yet measured. The kernels here are a direct convolution
 // per image: the image is copied once into a zero-bordered buffer, and a register block of 6 output
 // positions x 16 output channels (12 accumulators) runs through every (input channel, tap) pair, each
 // step one 16-channel weight load shared by the 6 positions and one broadcast input value per position.
