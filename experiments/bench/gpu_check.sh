@@ -1,23 +1,90 @@
 #!/usr/bin/env bash
 # One prepared run for a session that is lent the GPU machine (../shared/device/README.md): builds
-# robustlab against the machine's CUDA LibTorch, runs the test areas that need no trained fixtures,
-# then `robustlab bench --device cuda` and the Python reference on CUDA doing the same work, and prints
-# both tables last. Stage first, here: ../shared/device/stage.sh. Then, through the device tool, with
-# carry [".device"]:
-#   bash experiments/bench/gpu_check.sh            # tables also land in $OUT when it is set
+# robustlab against the machine's CUDA LibTorch, then, each step under what is left of one time budget
+# and each going on when an earlier one failed: `robustlab bench --device cuda` and the Python
+# reference on CUDA doing the same work (eager, same process kind, same run), the test areas that need
+# no trained fixtures, and the default experiment on CUDA. Prints the tables last.
+#
+# Stage first, here: ../shared/device/stage.sh, then the three packages the GPU image may lack, kept out
+# of .device/debs (build.sh unpacks those onto LD_LIBRARY_PATH, and a Debian zlib there would shadow
+# the image's newer one under python3):
+#   mkdir -p .device/extra && (cd .device/extra && apt-get download libpng-dev libpng16-16 zlib1g-dev)
+# Then, through the device tool, with carry [".device"]:
+#   bash experiments/bench/gpu_check.sh [budget-seconds, default 330]   # files land in $OUT when set
 # Sizes follow the GPU reference points: PGD-20 on 10,000 test images in one batch, training and
-# PGD-10 adversarial training at batch 128. Written without a GPU to try it on: expect to fix things.
-set -euo pipefail
+# PGD-10 adversarial training at batch 128.
+set -uo pipefail
 out=${OUT:-/tmp/robustlab-gpu-check}
 mkdir -p "$out"
-bash .device/build.sh
+deadline=$(($(date +%s) + ${1:-330}))
+left() { echo $((deadline - $(date +%s))); }
+step() { echo "== $1 ($(left) s left)"; }
+
+{
+  lscpu | grep -E '^(Model name|CPU\(s\)):'
+  lscpu | grep -o -w -E 'avx2|fma|avx512f|avx512_bf16|amx_bf16|amx_tile' | sort -u | tr '\n' ' '; echo
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
+  gcc --version | head -1
+} > "$out/summary.txt" 2>&1
+cat "$out/summary.txt"
+
+# libpng and zlib: the image's own when it has their headers, else the staged Debian ones (headers from
+# Debian, zlib linked against the image's libz.so.1, which is ABI-compatible and newer).
+x=/tmp/xdeps
+mkdir -p $x
+for f in .device/extra/*.deb; do dpkg -x "$f" $x; done
+extra=()
+if [ ! -f /usr/include/zlib.h ]; then
+  libz=$(ldconfig -p | awk '/libz\.so\.1 .*x86-64/ {print $NF; exit}')
+  extra+=("-DZLIB_INCLUDE_DIR=$x/usr/include" "-DZLIB_LIBRARY=$libz")
+  echo "zlib: Debian headers, image library $libz" >> "$out/summary.txt"
+fi
+rl_path=""
+if [ ! -f /usr/include/png.h ]; then
+  extra+=("-DPNG_PNG_INCLUDE_DIR=$x/usr/include" "-DPNG_LIBRARY=$x/usr/lib/x86_64-linux-gnu/libpng16.so")
+  rl_path=$x/usr/lib/x86_64-linux-gnu
+  echo "libpng: Debian's (staged)" >> "$out/summary.txt"
+fi
+
+step build
+t0=$(date +%s)
+if bash .device/build.sh "${extra[@]}" > "$out/build.log" 2>&1; then
+  echo "built in $(($(date +%s) - t0)) s" | tee -a "$out/summary.txt"
+else
+  echo "BUILD FAILED after $(($(date +%s) - t0)) s" | tee -a "$out/summary.txt"
+  tail -40 .device/cmake.log 2>/dev/null >> "$out/build.log"
+  timeout $(($(left) / 2)) cmake --build build-gpu -j"$(nproc)" -k 2>&1 | grep -E -A8 'error|Error' | head -200 >> "$out/build.log"
+  grep -E 'error' "$out/build.log" | head -30
+fi
 # shellcheck disable=SC1091
-source .device/env.sh
+[ -f .device/env.sh ] && source .device/env.sh
 bin=build-gpu/robustlab
-build-gpu/tests/robustlab_tests "[data],[config],[statistics]" 2>&1 | tail -3 | tee "$out/tests.txt"
+run_rl() { LD_LIBRARY_PATH=${rl_path:+$rl_path:}${LD_LIBRARY_PATH:-} timeout "$@"; }
+
 common=(--train-images 60000 --adv-train-images 6000 --attack-images 10000 --precision fp32,bf16 --threads 1 --repeats 3)
-"$bin" bench --device cuda --attack-batch 10000 "${common[@]}" -o "$out/bench-cuda.h5" | tee "$out/bench-cuda.txt"
-python3 experiments/bench/reference.py --device cuda "${common[@]}" | tee "$out/reference-cuda.txt"
-nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv | tee "$out/gpu.txt"
-echo "== robustlab (CUDA) =="; cat "$out/bench-cuda.txt"
-echo "== Python PyTorch (CUDA) =="; cat "$out/reference-cuda.txt"
+if [ -x "$bin" ]; then
+  step "robustlab bench --device cuda"
+  run_rl $(($(left) < 120 ? $(left) : 120)) "$bin" bench --device cuda --attack-batch 10000 "${common[@]}" -o "$out/bench-cuda.h5" \
+    > "$out/bench-cuda.txt" 2>&1 || echo "bench: exit $?" >> "$out/bench-cuda.txt"
+fi
+step "Python reference, CUDA eager"
+timeout $(($(left) < 120 ? $(left) : 120)) env PYTHONUNBUFFERED=1 python3 experiments/bench/reference.py --device cuda "${common[@]}" \
+  > "$out/reference-cuda.txt" 2>&1 || echo "reference: exit $?" >> "$out/reference-cuda.txt"
+if [ -x build-gpu/tests/robustlab_tests ]; then
+  step "fixture-free tests"
+  for tags in "[data],[config],[statistics]" "[kernels]"; do
+    echo "-- $tags" >> "$out/tests.txt"
+    run_rl $(($(left) < 90 ? $(left) : 90)) build-gpu/tests/robustlab_tests "$tags" 2>&1 | tail -15 >> "$out/tests.txt"
+  done
+fi
+if [ -x "$bin" ] && [ "$(left)" -gt 30 ]; then
+  step "default experiment on CUDA"
+  ( time run_rl $(($(left) - 10)) "$bin" run --device cuda -o "$out/default-cuda.h5" ) > "$out/default-cuda.log" 2>&1 \
+    || echo "run: exit $? (124: out of time)" >> "$out/default-cuda.log"
+fi
+echo "== summary"; cat "$out/summary.txt"
+echo "== tests"; cat "$out/tests.txt" 2>/dev/null
+echo "== default experiment (tail)"; tail -25 "$out/default-cuda.log" 2>/dev/null
+echo "== robustlab (CUDA)"; cat "$out/bench-cuda.txt" 2>/dev/null
+echo "== Python PyTorch (CUDA)"; cat "$out/reference-cuda.txt"

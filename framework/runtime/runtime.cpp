@@ -45,6 +45,10 @@ torch::Device resolveDevice(DeviceChoice d) {
 
 torch::Device resolveDevice(const std::string& name) { return resolveDevice(parseDeviceChoice(name)); }
 
+void synchronizeDevice(torch::Device device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+}
+
 int configureThreads(int n, int workers) {
   const int threads = n > 0 ? n : kDefaultCpuThreads;
   detail::setBatchWorkers(workers > 0 ? workers : threads);  // first: a new worker resets the process default

@@ -15,6 +15,8 @@ std::string deviceChoiceName(DeviceChoice d);
 /// CUDA device.
 torch::Device resolveDevice(DeviceChoice d);
 torch::Device resolveDevice(const std::string& name);
+/// Waits for the work queued on a CUDA device (timings there are of finished work); no-op on CPU.
+void synchronizeDevice(torch::Device device);
 
 /// Threads used by default on CPU. Measured on the 2-vCPU development machine: the small CNN trains
 /// faster in fp32 with 1 intra-op thread than with 2 (see BENCHMARKS.md), so 1 is the default.
