@@ -1,5 +1,7 @@
 #include "attacks/apgd.h"
 
+#include "framework/runtime/runtime.h"
+
 #include <algorithm>
 #include <limits>
 
@@ -33,9 +35,7 @@ void copyRows(torch::Tensor& dst, const torch::Tensor& idx, const torch::Tensor&
 }  // namespace
 
 torch::Tensor Apgd::boundaryStart(const torch::Tensor& xs) {
-  torch::Tensor t = options_.norm == Norm::kLinf ? torch::rand(xs.sizes(), gen_, torch::kFloat32) * 2 - 1
-                                                 : torch::randn(xs.sizes(), gen_, torch::kFloat32);
-  t = t.to(xs.device());
+  const torch::Tensor t = options_.norm == Norm::kLinf ? randUniform(xs.sizes(), gen_, xs.device()) * 2 - 1 : randNormal(xs.sizes(), gen_, xs.device());
   const auto tn = options_.norm == Norm::kLinf ? t.flatten(1).abs().amax(1) : t.flatten(1).norm(2, 1);
   return project(xs + options_.eps * t / perExample(tn + 1e-12, t), xs);
 }

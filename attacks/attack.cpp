@@ -238,16 +238,16 @@ torch::Tensor steepestAscent(const torch::Tensor& grad, Norm norm) {
 torch::Tensor Attack::randomStart(const torch::Tensor& x) {
   const double eps = options_.eps;
   if (options_.norm == Norm::kLinf) {
-    auto noise = (torch::rand(x.sizes(), gen_, torch::kFloat32) * 2.0 - 1.0) * eps;
-    return project(x + noise.to(x.device()), x);
+    auto noise = (randUniform(x.sizes(), gen_, x.device()) * 2.0 - 1.0) * eps;
+    return project(x + noise, x);
   }
   // Uniform in the L2 ball: Gaussian direction, radius eps * u^(1/d).
   const int64_t n = x.size(0);
   const double d = static_cast<double>(x.numel() / std::max<int64_t>(n, 1));
-  auto dir = torch::randn(x.sizes(), gen_, torch::kFloat32);
+  auto dir = randNormal(x.sizes(), gen_, x.device());
   dir = dir / perExample(dir.flatten(1).norm(2, 1).clamp_min(1e-12), dir);
-  auto radius = torch::rand({n}, gen_, torch::kFloat32).pow(1.0 / d) * eps;
-  return project(x + (dir * perExample(radius, dir)).to(x.device()), x);
+  auto radius = randUniform({n}, gen_, x.device()).pow(1.0 / d) * eps;
+  return project(x + dir * perExample(radius, dir), x);
 }
 
 torch::Tensor perExampleNorm(const torch::Tensor& delta, Norm norm) {

@@ -1,5 +1,7 @@
 #include "attacks/fab.h"
 
+#include "framework/runtime/runtime.h"
+
 #include <torch/autograd.h>
 
 #include <algorithm>
@@ -171,8 +173,7 @@ Fab::Found Fab::singleRun(ClassifierImpl& model, const torch::Tensor& u, const t
   auto x1 = u.clone();
   Found f{u.clone(), torch::full({bs}, 1e10, u.options())};
   if (randomStart) {
-    const auto r = options_.norm == Norm::kLinf ? torch::rand(u.sizes(), gen_, torch::kFloat32) * 2 - 1 : torch::randn(u.sizes(), gen_, torch::kFloat32);
-    const auto dir = r.to(u.device());
+    const auto dir = options_.norm == Norm::kLinf ? randUniform(u.sizes(), gen_, u.device()) * 2 - 1 : randNormal(u.sizes(), gen_, u.device());
     x1 = (u + 0.5 * epsU * dir / perExample(rowNorm(dir.flatten(1), options_.norm), dir)).clamp(0, 1);
   }
   for (int64_t it = 0; it < options_.steps; ++it) {

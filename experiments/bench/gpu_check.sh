@@ -2,8 +2,10 @@
 # One prepared run for a session that is lent the GPU machine (../shared/device/README.md): builds
 # robustlab against the machine's CUDA LibTorch, then, each step under what is left of one time budget
 # and each going on when an earlier one failed: `robustlab bench --device cuda` and the Python
-# reference on CUDA doing the same work (eager, same process kind, same run), the test areas that need
-# no trained fixtures, and the default experiment on CUDA. Prints the tables last.
+# reference on CUDA doing the same work (eager, same run), the CUDA-graph probe
+# (experiments/bench/cuda_graph_probe, built beside the main build), the test areas that need no
+# trained fixtures (GPU_CHECK_TESTS=0 skips them and the test build), the default experiment on CUDA
+# and a report made from its results in a fresh process. Prints the tables last.
 #
 # Stage first, here: ../shared/device/stage.sh, then the three packages the GPU image may lack, kept out
 # of .device/debs (build.sh unpacks those onto LD_LIBRARY_PATH, and a Debian zlib there would shadow
@@ -12,7 +14,7 @@
 # Then, through the device tool, with carry [".device"]:
 #   bash experiments/bench/gpu_check.sh [budget-seconds, default 330]   # files land in $OUT when set
 # Sizes follow the GPU reference points: PGD-20 on 10,000 test images in one batch, training and
-# PGD-10 adversarial training at batch 128.
+# PGD-10 adversarial training at batch 128. At most 8 files land in $OUT (the device tool's limit).
 set -uo pipefail
 out=${OUT:-/tmp/robustlab-gpu-check}
 mkdir -p "$out"
@@ -47,8 +49,15 @@ if [ ! -f /usr/include/png.h ]; then
   echo "libpng: Debian's (staged)" >> "$out/summary.txt"
 fi
 
+tests=${GPU_CHECK_TESTS:-1}
+torch_cmake=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+( cmake -S experiments/bench/cuda_graph_probe -B build-probe -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_cmake" \
+    -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" > /tmp/probe-build.log 2>&1 && nice cmake --build build-probe >> /tmp/probe-build.log 2>&1 ) &
+probe_build=$!
+
 step build
 t0=$(date +%s)
+[ "$tests" = 1 ] || extra+=(-DBUILD_TESTING=OFF)
 if bash .device/build.sh "${extra[@]}" > "$out/build.log" 2>&1; then
   echo "built in $(($(date +%s) - t0)) s" | tee -a "$out/summary.txt"
 else
@@ -71,20 +80,33 @@ fi
 step "Python reference, CUDA eager"
 timeout $(($(left) < 120 ? $(left) : 120)) env PYTHONUNBUFFERED=1 python3 experiments/bench/reference.py --device cuda "${common[@]}" \
   > "$out/reference-cuda.txt" 2>&1 || echo "reference: exit $?" >> "$out/reference-cuda.txt"
-if [ -x build-gpu/tests/robustlab_tests ]; then
+wait $probe_build && echo "probe built" >> "$out/summary.txt" || { echo "probe build failed:" >> "$out/probe.txt"; grep -E -A5 'error' /tmp/probe-build.log | head -60 >> "$out/probe.txt"; }
+if [ -x build-probe/cuda_graph_probe ]; then
+  step "CUDA-graph probe"
+  timeout $(($(left) < 90 ? $(left) : 90)) build-probe/cuda_graph_probe >> "$out/probe.txt" 2>&1 || echo "probe: exit $?" >> "$out/probe.txt"
+fi
+if [ "$tests" = 1 ] && [ -x build-gpu/tests/robustlab_tests ]; then
   step "fixture-free tests"
   for tags in "[data],[config],[statistics]" "[kernels]"; do
     echo "-- $tags" >> "$out/tests.txt"
     run_rl $(($(left) < 90 ? $(left) : 90)) build-gpu/tests/robustlab_tests "$tags" 2>&1 | tail -15 >> "$out/tests.txt"
   done
 fi
+res=/tmp/robustlab-gpu-results  # the run's cache and report stay out of $OUT (8 files at most come back)
+mkdir -p $res
 if [ -x "$bin" ] && [ "$(left)" -gt 30 ]; then
   step "default experiment on CUDA"
-  ( time run_rl $(($(left) - 10)) "$bin" run --device cuda -o "$out/default-cuda.h5" ) > "$out/default-cuda.log" 2>&1 \
+  ( time run_rl $(($(left) - 10)) "$bin" run --device cuda -o $res/default-cuda.h5 ) > "$out/default-cuda.log" 2>&1 \
     || echo "run: exit $? (124: out of time)" >> "$out/default-cuda.log"
+fi
+if [ -x "$bin" ] && [ -f $res/default-cuda.h5 ] && [ "$(left)" -gt 5 ]; then
+  step "report from the results, fresh process"
+  run_rl $(($(left) - 2)) "$bin" report $res/default-cuda.h5 -o $res/fresh-report > "$out/report.log" 2>&1 || echo "report: exit $?" >> "$out/report.log"
 fi
 echo "== summary"; cat "$out/summary.txt"
 echo "== tests"; cat "$out/tests.txt" 2>/dev/null
-echo "== default experiment (tail)"; tail -25 "$out/default-cuda.log" 2>/dev/null
+echo "== default experiment (tail)"; grep -v '^\[\|100%' "$out/default-cuda.log" 2>/dev/null | tail -40
+echo "== report, fresh process"; cat "$out/report.log" 2>/dev/null
+echo "== CUDA-graph probe"; cat "$out/probe.txt" 2>/dev/null
 echo "== robustlab (CUDA)"; cat "$out/bench-cuda.txt" 2>/dev/null
 echo "== Python PyTorch (CUDA)"; cat "$out/reference-cuda.txt"

@@ -4,6 +4,10 @@
 #include "framework/runtime/onednn_check.h"
 #include "framework/runtime/runtime.h"
 
+#include <execinfo.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -29,6 +33,21 @@ const Command kCommands[] = {
     {"bench", robustlab::cmdBench, "measure training and PGD throughput"},
 };
 
+/// On a crash, one line naming the signal and the stack (function names: the executable exports its
+/// symbols), then the default action (core dump where enabled). Only async-signal-safe calls.
+void onFatalSignal(int sig) {
+  const char* what = sig == SIGSEGV ? "segmentation fault" : sig == SIGBUS ? "bus error" : sig == SIGILL ? "illegal instruction" : "arithmetic error";
+  const char head[] = "robustlab: fatal signal: ";
+  (void)!::write(2, head, sizeof head - 1);
+  (void)!::write(2, what, std::strlen(what));
+  const char tail[] = "; stack:\n";
+  (void)!::write(2, tail, sizeof tail - 1);
+  void* frames[64];
+  ::backtrace_symbols_fd(frames, ::backtrace(frames, 64), 2);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
 void usage() {
   std::printf("robustlab - adversarial robustness of pre-trained vs from-scratch models\n\nusage: robustlab <command> [options]\n\n");
   for (const auto& c : kCommands) std::printf("  %-10s %s\n", c.name, c.help);
@@ -42,6 +61,9 @@ int main(int argc, char** argv) {
     usage();
     return argc < 2 ? 2 : 0;
   }
+  void* warm[1];
+  ::backtrace(warm, 1);  // loads libgcc's unwinder now: a signal handler must not be the first to
+  for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE}) std::signal(sig, onFatalSignal);
   robustlab::tuneAllocator();
   robustlab::guardOnednnConvolutions();  // before any result rests on LibTorch's convolutions
   for (const auto& c : kCommands) {

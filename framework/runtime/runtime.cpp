@@ -19,6 +19,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <stdexcept>
 #include <thread>
@@ -177,5 +179,36 @@ void tuneAllocator() {
 void seedEverything(uint64_t seed) { torch::manual_seed(seed); }
 
 at::Generator makeGenerator(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+
+namespace {
+
+/// For a device other than the CPU, a generator of that device seeded by one draw from `gen`.
+std::optional<at::Generator> deviceGenerator(at::Generator& gen, torch::Device device) {
+  if (device.is_cpu()) return std::nullopt;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 6)
+  uint64_t seed = 0;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
+  }
+  at::Generator g = at::globalContext().getAcceleratorHooksInterface(device.type()).getNewGenerator(device.index());
+  g.set_current_seed(seed);
+  return g;
+#else
+  return std::nullopt;
+#endif
+}
+
+}  // namespace
+
+torch::Tensor randUniform(at::IntArrayRef shape, at::Generator& gen, torch::Device device) {
+  if (auto g = deviceGenerator(gen, device)) return torch::rand(shape, *g, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  return torch::rand(shape, gen, torch::kFloat32).to(device);
+}
+
+torch::Tensor randNormal(at::IntArrayRef shape, at::Generator& gen, torch::Device device) {
+  if (auto g = deviceGenerator(gen, device)) return torch::randn(shape, *g, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  return torch::randn(shape, gen, torch::kFloat32).to(device);
+}
 
 }  // namespace robustlab

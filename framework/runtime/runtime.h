@@ -92,8 +92,17 @@ class PrecisionGuard {
 /// is fp32, else x's own dtype.
 at::ScalarType cpuComputeDtype(const torch::Tensor& x);
 
-/// A CPU generator with a given seed (random numbers are drawn on CPU and moved, so CPU and CUDA runs
-/// see the same noise).
+/// A CPU generator with a given seed: the stream every random draw of an attack or a training run
+/// follows (randUniform, randNormal).
 at::Generator makeGenerator(uint64_t seed);
+
+/// Noise of `shape` (fp32) on `device` from the stream `gen` (a makeGenerator generator): U[0, 1) and
+/// N(0, 1). On CPU drawn from `gen` itself, so CPU runs reproduce bit for bit. On a CUDA device (with
+/// LibTorch >= 2.6) drawn there by a fresh device generator that one draw from `gen` seeds: the same
+/// seed gives the same noise on the same GPU and LibTorch, but not the CPU's noise. Drawing 10,000
+/// images' noise on the CPU and copying it over took longer than the PGD-20 attack itself on an H200
+/// (BENCHMARKS.md). Older LibTorch: drawn on CPU and copied.
+torch::Tensor randUniform(at::IntArrayRef shape, at::Generator& gen, torch::Device device);
+torch::Tensor randNormal(at::IntArrayRef shape, at::Generator& gen, torch::Device device);
 
 }  // namespace robustlab

@@ -1,6 +1,7 @@
 #include "framework/training/adversarial_training.h"
 
 #include "attacks/pgd.h"
+#include "framework/runtime/runtime.h"
 
 #include <torch/autograd.h>
 #include <torch/nn/functional/loss.h>
@@ -48,7 +49,7 @@ BatchOutput TradesObjective::batch(ClassifierImpl& model, const torch::Tensor& x
       torch::NoGradGuard noGrad;
       pClean = torch::softmax(model.forward(x), 1);
     }
-    xadv = x + 0.001 * torch::randn(x.sizes(), gen, torch::kFloat32).to(x.device());
+    xadv = x + 0.001 * randNormal(x.sizes(), gen, x.device());
     for (int64_t s = 0; s < options_.steps; ++s) {
       auto xin = xadv.detach().requires_grad_(true);
       auto kl = F::kl_div(torch::log_softmax(model.forward(xin), 1), pClean, klSum);

@@ -1,6 +1,7 @@
 #include "framework/training/contrastive.h"
 
 #include "framework/models/model.h"
+#include "framework/runtime/runtime.h"
 
 #include <torch/autograd.h>
 #include <torch/nn/functional/loss.h>
@@ -96,8 +97,8 @@ torch::Tensor ContrastiveObjective::adversarialView(ClassifierImpl& model, const
   FrozenParamsGuard frozen(model);
   FrozenParamsGuard frozenHead(*projector_);
   const auto goal = target.detach();
-  auto xadv = v1 + (torch::rand(v1.sizes(), gen).to(v1.device()) * 2 - 1) * a.eps;
-  if (a.norm == Norm::kL2) xadv = v1 + steepestAscent(torch::randn(v1.sizes(), gen).to(v1.device()), Norm::kL2) * a.eps * 0.5;
+  auto xadv = v1 + (randUniform(v1.sizes(), gen, v1.device()) * 2 - 1) * a.eps;
+  if (a.norm == Norm::kL2) xadv = v1 + steepestAscent(randNormal(v1.sizes(), gen, v1.device()), Norm::kL2) * a.eps * 0.5;
   xadv = projectToBall(xadv, v1, a.norm, a.eps, a.lo, a.hi);
   for (int64_t s = 0; s < a.steps; ++s) {
     auto xin = xadv.detach().requires_grad_(true);
