@@ -224,3 +224,16 @@ TEST_CASE("the Linf box is exact to the ulp, and the fused CPU path equals the t
     CHECK(fused.upper.max().item<double>() <= 1.0);
   }
 }
+
+TEST_CASE("on a CPU, attack noise is the seeded generator's own stream: a seed reproduces it bit for bit", "[attacks]") {
+  // CUDA draws from a device generator seeded by this stream (framework/runtime/runtime.h); the CPU
+  // path must stay the stream itself, or every CPU result with a random start would change.
+  auto a = makeGenerator(7), b = makeGenerator(7);
+  const auto u = randUniform({64, 1, 28, 28}, a, torch::kCPU);
+  const auto n = randNormal({64}, a, torch::kCPU);
+  CHECK(torch::equal(u, torch::rand({64, 1, 28, 28}, b, torch::kFloat32)));
+  CHECK(torch::equal(n, torch::randn({64}, b, torch::kFloat32)));
+  CHECK(u.min().item<float>() >= 0.0f);
+  CHECK(u.max().item<float>() < 1.0f);
+  CHECK(u.device().is_cpu());
+}

@@ -103,6 +103,16 @@ if [ -x "$bin" ] && [ -f $res/default-cuda.h5 ] && [ "$(left)" -gt 5 ]; then
   step "report from the results, fresh process"
   run_rl $(($(left) - 2)) "$bin" report $res/default-cuda.h5 -o $res/fresh-report > "$out/report.log" 2>&1 || echo "report: exit $?" >> "$out/report.log"
 fi
+# The report crashed with SIGSEGV on the first two runs here (2026-12-04; gnuplot is not on the image).
+# Does any C++ exception crash there? A missing config file is one error line and exit 1 elsewhere.
+if [ -x "$bin" ]; then
+  run_rl 20 "$bin" run -c /nonexistent.toml >> "$out/report.log" 2>&1; echo "missing config: exit $? (1 expected)" >> "$out/report.log"
+  # The stack of a crashing report, from cuda-gdb (it debugs programs with no GPU code too).
+  if grep -q "fatal signal" "$out/report.log" && command -v cuda-gdb > /dev/null && [ "$(left)" -gt 20 ]; then
+    LD_LIBRARY_PATH=${rl_path:+$rl_path:}${LD_LIBRARY_PATH:-} timeout $(($(left) - 5)) cuda-gdb -batch -ex run -ex bt -ex 'info sharedlibrary' \
+      --args "$bin" report $res/default-cuda.h5 -o $res/gdb-report 2>&1 | grep -v '^\[New Thread\|^\[Thread' | tail -60 >> "$out/report.log"
+  fi
+fi
 echo "== summary"; cat "$out/summary.txt"
 echo "== tests"; cat "$out/tests.txt" 2>/dev/null
 echo "== default experiment (tail)"; grep -v '^\[\|100%' "$out/default-cuda.log" 2>/dev/null | tail -40
