@@ -4,9 +4,12 @@
 #include "framework/runtime/onednn_check.h"
 #include "framework/runtime/runtime.h"
 
+#include <dlfcn.h>
 #include <execinfo.h>
+#include <ucontext.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -33,19 +36,43 @@ const Command kCommands[] = {
     {"bench", robustlab::cmdBench, "measure training and PGD throughput"},
 };
 
-/// On a crash, one line naming the signal and the stack (function names: the executable exports its
-/// symbols), then the default action (core dump where enabled). Only async-signal-safe calls.
-void onFatalSignal(int sig) {
+/// On a crash: one line naming the signal, the faulting address and the instruction (with the shared
+/// object it lies in), then the stack (function names: the executable exports its symbols), then the
+/// default action (core dump where enabled). The stack cannot be unwound past code without unwind
+/// information (a jump to a bad address, JIT-generated kernels); the instruction's object says which.
+/// Runs on its own stack, so a stack overflow is reported too.
+void onFatalSignal(int sig, siginfo_t* info, void* context) {
   const char* what = sig == SIGSEGV ? "segmentation fault" : sig == SIGBUS ? "bus error" : sig == SIGILL ? "illegal instruction" : "arithmetic error";
-  const char head[] = "robustlab: fatal signal: ";
-  (void)!::write(2, head, sizeof head - 1);
-  (void)!::write(2, what, std::strlen(what));
-  const char tail[] = "; stack:\n";
-  (void)!::write(2, tail, sizeof tail - 1);
+  const void* pc = nullptr;
+#if defined(__x86_64__) && defined(REG_RIP)
+  pc = reinterpret_cast<const void*>(static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RIP]);
+#endif
+  Dl_info where{};
+  const bool known = pc && ::dladdr(pc, &where) && where.dli_fname;
+  char line[1024];
+  const int n = std::snprintf(line, sizeof line, "robustlab: fatal signal: %s at address %p, instruction %p (%s+%#lx); stack:\n", what,
+                              info ? info->si_addr : nullptr, pc, known ? where.dli_fname : "no mapped object",
+                              known ? static_cast<unsigned long>(static_cast<const char*>(pc) - static_cast<const char*>(where.dli_fbase)) : 0UL);
+  (void)!::write(2, line, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof line - 1) : 0);
   void* frames[64];
   ::backtrace_symbols_fd(frames, ::backtrace(frames, 64), 2);
   std::signal(sig, SIG_DFL);
   std::raise(sig);
+}
+
+void installCrashHandler() {
+  void* warm[1];
+  ::backtrace(warm, 1);  // loads libgcc's unwinder now: a signal handler must not be the first to
+  static char altStack[1 << 16];
+  stack_t ss{};
+  ss.ss_sp = altStack;
+  ss.ss_size = sizeof altStack;
+  ::sigaltstack(&ss, nullptr);
+  struct sigaction sa {};
+  sa.sa_sigaction = onFatalSignal;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE}) ::sigaction(sig, &sa, nullptr);
 }
 
 void usage() {
@@ -61,9 +88,7 @@ int main(int argc, char** argv) {
     usage();
     return argc < 2 ? 2 : 0;
   }
-  void* warm[1];
-  ::backtrace(warm, 1);  // loads libgcc's unwinder now: a signal handler must not be the first to
-  for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE}) std::signal(sig, onFatalSignal);
+  installCrashHandler();
   robustlab::tuneAllocator();
   robustlab::guardOnednnConvolutions();  // before any result rests on LibTorch's convolutions
   for (const auto& c : kCommands) {
