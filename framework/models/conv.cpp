@@ -29,16 +29,23 @@ using torch::autograd::variable_list;
 std::vector<int64_t> pair(const torch::ExpandingArray<2>& a) { return {(*a)[0], (*a)[1]}; }
 
 /// The weight and bias gradients the autograd context asks for (undefined otherwise), by
-/// at::convolution_backward on the tensors the forward pass convolved.
+/// at::convolution_backward on the tensors the forward pass convolved. With `computeIn`, the forward
+/// pass convolved x and weight cast to that dtype (what autocast would have differentiated): they are
+/// cast here, only when a gradient is asked for, and the gradients come back in weight's dtype
+/// (autocast's cast is differentiable).
 std::pair<torch::Tensor, torch::Tensor> weightAndBiasGrads(AutogradContext* ctx, const torch::Tensor& go, const torch::Tensor& x,
                                                            const torch::Tensor& weight, const std::vector<int64_t>& stride,
-                                                           const std::vector<int64_t>& padding) {
+                                                           const std::vector<int64_t>& padding,
+                                                           c10::optional<at::ScalarType> computeIn = c10::nullopt) {
   const bool needW = ctx->needs_input_grad(1);
   const bool needB = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
   if (!needW && !needB) return {};
-  auto g = at::convolution_backward(go, x, weight, std::vector<int64_t>{weight.size(0)}, stride, padding, {1, 1}, false, {0, 0}, 1,
+  const auto in = [&](const torch::Tensor& t) { return computeIn ? t.to(*computeIn) : t; };
+  const auto wc = in(weight);
+  auto g = at::convolution_backward(in(go), in(x), wc, std::vector<int64_t>{wc.size(0)}, stride, padding, {1, 1}, false, {0, 0}, 1,
                                     {false, needW, needB});
-  return {std::get<1>(g), std::get<2>(g)};
+  const auto back = [&](const torch::Tensor& t) { return computeIn && t.defined() ? t.to(weight.scalar_type()) : t; };
+  return {back(std::get<1>(g)), back(std::get<2>(g))};
 }
 
 /// Forward through at::convolution; backward with the im2col kernel for the input gradient and
@@ -101,20 +108,10 @@ struct SingleChannelConvFn : torch::autograd::Function<SingleChannelConvFn> {
     const auto padding = ctx->saved_data["padding"].toIntVector();
     const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
     const auto& go = grads[0];
-    torch::Tensor gx, gw, gb;
+    torch::Tensor gx;
     if (ctx->needs_input_grad(0))
       gx = singleChannelConvInputGrad(go, weight, {x.size(2), x.size(3)}, stride, padding, dtype).to(x.scalar_type());
-    const bool needW = ctx->needs_input_grad(1);
-    const bool needB = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
-    if (needW || needB) {
-      // What autocast would have differentiated: the cast input and weight; gradients back in the
-      // parameters' dtype (autocast's cast is differentiable).
-      const auto xc = x.to(dtype), wc = weight.to(dtype);
-      auto g = at::convolution_backward(go.to(dtype), xc, wc, std::vector<int64_t>{wc.size(0)}, stride, padding, {1, 1}, false, {0, 0}, 1,
-                                        {false, needW, needB});
-      if (needW) gw = std::get<1>(g).to(weight.scalar_type());
-      if (needB) gb = std::get<2>(g).to(weight.scalar_type());
-    }
+    const auto [gw, gb] = weightAndBiasGrads(ctx, go, x, weight, stride, padding, dtype);
     return {gx, gw, gb, torch::Tensor(), torch::Tensor()};
   }
 };
