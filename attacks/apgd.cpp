@@ -41,6 +41,7 @@ torch::Tensor Apgd::boundaryStart(const torch::Tensor& xs) {
 }
 
 Apgd::RestartResult Apgd::restart(ClassifierImpl& model, const torch::Tensor& xs, const torch::Tensor& ys, const torch::Tensor& ts) {
+  const SharedBox box(*this, xs);  // every projection of this restart is onto xs's box
   const int64_t nIter = options_.steps, b = xs.size(0);
   const int64_t nIterMin = std::max<int64_t>(static_cast<int64_t>(0.06 * nIter), 1);
   const int64_t sizeDecr = std::max<int64_t>(static_cast<int64_t>(0.03 * nIter), 1);

@@ -12,6 +12,8 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -128,31 +130,59 @@ class Attack {
   LossGrad lossAndGrad(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target);
   /// Per-example loss and logits without a gradient.
   LossGrad lossOnly(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target);
+  /// fn(begin, end) over contiguous row ranges covering [0, x.size(0)), concatenated along rows. Where
+  /// lossAndGrad's graph-free gradient splits x across cores (CPU, a model it follows, chunksFor > 1),
+  /// the ranges are the very chunks it would split every step into, each run whole on its own core
+  /// (runChunks), so a loop of many steps hands over work once instead of once per step, with the same
+  /// numbers. Otherwise one range. fn must treat rows independently (no batch-wide statistics) and
+  /// must not draw random numbers (the stream's order would depend on the cores).
+  torch::Tensor inRowChunks(ClassifierImpl& model, const torch::Tensor& x, const std::function<torch::Tensor(int64_t, int64_t)>& fn);
   /// Rows `idx` of t, or t itself when undefined (the target of an untargeted attack).
   static torch::Tensor rowsOf(const torch::Tensor& t, const torch::Tensor& idx) { return t.defined() ? t.index_select(0, idx) : t; }
   /// The model's logits without a gradient (clean predictions, checking a result, a target order).
   static torch::Tensor logitsOf(ClassifierImpl& model, const torch::Tensor& x);
   /// Success per example: misclassified (untargeted) or classified as the target (targeted).
   static torch::Tensor success(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target);
-  /// projectToBall with the attack's norm, eps and range.
+  /// projectToBall with the attack's norm, eps and range (Linf: the clamp into linfBox(x)).
   torch::Tensor project(const torch::Tensor& xadv, const torch::Tensor& x) const {
-    return projectToBall(xadv, x, options_.norm, options_.eps, options_.lo, options_.hi);
+    return options_.norm == Norm::kLinf ? linfBox(x).clamp(xadv) : projectToBall(xadv, x, options_.norm, options_.eps, options_.lo, options_.hi);
   }
-  /// The attack's Linf box around x: computed once per attack, so each step's projection is one
-  /// element-wise clamp.
-  LinfBox linfBox(const torch::Tensor& x) const { return robustlab::linfBox(x, options_.eps, options_.lo, options_.hi); }
+  /// The attack's Linf box around x, so each step's projection is one element-wise clamp: the shared
+  /// box when x is the tensor a live SharedBox was made for, else computed anew.
+  LinfBox linfBox(const torch::Tensor& x) const {
+    return x.is_same(boxOf_) ? box_ : robustlab::linfBox(x, options_.eps, options_.lo, options_.hi);
+  }
+  /// While it lives (Linf norm), linfBox(x) and project(., x) for this very tensor x use one box
+  /// computed here, instead of one per call: perturb makes one for the batch it hands to run (shared by
+  /// the random start, the steps and the final projection), an attack with restarts on a subset one
+  /// per restart. Restores the previous one when it ends, however it ends.
+  class SharedBox {
+   public:
+    SharedBox(Attack& attack, const torch::Tensor& x);
+    ~SharedBox();
+    SharedBox(const SharedBox&) = delete;
+    SharedBox& operator=(const SharedBox&) = delete;
+
+   private:
+    Attack& attack_;
+    LinfBox previous_;
+    torch::Tensor previousOf_;
+  };
   /// A uniform random point of the eps-ball (Linf: the box; L2: the ball, radius eps * u^(1/d)), clipped.
   torch::Tensor randomStart(const torch::Tensor& x);
   torch::Tensor ascentDirection(const torch::Tensor& grad) const { return steepestAscent(grad, options_.norm); }
 
   AttackOptions options_;
   AttackLoss loss_ = AttackLoss::kCrossEntropy;  ///< what lossAndGrad and lossOnly compute
-  AttackStats stats_;
+  AttackStats stats_;        ///< updated under statsMutex_ (lossAndGrad may run in several row chunks at once)
+  std::mutex statsMutex_;
   torch::Tensor zeroGrads_;  ///< running count on the model's device, read once per perturb (no sync per step)
   at::Generator gen_;
 
  private:
   torch::Tensor lastTargets_;
+  LinfBox box_;          ///< the live SharedBox's box
+  torch::Tensor boxOf_;  ///< the tensor it was made for (undefined: none)
 };
 
 /// Per-example norm of a batch of perturbations (N x ...), as float64 on CPU.

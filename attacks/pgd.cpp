@@ -4,19 +4,30 @@
 
 namespace robustlab {
 
-torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) {
-  const int64_t n = x.size(0);
+torch::Tensor Pgd::lastIterate(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) {
+  // Madry et al.'s training loop: plain steps from one start, the last iterate is the example. Every
+  // row's steps depend on that row only, so on a CPU each core takes its rows through all the steps.
   const double alpha = options_.effectiveStepSize();
-  if (options_.lastIterate) {
-    // Madry et al.'s training loop: plain steps from one start, the last iterate is the example.
-    const LinfBox box = options_.norm == Norm::kLinf ? linfBox(x) : LinfBox{};
-    auto cur = options_.randomStart ? randomStart(x) : x.clone();
+  const bool linf = options_.norm == Norm::kLinf;
+  const LinfBox box = linf ? linfBox(x) : LinfBox{};
+  const auto start = options_.randomStart ? randomStart(x) : x.clone();
+  return inRowChunks(model, x, [&](int64_t b, int64_t e) {
+    const auto xs = x.slice(0, b, e), ys = y.slice(0, b, e);
+    const auto ts = target.defined() ? target.slice(0, b, e) : target;
+    const LinfBox bs = linf ? LinfBox{box.lower.slice(0, b, e), box.upper.slice(0, b, e)} : LinfBox{};
+    auto cur = start.slice(0, b, e);
     for (int64_t k = 0; k < options_.steps; ++k) {
-      const auto moved = torch::add(cur, ascentDirection(lossAndGrad(model, cur, y, target).grad), alpha);
-      cur = options_.norm == Norm::kLinf ? box.clamp(moved) : project(moved, x);
+      const auto moved = torch::add(cur, ascentDirection(lossAndGrad(model, cur, ys, ts).grad), alpha);
+      cur = linf ? bs.clamp(moved) : project(moved, xs);
     }
     return cur;
-  }
+  });
+}
+
+torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) {
+  if (options_.lastIterate) return lastIterate(model, x, y, target);
+  const int64_t n = x.size(0);
+  const double alpha = options_.effectiveStepSize();
   auto best = x.clone();
   auto bestLoss = torch::full({n}, -std::numeric_limits<float>::infinity(), x.options());
   auto fooled = torch::zeros({n}, x.options().dtype(torch::kBool));
@@ -27,6 +38,7 @@ torch::Tensor Pgd::run(ClassifierImpl& model, const torch::Tensor& x, const torc
     const auto xs = x.index_select(0, idx);
     const auto ys = y.index_select(0, idx);
     const auto ts = rowsOf(target, idx);
+    const SharedBox shared(*this, xs);  // the start's projection and the steps' box
     auto cur = options_.randomStart ? randomStart(xs) : xs.clone();
     auto active = torch::arange(idx.size(0), idx.options());  // rows of this restart's batch still stepping
     bool allActive = true;                                     // fast path: no row gathering yet

@@ -16,6 +16,10 @@ class Pgd : public Attack {
 
  protected:
   torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) override;
+
+ private:
+  /// The lastIterate loop.
+  torch::Tensor lastIterate(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target);
 };
 
 }  // namespace robustlab

@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <limits>
+#include <tuple>
 
 using namespace robustlab;
 
@@ -209,19 +210,32 @@ TEST_CASE("bad attack options and names are clear errors", "[attacks]") {
 }
 
 TEST_CASE("the Linf box is exact to the ulp, and the fused CPU path equals the tensor-op path bit for bit", "[attacks]") {
-  // Real pixels plus values where x + eps rounds past eps (x near 1 with eps 0.1 and 1/255 steps).
+  // Real pixels plus values where x + eps rounds past eps (x near 1 with eps 0.1 and 1/255 steps); then
+  // the same in [-1, 1] with zeros of both signs and tiny values, where the one-ulp nudge crosses zero.
   const auto real = test::fashionTest().images.slice(0, 0, 64).flatten(1);
-  const auto x = torch::cat({real, torch::rand({64, 784}) * 0.3 + 0.7}, 0).contiguous();
-  for (const double eps : {0.1, 8.0 / 255, 0.3, 1e-3}) {
-    const LinfBox fused = linfBox(x, eps, 0.0, 1.0);
-    const LinfBox ops = linfBox(x.t().contiguous().t(), eps, 0.0, 1.0);  // non-contiguous: the tensor-op path
-    CHECK(torch::equal(fused.lower, ops.lower));
-    CHECK(torch::equal(fused.upper, ops.upper));
-    const auto xd = x.to(torch::kFloat64);
-    CHECK((fused.upper.to(torch::kFloat64) - xd).max().item<double>() <= static_cast<double>(static_cast<float>(eps)));
-    CHECK((xd - fused.lower.to(torch::kFloat64)).max().item<double>() <= static_cast<double>(static_cast<float>(eps)));
-    CHECK(fused.lower.min().item<double>() >= 0.0);
-    CHECK(fused.upper.max().item<double>() <= 1.0);
+  const auto x01 = torch::cat({real, torch::rand({64, 784}) * 0.3 + 0.7}, 0).contiguous();
+  auto signedX = (x01 * 2 - 1).contiguous();
+  signedX[0].slice(0, 0, 8).fill_(0.0f);
+  signedX[0].slice(0, 8, 16).fill_(-0.0f);
+  signedX[1] = (torch::rand({784}) - 0.5) * 1e-6;
+  for (const auto& [x, lo, hi] : {std::tuple<torch::Tensor, double, double>{x01, 0.0, 1.0}, {signedX.contiguous(), -1.0, 1.0}}) {
+    for (const double eps : {0.1, 8.0 / 255, 0.3, 1e-3, 1e-7}) {
+      const LinfBox fused = linfBox(x, eps, lo, hi);
+      const LinfBox ops = linfBox(x.t().contiguous().t(), eps, lo, hi);  // non-contiguous: the tensor-op path
+      CHECK(torch::equal(fused.lower, ops.lower));
+      CHECK(torch::equal(fused.upper, ops.upper));
+      // The promise: the distance measured in float is at most eps in float (what perturb checks).
+      const float epsF = static_cast<float>(eps);
+      CHECK((fused.upper - x).max().item<float>() <= epsF);
+      CHECK((x - fused.lower).max().item<float>() <= epsF);
+      if (lo == 0.0) {  // pixels in [0, 1] (no value below eps / 2 but 0): exact in real arithmetic too
+        const auto xd = x.to(torch::kFloat64);
+        CHECK((fused.upper.to(torch::kFloat64) - xd).max().item<double>() <= static_cast<double>(epsF));
+        CHECK((xd - fused.lower.to(torch::kFloat64)).max().item<double>() <= static_cast<double>(epsF));
+      }
+      CHECK(fused.lower.min().item<double>() >= lo);
+      CHECK(fused.upper.max().item<double>() <= hi);
+    }
   }
 }
 

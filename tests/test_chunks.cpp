@@ -6,6 +6,7 @@
 #include "attacks/registry.h"
 #include "framework/models/input_grad.h"
 #include "framework/runtime/chunks.h"
+#include "framework/runtime/runtime.h"
 
 #include <ATen/ops/cat.h>
 
@@ -123,6 +124,45 @@ TEST_CASE("chunks run on distinct worker threads, and a chunk's exception reache
     runChunks(2, [&](int j) { inner.push_back(j); });
   });
   CHECK(inner == std::vector<int>{0, 1});
+}
+
+TEST_CASE("adversarial training's PGD taking each core's rows through every step gives what splitting every step gives",
+          "[models]") {
+  // Pgd's last-iterate loop hands each core its chunk once for all the steps (Attack::inRowChunks);
+  // the reference below splits the batch afresh at every step, as the gradient alone does.
+  const auto x = test::fashionTest().images.slice(0, 0, 97);
+  const auto y = test::fashionTest().labels.slice(0, 0, 97);
+  Classifier model = test::standardModel();
+  AttackOptions o;
+  o.eps = 0.1;
+  o.steps = 5;
+  o.seed = 3;
+  o.lastIterate = true;
+  o.earlyStop = false;
+  const double alpha = o.effectiveStepSize();
+  for (const Precision p : {Precision::kFp32, Precision::kBf16}) {
+    for (const int workers : {1, 2}) {
+      DYNAMIC_SECTION(precisionName(p) << ", " << workers << " worker(s)") {
+        WorkersGuard w(workers);
+        PrecisionGuard guard(p);
+        auto pgd = makeAttack("pgd", o);
+        const auto got = pgd->perturb(*model, x, y);
+        CHECK(pgd->stats().gradientEvaluations == 97 * o.steps);
+        EvalModeGuard eval(*model);
+        FrozenParamsGuard frozen(*model);
+        const LinfBox box = linfBox(x, o.eps, o.lo, o.hi);
+        auto gen = makeGenerator(o.seed);
+        auto cur = box.clamp(x + (torch::rand(x.sizes(), gen, torch::kFloat32) * 2.0 - 1.0) * o.eps);
+        for (int64_t k = 0; k < o.steps; ++k) {
+          const auto g = crossEntropyInputGrad(*model, cur, y, false);
+          REQUIRE(g);
+          cur = box.clamp(torch::add(cur, g->grad.sign(), alpha));
+        }
+        INFO("the same operations on the same rows: the same bits, on any CPU");
+        CHECK(torch::equal(got, cur));
+      }
+    }
+  }
 }
 
 TEST_CASE("PGD's robust accuracy does not depend on how many cores split its batches", "[models]") {

@@ -85,6 +85,7 @@ int batchWorkers() {
 }
 
 int chunksFor(int64_t n) {
+  if (inChunk) return 1;  // already one core's share: splitting it again on the same core gains nothing
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(batchWorkers(), n / kMinChunk)));
 }
 

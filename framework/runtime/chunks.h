@@ -18,7 +18,8 @@ int batchWorkers();
 /// The smallest chunk worth a thread of its own: below it the hand-over costs more than it saves.
 inline constexpr int64_t kMinChunk = 16;
 
-/// How many chunks a batch of n rows is split into: batchWorkers(), at most n / kMinChunk, at least 1.
+/// How many chunks a batch of n rows is split into: batchWorkers(), at most n / kMinChunk, at least 1;
+/// 1 inside a chunk of runChunks (already one core's share).
 int chunksFor(int64_t n);
 
 /// Runs fn(0) .. fn(chunks - 1), each on one of batchWorkers() persistent worker threads that run
