@@ -7,8 +7,12 @@
 #include "framework/models/input_grad.h"
 #include "framework/runtime/chunks.h"
 #include "framework/runtime/runtime.h"
+#include "framework/training/objectives.h"
 
 #include <ATen/ops/cat.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/autograd.h>
+#include <torch/nn/functional/loss.h>
 
 #include <catch2/catch.hpp>
 
@@ -163,6 +167,108 @@ TEST_CASE("adversarial training's PGD taking each core's rows through every step
       }
     }
   }
+}
+
+TEST_CASE("a training step split across cores gives the sum of its chunks' gradients, which is the whole batch's up to order",
+          "[training]") {
+  const auto x = test::fashionTest().images.slice(0, 0, 97);
+  const auto y = test::fashionTest().labels.slice(0, 0, 97);
+  for (const Precision p : {Precision::kFp32, Precision::kBf16}) {
+    DYNAMIC_SECTION(precisionName(p)) {
+      seedEverything(5);
+      Classifier model(defaultSmallCnn());
+      model->train();
+      REQUIRE(rowIndependentInTraining(*model));
+      const auto params = model->parameters();
+      auto gradsOf = [&](int workers) {
+        WorkersGuard w(workers);
+        for (auto& t : params) t.mutable_grad() = torch::Tensor();
+        // Backpropagated with autocast's dispatch off, as the trainer does, but inside the guard: under
+        // the AVX2 variables on an AVX-512 CPU only the guard keeps bf16 off oneDNN (runtime.h).
+        PrecisionGuard guard(p);
+        const auto out = crossEntropyStep(*model, x, y);
+        CHECK(out.gradientsDone == (workers > 1));
+        if (!out.gradientsDone) {
+          c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::autocast_dispatch_keyset);
+          out.loss.backward();
+        }
+        std::vector<torch::Tensor> g;
+        for (auto& t : params) g.push_back(t.grad().clone());
+        return std::make_pair(out, g);
+      };
+      // The reference: each chunk's share of the mean, backpropagated one after the other on this thread.
+      auto piecewiseGrads = [&] {
+        for (auto& t : params) t.mutable_grad() = torch::Tensor();
+        PrecisionGuard guard(p);
+        for (const auto& [b, e] : {std::pair<int64_t, int64_t>{0, 48}, {48, 97}}) {
+          namespace F = torch::nn::functional;
+          const auto loss = F::cross_entropy(model->forward(x.slice(0, b, e)), y.slice(0, b, e), F::CrossEntropyFuncOptions().reduction(torch::kSum));
+          c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::autocast_dispatch_keyset);
+          auto g = torch::autograd::grad({loss / 97.0}, params);
+          for (size_t j = 0; j < params.size(); ++j) params[j].mutable_grad() = params[j].grad().defined() ? params[j].grad() + g[j] : g[j];
+        }
+        std::vector<torch::Tensor> out;
+        for (auto& t : params) out.push_back(t.grad().clone());
+        return out;
+      };
+      const auto [whole, wholeGrads] = gradsOf(1);
+      const auto [split, splitGrads] = gradsOf(2);
+      const auto [again, againGrads] = gradsOf(2);
+      const auto pieces = piecewiseGrads();
+      CHECK(split.correct == whole.correct);
+      CHECK(split.count == 97);
+      for (size_t j = 0; j < params.size(); ++j) {
+        INFO("parameter " << j << " " << params[j].sizes());
+        CHECK(torch::equal(splitGrads[j], pieces[j]));     // the same operations on the same rows, in chunk order
+        CHECK(torch::equal(splitGrads[j], againGrads[j]));  // and the same bits on every run
+        // Against the whole batch: the same sums over examples grouped otherwise (and, for bf16, the
+        // kernels' blocking for another batch size). A per-element bound needs each sum's magnitude
+        // sum, which autograd does not give; what a structural fault would change is checked instead:
+        // a chunk lost or counted twice, or a wrong share of the mean, moves the norm by a factor of
+        // about 2 and turns the direction, while reordered sums move both by well under 1e-3 in fp32,
+        // and in bf16 by a few bf16 roundings (LibTorch's emulated bf16, on an AVX2 CPU or under the
+        // AVX2 variables, rounds partial sums of the bias gradients to bf16: 0.28% measured there).
+        const double tol = p == Precision::kBf16 ? 4 * test::kUnitBf16 : 1e-3;
+        const double nw = wholeGrads[j].norm().item<double>(), ns = splitGrads[j].norm().item<double>();
+        const double cosine = (wholeGrads[j] * splitGrads[j]).sum().item<double>() / (nw * ns);
+        INFO("norms " << nw << " / " << ns << ", cosine " << cosine);
+        CHECK(std::abs(ns / nw - 1) <= tol);
+        CHECK(cosine >= 1 - tol);
+      }
+      INFO("the loss: the mean of the same per-example losses, up to their order and the kernels' blocking");
+      CHECK(std::abs(split.loss.item<double>() - whole.loss.item<double>()) <= 1e-3 * whole.loss.item<double>());
+    }
+  }
+}
+
+TEST_CASE("a split training step computes with the weights of this step, after an update, in bf16 too", "[training]") {
+  // Autocast caches casts of trainable weights per thread; a worker's cache must not outlive its chunk.
+  const auto x = test::fashionTest().images.slice(0, 0, 64);
+  const auto y = test::fashionTest().labels.slice(0, 0, 64);
+  Classifier model = test::standardModel();  // trained: halving its weights moves the loss far
+  model->train();
+  REQUIRE(rowIndependentInTraining(*model));
+  const auto params = model->parameters();
+  auto step = [&](int workers) {
+    WorkersGuard w(workers);
+    for (auto& t : params) t.mutable_grad() = torch::Tensor();
+    PrecisionGuard guard(Precision::kBf16);
+    auto out = crossEntropyStep(*model, x, y);
+    if (!out.gradientsDone) {
+      c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::autocast_dispatch_keyset);
+      out.loss.backward();
+    }
+    return out.loss.item<double>();
+  };
+  const double before = step(2);
+  {
+    torch::NoGradGuard noGrad;
+    for (auto& t : params) t.mul_(0.5);  // an update in place, as the optimiser's
+  }
+  const double split = step(2), whole = step(1);
+  INFO("loss before the update " << before << "; after it: split " << split << ", whole " << whole);
+  REQUIRE(std::abs(whole - before) > 0.1);  // the update matters
+  CHECK(std::abs(split - whole) <= 1e-3 * std::abs(whole));
 }
 
 TEST_CASE("PGD's robust accuracy does not depend on how many cores split its batches", "[models]") {

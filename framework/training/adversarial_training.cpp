@@ -23,13 +23,7 @@ PgdTrainingObjective::PgdTrainingObjective(AttackOptions attack) {
 }
 
 BatchOutput PgdTrainingObjective::batch(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, at::Generator&) {
-  const auto xadv = attack_->perturb(model, x, y);
-  auto logits = model.forward(xadv);
-  BatchOutput out;
-  out.loss = F::cross_entropy(logits, y);
-  out.correct = logits.argmax(1).eq(y).sum().item<int64_t>();
-  out.count = y.size(0);
-  return out;
+  return crossEntropyStep(model, attack_->perturb(model, x, y), y);
 }
 
 TradesObjective::TradesObjective(AttackOptions attack, double beta) : options_(attack), beta_(beta) {

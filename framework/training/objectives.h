@@ -16,7 +16,22 @@ struct BatchOutput {
   torch::Tensor loss;   ///< scalar, mean over the batch; the trainer backpropagates it
   int64_t correct = 0;  ///< examples the objective counts as right (classification or pretext task)
   int64_t count = 0;    ///< examples counted; 0 when the objective has no accuracy (reconstruction)
+  /// True when the objective has already added d(loss)/d(parameter) to every trainable parameter's
+  /// .grad (crossEntropyStep's row chunks); the trainer then does not backpropagate `loss`.
+  bool gradientsDone = false;
 };
+
+/// Whether every layer of the model treats the rows of a batch independently in training mode (conv,
+/// ReLU, pooling, flatten, linear): no batch statistics (batch norm) and no random numbers (dropout).
+bool rowIndependentInTraining(ClassifierImpl& model);
+
+/// Mean cross-entropy of model(x) on y and the count of correct argmaxes, for a training step. On a
+/// CPU split into several batch workers (configureThreads' TxW), under grad mode, for a model that
+/// rowIndependentInTraining, the forward and backward passes run in contiguous row chunks, one per core
+/// (framework/runtime/chunks.h), and the parameters' gradients, the chunks' summed in chunk order, are
+/// added to their .grad (`gradientsDone`): the whole batch's gradients up to the order of the sums
+/// over its examples, the same on every run. Otherwise the plain step, for the trainer to backpropagate.
+BatchOutput crossEntropyStep(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y);
 
 class TrainingObjective {
  public:

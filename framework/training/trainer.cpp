@@ -136,7 +136,7 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
         PrecisionGuard precision(opt.precision);
         out = objective.batch(model, x, y, gen);
       }
-      out.loss.backward();
+      if (!out.gradientsDone) out.loss.backward();
       if (opt.optim.clipGradNorm > 0) torch::nn::utils::clip_grad_norm_(params, opt.optim.clipGradNorm);
       optimizer->step();
       lossSum += out.loss.item<double>() * static_cast<double>(idx.size(0));
