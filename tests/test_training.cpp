@@ -60,6 +60,32 @@ TEST_CASE("training is reproducible: same seed, same weights and curves", "[trai
   CHECK(la != lc);
 }
 
+TEST_CASE("bf16 training learns, one core or split across two, also where oneDNN is held below AVX-512", "[training]") {
+  // Under the AVX2 variables (the as-avx2 entry) bf16 must stay off oneDNN in the backward pass too,
+  // which PrecisionGuard alone arranges: a backward outside it failed there ("could not create a
+  // primitive descriptor iterator").
+  const Dataset d = test::fashionTrain().head(2048);
+  const Dataset held = test::fashionTest().head(500);
+  for (const int workers : {1, 2}) {
+    DYNAMIC_SECTION(workers << " worker(s)") {
+      configureThreads(1, workers);
+      seedEverything(11);
+      Classifier m(defaultSmallCnn());
+      CrossEntropyObjective ce;
+      auto opt = quick(2);
+      opt.precision = Precision::kBf16;
+      opt.optim.name = "adam";
+      opt.optim.lr = 2e-3;
+      const auto h = train(*m, ce, d, Dataset{}, opt, torch::kCPU);
+      configureThreads(1, 1);
+      const double acc = accuracy(*m, held, torch::kCPU);
+      INFO("losses " << h[0].loss << " then " << h[1].loss << "; held-out accuracy " << acc);
+      CHECK(h[1].loss < h[0].loss);
+      CHECK(acc >= 0.5);  // 10 classes: chance is 0.1
+    }
+  }
+}
+
 TEST_CASE("fine-tuning starts from the saved pre-trained backbone, not a fresh one", "[training]") {
   const auto dir = test::tempDir("finetune");
   // Pre-train on classes 0-4, save.

@@ -6,6 +6,7 @@
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -135,8 +136,14 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
       {
         PrecisionGuard precision(opt.precision);
         out = objective.batch(model, x, y, gen);
+        // Backpropagated without autocast, as autograd's backward is meant to run, but under the
+        // guard: where oneDNN is held below AVX-512 it keeps bf16 off oneDNN, which then cannot
+        // compute it ("could not create a primitive descriptor iterator" from the backward otherwise).
+        if (!out.gradientsDone) {
+          c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::autocast_dispatch_keyset);
+          out.loss.backward();
+        }
       }
-      if (!out.gradientsDone) out.loss.backward();
       if (opt.optim.clipGradNorm > 0) torch::nn::utils::clip_grad_norm_(params, opt.optim.clipGradNorm);
       optimizer->step();
       lossSum += out.loss.item<double>() * static_cast<double>(idx.size(0));
