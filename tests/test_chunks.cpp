@@ -10,7 +10,6 @@
 #include "framework/training/objectives.h"
 
 #include <ATen/ops/cat.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/autograd.h>
 #include <torch/nn/functional/loss.h>
 
@@ -183,13 +182,13 @@ TEST_CASE("a training step split across cores gives the sum of its chunks' gradi
       auto gradsOf = [&](int workers) {
         WorkersGuard w(workers);
         for (auto& t : params) t.mutable_grad() = torch::Tensor();
-        // Backpropagated with autocast's dispatch off, as the trainer does, but inside the guard: under
+        // Backpropagated with autocast off, as the trainer does, but inside the guard: under
         // the AVX2 variables on an AVX-512 CPU only the guard keeps bf16 off oneDNN (runtime.h).
         PrecisionGuard guard(p);
         const auto out = crossEntropyStep(*model, x, y);
         CHECK(out.gradientsDone == (workers > 1));
         if (!out.gradientsDone) {
-          c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::autocast_dispatch_keyset);
+          AutocastOff noAutocast;
           out.loss.backward();
         }
         std::vector<torch::Tensor> g;
@@ -203,7 +202,7 @@ TEST_CASE("a training step split across cores gives the sum of its chunks' gradi
         for (const auto& [b, e] : {std::pair<int64_t, int64_t>{0, 48}, {48, 97}}) {
           namespace F = torch::nn::functional;
           const auto loss = F::cross_entropy(model->forward(x.slice(0, b, e)), y.slice(0, b, e), F::CrossEntropyFuncOptions().reduction(torch::kSum));
-          c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::autocast_dispatch_keyset);
+          AutocastOff noAutocast;
           auto g = torch::autograd::grad({loss / 97.0}, params);
           for (size_t j = 0; j < params.size(); ++j) params[j].mutable_grad() = params[j].grad().defined() ? params[j].grad() + g[j] : g[j];
         }
@@ -255,7 +254,7 @@ TEST_CASE("a split training step computes with the weights of this step, after a
     PrecisionGuard guard(Precision::kBf16);
     auto out = crossEntropyStep(*model, x, y);
     if (!out.gradientsDone) {
-      c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::autocast_dispatch_keyset);
+      AutocastOff noAutocast;
       out.loss.backward();
     }
     return out.loss.item<double>();

@@ -158,6 +158,30 @@ PrecisionGuard::~PrecisionGuard() {
   at::autocast::clear_cache();
 }
 
+AutocastOff::AutocastOff() {
+#ifdef ROBUSTLAB_AUTOCAST_V2
+  cpuWas_ = at::autocast::is_autocast_enabled(at::kCPU);
+  cudaWas_ = at::autocast::is_autocast_enabled(at::kCUDA);
+  at::autocast::set_autocast_enabled(at::kCPU, false);
+  at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+  cpuWas_ = at::autocast::is_cpu_enabled();
+  cudaWas_ = at::autocast::is_enabled();
+  at::autocast::set_cpu_enabled(false);
+  at::autocast::set_enabled(false);
+#endif
+}
+
+AutocastOff::~AutocastOff() {
+#ifdef ROBUSTLAB_AUTOCAST_V2
+  at::autocast::set_autocast_enabled(at::kCPU, cpuWas_);
+  at::autocast::set_autocast_enabled(at::kCUDA, cudaWas_);
+#else
+  at::autocast::set_cpu_enabled(cpuWas_);
+  at::autocast::set_enabled(cudaWas_);
+#endif
+}
+
 at::ScalarType cpuComputeDtype(const torch::Tensor& x) {
 #ifdef ROBUSTLAB_AUTOCAST_V2
   const bool on = at::autocast::is_autocast_enabled(at::kCPU);

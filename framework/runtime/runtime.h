@@ -88,6 +88,20 @@ class PrecisionGuard {
   at::ScalarType cpuDtypeWas_ = at::kBFloat16;
 };
 
+/// Switches CPU and CUDA autocast off for its scope and restores them after, without touching
+/// PrecisionGuard's oneDNN switch: a backward pass inside a PrecisionGuard runs as it would outside
+/// one (autograd's backward is not autocast), on what the guard let oneDNN compute.
+class AutocastOff {
+ public:
+  AutocastOff();
+  ~AutocastOff();
+  AutocastOff(const AutocastOff&) = delete;
+  AutocastOff& operator=(const AutocastOff&) = delete;
+
+ private:
+  bool cpuWas_ = false, cudaWas_ = false;
+};
+
 /// The dtype a CPU operation on `x` computes in: the autocast dtype when CPU autocast is on and `x`
 /// is fp32, else x's own dtype.
 at::ScalarType cpuComputeDtype(const torch::Tensor& x);

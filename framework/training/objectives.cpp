@@ -2,9 +2,9 @@
 
 #include "framework/models/conv.h"
 #include "framework/runtime/chunks.h"
+#include "framework/runtime/runtime.h"
 
 #include <ATen/autocast_mode.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/autograd.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/modules/activation.h>
@@ -67,9 +67,9 @@ BatchOutput crossEntropyStep(ClassifierImpl& model, const torch::Tensor& x, cons
     Part& part = parts[static_cast<size_t>(i)];
     part.lossSum = F::cross_entropy(logits, yc, F::CrossEntropyFuncOptions().reduction(torch::kSum));
     // Each chunk's share of the batch mean: the chunks' gradients sum to the mean's. Backpropagated
-    // with autocast's dispatch off, as the trainer's backward outside its PrecisionGuard is.
+    // with autocast off, as the trainer's backward is (AutocastOff).
     {
-      c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::autocast_dispatch_keyset);
+      AutocastOff noAutocast;
       part.grads = torch::autograd::grad({part.lossSum / static_cast<double>(n)}, params, {}, false, false, /*allow_unused=*/true);
     }
     part.lossSum = part.lossSum.detach();

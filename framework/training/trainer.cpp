@@ -6,7 +6,6 @@
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
 
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -140,7 +139,7 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
         // guard: where oneDNN is held below AVX-512 it keeps bf16 off oneDNN, which then cannot
         // compute it ("could not create a primitive descriptor iterator" from the backward otherwise).
         if (!out.gradientsDone) {
-          c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::autocast_dispatch_keyset);
+          AutocastOff noAutocast;
           out.loss.backward();
         }
       }
