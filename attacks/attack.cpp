@@ -190,9 +190,12 @@ torch::Tensor Attack::inRowChunks(ClassifierImpl& model, const torch::Tensor& x,
   const int64_t n = x.size(0);
   const int chunks = x.device().is_cpu() && loss_ == AttackLoss::kCrossEntropy ? chunksFor(n) : 1;
   if (chunks == 1 || !supportsManualInputGrad(model)) return fn(0, n);
-  // The row ranges crossEntropyInputGrad uses for a batch of n rows (framework/models/input_grad.cpp).
+  // The row ranges crossEntropyInputGrad splits a batch of n rows into (chunkRows).
   std::vector<torch::Tensor> parts(static_cast<size_t>(chunks));
-  runChunks(chunks, [&](int i) { parts[static_cast<size_t>(i)] = fn(n * i / chunks, n * (i + 1) / chunks); });
+  runChunks(chunks, [&](int i) {
+    const auto [b, e] = chunkRows(n, chunks, i);
+    parts[static_cast<size_t>(i)] = fn(b, e);
+  });
   return torch::cat(parts);
 }
 

@@ -205,7 +205,7 @@ std::optional<InputGrad> crossEntropyInputGrad(ClassifierImpl& model, const torc
   // the kernels' summation order for a smaller batch (framework/runtime/chunks.h).
   std::vector<InputGrad> parts(static_cast<size_t>(chunks));
   runChunks(chunks, [&](int i) {
-    const int64_t b = n * i / chunks, e = n * (i + 1) / chunks;
+    const auto [b, e] = chunkRows(n, chunks, i);
     parts[static_cast<size_t>(i)] = inputGradOf(model, *plain, x.slice(0, b, e), labels.slice(0, b, e), negate);
   });
   std::vector<torch::Tensor> loss, logits, grad;

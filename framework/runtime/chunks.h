@@ -8,6 +8,7 @@
 // batch instead, and every operation inside a chunk runs single-threaded.
 #include <cstdint>
 #include <functional>
+#include <utility>
 
 namespace robustlab {
 
@@ -21,6 +22,11 @@ inline constexpr int64_t kMinChunk = 16;
 /// How many chunks a batch of n rows is split into: batchWorkers(), at most n / kMinChunk, at least 1;
 /// 1 inside a chunk of runChunks (already one core's share).
 int chunksFor(int64_t n);
+
+/// Rows [begin, end) of chunk i of n rows split into `chunks` contiguous chunks of near-equal size: the
+/// one split every caller uses, so a loop that runs its chunks whole (Attack::inRowChunks) gives each
+/// core the rows the attack gradient's own split of every step would.
+inline std::pair<int64_t, int64_t> chunkRows(int64_t n, int chunks, int i) { return {n * i / chunks, n * (i + 1) / chunks}; }
 
 /// Runs fn(0) .. fn(chunks - 1), each on one of batchWorkers() persistent worker threads that run
 /// every LibTorch operation single-threaded and with the calling thread's LibTorch thread-local state

@@ -24,6 +24,8 @@
 #include <string>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 namespace robustlab {
 
@@ -117,6 +119,29 @@ bool onednnLacksBf16() {
   return lacks;
 }
 
+namespace {
+
+/// CPU and CUDA autocast on or off, and whether they are: the per-version API in one place.
+std::pair<bool, bool> autocastEnabled() {
+#ifdef ROBUSTLAB_AUTOCAST_V2
+  return {at::autocast::is_autocast_enabled(at::kCPU), at::autocast::is_autocast_enabled(at::kCUDA)};
+#else
+  return {at::autocast::is_cpu_enabled(), at::autocast::is_enabled()};
+#endif
+}
+
+void setAutocastEnabled(bool cpu, bool cuda) {
+#ifdef ROBUSTLAB_AUTOCAST_V2
+  at::autocast::set_autocast_enabled(at::kCPU, cpu);
+  at::autocast::set_autocast_enabled(at::kCUDA, cuda);
+#else
+  at::autocast::set_cpu_enabled(cpu);
+  at::autocast::set_enabled(cuda);
+#endif
+}
+
+}  // namespace
+
 PrecisionGuard::PrecisionGuard(Precision p) {
   if (p != Precision::kBf16) return;
   active_ = true;
@@ -124,63 +149,37 @@ PrecisionGuard::PrecisionGuard(Precision p) {
     at::globalContext().setUserEnabledMkldnn(false);
     mkldnnOff_ = true;
   }
+  std::tie(cpuWas_, cudaWas_) = autocastEnabled();
 #ifdef ROBUSTLAB_AUTOCAST_V2
-  cpuWas_ = at::autocast::is_autocast_enabled(at::kCPU);
-  cudaWas_ = at::autocast::is_autocast_enabled(at::kCUDA);
   cpuDtypeWas_ = at::autocast::get_autocast_dtype(at::kCPU);
   at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
   at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-  at::autocast::set_autocast_enabled(at::kCPU, true);
-  at::autocast::set_autocast_enabled(at::kCUDA, true);
 #else
-  cpuWas_ = at::autocast::is_cpu_enabled();
-  cudaWas_ = at::autocast::is_enabled();
   cpuDtypeWas_ = at::autocast::get_autocast_cpu_dtype();
   at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
   at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-  at::autocast::set_cpu_enabled(true);
-  at::autocast::set_enabled(true);
 #endif
+  setAutocastEnabled(true, true);
 }
 
 PrecisionGuard::~PrecisionGuard() {
   if (!active_) return;
   if (mkldnnOff_) at::globalContext().setUserEnabledMkldnn(true);
+  setAutocastEnabled(cpuWas_, cudaWas_);
 #ifdef ROBUSTLAB_AUTOCAST_V2
-  at::autocast::set_autocast_enabled(at::kCPU, cpuWas_);
-  at::autocast::set_autocast_enabled(at::kCUDA, cudaWas_);
   at::autocast::set_autocast_dtype(at::kCPU, cpuDtypeWas_);
 #else
-  at::autocast::set_cpu_enabled(cpuWas_);
-  at::autocast::set_enabled(cudaWas_);
   at::autocast::set_autocast_cpu_dtype(cpuDtypeWas_);
 #endif
   at::autocast::clear_cache();
 }
 
 AutocastOff::AutocastOff() {
-#ifdef ROBUSTLAB_AUTOCAST_V2
-  cpuWas_ = at::autocast::is_autocast_enabled(at::kCPU);
-  cudaWas_ = at::autocast::is_autocast_enabled(at::kCUDA);
-  at::autocast::set_autocast_enabled(at::kCPU, false);
-  at::autocast::set_autocast_enabled(at::kCUDA, false);
-#else
-  cpuWas_ = at::autocast::is_cpu_enabled();
-  cudaWas_ = at::autocast::is_enabled();
-  at::autocast::set_cpu_enabled(false);
-  at::autocast::set_enabled(false);
-#endif
+  std::tie(cpuWas_, cudaWas_) = autocastEnabled();
+  setAutocastEnabled(false, false);
 }
 
-AutocastOff::~AutocastOff() {
-#ifdef ROBUSTLAB_AUTOCAST_V2
-  at::autocast::set_autocast_enabled(at::kCPU, cpuWas_);
-  at::autocast::set_autocast_enabled(at::kCUDA, cudaWas_);
-#else
-  at::autocast::set_cpu_enabled(cpuWas_);
-  at::autocast::set_enabled(cudaWas_);
-#endif
-}
+AutocastOff::~AutocastOff() { setAutocastEnabled(cpuWas_, cudaWas_); }
 
 at::ScalarType cpuComputeDtype(const torch::Tensor& x) {
 #ifdef ROBUSTLAB_AUTOCAST_V2

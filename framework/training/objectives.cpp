@@ -61,7 +61,7 @@ BatchOutput crossEntropyStep(ClassifierImpl& model, const torch::Tensor& x, cons
     struct ClearCasts {
       ~ClearCasts() { at::autocast::clear_cache(); }
     } clearCasts;
-    const int64_t b = n * i / chunks, e = n * (i + 1) / chunks;
+    const auto [b, e] = chunkRows(n, chunks, i);
     const auto yc = y.slice(0, b, e);
     const auto logits = model.forward(x.slice(0, b, e));
     Part& part = parts[static_cast<size_t>(i)];
