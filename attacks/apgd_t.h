@@ -12,6 +12,7 @@ class ApgdT : public Apgd {
  public:
   explicit ApgdT(AttackOptions options);
   std::string name() const override { return "apgd-t"; }
+  double workPerExample() const override { return Apgd::workPerExample() * static_cast<double>(std::max<int64_t>(1, options_.targetClasses)); }
 
  protected:
   torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) override;

@@ -80,6 +80,9 @@ torch::Tensor Attack::perturb(ClassifierImpl& model, const torch::Tensor& x, con
     throw std::invalid_argument(name() + ": input values outside the valid range [" + std::to_string(options_.lo) + ", " +
                                 std::to_string(options_.hi) + "]");
   stats_ = AttackStats{};
+  perturbThread_ = std::this_thread::get_id();
+  perturbRows_ = x.size(0);
+  classes_ = model.spec().numClasses;
   const auto params = model.parameters();
   const torch::Device device = params.empty() ? x.device() : params.front().device();
   EvalModeGuard evalMode(model);
@@ -177,13 +180,27 @@ Attack::LossGrad Attack::lossAndGrad(ClassifierImpl& model, const torch::Tensor&
     out.logits = out.logits.detach();
   }
   const auto zeros = options_.countZeroGradients ? out.grad.eq(0).sum() : torch::Tensor();
-  std::lock_guard<std::mutex> lock(statsMutex_);
-  stats_.gradientEvaluations += xadv.size(0);
-  if (zeros.defined()) {
-    zeroGrads_ = zeroGrads_.defined() ? zeroGrads_ + zeros : zeros;
-    stats_.gradElements += out.grad.numel();
+  double share = 0;
+  {
+    std::lock_guard<std::mutex> lock(statsMutex_);
+    stats_.gradientEvaluations += xadv.size(0);
+    if (zeros.defined()) {
+      zeroGrads_ = zeroGrads_.defined() ? zeroGrads_ + zeros : zeros;
+      stats_.gradElements += out.grad.numel();
+    }
+    share = workShare();
   }
+  reportWork(share);
   return out;
+}
+
+double Attack::workShare() const {
+  const double expected = static_cast<double>(std::max<int64_t>(1, perturbRows_)) * workPerExample();
+  return std::min(0.99, static_cast<double>(stats_.gradientEvaluations + stats_.queries) / expected);
+}
+
+void Attack::reportWork(double share) {
+  if (progressHook_ && std::this_thread::get_id() == perturbThread_) progressHook_(share, "");
 }
 
 torch::Tensor Attack::inRowChunks(ClassifierImpl& model, const torch::Tensor& x, const std::function<torch::Tensor(int64_t, int64_t)>& fn) {

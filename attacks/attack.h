@@ -11,10 +11,12 @@
 #include <ATen/core/Generator.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace robustlab {
@@ -113,6 +115,15 @@ class Attack {
 
   const AttackOptions& options() const { return options_; }
   const AttackStats& stats() const { return stats_; }
+  /// Called, on the thread that called perturb, as a perturb call's work goes on: the share of its
+  /// expected work done (0..0.99, an estimate: restarts and targets run on the examples still robust)
+  /// and the running stage ("", or a suite's member). The evaluation shows it as progress within a batch.
+  using ProgressHook = std::function<void(double share, const std::string& stage)>;
+  void setProgressHook(ProgressHook hook) { progressHook_ = std::move(hook); }
+  /// Gradient evaluations plus queries a perturb call expects per example at most (for progress).
+  virtual double workPerExample() const {
+    return static_cast<double>(std::max<int64_t>(1, options_.steps)) * static_cast<double>(std::max<int64_t>(1, options_.restarts));
+  }
   /// The targets used by the last targeted perturb call.
   const torch::Tensor& lastTargets() const { return lastTargets_; }
 
@@ -172,7 +183,15 @@ class Attack {
   torch::Tensor randomStart(const torch::Tensor& x);
   torch::Tensor ascentDirection(const torch::Tensor& grad) const { return steepestAscent(grad, options_.norm); }
 
+  /// The share of the running perturb call's expected work its stats show (call under statsMutex_).
+  double workShare() const;
+  /// Passes `share` to the progress hook when there is one and this is the perturb call's thread.
+  void reportWork(double share);
+  /// The classes of the model the running perturb call attacks.
+  int64_t classes() const { return classes_; }
+
   AttackOptions options_;
+  ProgressHook progressHook_;
   AttackLoss loss_ = AttackLoss::kCrossEntropy;  ///< what lossAndGrad and lossOnly compute
   AttackStats stats_;        ///< updated under statsMutex_ (lossAndGrad may run in several row chunks at once)
   std::mutex statsMutex_;
@@ -181,6 +200,8 @@ class Attack {
 
  private:
   torch::Tensor lastTargets_;
+  std::thread::id perturbThread_;
+  int64_t perturbRows_ = 0, classes_ = 0;
   LinfBox box_;          ///< the live SharedBox's box
   torch::Tensor boxOf_;  ///< the tensor it was made for (undefined: none)
 };

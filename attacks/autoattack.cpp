@@ -36,10 +36,16 @@ torch::Tensor AutoAttackSuite::run(ClassifierImpl& model, const torch::Tensor& x
   auto robust = logitsOf(model, x).argmax(1).eq(y);
   stats_.stageNames = stages();
   stats_.stageRobust = {robust.sum().item<int64_t>()};
-  for (const auto& [memberName, memberOptions] : members_) {
+  const double members = static_cast<double>(members_.size());
+  for (size_t k = 0; k < members_.size(); ++k) {
+    const auto& [memberName, memberOptions] = members_[k];
     const auto idx = robust.nonzero().squeeze(1);
+    if (progressHook_) progressHook_(static_cast<double>(k) / members, memberName);
     if (idx.numel() > 0 && options_.eps > 0) {
       auto member = makeAttack(memberName, memberOptions);
+      // Each member's progress is its share of the suite's, shown with its name.
+      if (progressHook_)
+        member->setProgressHook([&, k, name = memberName](double share, const std::string&) { progressHook_((static_cast<double>(k) + share) / members, name); });
       const auto ys = y.index_select(0, idx);
       const auto xa = member->perturb(model, x.index_select(0, idx), ys);
       const auto fooled = logitsOf(model, xa).argmax(1).ne(ys).nonzero().squeeze(1);

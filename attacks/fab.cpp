@@ -146,6 +146,7 @@ Fab::Linearisation Fab::linearise(ClassifierImpl& model, const torch::Tensor& u,
     l.df = diff.detach().unsqueeze(1);
     l.dg = g.flatten(1).unsqueeze(1);
     stats_.gradientEvaluations += m;
+    reportWork(workShare());
   } else {
     const int64_t k = z.size(1);
     std::vector<torch::Tensor> grads;
@@ -157,6 +158,7 @@ Fab::Linearisation Fab::linearise(ClassifierImpl& model, const torch::Tensor& u,
     l.dg = g - g.gather(1, y.view({-1, 1, 1}).expand({m, 1, g.size(2)}));
     l.df.scatter_(1, y.view({-1, 1}), 1e10);
     stats_.gradientEvaluations += m * k;
+    reportWork(workShare());
   }
   if (options_.countZeroGradients) {
     const auto zeros = l.dg.eq(0).sum();

@@ -22,6 +22,10 @@ class Fab : public Attack {
  public:
   Fab(AttackOptions options, bool targeted);
   std::string name() const override { return targeted_ ? "fab-t" : "fab"; }
+  /// Untargeted: every class's gradient per step; targeted: one per step and target.
+  double workPerExample() const override {
+    return Attack::workPerExample() * static_cast<double>(std::max<int64_t>(1, targeted_ ? options_.targetClasses : classes()));
+  }
 
  protected:
   torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) override;

@@ -65,6 +65,7 @@ torch::Tensor Square::window(int64_t s, const torch::Tensor& like) {
 Square::Scores Square::scores(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) {
   torch::NoGradGuard noGrad;
   stats_.queries += x.size(0);
+  reportWork(workShare());
   const auto z = model.forward(x).to(torch::kFloat32);
   const auto& label = target.defined() ? target : y;
   const auto own = z.gather(1, label.view({-1, 1})).squeeze(1);

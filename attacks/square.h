@@ -18,6 +18,9 @@ class Square : public Attack {
  public:
   explicit Square(AttackOptions options);
   std::string name() const override { return "square"; }
+  double workPerExample() const override {
+    return static_cast<double>(options_.queries) * static_cast<double>(std::max<int64_t>(1, options_.restarts));
+  }
 
  protected:
   torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) override;

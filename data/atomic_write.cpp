@@ -102,15 +102,82 @@ int removeStaleTemporaries(const std::string& dir) {
   return removed;
 }
 
+namespace {
+
+void writeBytes(const std::string& tmp, const std::string& path, const std::string& text) {
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw std::runtime_error(path + ": cannot create (" + std::strerror(errno) + ")");
+  const size_t n = std::fwrite(text.data(), 1, text.size(), f);
+  const int err = errno;
+  const bool closed = std::fclose(f) == 0;
+  if (n != text.size() || !closed) throw std::runtime_error(path + ": cannot write (" + std::strerror(n != text.size() ? err : errno) + ")");
+}
+
+}  // namespace
+
 void writeTextAtomically(const std::string& path, const std::string& text) {
-  writeAtomically(path, [&](const std::string& tmp) {
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) throw std::runtime_error(path + ": cannot create (" + std::strerror(errno) + ")");
-    const size_t n = std::fwrite(text.data(), 1, text.size(), f);
-    const int err = errno;
-    const bool closed = std::fclose(f) == 0;
-    if (n != text.size() || !closed) throw std::runtime_error(path + ": cannot write (" + std::strerror(n != text.size() ? err : errno) + ")");
-  });
+  writeAtomically(path, [&](const std::string& tmp) { writeBytes(tmp, path, text); });
+}
+
+void checkOutputTarget(const std::string& path, const std::string& flag) {
+  auto fail = [&](const std::string& why) { throw std::runtime_error(flag + " " + path + ": " + why); };
+  if (path.empty()) fail("an empty file name");
+  const fs::path target(path);
+  std::error_code ec;
+  if (fs::is_directory(target, ec)) fail("is a folder, expected a file name");
+  if (fs::exists(target, ec) && !fs::is_regular_file(target, ec)) fail("is not a regular file");
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  if (fs::exists(parent, ec) && !fs::is_directory(parent, ec)) fail("its folder " + parent.string() + " is a file");
+  fs::create_directories(parent, ec);
+  if (ec) fail("cannot create its folder (" + ec.message() + ")");
+  const std::string probe = temporaryPathFor(path);
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) fail("cannot be written (" + std::string(std::strerror(errno)) + ")");
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+OutputSet::~OutputSet() {
+  for (const auto& t : targets_)
+    if (!t.tmp.empty()) ::unlink(t.tmp.c_str());
+}
+
+void OutputSet::declare(const std::string& path, const std::string& flag) {
+  checkOutputTarget(path, flag);
+  std::error_code ec;
+  const std::string key = fs::weakly_canonical(fs::absolute(path), ec).string();
+  for (const auto& t : targets_)
+    if (t.key == key) throw std::runtime_error(flag + " " + path + ": the same file as " + t.flag + " " + t.path + " (give each output its own file)");
+  targets_.push_back({path, flag, key, ""});
+}
+
+void OutputSet::stage(const std::string& path, const std::string& bytes) {
+  for (auto& t : targets_) {
+    if (t.path != path) continue;
+    if (!t.tmp.empty()) ::unlink(t.tmp.c_str());
+    t.tmp = temporaryPathFor(path);
+    try {
+      writeBytes(t.tmp, path, bytes);
+      syncFile(t.tmp, path);
+    } catch (...) {
+      ::unlink(t.tmp.c_str());
+      t.tmp.clear();
+      throw;
+    }
+    return;
+  }
+  throw std::logic_error(path + ": staged but never declared");
+}
+
+void OutputSet::commit() {
+  for (const auto& t : targets_)
+    if (t.tmp.empty()) throw std::logic_error(t.path + ": declared but never staged");
+  for (auto& t : targets_) {
+    std::error_code ec;
+    fs::rename(t.tmp, t.path, ec);
+    if (ec) throw std::runtime_error(t.path + ": cannot move the finished file into place (" + ec.message() + ")");
+    t.tmp.clear();
+  }
 }
 
 }  // namespace robustlab

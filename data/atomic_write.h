@@ -5,6 +5,8 @@
 // a broken one.
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace robustlab {
 
@@ -23,5 +25,35 @@ int removeStaleTemporaries(const std::string& dir);
 
 /// writeAtomically for text or any bytes; a short write (a full disk) is an error naming the file.
 void writeTextAtomically(const std::string& path, const std::string& text);
+
+/// Throws one line naming `flag` and `path` when a file cannot be written there: a folder, a parent
+/// that is not a folder or not writable (checked by creating and removing a temporary beside it).
+/// Creates missing parent folders, as writing would.
+void checkOutputTarget(const std::string& path, const std::string& flag);
+
+/// A command's outputs, all or none: every target is declared and checked before the work starts
+/// (the same file named twice, under any spelling, is an error naming both flags); each file is then
+/// written complete to a synced temporary beside its target, and commit() moves them all into place at
+/// the end. A failure before commit(), or an OutputSet destroyed without one, leaves every target as
+/// it was.
+class OutputSet {
+ public:
+  OutputSet() = default;
+  OutputSet(const OutputSet&) = delete;
+  OutputSet& operator=(const OutputSet&) = delete;
+  ~OutputSet();
+  /// Declares and checks a target (checkOutputTarget); `flag` names it in errors ("-o", "--json").
+  void declare(const std::string& path, const std::string& flag);
+  /// Writes `bytes` for a declared target into its temporary.
+  void stage(const std::string& path, const std::string& bytes);
+  /// Renames every staged temporary over its target.
+  void commit();
+
+ private:
+  struct Target {
+    std::string path, flag, key, tmp;
+  };
+  std::vector<Target> targets_;
+};
 
 }  // namespace robustlab

@@ -8,6 +8,7 @@ Dataset Dataset::select(const torch::Tensor& index) const {
   Dataset out;
   out.images = images.index_select(0, index);
   out.labels = labels.index_select(0, index);
+  if (sourceIndex.defined()) out.sourceIndex = sourceIndex.index_select(0, index);
   out.numClasses = numClasses;
   out.name = name;
   return out;
@@ -18,6 +19,7 @@ Dataset Dataset::head(int64_t n) const {
   Dataset out = *this;
   out.images = images.slice(0, 0, n);
   out.labels = labels.slice(0, 0, n);
+  if (sourceIndex.defined()) out.sourceIndex = sourceIndex.slice(0, 0, n);
   return out;
 }
 

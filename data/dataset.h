@@ -13,6 +13,9 @@ struct Dataset {
   torch::Tensor labels;  ///< N, int64, values in [0, numClasses)
   int64_t numClasses = 0;
   std::string name;
+  /// N, int64: each example's place in the split file it was read from (loadSplit), kept through every
+  /// selection, so results can name the test images they evaluated. Undefined for made-up data.
+  torch::Tensor sourceIndex;
 
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
   int64_t channels() const { return images.size(1); }

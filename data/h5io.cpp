@@ -305,17 +305,17 @@ bool h5RootAttrEquals(const std::string& path, const std::string& key, const std
   }
 }
 
+std::string h5Bytes(const std::string& path, const std::function<void(H5File&)>& fill) {
+  H5File f(path, H5File::Mode::kMemory);
+  fill(f);
+  return f.image();
+}
+
 void writeH5Atomically(const std::string& path, const std::function<void(H5File&)>& fill) {
   // The file is built in memory and written to disk by writeTextAtomically: every write, sync and
   // rename is checked there, a full disk is one error naming `path`, and nothing half-written or
   // temporary is left behind.
-  std::string bytes;
-  {
-    H5File f(path, H5File::Mode::kMemory);
-    fill(f);
-    bytes = f.image();
-  }
-  writeTextAtomically(path, bytes);
+  writeTextAtomically(path, h5Bytes(path, fill));
 }
 
 }  // namespace robustlab

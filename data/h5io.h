@@ -62,6 +62,9 @@ class H5File {
 /// finished unit or sweep point is recognised: a missing, partial or corrupt file is "no").
 bool h5RootAttrEquals(const std::string& path, const std::string& key, const std::string& value);
 
+/// The bytes of an HDF5 file `fill` writes (built in memory; `path` names it in errors), for OutputSet.
+std::string h5Bytes(const std::string& path, const std::function<void(H5File&)>& fill);
+
 /// Writes `path` through writeAtomically (data/atomic_write.h): a temporary file and an atomic rename, so a run killed halfway never leaves
 /// a truncated or corrupt file where a complete one was expected (and never clobbers the old one).
 void writeH5Atomically(const std::string& path, const std::function<void(H5File&)>& fill);

@@ -53,7 +53,21 @@ std::string mnistDirectory() {
 
 std::vector<std::string> dataSourceNames() { return {"fashion-mnist", "mnist", "idx", "hdf5", "cifar10", "cifar100", "cifar100-coarse"}; }
 
+namespace {
+
+Dataset readSplit(const DataSourceSpec& spec, const std::string& split);
+
+}  // namespace
+
 Dataset loadSplit(const DataSourceSpec& spec, const std::string& split) {
+  Dataset ds = readSplit(spec, split);
+  ds.sourceIndex = torch::arange(ds.size(), torch::kInt64);  // each example's place in the split, followed through every selection
+  return ds;
+}
+
+namespace {
+
+Dataset readSplit(const DataSourceSpec& spec, const std::string& split) {
   if (spec.source == "fashion-mnist") {
     Dataset ds = loadIdxDirectory(spec.dir.empty() ? kFashionMnistDir : spec.dir, split);
     ds.name = "fashion-mnist:" + split;
@@ -86,5 +100,7 @@ Dataset loadSplit(const DataSourceSpec& spec, const std::string& split) {
   }
   throw std::invalid_argument("data.source: unknown source '" + spec.source + "', expected one of fashion-mnist, mnist, idx, hdf5, cifar10, cifar100, cifar100-coarse");
 }
+
+}  // namespace
 
 }  // namespace robustlab

@@ -5,13 +5,16 @@ Needs numpy, h5py and torch only. Copy this file next to your code or put python
     import robustlab_io as rl
     model = rl.load_checkpoint("cache/arm-seed0.h5")   # eval mode, takes pixels in [0, 1], returns logits
     res = rl.load_results("results/default.h5")        # {"attrs": {...}, "datasets": {"/eval/...": array}}
+    ev = rl.evaluated("results/default.h5", "adv-pre+adv-ft", 0)  # the kept model and the very test images it was evaluated on
 
 A checkpoint is rebuilt from its stored model_spec (cnn with any of its layer types, mlp, the
 pre-activation resnet, the WideResNet, or a TorchScript model whose bytes the checkpoint holds) and loaded with
 strict=True, so a tensor robustlab wrote and this module does not know is an error, not a silent gap.
 """
 
+import gzip
 import io
+import os
 import tomllib
 
 import h5py
@@ -19,7 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["load_checkpoint", "checkpoint_spec", "load_results"]
+__all__ = ["load_checkpoint", "checkpoint_spec", "load_results", "load_split", "evaluated"]
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist, robustlab's default
 
 
 def checkpoint_spec(path):
@@ -220,3 +225,100 @@ def _plain(v):
     if isinstance(v, np.generic):
         return v.item()
     return v
+
+
+def _idx(path):
+    """An IDX file (plain or gzip) as a numpy array."""
+    for cand in (path + ".gz", path):
+        if os.path.exists(cand):
+            data = (gzip.open if cand.endswith(".gz") else open)(cand, "rb").read()
+            dims = data[3]
+            shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+            return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+    raise FileNotFoundError(path + ".gz: missing (IDX file expected)")
+
+
+def _cifar(folder, split, hundred, coarse):
+    """CIFAR-10/100 binary batches: (images uint8 N x 3 x 32 x 32, labels)."""
+    if not os.path.exists(os.path.join(folder, "data_batch_1.bin" if not hundred else "train.bin")):
+        folder = os.path.join(folder, "cifar-100-binary" if hundred else "cifar-10-batches-bin")
+    names = ([f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]) if not hundred else [split + ".bin"]
+    rows = np.concatenate([np.fromfile(os.path.join(folder, n), dtype=np.uint8).reshape(-1, 3072 + (2 if hundred else 1)) for n in names])
+    label = rows[:, 0 if (not hundred or coarse) else 1]
+    return rows[:, -3072:].reshape(-1, 3, 32, 32), label
+
+
+def load_split(data, split):
+    """Images (N x C x H x W float32, pixels in [0,1]) and labels (int64) of a split, read as robustlab reads
+    it: `data` is a config's [data] table (source, dir, train_file, test_file) and split is "train" or "test"."""
+    source, folder = data.get("source", "fashion-mnist"), data.get("dir", "")
+    if source in ("fashion-mnist", "mnist", "idx"):
+        folder = folder or (FASHION_MNIST_DIR if source == "fashion-mnist" else os.environ.get("ROBUSTLAB_MNIST_DIR", "data/cache/mnist"))
+        prefix = "train" if split == "train" else "t10k"
+        images = _idx(os.path.join(folder, prefix + "-images-idx3-ubyte"))[:, None]
+        labels = _idx(os.path.join(folder, prefix + "-labels-idx1-ubyte"))
+    elif source == "hdf5":
+        with h5py.File(data["train_file" if split == "train" else "test_file"], "r") as f:
+            return torch.from_numpy(np.array(f["images"], dtype=np.float32)), torch.from_numpy(np.array(f["labels"]).astype(np.int64))
+    elif source in ("cifar10", "cifar100", "cifar100-coarse"):
+        images, labels = _cifar(folder, split, source != "cifar10", source == "cifar100-coarse")
+    else:
+        raise ValueError(f"data.source '{source}': not readable here")
+    x = torch.from_numpy(images.astype(np.float32)) / np.float32(255)  # robustlab: uint8 -> float32, then / 255
+    return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def _resolve(path, results_path):
+    """A path a run stored (relative to where it ran): as it is, else beside the results file."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    here = os.path.dirname(os.path.abspath(results_path))
+    parts = path.replace("\\", "/").split("/")
+    for k in range(len(parts)):
+        cand = os.path.join(here, *parts[k:])
+        if os.path.exists(cand):
+            return cand
+    return path
+
+
+def evaluated(results_path, arm=None, seed=None):
+    """What a results file evaluated, to check it with another tool: a dict with "model" (the kept trained
+    model, eval mode, pixels in [0,1] -> logits), "images" and "labels" (the very test images and the labels
+    the model was scored on, in the stored order), "indices" (their places in the data source's test
+    split), "eval" (the HDF5 group of robustlab's evaluation), "config" (the resolved config, a dict).
+    For `run` results give the arm and seed (default: the first of each); `attack` results have one model."""
+    with h5py.File(results_path, "r") as f:
+        fmt = _plain(f.attrs.get("format", ""))
+        config = tomllib.loads(_plain(f.attrs["config"]))
+        if fmt == "robustlab-experiment-1":
+            arms = [a["name"] for a in config.get("arms", [])] or ["scratch", "pretrained"]
+            arm = arm or arms[0]
+            seed = int(np.array(f["seeds"])[0]) if seed is None else int(seed)
+            group = f"/evaluated/{arm}/seed_{seed}"
+            if group not in f:
+                raise ValueError(f"{results_path}: no {group} (results of a robustlab older than the kept models, or no such arm x seed)")
+            g = f[group]
+            if "model_checkpoint" not in g.attrs:
+                raise ValueError(f"{results_path}: arm {arm} seed {seed} kept no model (keep_models = false); rerun with keep_models = true")
+            checkpoint = _resolve(_plain(g.attrs["model_checkpoint"]), results_path)
+            indices = np.array(g["test_indices"])
+            eval_group = f"/arms/{arm}/seed_{seed}/eval"
+        elif fmt == "robustlab-results-1":
+            if "checkpoint" not in f.attrs:
+                raise ValueError(f"{results_path}: a TorchScript evaluation; load the .pt file with torch.jit.load")
+            checkpoint = _resolve(_plain(f.attrs["checkpoint"]), results_path)
+            indices = np.array(f["test_indices"])
+            eval_group = "/eval/model"
+        else:
+            raise ValueError(f"{results_path}: not a results file of robustlab run or attack (format {fmt!r})")
+    with h5py.File(checkpoint, "r") as f:
+        classes = [int(c) for c in np.array(f["task/classes"])] if "task/classes" in f else []
+    images, labels = load_split(config.get("data", {}), "test")
+    idx = torch.from_numpy(indices.astype(np.int64))
+    images, labels = images[idx], labels[idx]
+    if classes:  # relabelled 0..k-1 in the task's order, as robustlab does
+        remap = torch.full((int(labels.max()) + 1,), -1, dtype=torch.int64)
+        remap[torch.tensor(classes)] = torch.arange(len(classes))
+        labels = remap[labels]
+    return {"model": load_checkpoint(checkpoint), "images": images, "labels": labels, "indices": indices,
+            "eval": eval_group, "config": config, "checkpoint": checkpoint}

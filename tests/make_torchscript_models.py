@@ -1,7 +1,7 @@
 """Makes the TorchScript models the TorchScript tests load, and PyTorch's logits for comparison.
 
     make_torchscript_models.py models OUT_DIR [--checkpoint robustlab.h5]
-        writes OUT_DIR/{bn_cnn,rgb,normalised,range255,tuple,nan}.pt (and traced.pt, the checkpoint's
+        writes OUT_DIR/{bn_cnn,rgb,normalised,range255,tuple,nan,custom,init_zoo*}.pt, init_zoo_fresh_{5,6}.h5 (and traced.pt, the checkpoint's
         network rebuilt by python/robustlab_io.py and traced) with fixed seeds
     make_torchscript_models.py logits MODEL IMAGES_H5 DATASET OUT_H5
         PyTorch's eval-mode logits of MODEL (a .pt file, or a robustlab checkpoint .h5 loaded by
@@ -81,6 +81,64 @@ class NaNs(nn.Module):
         return self.fc(x.flatten(1)) * float("nan")
 
 
+class InitZoo(nn.Module):
+    """One of each layer type robustlab re-initialises for a from-scratch start, large enough for statistics."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 64, 5, padding=2)
+        self.bn = nn.BatchNorm2d(64)
+        self.conv1d = nn.Conv1d(4, 32, 3)
+        self.deconv = nn.ConvTranspose2d(64, 8, 3)
+        self.gn = nn.GroupNorm(4, 64)
+        self.emb = nn.Embedding(300, 64, padding_idx=7)
+        self.ln = nn.LayerNorm(256)
+        self.prelu = nn.PReLU()
+        self.fc1 = nn.Linear(64 * 4 * 4, 256)
+        self.fc2 = nn.Linear(256, 10)
+
+    def forward(self, x):
+        h = self.prelu(self.gn(self.bn(self.conv(x))))
+        return self.fc2(self.ln(self.fc1(torch.nn.functional.adaptive_avg_pool2d(h, 4).flatten(1))))
+
+
+class Custom(nn.Module):
+    """A user's own layer holding a parameter: no rule re-initialises it."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+        self.fc = nn.Linear(784, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)) * self.scale
+
+
+def trained_looking(model):
+    """Weights no initialisation gives: every parameter and buffer filled with a value of its own."""
+    with torch.no_grad():
+        for i, t in enumerate(list(model.parameters()) + list(model.buffers())):
+            t.fill_(3 + i)
+    return model.eval()
+
+
+def make_init_models(out):
+    """init_zoo.pt (scripted, weights as if trained), init_zoo_traced.pt, init_zoo_fresh.pt (untrained),
+    custom.pt, and init_zoo_fresh_SEED.h5: the state PyTorch's own constructors give after
+    torch.manual_seed(SEED), for SEED 5 and 6."""
+    torch.jit.save(torch.jit.script(trained_looking(InitZoo())), os.path.join(out, "init_zoo.pt"))
+    torch.jit.save(torch.jit.trace(trained_looking(InitZoo()), torch.rand(2, 1, 28, 28)), os.path.join(out, "init_zoo_traced.pt"))
+    torch.manual_seed(9)
+    torch.jit.save(torch.jit.script(InitZoo().eval()), os.path.join(out, "init_zoo_fresh.pt"))
+    torch.jit.save(torch.jit.script(Custom().eval()), os.path.join(out, "custom.pt"))
+    for seed in (5, 6):
+        torch.manual_seed(seed)
+        state = InitZoo().state_dict()
+        with h5py.File(os.path.join(out, "init_zoo_fresh_%d.h5" % seed), "w") as f:
+            for name, t in state.items():
+                f[name] = t.numpy()
+
+
 def settle_batchnorm(model, shape):
     """Non-trivial BatchNorm statistics: a few training-mode passes over fixed random images."""
     g = torch.Generator().manual_seed(1)
@@ -101,6 +159,7 @@ def make_models(out, checkpoint):
     torch.jit.save(torch.jit.script(Range255().eval()), os.path.join(out, "range255.pt"))
     torch.jit.save(torch.jit.script(Tuple().eval()), os.path.join(out, "tuple.pt"))
     torch.jit.save(torch.jit.script(NaNs().eval()), os.path.join(out, "nan.pt"))
+    make_init_models(out)
     if checkpoint:
         model = robustlab_io.load_checkpoint(checkpoint)
         spec = robustlab_io.checkpoint_spec(checkpoint)

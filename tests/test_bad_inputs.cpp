@@ -49,11 +49,13 @@ std::string replaceAll(std::string s, const std::string& from, const std::string
 
 /// The broken files the corpus names, made once.
 struct BrokenFiles {
-  std::string dir, nanCkpt, nanData, floatLabels, junk;
+  std::string dir, nanCkpt, nanData, floatLabels, junk, pt;
   BrokenFiles() {
     dir = test::tempDir("bad-inputs-files");
     junk = dir + "/junk.h5";
     std::ofstream(junk) << "not an HDF5 file at all";
+    pt = dir + "/model.pt";  // starts as torch.jit.save's and torch.save's zip archives do
+    std::ofstream(pt, std::ios::binary) << std::string("PK\x03\x04", 4) << "archive/constants.pkl";
     // A checkpoint whose weights diverged: one NaN in the first layer.
     Classifier m = test::standardModel();
     {
@@ -132,7 +134,8 @@ TEST_CASE("every case of the bad-input corpus gets one clear line, exit 1, and e
                                                                                {"{nan_ckpt}", files.nanCkpt},
                                                                                {"{nan_data}", files.nanData},
                                                                                {"{float_labels}", files.floatLabels},
-                                                                               {"{junk}", files.junk}})
+                                                                               {"{junk}", files.junk},
+                                                                               {"{pt}", files.pt}})
       args = replaceAll(args, k, v);
     const Run r = runIn(dir, args);
     INFO("corpus line " << c.line << ": robustlab " << args << "\nstderr: " << r.err);
@@ -201,6 +204,14 @@ TEST_CASE("a full disk and a read-only folder: one clear line, exit 1, the earli
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
     CHECK(r.err.find("keep.h5") != std::string::npos);
     CHECK(leftUntouched(mnt));
+    // A JSON entry that cannot be written: the results file beside it is not replaced either.
+    const std::string other = folderWithResults("bad-input-json-full");
+    r = runIn(other, "attack -q --checkpoint " + test::standardCheckpoint() + " --attack fgsm --limit 50 --save-examples -o " + other +
+                         "/keep.h5 --json " + mnt + "/entry.json");
+    INFO(r.err);
+    CHECK(r.code == 1);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    CHECK(leftUntouched(other));
     // A checkpoint, a report: the same.
     r = runIn(mnt, "train -q --set train.epochs=1 --set data.train_limit=500 --set data.test_limit=100 -o " + mnt + "/keep.h5");
     INFO(r.err);

@@ -121,7 +121,8 @@ TEST_CASE("train then attack on real data end to end, and a killed run leaves ea
   INFO(t.err);
   REQUIRE(t.code == 0);
   CHECK(t.out.find("test accuracy") != std::string::npos);
-  const auto a = runCli("attack -q --checkpoint " + dir + "/m.h5 --attack fgsm,pgd --eps 0,0.05,0.1 --steps 10 --limit 300 -o " + dir +
+  // eps as papers write it: 1/10 is the double 0.1
+  const auto a = runCli("attack -q --checkpoint " + dir + "/m.h5 --attack fgsm,pgd --eps 0,0.05,1/10 --steps 10 --limit 300 -o " + dir +
                         "/r.h5");
   INFO(a.out << a.err);
   REQUIRE(a.code == 0);
@@ -129,6 +130,19 @@ TEST_CASE("train then attack on real data end to end, and a killed run leaves ea
   const StoredEval before = readEvaluation(dir + "/r.h5", "/eval/model");
   CHECK(before.attacks == std::vector<std::string>{"fgsm", "pgd"});
   CHECK(before.worstAccuracy[2].item<double>() < before.cleanAccuracy);
+  CHECK(torch::equal(before.eps.to(torch::kFloat64), torch::tensor({0.0, 0.05, 0.1}, torch::kFloat64)));
+
+  INFO("the stored command is the one that ran, subcommand included: run again as stored, it gives the same numbers");
+  std::string stored;
+  {
+    H5File f(dir + "/r.h5", H5File::Mode::kRead);
+    stored = f.attrString("/", "command");
+  }
+  REQUIRE(stored.rfind("robustlab attack -q --checkpoint ", 0) == 0);
+  REQUIRE(test::shell(std::string(ROBUSTLAB_BINARY) + stored.substr(std::string("robustlab").size()) + " >/dev/null 2>&1") == 0);
+  const StoredEval rerun = readEvaluation(dir + "/r.h5", "/eval/model");
+  CHECK(rerun.cleanAccuracy == before.cleanAccuracy);
+  CHECK(torch::equal(rerun.worstAccuracy, before.worstAccuracy));
 
   // Kill a run that would write to the same file, halfway through its training.
   const std::string cmd = "timeout -s KILL 3 " + std::string(ROBUSTLAB_BINARY) + " run -q -o " + dir + "/r.h5 >/dev/null 2>&1";

@@ -26,7 +26,7 @@ TEST_CASE("the embedded default config parses and round-trips through --dump-con
   CHECK(c.pretrain.classes == std::vector<int64_t>{0, 1, 2, 3, 4});
   CHECK(c.runArms().size() == 6);
   CHECK(c.runVariants().size() == 3);
-  CHECK(c.runSeeds() == std::vector<int64_t>{0, 1});
+  CHECK(c.runSeeds() == std::vector<int64_t>{0, 1, 2});  // the fewest seeds that give a verdict
   CHECK(c.finetune.classes == std::vector<int64_t>{5, 6, 7, 8, 9});
   CHECK(c.model.layers.size() == 6);
   const std::string dumped = c.toToml();

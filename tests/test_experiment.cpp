@@ -4,6 +4,7 @@
 #include "tiny_experiment.h"
 
 #include "data/h5io.h"
+#include "experiments/plan/plan.h"
 
 #include <catch2/catch.hpp>
 
@@ -147,4 +148,17 @@ TEST_CASE("bad configs for run: one line, non-zero exit, earlier results untouch
     CHECK(err.find(cases[i].second) != std::string::npos);
     CHECK(test::readFile(dir + "/r.h5") == "earlier results");
   }
+}
+
+TEST_CASE("the workers' config carries any output name, a newline included, and parses to the same config", "[experiment]") {
+  Plan p;
+  p.config = loadConfig("");
+  p.config.output = "/tmp/a\nname\twith \"quotes\" and a # sign.h5";
+  p.device = "cpu";
+  const std::string text = workerConfigText(p);
+  INFO(text.substr(0, 200));
+  CHECK(text.substr(0, text.find('\n')).find("a\\x0aname\\x09with") != std::string::npos);  // the comment: escaped
+  const Config back = parseConfig(text, "worker.toml");
+  CHECK(back.output == p.config.output);
+  CHECK(back.runArms().size() == p.config.runArms().size());
 }

@@ -58,6 +58,10 @@ TEST_CASE("the report renders offline in headless Chromium with every section", 
   CHECK(answer < html.find("<section id=\"metadata\">"));
   CHECK(html.find("pre-adv against scratch: ") > answer);
   CHECK(html.find("2 seeds) — too few seeds for a firm conclusion") != std::string::npos);
+  INFO("one headline answers first: here, no verdict with two seeds");
+  const auto verdict = html.find("<p class=\"headline\"><strong>No verdict yet: 2 seeds are too few for a firm conclusion (at least 3); at eps 0.1");
+  CHECK(verdict > answer);
+  CHECK(verdict < html.find("pre-adv against scratch: "));
   CHECK(html.find("How the sentences are made: at eps 0.1 (the eps the arms were adversarially fine-tuned at)") != std::string::npos);
   CHECK(html.find("kernel path ") > answer);
   for (const std::string ext : {".svg", ".pdf", ".csv"}) CHECK(fs::exists(out + "/figures/forest" + ext));
@@ -245,10 +249,14 @@ TEST_CASE("the per-attack breakdown counts the examples each attack alone fooled
 }
 
 TEST_CASE("report --compare puts the same arm of two experiments side by side with a Welch interval and test", "[report]") {
-  const std::string out = test::tempDir("report-compare") + "/rep";
-  REQUIRE(test::shell(std::string(ROBUSTLAB_BINARY) + " report " + tinyResults() + " --compare " + tinyResults() + " -o " + out +
+  const std::string dir = test::tempDir("report-compare"), out = dir + "/rep", second = dir + "/second.h5";
+  fs::copy_file(tinyResults(), second);
+  REQUIRE(test::shell(std::string(ROBUSTLAB_BINARY) + " report " + tinyResults() + " --compare " + second + " -o " + out +
                       " >/dev/null 2>&1") == 0);
   const std::string html = test::readFile(out + "/report.html");
+  INFO("two experiments of the same name are told apart by their files, and the comparison comes first");
+  CHECK(html.find("<th>r (%)</th><th>second (%)</th><th>r minus second (points)</th>") != std::string::npos);
+  CHECK(html.find("<section id=\"experiments\">") < html.find("<section id=\"answer\">"));
   INFO("an experiment against itself: every difference 0, every p-value 1");
   CHECK(html.find("<td>pre-adv</td><td>0.1</td>") != std::string::npos);
   CHECK(html.find("<td>+0.00</td>") != std::string::npos);

@@ -1,6 +1,7 @@
 // Statistics against values computed by hand (df = 2 has a closed-form t distribution:
 // F(t) = 1/2 + t / (2 sqrt(2 + t^2))).
 #include "experiments/plan/statistics.h"
+#include "experiments/plan/verdict.h"
 
 #include <catch2/catch.hpp>
 
@@ -55,4 +56,26 @@ TEST_CASE("Welch's t-test matches the textbook value and its symmetries", "[stat
   CHECK(swapped.meanDifference == Approx(3.0));
   CHECK(welchTTest({1, 2, 3}, {1, 2, 3}).p == Approx(1.0));
   CHECK(std::isnan(welchTTest({1}, {2, 3}).p));
+}
+
+TEST_CASE("the headline answers the question by the report's rules: yes, no, partly, no clear answer, no verdict yet", "[statistics]") {
+  // difference, interval and p of one arm against its baseline at one eps, 5 seeds
+  const Finding more{"adv", "scratch", 0.17, 0.12, 0.22, 0.001, 5}, less{"clean", "scratch", -0.10, -0.15, -0.05, 0.01, 5},
+      unclear{"rot", "scratch", 0.05, -0.02, 0.12, 0.09, 5}, widePositive{"x", "scratch", 0.05, 0.01, 0.09, 0.08, 5};
+  CHECK(verdictOf(more) == Verdict::kMore);
+  CHECK(verdictOf(less) == Verdict::kLess);
+  CHECK(verdictOf(unclear) == Verdict::kUnclear);
+  CHECK(verdictOf(widePositive) == Verdict::kUnclear);  // the interval excludes 0 but p >= 0.05: both are needed
+  Finding twoSeeds = more;
+  twoSeeds.seeds = 2;
+  CHECK(verdictOf(twoSeeds) == Verdict::kTooFewSeeds);
+  CHECK(headlineSentence({more}, 0.1).rfind("Yes: every pre-trained arm was more robust than its baseline at eps 0.1 (", 0) == 0);
+  CHECK(headlineSentence({less}, 0.1).rfind("No: every pre-trained arm was less robust", 0) == 0);
+  CHECK(headlineSentence({unclear}, 0.1).rfind("No clear answer:", 0) == 0);
+  CHECK(headlineSentence({less, unclear}, 0.1).rfind("Not shown: no pre-trained arm was clearly more robust than its baseline", 0) == 0);
+  const std::string partly = headlineSentence({more, less, unclear}, 0.1);
+  CHECK(partly.rfind("Partly: 1 of 3 pre-trained arms were more robust than their baselines at eps 0.1", 0) == 0);
+  CHECK(partly.find("more robust than the baseline: adv (+17.0); less robust: clean (-10.0); no clear difference: rot (+5.0).") != std::string::npos);
+  CHECK(headlineSentence({more, twoSeeds}, 0.1).rfind("No verdict yet: 2 seeds are too few", 0) == 0);
+  CHECK(headlineSentence({}, 0.1).empty());
 }

@@ -155,7 +155,7 @@ TEST_CASE("bad TorchScript inputs are one clear line naming the file", "[torchsc
   oneLine(missing, "cannot be read");
   oneLine(scriptSpec("tuple"), "returned Tuple, expected one Tensor");
   oneLine(scriptSpec("nan"), "NaN or Inf");
-  oneLine(scriptSpec("rgb"), "forward on a 2 x 1 x 28 x 28 input failed");
+  oneLine(scriptSpec("rgb"), "its first layer 'conv1' (Conv2d) takes 3 channels but the data has 1 x 28 x 28 images");
   oneLine(scriptSpec("bn_cnn", 5), "returns 10 logits but the data has 5 classes");
   ModelSpec noLayer = scriptSpec("bn_cnn");
   noLayer.cut = "classifier";

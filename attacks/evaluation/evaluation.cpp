@@ -108,9 +108,16 @@ AttackRun attackRun(ClassifierImpl& model, const Dataset& data, const AttackSpec
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<torch::Tensor> preds, linf, l2;
   int64_t zero = 0, total = 0;
+  char status[64];
+  std::snprintf(status, sizeof status, "%s eps=%g", run.attack.c_str(), eps);
   for (int64_t b = 0; b < n; b += options.batchSize) {
     const int64_t e = std::min(n, b + options.batchSize);
     const auto xb = data.images.slice(0, b, e);
+    // Within a batch (a suite's batch may take minutes): the attack's own estimate, and its stage.
+    const int64_t before = progress.done();
+    attack->setProgressHook([&, before, rows = e - b](double share, const std::string& stage) {
+      progress.advanceTo(before + static_cast<int64_t>(share * static_cast<double>(rows)), stage.empty() ? status : std::string(status) + " " + stage);
+    });
     const auto xadv = attack->perturb(model, xb.to(device), data.labels.slice(0, b, e).to(device)).cpu();
     zero += attack->stats().zeroGradElements;
     total += attack->stats().gradElements;
@@ -125,9 +132,7 @@ AttackRun attackRun(ClassifierImpl& model, const Dataset& data, const AttackSpec
       const auto part = xadv.slice(0, 0, std::min(keep - b, e - b)).to(torch::kFloat32);
       run.examples = run.examples.defined() ? torch::cat({run.examples, part}) : part;
     }
-    char status[64];
-    std::snprintf(status, sizeof status, "%s eps=%g", run.attack.c_str(), eps);
-    progress.advance(e - b, status);
+    progress.advanceTo(before + (e - b), status);
   }
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summarise(run, r, options.norm, preds, linf, l2);

@@ -1,6 +1,8 @@
 #include "experiments/cli/cli_common.h"
 
+#include "experiments/plan/executor.h"
 #include "framework/runtime/progress.h"
+#include "framework/toml/toml_reader.h"
 
 #include <toml++/toml.h>
 
@@ -41,9 +43,11 @@ bool parseOrHelp(cxxopts::Options& opts, int argc, char** argv, cxxopts::ParseRe
 Config resolveConfig(const cxxopts::ParseResult& args, const ConfigBase& base, const std::vector<std::string>& extra) {
   std::vector<std::string> sets;
   if (args.count("set")) sets = args["set"].as<std::vector<std::string>>();
-  if (args.count("device")) sets.push_back("device=" + tomlQuoted(args["device"].as<std::string>()));
-  if (args.count("threads")) sets.push_back("threads=" + std::to_string(args["threads"].as<int64_t>()));
-  if (args.count("seed")) sets.push_back("seed=" + std::to_string(args["seed"].as<int64_t>()));
+  if (args.count("device"))
+    sets.push_back(overrideFrom("--device " + args["device"].as<std::string>(), "device=" + tomlQuoted(args["device"].as<std::string>())));
+  if (args.count("threads"))
+    sets.push_back(overrideFrom("--threads " + std::to_string(args["threads"].as<int64_t>()), "threads=" + std::to_string(args["threads"].as<int64_t>())));
+  if (args.count("seed")) sets.push_back(overrideFrom("--seed " + std::to_string(args["seed"].as<int64_t>()), "seed=" + std::to_string(args["seed"].as<int64_t>())));
   sets.insert(sets.end(), extra.begin(), extra.end());
   std::string path = args["config"].as<std::string>();
   if (args.count("positional")) {
@@ -115,20 +119,20 @@ std::vector<std::string> splitList(const std::string& s, const std::string& flag
 }
 
 double parseNumber(const std::string& text, const std::string& flag) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || !std::isfinite(v)) throw std::invalid_argument(flag + ": '" + text + "' is not a number");
-  return v;
+  const auto v = numberFromText(text);
+  if (!v) throw std::invalid_argument(flag + ": '" + text + "' is not a number (expected e.g. 0.1 or 8/255)");
+  return *v;
 }
 
 std::string commandLine(int argc, char** argv) {
+  // argv[0] is the subcommand (main passes argv + 1): "robustlab attack --model m.pt ...", each word
+  // quoted for a POSIX shell when it holds anything but plain characters, so it reruns as stored.
   std::string s = "robustlab";
-  for (int i = 1; i < argc; ++i) s += std::string(" ") + argv[i];
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    const bool plain = !a.empty() && a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=.,/:@%") == std::string::npos;
+    s += " " + (plain ? a : shellQuote(a));
+  }
   return s;
 }
 

@@ -41,10 +41,11 @@ SlurmOptions slurmOptionsFrom(const cxxopts::ParseResult& args);
 
 /// Splits "a,b,c"; an empty item or list is an error naming `flag`.
 std::vector<std::string> splitList(const std::string& s, const std::string& flag = "list");
-/// The whole of `text` as a finite number ("0.1abc" is an error naming `flag`).
+/// The whole of `text` as a finite number, or a fraction ("8/255"); "0.1abc" is an error naming `flag`.
 double parseNumber(const std::string& text, const std::string& flag);
 
-/// The command line, for storing with results.
+/// The command line as run, for storing with results: "robustlab", the subcommand (argv[0], as main
+/// passes it) and its arguments, each quoted for a POSIX shell where needed.
 std::string commandLine(int argc, char** argv);
 
 }  // namespace robustlab

@@ -6,6 +6,7 @@
 #include "experiments/plan/robustbench.h"
 
 #include "attacks/registry.h"
+#include "data/atomic_write.h"
 #include "data/h5io.h"
 #include "data/tasks.h"
 #include "framework/models/checkpoint.h"
@@ -21,12 +22,14 @@ void addAttackOptions(cxxopts::Options& opts) {
       ("model", "a TorchScript classifier (torch.jit.save output) to attack instead, on all classes of data.source (model.torchscript)", cxxopts::value<std::string>())
       ("input-shape", "with --model: its input C,H,W, checked against the data (model.input_shape; default the data's)", cxxopts::value<std::string>())
       ("input-range", "with --model: the value range its inputs live in, lo,hi (model.input_range; default 0,1)", cxxopts::value<std::string>())
+      ("mean", "with --model: input mean the model expects subtracted, normalisation outside the script (model.mean; default 0)", cxxopts::value<std::string>())
+      ("std", "with --model: input standard deviation the model expects divided by (model.std; default 1)", cxxopts::value<std::string>())
       ("a,attack", "comma-separated attacks (attack.attacks): " + attackNameList(), cxxopts::value<std::string>())
       ("norm", "linf | l2 (attack.norm)", cxxopts::value<std::string>())
-      ("eps", "comma-separated eps grid, increasing (attack.eps)", cxxopts::value<std::string>())
+      ("eps", "comma-separated eps grid, increasing, numbers or fractions: 0,2/255,8/255 (attack.eps)", cxxopts::value<std::string>())
       ("steps", "iterations of pgd, apgd-*, fab (attack.steps; autoattack uses attack.autoattack_steps)", cxxopts::value<int64_t>())
-      ("step-size", "pgd absolute step size, 0: rel-step-size * eps (attack.step_size)", cxxopts::value<double>())
-      ("rel-step-size", "pgd step relative to eps, 0: 2.5 / steps (attack.rel_step_size)", cxxopts::value<double>())
+      ("step-size", "pgd absolute step size (2/255 or 0.0078), 0: rel-step-size * eps (attack.step_size)", cxxopts::value<std::string>())
+      ("rel-step-size", "pgd step relative to eps, 0: 2.5 / steps (attack.rel_step_size)", cxxopts::value<std::string>())
       ("restarts", "random restarts, worst case per example (attack.restarts)", cxxopts::value<int64_t>())
       ("no-random-start", "start pgd at the clean input (attack.random_start = false)")
       ("no-early-stop", "keep stepping examples already fooled (attack.early_stop = false)")
@@ -59,30 +62,43 @@ std::vector<std::string> attackOverrides(const cxxopts::ParseResult& args) {
     }
     return list(v, false);
   };
-  if (args.count("attack")) sets.push_back("attack.attacks=" + list(splitList(args["attack"].as<std::string>(), "--attack"), true));
-  if (args.count("norm")) sets.push_back("attack.norm=" + tomlQuoted(args["norm"].as<std::string>()));
-  if (args.count("eps")) sets.push_back("attack.eps=" + numbers("eps"));
-  if (args.count("steps")) sets.push_back("attack.steps=" + std::to_string(args["steps"].as<int64_t>()));
-  if (args.count("step-size")) sets.push_back("attack.step_size=" + std::to_string(args["step-size"].as<double>()));
-  if (args.count("rel-step-size")) sets.push_back("attack.rel_step_size=" + std::to_string(args["rel-step-size"].as<double>()));
-  if (args.count("restarts")) sets.push_back("attack.restarts=" + std::to_string(args["restarts"].as<int64_t>()));
-  if (args.count("no-random-start")) sets.push_back("attack.random_start=false");
-  if (args.count("no-early-stop")) sets.push_back("attack.early_stop=false");
-  if (args.count("targeted")) sets.push_back("attack.targeted=" + tomlQuoted(args["targeted"].as<std::string>()));
-  if (args.count("batch-size")) sets.push_back("attack.batch_size=" + std::to_string(args["batch-size"].as<int64_t>()));
-  if (args.count("no-sanity")) sets.push_back("attack.sanity_checks=false");
-  if (args.count("save-examples")) sets.push_back("attack.keep_examples=\"all\"");
-  if (args.count("precision")) sets.push_back("precision=" + tomlQuoted(args["precision"].as<std::string>()));
-  if (args.count("data-dir")) sets.push_back("data.dir=" + tomlQuoted(args["data-dir"].as<std::string>()));
+  // Each flag is the --set of its key; an error about its value names the flag as it was given.
+  auto add = [&](const std::string& flag, const std::string& given, const std::string& keyValue) {
+    sets.push_back(overrideFrom("--" + flag + (given.empty() ? "" : " " + given), keyValue));
+  };
+  auto text = [&](const std::string& flag) { return args[flag].as<std::string>(); };
+  auto integer = [&](const std::string& flag) { return std::to_string(args[flag].as<int64_t>()); };
+  auto number = [&](const std::string& flag) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", parseNumber(text(flag), "--" + flag));
+    return std::string(buf);
+  };
+  if (args.count("attack")) add("attack", text("attack"), "attack.attacks=" + list(splitList(text("attack"), "--attack"), true));
+  if (args.count("norm")) add("norm", text("norm"), "attack.norm=" + tomlQuoted(text("norm")));
+  if (args.count("eps")) add("eps", text("eps"), "attack.eps=" + numbers("eps"));
+  if (args.count("steps")) add("steps", integer("steps"), "attack.steps=" + integer("steps"));
+  if (args.count("step-size")) add("step-size", text("step-size"), "attack.step_size=" + number("step-size"));
+  if (args.count("rel-step-size")) add("rel-step-size", text("rel-step-size"), "attack.rel_step_size=" + number("rel-step-size"));
+  if (args.count("restarts")) add("restarts", integer("restarts"), "attack.restarts=" + integer("restarts"));
+  if (args.count("no-random-start")) add("no-random-start", "", "attack.random_start=false");
+  if (args.count("no-early-stop")) add("no-early-stop", "", "attack.early_stop=false");
+  if (args.count("targeted")) add("targeted", text("targeted"), "attack.targeted=" + tomlQuoted(text("targeted")));
+  if (args.count("batch-size")) add("batch-size", integer("batch-size"), "attack.batch_size=" + integer("batch-size"));
+  if (args.count("no-sanity")) add("no-sanity", "", "attack.sanity_checks=false");
+  if (args.count("save-examples")) add("save-examples", "", "attack.keep_examples=\"all\"");
+  if (args.count("precision")) add("precision", text("precision"), "precision=" + tomlQuoted(text("precision")));
+  if (args.count("data-dir")) add("data-dir", text("data-dir"), "data.dir=" + tomlQuoted(text("data-dir")));
   if (args.count("model")) {
-    sets.push_back("model.arch=\"torchscript\"");
-    sets.push_back("model.torchscript=" + tomlQuoted(args["model"].as<std::string>()));
-    if (args.count("input-shape")) sets.push_back("model.input_shape=" + numbers("input-shape"));
-    if (args.count("input-range")) sets.push_back("model.input_range=" + numbers("input-range"));
-  } else if (args.count("input-shape") || args.count("input-range")) {
-    throw std::invalid_argument("attack: --input-shape and --input-range describe a --model (TorchScript) file");
+    add("model", text("model"), "model.arch=\"torchscript\"");
+    add("model", text("model"), "model.torchscript=" + tomlQuoted(text("model")));
+    if (args.count("input-shape")) add("input-shape", text("input-shape"), "model.input_shape=" + numbers("input-shape"));
+    if (args.count("input-range")) add("input-range", text("input-range"), "model.input_range=" + numbers("input-range"));
+    if (args.count("mean")) add("mean", text("mean"), "model.mean=" + number("mean"));
+    if (args.count("std")) add("std", text("std"), "model.std=" + number("std"));
+  } else if (args.count("input-shape") || args.count("input-range") || args.count("mean") || args.count("std")) {
+    throw std::invalid_argument("attack: --input-shape, --input-range, --mean and --std describe a --model (TorchScript) file");
   }
-  sets.push_back("data.test_limit=" + std::to_string(args["limit"].as<int64_t>()));
+  add("limit", integer("limit"), "data.test_limit=" + integer("limit"));
   return sets;
 }
 
@@ -107,23 +123,37 @@ Dataset checkpointTestSet(const std::string& ckpt, const Config& c, const Classi
 /// Evaluates a model and writes the results file: the part shared by checkpoints and TorchScript files.
 void evaluateAndWrite(const cxxopts::ParseResult& args, int argc, char** argv, const Config& c, ClassifierImpl& model,
                       const Dataset& test, torch::Device device, const std::string& source, const std::string& sourceAttr) {
+  // Every output is checked before the work and moved into place together after it: all or none.
+  OutputSet outputs;
+  const std::string out = args["out"].as<std::string>(), json = args.count("json") ? args["json"].as<std::string>() : "";
+  outputs.declare(out, "-o");
+  if (!json.empty()) outputs.declare(json, "--json");
   const EvalOptions e = evalOptionsFrom(c);
   useEvalThreads(c);
   const EvalResult r = evaluate(model, test, e, device);
   printEvalTable(r);
-  const std::string out = args["out"].as<std::string>();
-  writeH5Atomically(out, [&](H5File& f) {
+  // A model fed inputs it does not expect scores about chance, silently: say so.
+  const double chance = 1.0 / static_cast<double>(model.spec().numClasses);
+  const bool nearChance = r.cleanAccuracy <= 1.5 * chance;
+  if (nearChance)
+    std::fprintf(stderr, "warning: clean accuracy %.1f%% is near chance (%.1f%% for %lld classes): check the input range and normalisation the model expects (--input-range, --mean, --std; model.input_range, model.mean, model.std)\n",
+                 100.0 * r.cleanAccuracy, 100.0 * chance, static_cast<long long>(model.spec().numClasses));
+  outputs.stage(out, h5Bytes(out, [&](H5File& f) {
     writeResultsHeader(f, c.toToml(), commandLine(argc, argv));
     f.setAttr("/", sourceAttr, source);
     if (model.spec().arch == "torchscript") f.setAttr("/", "torchscript_sha256", model.spec().torchscriptSha256);
+    f.setAttr("/", "preprocessing", entryPreprocessing(model.spec()));
+    if (nearChance) f.setAttr("/", "warning", std::string("clean accuracy near chance: check the input range and normalisation"));
     writeEvaluation(f, "/eval/model", r);
-  });
+    // Which images of the data source's test split were evaluated, in order (python/robustlab_io.py reads them).
+    if (test.sourceIndex.defined()) f.writeTensor("/test_indices", test.sourceIndex.contiguous());
+  }));
+  if (!json.empty())
+    outputs.stage(json, robustBenchJsonText({{evalNumbers(r), ModelEntry{source, c.data.source.source, entryArchitecture(model.spec()),
+                                                                          stableHash(c.toToml()), entryPreprocessing(model.spec())}}}));
+  outputs.commit();
   std::printf("wrote %s\n", out.c_str());
-  if (args.count("json")) {
-    const std::string json = args["json"].as<std::string>();
-    writeRobustBenchJson(json, {{evalNumbers(r), ModelEntry{source, c.data.source.source, entryArchitecture(model.spec()), stableHash(c.toToml())}}});
-    std::printf("wrote %s\n", json.c_str());
-  }
+  if (!json.empty()) std::printf("wrote %s\n", json.c_str());
 }
 
 /// `attack --model file.pt`: a TorchScript classifier on every class of data.source's test split.

@@ -1,4 +1,5 @@
 #include "experiments/cli/cli_common.h"
+#include "data/atomic_write.h"
 #include "experiments/cli/commands.h"
 #include "experiments/plan/experiment.h"
 #include "experiments/plan/pipeline.h"
@@ -93,6 +94,7 @@ int cmdRun(int argc, char** argv) {
     runExperimentUnit(c, args["unit"].as<int64_t>(), device);
     return 0;
   }
+  checkOutputTarget(c.output, args["out"].as<std::string>().empty() ? "output" : "-o");  // before any work
   if (backend == "slurm") {
     const std::string job = submitExperimentSlurm(c, command, device, slurmOptionsFrom(args));
     if (job.empty()) reportNextTo(c.output);

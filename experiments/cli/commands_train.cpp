@@ -26,6 +26,8 @@ int trainLike(Stage stage, int argc, char** argv) {
   if (stage == Stage::kFinetune)
     opts.add_options()("checkpoint", "pre-trained checkpoint whose backbone starts fine-tuning (overrides finetune.checkpoint)",
                        cxxopts::value<std::string>());
+  opts.add_options()("from-script", "a TorchScript model (model.arch = \"torchscript\") starts from the file's own weights instead of "
+                                     "a fresh initialisation (what a stage without a pre-trained backbone starts from)");
   cxxopts::ParseResult args;
   if (!parseOrHelp(opts, argc, argv, args)) return 0;
   Config c = resolveConfig(args);
@@ -35,10 +37,22 @@ int trainLike(Stage stage, int argc, char** argv) {
   std::string out = args["out"].as<std::string>();
   if (out.empty()) out = "results/" + c.name + "-" + section + ".h5";
   const std::string backbone = stage == Stage::kFinetune ? c.finetune.checkpoint : "";
-  if (stage == Stage::kFinetune && backbone.empty())
-    std::fprintf(stderr, "note: finetune.checkpoint is empty: training the fine-tuning task from scratch\n");
+  const bool fromScript = args.count("from-script") > 0;
+  if (fromScript && c.model.arch != "torchscript")
+    throw std::invalid_argument("--from-script: model.arch is '" + c.model.arch + "', expected \"torchscript\" (a model from PyTorch)");
+  if (fromScript && !backbone.empty()) throw std::invalid_argument("--from-script: give it or a pre-trained checkpoint, not both");
   if (!backbone.empty() && !std::filesystem::exists(backbone)) throw std::runtime_error(backbone + ": checkpoint not found");
-  StageResult r = runStage(c, stage, backbone, section, device);
+  if (backbone.empty() && !fromScript) checkFreshStart(c);
+  if (fromScript) {
+    std::fprintf(stderr, "note: %s starts from the TorchScript file's own weights (%s)\n", section.c_str(), c.model.torchscript.c_str());
+  } else if (backbone.empty() && (stage == Stage::kFinetune || c.model.arch == "torchscript")) {
+    const std::string how = c.model.arch != "torchscript" ? ""
+                            : c.model.torchscriptInit.empty()
+                                ? ": a fresh initialisation of model.torchscript by PyTorch's reset_parameters() rules, not the file's own weights (--from-script starts from those)"
+                                : ": a fresh initialisation of model.torchscript from model.torchscript_init's weights (--from-script starts from the file's own)";
+    std::fprintf(stderr, "note: %straining the %s task from scratch%s\n", stage == Stage::kFinetune ? "finetune.checkpoint is empty: " : "", section.c_str(), how.c_str());
+  }
+  StageResult r = runStage(c, stage, backbone, section, device, fromScript);
   printHistory(r);
   const StageConfig& s = stageOf(c, stage);
   const bool classifies = !(stage == Stage::kPretrain && s.mode != "supervised");

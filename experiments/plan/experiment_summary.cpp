@@ -2,7 +2,9 @@
 
 #include "data/h5io.h"
 #include "experiments/plan/statistics.h"
+#include "experiments/plan/verdict.h"
 
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <sstream>
@@ -120,10 +122,37 @@ void writeSummaries(H5File& f, const Config& c, const ArmData& data, const std::
   }
 }
 
+size_t headlineEpsIndex(const Config& c, bool* trainingEps) {
+  const auto& eps = c.attack.eps;
+  size_t headline = eps.empty() ? 0 : eps.size() - 1;
+  if (trainingEps) *trainingEps = false;
+  bool adversarialArms = false;
+  for (const auto& arm : c.runArms()) adversarialArms |= (arm.objective.empty() ? c.finetune.objective : arm.objective) != "standard";
+  const double trainedAt = c.finetune.adversary.eps;
+  for (size_t e = 0; adversarialArms && trainedAt > 0 && e < eps.size(); ++e)
+    if (std::abs(eps[e] - trainedAt) <= 1e-9 * trainedAt) {
+      headline = e;
+      if (trainingEps) *trainingEps = true;
+    }
+  return headline;
+}
+
 std::string summaryText(const Config& c, const ArmData& data, const std::vector<Comparison>& comparisons) {
   const auto& eps = c.attack.eps;
   const size_t seeds = c.runSeeds().size();
   std::ostringstream os;
+  if (!comparisons.empty() && !eps.empty()) {
+    const size_t h = headlineEpsIndex(c);
+    std::vector<Finding> findings;
+    for (const auto& cmp : comparisons) {
+      const auto &a = data.at(cmp.arm), &b = data.at(cmp.baseline);
+      std::vector<double> diff;
+      for (size_t s = 0; s < a.size() && s < b.size(); ++s) diff.push_back(a[s].worst[h] - b[s].worst[h]);
+      const MeanCi ci = meanCi(diff);
+      findings.push_back({cmp.arm, cmp.baseline, cmp.meanDifference[h], ci.ciLow, ci.ciHigh, cmp.pairedP[h], static_cast<int64_t>(diff.size())});
+    }
+    os << headlineSentence(findings, eps[h]) << "\n\n";
+  }
   os << "== " << c.name << ": robust accuracy (%), worst case over attacks and smaller eps, mean" << (seeds > 1 ? " ± 95% CI" : "")
      << " over " << seeds << " seed(s), " << normName(c.attack.options.norm) << " ==\n";
   char buf[256];

@@ -38,7 +38,10 @@ using ArmData = std::map<std::string, std::vector<ArmSeedData>>;
 
 /// Writes /summary/<arm>/... and /comparisons/<arm>_vs_<baseline>/... (README.md, "Results layout").
 void writeSummaries(H5File& f, const Config& c, const ArmData& data, const std::vector<Comparison>& comparisons);
-/// The table and comparison lines printed at the end of a run.
+/// The eps of the grid the answer is given at: the one the arms were adversarially fine-tuned at when
+/// the grid has it (`*trainingEps` true), else the largest.
+size_t headlineEpsIndex(const Config& c, bool* trainingEps = nullptr);
+/// The table and comparison lines printed at the end of a run, after the headline (verdict.h).
 std::string summaryText(const Config& c, const ArmData& data, const std::vector<Comparison>& comparisons);
 
 }  // namespace robustlab

@@ -3,6 +3,7 @@
 #include "data/h5io.h"
 #include "data/tasks.h"
 #include "framework/models/checkpoint.h"
+#include "framework/models/torchscript.h"
 #include "framework/training/augment.h"
 #include "framework/training/registry.h"
 #include "framework/runtime/progress.h"
@@ -58,7 +59,39 @@ uint64_t stageSeed(const Config& c, Stage section) {
   return c.seed * 1000003ULL + salt;
 }
 
+/// Sets up the model's starting weights (see runStage) and says what they are.
+std::string startModel(ClassifierImpl& m, const std::string& backbone, bool scriptWeights, uint64_t seed) {
+  const bool script = m.spec().arch == "torchscript";
+  if (!backbone.empty()) {
+    loadWeights(backbone, m, /*backboneOnly=*/true);
+    // A cut script's head came from its own (trained) last layer: a new task's head starts fresh.
+    if (script && m.head()) m.head()->reset_parameters();
+    return "pre-trained: the backbone of " + backbone;
+  }
+  if (scriptWeights) {
+    if (!script) throw std::invalid_argument("the TorchScript file's own weights were asked for, but model.arch is '" + m.spec().arch + "'");
+    return "the TorchScript file's own weights (" + m.spec().torchscript + ")";
+  }
+  return m.initialiseFresh() + ", seed " + std::to_string(seed);
+}
+
 }  // namespace
+
+void checkFreshStart(const Config& c) {
+  if (c.model.arch != "torchscript" || !c.model.torchscriptInit.empty()) return;
+  ModelSpec s = c.model;
+  if (s.inputShape.size() == 3) {
+    s.inChannels = s.inputShape[0];
+    s.height = s.inputShape[1];
+    s.width = s.inputShape[2];
+  }
+  ScriptModel script(scriptBytesFor(s), s.torchscript, s.cut, s.rangeLo, s.rangeHi);
+  const auto unknown = script->modulesWithoutInitRule();
+  if (!unknown.empty())
+    throw std::invalid_argument("model.torchscript: " + s.torchscript + ": a stage starts from scratch but module " + unknown.front() +
+                                " holds parameters and has no known initialisation rule (PyTorch's own layers have); give the "
+                                "untrained model as a second TorchScript file in model.torchscript_init");
+}
 
 const StageConfig& stageOf(const Config& c, Stage section) {
   return section == Stage::kTrain ? c.train : section == Stage::kPretrain ? c.pretrain : c.finetune;
@@ -109,18 +142,18 @@ void useEvalThreads(const Config& c) {
 }
 
 StageResult runStage(const Config& c, Stage section, const std::string& backbone, const std::string& label,
-                     torch::Device device) {
-  return runStage(c, stageOf(c, section), section, backbone, label, device);
+                     torch::Device device, bool scriptWeights) {
+  return runStage(c, stageOf(c, section), section, backbone, label, device, scriptWeights);
 }
 
 StageResult runStage(const Config& c, const StageConfig& stage, Stage section, const std::string& backbone,
-                     const std::string& label, torch::Device device) {
+                     const std::string& label, torch::Device device, bool scriptWeights) {
   StageResult r;
   r.data = loadTask(c, stage, /*withTest=*/true);
   seedEverything(stageSeed(c, section));
   r.model = Classifier(specFor(c, r.data.train));
   announceModel(*r.model);
-  if (!backbone.empty()) loadWeights(backbone, *r.model, /*backboneOnly=*/true);
+  r.initialisation = startModel(*r.model, backbone, scriptWeights, stageSeed(c, section));
   r.model->to(device);
   // Every random number of the stage comes from the config's seed, whatever the stage table says.
   StageConfig seeded = stage;
@@ -155,6 +188,7 @@ void saveStage(const std::string& path, StageResult& s, const Config& c, const S
     f.setAttr("/task", "data_source", c.data.source.source);
     f.setAttr("/task", "val_accuracy", s.valAccuracy);
     f.setAttr("/task", "test_accuracy", s.testAccuracy);
+    f.setAttr("/task", "initialisation", s.initialisation);
     writeHistory(f, "/history", s.history);
     if (extra) extra(f);
   });

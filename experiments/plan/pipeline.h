@@ -29,16 +29,25 @@ struct StageResult {
   TaskData data;
   double valAccuracy = NAN;   ///< clean, on the validation split (NaN when there is none)
   double testAccuracy = NAN;  ///< clean, on the test split
+  std::string initialisation;  ///< what the model started from ("fresh: ...", "pre-trained: ...", ...)
 };
 
 /// Trains one stage. `kind` picks the objective family (pre-training modes apply to kPretrain only),
 /// linear probing (kFinetune) and the seed stream; `backbone` (may be empty) is a checkpoint whose backbone initialises the model.
-/// `label` names the progress bar.
+/// `label` names the progress bar. Without a backbone the model starts from scratch, whatever its kind
+/// (a TorchScript model freshly initialised: ClassifierImpl::initialiseFresh), unless `scriptWeights`
+/// asks for a TorchScript model's own weights, the file's.
 StageResult runStage(const Config& c, const StageConfig& stage, Stage kind, const std::string& backbone,
-                     const std::string& label, torch::Device device);
+                     const std::string& label, torch::Device device, bool scriptWeights = false);
 /// The same for the config's own [train], [pretrain] or [finetune] section.
 StageResult runStage(const Config& c, Stage section, const std::string& backbone, const std::string& label,
-                     torch::Device device);
+                     torch::Device device, bool scriptWeights = false);
+
+/// The reserved arm `pretrain` value (and `--from-script`): a TorchScript model's own weights.
+inline constexpr const char* kScriptWeights = "torchscript";
+/// Throws std::invalid_argument, before any work, when a stage of `c`'s model cannot start from scratch
+/// (a TorchScript module holding parameters with no initialisation rule, and no model.torchscript_init).
+void checkFreshStart(const Config& c);
 
 /// Writes the model, the resolved config, the task classes and the curves (atomically).
 void saveStage(const std::string& path, StageResult& s, const Config& c, const StageConfig& stage, Stage kind,

@@ -43,6 +43,9 @@ std::string commonKey(const Config& c, const std::string& device) {
   // The avx2 path's multi-channel fp32 kernels sum in another order than oneDNN's: units computed with
   // and without them are kept apart (keys on other paths are unchanged).
   if (device == "cpu" && kernelPath() == KernelPath::kAvx2) key += std::string("multi_channel_kernels = ") + (directConvKernelsOn() ? "direct-1" : "off") + "\n";
+  // A TorchScript model's scratch stages start from a fresh initialisation, no longer from the file's
+  // weights: units computed before that are not reused (other models' keys are unchanged).
+  if (c.model.arch == "torchscript") key += "torchscript_start = fresh-1\n";
   return key + dataToToml(c.data) + c.model.backboneKey();
 }
 
@@ -58,7 +61,7 @@ void planPretrainings(Plan& p, const std::string& key) {
   const Config& c = p.config;
   const auto variants = c.runVariants();
   for (const auto& arm : c.runArms()) {
-    if (arm.pretrain == "none") continue;
+    if (arm.pretrain == "none" || arm.pretrain == kScriptWeights) continue;
     for (int64_t seed : c.runSeeds()) {
       bool have = false;
       for (const auto& u : p.units) have |= u.name == arm.pretrain && u.seed == seed;
@@ -89,7 +92,7 @@ void planArms(Plan& p, const std::string& key) {
       u.seed = seed;
       for (size_t i = 0; i < pretrainings; ++i)
         if (p.units[i].name == arm.pretrain && p.units[i].seed == seed) u.pretrain = static_cast<int64_t>(i);
-      const std::string pre = u.pretrain >= 0 ? p.units[static_cast<size_t>(u.pretrain)].hash : std::string("none");
+      const std::string pre = u.pretrain >= 0 ? p.units[static_cast<size_t>(u.pretrain)].hash : arm.pretrain == kScriptWeights ? std::string("torchscript-weights") : std::string("none");
       u.hash = stableHash(key + stageToToml("finetune", u.stage) + attackToToml(c.attack) + "pretrain=" + pre + "\nseed=" + std::to_string(seed));
       u.path = p.unitsDir + "/" + arm.name + "-seed" + std::to_string(seed) + "-" + u.hash + ".h5";
       p.units.push_back(u);
@@ -121,11 +124,14 @@ void writeArmUnit(const Unit& u, const std::string& pretrainPath, const StageRes
                   double evalSecs) {
   writeH5Atomically(u.path, [&](H5File& f) {
     f.setAttr("/", "unit_hash", u.hash);
+    // Which test images were evaluated: their places in the data source's test split, in order.
+    if (r.data.test.sourceIndex.defined()) f.writeTensor("/test_indices", r.data.test.sourceIndex.contiguous());
     f.createGroup("/unit");
     f.setAttr("/unit", "arm", u.arm.name);
     f.setAttr("/unit", "seed", u.seed);
     f.setAttr("/unit", "pretrain", u.arm.pretrain);
     f.setAttr("/unit", "pretrain_checkpoint", pretrainPath);
+    f.setAttr("/unit", "initialisation", r.initialisation);
     f.setAttr("/unit", "objective", u.stage.objective);
     f.setAttr("/unit", "mode", u.stage.finetune);
     f.setAttr("/unit", "per_class", u.stage.perClass);
@@ -147,11 +153,13 @@ std::string computeArm(const Plan& p, const Unit& u, torch::Device device) {
   }
   const auto t0 = std::chrono::steady_clock::now();
   const Config cs = forSeed(p.config, u.seed);
-  StageResult r = runStage(cs, u.stage, Stage::kFinetune, pretrainPath, u.arm.name, device);
+  StageResult r = runStage(cs, u.stage, Stage::kFinetune, pretrainPath, u.arm.name, device, u.arm.pretrain == kScriptWeights);
   const double trainSecs = secondsSince(t0);
   useEvalThreads(cs);
   const auto e0 = std::chrono::steady_clock::now();
   const EvalResult ev = evaluate(*r.model, r.data.test, evalOptionsFrom(cs), device);
+  // The model first, then the unit file: a done unit's model is there (when kept).
+  if (p.config.keepModels) saveStage(modelPathOf(u), r, cs, u.stage, Stage::kFinetune, [&](H5File& f) { f.setAttr("/", "unit_hash", u.hash); });
   writeArmUnit(u, pretrainPath, r, ev, trainSecs, secondsSince(e0));
   char how[96];
   std::snprintf(how, sizeof how, "clean %.2f%%, worst at eps %g: %.2f%%, %lld failed checks", 100.0 * ev.cleanAccuracy, ev.epsGrid.back(),
@@ -160,6 +168,8 @@ std::string computeArm(const Plan& p, const Unit& u, torch::Device device) {
 }
 
 }  // namespace
+
+std::string modelPathOf(const Unit& u) { return u.path.substr(0, u.path.size() - 3) + ".model.h5"; }
 
 std::string Unit::label() const {
   return std::string(kind == Kind::kPretrain ? "pretrain " : "arm ") + name + " seed " + std::to_string(seed);
@@ -188,6 +198,9 @@ Plan makePlan(const Config& c, torch::Device device) {
   const std::string key = commonKey(c, p.device);
   planPretrainings(p, key);
   planArms(p, key);
+  bool fresh = !p.indicesOf(Unit::Kind::kPretrain).empty();
+  for (const auto& arm : c.runArms()) fresh |= arm.pretrain == "none";
+  if (fresh) checkFreshStart(c);  // before any unit runs
   return p;
 }
 
@@ -226,7 +239,7 @@ void writeRunEntries(const Plan& p, const ArmData& data) {
       n.examples = d.worstRobust.size(0);
       n.failedChecks = d.failedChecks;
       const std::string name = c.name + "/" + arm.name + "/seed_" + std::to_string(d.seed);
-      entries.emplace_back(n, ModelEntry{name, c.data.source.source, arch, experimentHash(c)});
+      entries.emplace_back(n, ModelEntry{name, c.data.source.source, arch, experimentHash(c), entryPreprocessing(c.model)});
     }
   }
   writeRobustBenchJson(p.stem + ".robustbench.json", entries);
@@ -261,7 +274,13 @@ void mergeResults(const Plan& p, const std::string& command, const std::string& 
     for (const auto& u : p.units) {
       H5File src(u.path, H5File::Mode::kRead);
       if (u.kind == Unit::Kind::kArm) {
-        f.copyFrom(src, "/unit", "/arms/" + u.arm.name + "/seed_" + std::to_string(u.seed));
+        const std::string g = "/arms/" + u.arm.name + "/seed_" + std::to_string(u.seed);
+        f.copyFrom(src, "/unit", g);
+        // What a cross-check needs, outside /arms (the experiment's numbers): the images and the model.
+        const std::string e = "/evaluated/" + u.arm.name + "/seed_" + std::to_string(u.seed);
+        f.createGroup(e);
+        if (src.has("/test_indices")) f.copyFrom(src, "/test_indices", e + "/test_indices");
+        if (fs::exists(modelPathOf(u)) && h5RootAttrEquals(modelPathOf(u), "unit_hash", u.hash)) f.setAttr(e, "model_checkpoint", modelPathOf(u));
         continue;
       }
       const std::string g = "/pretrain/" + u.name + "/seed_" + std::to_string(u.seed);
@@ -283,7 +302,19 @@ std::string workerConfigText(const Plan& p) {
   c.precision = c.resolvedPrecision == Precision::kBf16 ? PrecisionChoice::kBf16 : PrecisionChoice::kFp32;
   c.device = p.device == "cuda" ? DeviceChoice::kCuda : DeviceChoice::kCpu;
   c.output = fs::absolute(c.output).string();
-  return "# written by robustlab for the worker processes of " + p.config.output + "\n" + c.toToml();
+  // The output name is the user's text: in the comment its control characters are escaped, so a
+  // newline cannot start a line of TOML.
+  std::string name;
+  for (unsigned char ch : p.config.output) {
+    if (ch >= 0x20 && ch != 0x7f) {
+      name += static_cast<char>(ch);
+      continue;
+    }
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+    name += buf;
+  }
+  return "# written by robustlab for the worker processes of " + name + "\n" + c.toToml();
 }
 
 std::string stableHash(const std::string& text) {

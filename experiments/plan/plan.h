@@ -44,6 +44,10 @@ struct Plan {
 /// Plans every unit of `c` on `device`. Creates the output's folders.
 Plan makePlan(const Config& c, torch::Device device);
 
+/// Where an arm unit's trained model is kept (config keep_models): "<unit file stem>.model.h5", a
+/// checkpoint `attack --checkpoint` and python/robustlab_io.load_checkpoint read.
+std::string modelPathOf(const Unit& u);
+
 /// Whether a unit's file exists and holds the unit's hash.
 bool unitDone(const Unit& u);
 

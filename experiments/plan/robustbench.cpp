@@ -81,17 +81,28 @@ std::string robustBenchJson(const EvalNumbers& r, const ModelEntry& entry) {
      << ",\n  \"architecture\": " << jsonString(entry.architecture)
      << ",\n  \"robustlab_version\": " << jsonString(std::string(kVersion) + " (" + kGitDescribe + ")")
      << ",\n  \"config_hash\": " << jsonString(entry.configHash) << ",\n  \"precision\": " << jsonString(r.precision)
-     << ",\n  \"failed_sanity_checks\": " << r.failedChecks << ",\n  \"per_eps\": [";
+     << ",\n  \"failed_sanity_checks\": " << r.failedChecks;
+  if (!entry.preprocessing.empty()) os << ",\n  \"preprocessing\": " << entry.preprocessing;
+  os << ",\n  \"per_eps\": [";
   for (size_t e = 0; e < r.eps.size(); ++e) os << (e ? ",\n    " : "\n    ") << epsEntry(r, e);
   os << "\n  ]\n}";
   return os.str();
 }
 
-void writeRobustBenchJson(const std::string& path, const std::vector<std::pair<EvalNumbers, ModelEntry>>& entries) {
-  if (entries.size() == 1) return writeTextAtomically(path, robustBenchJson(entries[0].first, entries[0].second) + "\n");
+std::string entryPreprocessing(const ModelSpec& spec) {
+  return "{\"input_range\": [" + number(spec.rangeLo) + ", " + number(spec.rangeHi) + "], \"mean\": " + number(spec.mean) +
+         ", \"std\": " + number(spec.stdev) + "}";
+}
+
+std::string robustBenchJsonText(const std::vector<std::pair<EvalNumbers, ModelEntry>>& entries) {
+  if (entries.size() == 1) return robustBenchJson(entries[0].first, entries[0].second) + "\n";
   std::string text = "[";
   for (size_t i = 0; i < entries.size(); ++i) text += (i ? ",\n" : "\n") + robustBenchJson(entries[i].first, entries[i].second);
-  writeTextAtomically(path, text + "\n]\n");
+  return text + "\n]\n";
+}
+
+void writeRobustBenchJson(const std::string& path, const std::vector<std::pair<EvalNumbers, ModelEntry>>& entries) {
+  writeTextAtomically(path, robustBenchJsonText(entries));
 }
 
 }  // namespace robustlab

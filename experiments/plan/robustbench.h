@@ -27,8 +27,11 @@ struct ModelEntry {
   std::string dataset;       ///< data.source
   std::string architecture;  ///< model.arch (a TorchScript file: its name and SHA-256)
   std::string configHash;    ///< stableHash of the resolved config text
+  std::string preprocessing; ///< the input range and normalisation the model was evaluated with (entryPreprocessing)
 };
 
+/// ModelEntry::preprocessing for a spec: a JSON object {"input_range": [lo, hi], "mean": m, "std": s}.
+std::string entryPreprocessing(const ModelSpec& spec);
 /// ModelEntry::architecture for a spec: its arch, or for a TorchScript model its file and SHA-256.
 std::string entryArchitecture(const ModelSpec& spec);
 
@@ -38,6 +41,8 @@ std::string entryArchitecture(const ModelSpec& spec);
 /// percent, as RobustBench writes them.
 std::string robustBenchJson(const EvalNumbers& r, const ModelEntry& entry);
 
+/// The JSON text writeRobustBenchJson writes: one entry, or a JSON array of entries.
+std::string robustBenchJsonText(const std::vector<std::pair<EvalNumbers, ModelEntry>>& entries);
 /// Writes robustBenchJson atomically to `path`: one entry, or (run) a JSON array of entries.
 void writeRobustBenchJson(const std::string& path, const std::vector<std::pair<EvalNumbers, ModelEntry>>& entries);
 

@@ -194,15 +194,24 @@ void metadataSection(Doc& doc, const ReportData& d) {
   doc.end();
 }
 
+/// How the two experiments of --compare are told apart: their names, else their file stems, else their paths.
+std::pair<std::string, std::string> experimentLabels(const ReportData& a, const ReportData& b) {
+  const std::string an = a.meta.at("name"), bn = b.meta.at("name");
+  if (an != bn) return {an, bn};
+  const std::string as = fs::path(a.path).stem().string(), bs = fs::path(b.path).stem().string();
+  if (as != bs) return {as, bs};
+  return {a.path, b.path};
+}
+
 void compareExperimentsSection(Doc& doc, const ReportData& a, const ReportData& b, const std::string& figDir) {
-  doc.section("experiments", "Two experiments side by side");
+  // The same arm in both: its difference with a Welch interval and test over the two sets of seeds.
+  const auto [an, bn] = experimentLabels(a, b);
+  doc.section("experiments", "Two experiments compared: " + an + " against " + bn);
   std::vector<PlotSeries> series;
-  for (const auto* d : {&a, &b})
-    for (const auto& arm : d->arms) series.push_back({d->meta.at("name") + ": " + arm.name, d->eps, arm.worst.mean, arm.worst.lo, arm.worst.hi});
+  for (const auto& [d, label] : {std::pair<const ReportData*, std::string>{&a, an}, {&b, bn}})
+    for (const auto& arm : d->arms) series.push_back({label + ": " + arm.name, d->eps, arm.worst.mean, arm.worst.lo, arm.worst.hi});
   doc.figure(plotSvg(figDir + "/compare-worst.svg", "eps", "robust accuracy (%)", series, true), "figures/compare-worst.svg",
              "worst-case robust accuracy, both experiments");
-  // The same arm in both: its difference with a Welch interval and test over the two sets of seeds.
-  const std::string an = a.meta.at("name"), bn = b.meta.at("name");
   doc.html << "<p>Arms in both experiments: worst-case robust accuracy of " << esc(an) << " minus " << esc(bn)
            << " (points), 95% interval and Welch's t-test over the two experiments' seeds (independent samples).</p>\n";
   std::vector<std::vector<std::string>> rows, classes;
@@ -222,7 +231,7 @@ void compareExperimentsSection(Doc& doc, const ReportData& a, const ReportData& 
     }
   }
   if (rows.empty()) doc.html << "<p>No arm of the same name and eps grid in both experiments.</p>\n";
-  else doc.table({"arm", "eps", an + " (%)", bn + " (%)", "difference (points)", "95% CI", "Welch p"}, rows, classes);
+  else doc.table({"arm", "eps", an + " (%)", bn + " (%)", an + " minus " + bn + " (points)", "95% CI", "Welch p"}, rows, classes);
   doc.end();
 }
 
@@ -275,6 +284,11 @@ void writeReport(const ReportOptions& o) {
       title = sweepReport(o.results, body, figDir);
     } else {
       title = "robustlab report: " + d.meta.at("name");
+      if (!o.compare.empty()) {  // what was asked for comes first
+        const auto labels = experimentLabels(d, other);
+        title += " against " + labels.second;
+        compareExperimentsSection(body, d, other, figDir);
+      }
       answerSection(body, d, figDir);
       metadataSection(body, d);
       summarySection(body, d, "summary", "Clean and robust accuracy");
@@ -284,10 +298,7 @@ void writeReport(const ReportOptions& o) {
       trainingSection(body, d, figDir);
       gallerySection(body, d, figDir);
       sanitySection(body, d);
-      if (!o.compare.empty()) {
-        compareExperimentsSection(body, d, other, figDir);
-        summarySection(body, other, "summary-second", "Second experiment: " + other.meta.at("name"));
-      }
+      if (!o.compare.empty()) summarySection(body, other, "summary-second", "Second experiment: " + experimentLabels(d, other).second);
     }
     std::ostringstream html, md;
     html << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" << esc(title) << "</title><style>"

@@ -8,9 +8,6 @@
 namespace robustlab::report {
 namespace {
 
-/// Seeds below which a comparison is called too weak for a firm conclusion.
-constexpr int64_t kFirmSeeds = 3;
-
 std::string points(double fraction) { return fmt("%+.1f", 100.0 * fraction); }
 
 std::string seedList(const ReportData& d) {
@@ -30,7 +27,18 @@ std::string metaOr(const ReportData& d, const std::string& key, const std::strin
   return it == d.meta.end() || it->second.empty() ? fallback : it->second;
 }
 
+Finding findingOf(const ReportData& d, const ComparisonReport& c, size_t e) {
+  return {c.arm, c.baseline, c.meanDifference[e], c.ciLow[e], c.ciHigh[e], c.pairedP[e],
+          std::min(d.arm(c.arm).nSeeds, d.arm(c.baseline).nSeeds)};
+}
+
 }  // namespace
+
+std::string headline(const ReportData& d) {
+  std::vector<Finding> findings;
+  for (const auto& c : d.comparisons) findings.push_back(findingOf(d, c, d.headline));
+  return d.eps.empty() ? "" : headlineSentence(findings, d.eps[d.headline]);
+}
 
 std::string comparisonSentence(const ReportData& d, const ComparisonReport& c, size_t e) {
   const double diff = c.meanDifference[e], lo = c.ciLow[e], hi = c.ciHigh[e];
@@ -40,9 +48,12 @@ std::string comparisonSentence(const ReportData& d, const ComparisonReport& c, s
   auto is = [](double p) { const std::string v = pval(p); return v[0] == '<' ? " " + v : " = " + v; };  // "p < 1e-300", "p = 0.03"
   s += "; paired t-test p" + is(c.pairedP[e]) + "; McNemar p" + is(c.mcnemarP[e]) + "; " + std::to_string(seeds) +
        (seeds == 1 ? " seed)" : " seeds)");
-  const bool clear = std::isfinite(lo) && lo < hi && (lo > 0 || hi < 0) && c.pairedP[e] < 0.05;
-  if (seeds < kFirmSeeds) s += " — too few seeds for a firm conclusion";
-  else s += clear ? (diff > 0 ? " — more robust than " + c.baseline : " — less robust than " + c.baseline) : " — no clear difference";
+  switch (verdictOf(findingOf(d, c, e))) {
+    case Verdict::kTooFewSeeds: s += " — too few seeds for a firm conclusion"; break;
+    case Verdict::kMore: s += " — more robust than " + c.baseline; break;
+    case Verdict::kLess: s += " — less robust than " + c.baseline; break;
+    case Verdict::kUnclear: s += " — no clear difference"; break;
+  }
   if (std::isfinite(lo) && lo == hi && diff != 0) s += " (every seed gave the same difference, so the interval has no width)";
   const int64_t failed = d.arm(c.arm).failedChecks + d.arm(c.baseline).failedChecks;
   if (failed > 0) s += "; " + std::to_string(failed) + " sanity check(s) failed in these arms, so robust accuracy may be overstated";
@@ -59,11 +70,14 @@ void answerSection(Doc& doc, const ReportData& d, const std::string& figDir) {
   doc.html << "<p class=\"machine\">" << esc(machine) << "</p>\n";
   doc.md << "*" << mdEscape(machine) << "*\n\n";
   if (d.comparisons.empty()) {
-    doc.html << "<p>No arm names a baseline in this experiment: nothing is compared.</p>\n";
-    doc.md << "No arm names a baseline in this experiment: nothing is compared.\n\n";
+    doc.html << "<p>No arm names a baseline in this experiment, so no arm is compared with another within it.</p>\n";
+    doc.md << "No arm names a baseline in this experiment, so no arm is compared with another within it.\n\n";
     doc.end();
     return;
   }
+  const std::string verdict = headline(d);
+  doc.html << "<p class=\"headline\"><strong>" << esc(verdict) << "</strong></p>\n";
+  doc.md << "**" << mdEscape(verdict) << "**\n\n";
   doc.html << "<ul class=\"answers\">\n";
   for (const auto& c : d.comparisons) {
     const std::string sentence = comparisonSentence(d, c, d.headline);

@@ -3,6 +3,7 @@
 #include "data/h5io.h"
 #include "framework/config/config.h"
 #include "experiments/plan/experiment.h"
+#include "experiments/plan/experiment_summary.h"
 #include "experiments/plan/statistics.h"
 
 #include <cmath>
@@ -161,12 +162,7 @@ ReportData readReportData(const std::string& path) {
   const auto seeds = f.readTensor("/seeds");
   d.seeds.assign(seeds.data_ptr<int64_t>(), seeds.data_ptr<int64_t>() + seeds.numel());
   d.eps = c.attack.eps;
-  d.headline = d.eps.empty() ? 0 : d.eps.size() - 1;
-  bool adversarialArms = false;
-  for (const auto& arm : c.runArms()) adversarialArms |= (arm.objective.empty() ? c.finetune.objective : arm.objective) != "standard";
-  const double trainedAt = c.finetune.adversary.eps;
-  for (size_t e = 0; adversarialArms && trainedAt > 0 && e < d.eps.size(); ++e)
-    if (std::abs(d.eps[e] - trainedAt) <= 1e-9 * trainedAt) d.headline = e, d.headlineIsTrainingEps = true;
+  d.headline = headlineEpsIndex(c, &d.headlineIsTrainingEps);
   d.norm = normName(c.attack.options.norm);
   rd.need("/arms");
   rd.need("/summary");

@@ -145,6 +145,7 @@ Fields<Config> topFields() {
       config::enumeration<C, PrecisionChoice>("precision", ROBUSTLAB_REF(C, precision), parsePrecisionChoice, precisionChoiceName,
                                               {"fp32", "bf16", "auto"}),
       config::string<C>("output", ROBUSTLAB_REF(C, output)),
+      config::boolean<C>("keep_models", ROBUSTLAB_REF(C, keepModels)),
   };
 }
 
@@ -207,7 +208,7 @@ void setPath(toml::table& root, const std::string& key, const std::string& value
   }
   toml::table parsed;
   try {
-    parsed = toml::parse("v = " + value);
+    parsed = toml::parse("v = " + quoteBareFractions(value));
   } catch (const toml::parse_error&) {
     parsed = toml::table{{"v", value}};
   }
@@ -234,14 +235,17 @@ void checkArms(const Config& c, const std::string& what) {
   for (size_t i = 0; i < arms.size(); ++i) {
     const auto& arm = arms[i];
     const std::string f = what + ": field 'arms[" + std::to_string(i) + "].";
-    if (arm.pretrain != "none") {
+    if (arm.pretrain == "torchscript" && c.model.arch != "torchscript")
+      throw ConfigError(f + "pretrain': \"torchscript\" (the TorchScript file's own weights) needs model.arch = \"torchscript\"");
+    if (arm.pretrain != "none" && arm.pretrain != "torchscript") {
       bool found = false;
       std::string names;
       for (const auto& v : variants) {
         found |= v.first == arm.pretrain;
         names += (names.empty() ? "" : ", ") + v.first;
       }
-      if (!found) throw ConfigError(f + "pretrain': unknown pre-training variant '" + arm.pretrain + "', expected none or one of: " + names);
+      if (!found) throw ConfigError(f + "pretrain': unknown pre-training variant '" + arm.pretrain + "', expected none" +
+                                    (c.model.arch == "torchscript" ? ", torchscript" : "") + " or one of: " + names);
     }
     if (!arm.baseline.empty()) {
       bool found = false;
@@ -321,7 +325,12 @@ void validateName(const std::string& name, const std::string& what, const std::s
 
 void validateNames(const Config& c, const std::string& what) {
   validateName(c.name, what, "name");
-  for (const auto& [n, v] : c.variants) validateName(n, what, "pretrain.variants." + n);
+  for (const auto& [n, v] : c.variants) {
+    validateName(n, what, "pretrain.variants." + n);
+    if (n == "none" || n == "torchscript")
+      throw ConfigError(what + ": field 'pretrain.variants." + n + "': the name '" + n + "' is reserved (an arm's pretrain = \"" + n + "\" means " +
+                        (n == "none" ? "from scratch" : "the TorchScript file's own weights") + ")");
+  }
   for (size_t i = 0; i < c.arms.size(); ++i) validateName(c.arms[i].name, what, "arms[" + std::to_string(i) + "].name");
   for (size_t i = 1; i < c.seeds.size(); ++i)
     for (size_t j = 0; j < i; ++j)
@@ -376,6 +385,22 @@ Config fromTable(const toml::table& table, const std::string& what) {
         c.model.torchscriptSha256 = rememberScriptBytes(readBinaryFile(c.model.torchscript));  // read once: the model is built from these bytes
       } catch (const std::exception& e) {
         throw ConfigError(what + ": model.torchscript: " + e.what());
+      }
+    }
+    if (c.model.arch == "torchscript" && !c.model.cut.empty()) {  // a wrong cut fails here, not mid-run
+      try {
+        ScriptModel(scriptBytesFor(c.model), c.model.torchscript, c.model.cut, c.model.rangeLo, c.model.rangeHi);
+      } catch (const std::invalid_argument& e) {
+        const std::string msg = e.what(), head = "model.cut: ";
+        if (msg.rfind(head, 0) == 0) throw ConfigError(what + ": field 'model.cut': " + msg.substr(head.size()));
+        throw ConfigError(what + ": model.torchscript: " + msg);
+      }
+    }
+    if (!c.model.torchscriptInit.empty() && c.model.torchscriptInitSha256.empty()) {
+      try {
+        c.model.torchscriptInitSha256 = rememberScriptBytes(readBinaryFile(c.model.torchscriptInit));
+      } catch (const std::exception& e) {
+        throw ConfigError(what + ": model.torchscript_init: " + e.what());
       }
     }
   }
@@ -494,19 +519,42 @@ const std::string& defaultConfigText() {
 
 namespace {
 
+/// An override's "KEY=VALUE" and who gave it: "--set KEY=VALUE", or the flag overrideFrom() named.
+std::pair<std::string, std::string> splitOverride(const std::string& o) {
+  const auto tag = o.find(kOverrideOrigin);
+  if (tag == std::string::npos) return {o, "--set " + o};
+  return {o.substr(0, tag), o.substr(tag + 1)};
+}
+
 void applyOverrides(toml::table& table, const std::vector<std::string>& overrides) {
   for (const auto& o : overrides) {
-    const auto eq = o.find('=');
-    if (eq == std::string::npos) throw ConfigError("--set " + o + ": expected KEY=VALUE, e.g. train.epochs=3");
-    setPath(table, o.substr(0, eq), o.substr(eq + 1), "--set");
+    const auto [kv, origin] = splitOverride(o);
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos) throw ConfigError(origin + ": expected KEY=VALUE, e.g. train.epochs=3");
+    setPath(table, kv.substr(0, eq), kv.substr(eq + 1), origin);
   }
 }
 
-Config fromTableChecked(const toml::table& table, const std::string& what) {
+/// The config; an error about a field an override set names that override (the last to set it), not
+/// the file it was merged into.
+Config fromTableChecked(const toml::table& table, const std::string& what, const std::vector<std::string>& overrides) {
   try {
-    return fromTable(table, what);
-  } catch (const std::invalid_argument& e) {
-    throw ConfigError(what + ": " + e.what());
+    try {
+      return fromTable(table, what);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(what + ": " + e.what());
+    }
+  } catch (const ConfigError& e) {
+    const std::string msg = e.what(), head = what + ": field '";
+    if (msg.rfind(head, 0) != 0) throw;
+    const std::string field = msg.substr(head.size(), msg.find('\'', head.size()) - head.size());
+    for (auto it = overrides.rbegin(); it != overrides.rend(); ++it) {
+      const auto [kv, origin] = splitOverride(*it);
+      const std::string key = kv.substr(0, kv.find('='));
+      if (field == key || field.rfind(key + ".", 0) == 0 || field.rfind(key + "[", 0) == 0)
+        throw ConfigError(origin + ": field '" + msg.substr(head.size()));
+    }
+    throw;
   }
 }
 
@@ -524,7 +572,7 @@ void mergeInto(toml::table& base, const toml::table& top) {
 Config parseConfig(const std::string& text, const std::string& what, const std::vector<std::string>& overrides) {
   toml::table table = parseToml(text, what);
   applyOverrides(table, overrides);
-  return fromTableChecked(table, what);
+  return fromTableChecked(table, what, overrides);
 }
 
 Config loadConfig(const std::string& path, const std::vector<std::string>& overrides) {
@@ -541,7 +589,9 @@ Config loadConfigOver(const std::string& baseText, const std::string& baseWhat, 
     what = path;
   }
   applyOverrides(table, overrides);
-  return fromTableChecked(table, what);
+  return fromTableChecked(table, what, overrides);
 }
+
+std::string overrideFrom(const std::string& origin, const std::string& keyValue) { return keyValue + kOverrideOrigin + origin; }
 
 }  // namespace robustlab

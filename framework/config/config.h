@@ -89,6 +89,8 @@ struct Config {
   /// every stage, evaluation, cache key and results file uses this one.
   Precision resolvedPrecision = Precision::kFp32;
   std::string output = "results/default.h5";
+  /// run: keep each arm x seed's trained model as a checkpoint beside its unit file (<unit>.model.h5).
+  bool keepModels = true;
   DataConfig data;
   ModelSpec model;
   StageConfig train, pretrain, finetune;
@@ -115,6 +117,11 @@ struct Config {
 std::string stageToToml(const std::string& section, const StageConfig& s);
 std::string dataToToml(const DataConfig& data);
 std::string attackToToml(const AttackConfig& attack);
+
+/// An override ("key=value") given by a command's flag: errors about it name `origin` ("--eps 0.1,0.05")
+/// instead of "--set key=value". What it returns goes where a "key=value" override goes.
+std::string overrideFrom(const std::string& origin, const std::string& keyValue);
+inline constexpr char kOverrideOrigin = '\x1f';
 
 /// The embedded default experiment.
 const std::string& defaultConfigText();

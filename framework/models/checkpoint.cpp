@@ -4,6 +4,7 @@
 
 #include <torch/utils.h>
 
+#include <fstream>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -11,7 +12,18 @@
 namespace robustlab {
 namespace {
 
+/// Whether `path` starts as a zip archive does (what torch.jit.save and torch.save write).
+bool looksLikeZip(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  return in.gcount() == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
+}
+
 std::unique_ptr<H5File> openCheckpoint(const std::string& path) {
+  if (looksLikeZip(path))
+    throw std::runtime_error(path + ": a PyTorch file (TorchScript or torch.save), not a robustlab checkpoint (.h5): give a TorchScript "
+                                    "model as attack --model " + path + ", or as [model] arch = \"torchscript\" in a config");
   auto f = std::make_unique<H5File>(path, H5File::Mode::kRead);
   if (!f->hasAttr("/", "format") || f->attrString("/", "format") != kCheckpointFormat)
     throw std::runtime_error(path + ": not a robustlab checkpoint (attribute format != " + kCheckpointFormat + ")");

@@ -138,6 +138,13 @@ ClassifierImpl::ClassifierImpl(const ModelSpec& spec) : spec_(spec) {
   else {
     const std::string bytes = scriptBytesFor(spec_, &spec_.torchscriptSha256);  // pins the hash of a spec not read from a config
     backbone_->push_back(ScriptModel(bytes, spec_.torchscript, spec_.cut, spec_.rangeLo, spec_.rangeHi));
+    // Broadcasting and global pooling let a model of other inputs run on these and score about chance:
+    // refused unless the shape was declared (a model that adapts its inputs itself).
+    const std::string mismatch = spec_.inputShape.empty() ? backbone_->at<ScriptModelImpl>(0).channelMismatch(spec_.inChannels) : "";
+    if (!mismatch.empty())
+      throw std::invalid_argument("model.torchscript: " + spec_.torchscript + ": " + mismatch + " but the data has " +
+                                  std::to_string(spec_.inChannels) + " x " + std::to_string(spec_.height) + " x " + std::to_string(spec_.width) +
+                                  " images (another data.source, or declare model.input_shape / attack --input-shape if the model takes these)");
   }
   register_module("backbone", backbone_);
   mean_ = register_buffer("input_mean", torch::full({1}, spec_.mean));
@@ -189,6 +196,31 @@ void ClassifierImpl::resetHead(int64_t numClasses) {
   spec_.numClasses = numClasses;
   head_ = replace_module("head", nn::Linear(featureDim_, numClasses));
   head_->to(device);
+}
+
+std::string ClassifierImpl::initialiseFresh() {
+  if (spec_.arch != "torchscript") return "fresh: LibTorch's default initialisation (PyTorch's rules)";
+  auto& script = backbone_->at<ScriptModelImpl>(0);
+  std::string how;
+  if (spec_.torchscriptInit.empty()) {
+    script.initialiseFresh();
+    how = "fresh: PyTorch's reset_parameters() rules per layer type";
+  } else {
+    ModelSpec init = spec_;
+    init.torchscript = spec_.torchscriptInit;
+    init.torchscriptSha256 = spec_.torchscriptInitSha256;
+    std::string bytes;
+    try {
+      bytes = scriptBytesFor(init);
+    } catch (const std::invalid_argument& e) {
+      const std::string msg = e.what();
+      throw std::invalid_argument("model.torchscript_init" + msg.substr(msg.find(':')));
+    }
+    script.copyWeightsFrom(bytes, spec_.torchscriptInit);
+    how = "fresh: the weights of model.torchscript_init " + spec_.torchscriptInit;
+  }
+  if (head_) head_->reset_parameters();
+  return how;
 }
 
 void ClassifierImpl::freezeBackbone(bool frozen) {

@@ -22,6 +22,11 @@ class ClassifierImpl : public torch::nn::Module {
 
   /// Replaces the head with a freshly initialised one for `numClasses` classes.
   void resetHead(int64_t numClasses);
+  /// From scratch, for every model kind. A native model is built with fresh weights already; a
+  /// TorchScript model's weights (the file's, maybe trained) are replaced in place: by PyTorch's
+  /// reset_parameters() rules per layer type from the global generator, or by model.torchscript_init's
+  /// weights; its head is re-initialised too. Returns what the start was, for results and notes.
+  std::string initialiseFresh();
   /// Freezes (or unfreezes) backbone parameters, for linear probing.
   void freezeBackbone(bool frozen);
 

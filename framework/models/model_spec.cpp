@@ -88,6 +88,8 @@ std::string ModelSpec::backboneKey() const {
   if (arch == "wrn") os << "wrn_depth = " << wrnDepth << "\nwrn_width = " << wrnWidth << "\n";
   if (arch == "torchscript") {
     os << "torchscript = " << quoted(torchscript) << "\ntorchscript_sha256 = " << quoted(torchscriptSha256) << "\n";
+    if (!torchscriptInit.empty())
+      os << "torchscript_init = " << quoted(torchscriptInit) << "\ntorchscript_init_sha256 = " << quoted(torchscriptInitSha256) << "\n";
     os << "cut = " << quoted(cut) << "\ninput_range = [" << rangeLo << ", " << rangeHi << "]\n";
     if (!inputShape.empty()) os << "input_shape = " << joinInts(inputShape) << "\n";
   }
@@ -122,6 +124,8 @@ ModelSpec readModelSpec(TomlReader& r) {
   s.wrnWidth = r.integer("wrn_width", s.wrnWidth, 1, 64);
   s.torchscript = r.str("torchscript", "");
   s.torchscriptSha256 = r.str("torchscript_sha256", "");
+  s.torchscriptInit = r.str("torchscript_init", "");
+  s.torchscriptInitSha256 = r.str("torchscript_init_sha256", "");
   s.cut = r.str("cut", "");
   s.inputShape = r.integers("input_shape", {});
   const auto range = r.reals("input_range", {0.0, 1.0});
@@ -129,7 +133,7 @@ ModelSpec readModelSpec(TomlReader& r) {
   s.rangeLo = range[0];
   s.rangeHi = range[1];
   if (s.arch != "torchscript")
-    for (const char* k : {"torchscript", "torchscript_sha256", "cut", "input_shape", "input_range"})
+    for (const char* k : {"torchscript", "torchscript_sha256", "torchscript_init", "torchscript_init_sha256", "cut", "input_shape", "input_range"})
       if (r.has(k)) r.fail(k, "only for arch = \"torchscript\"");
   if (!s.inputShape.empty() && s.inputShape.size() == 3) {
     s.inChannels = s.inputShape[0];

@@ -34,6 +34,8 @@ struct ModelSpec {
   // torchscript: a model scripted or traced in PyTorch (framework/models/torchscript.h).
   std::string torchscript;                 ///< the TorchScript file, as the config names it
   std::string torchscriptSha256;           ///< its SHA-256, pinned when the config is read
+  std::string torchscriptInit;             ///< the same model untrained, a from-scratch start's weights ("": PyTorch's rules)
+  std::string torchscriptInitSha256;       ///< its SHA-256, pinned when the config is read
   std::string cut;                         ///< dotted name of its last linear layer to cut ("": used as it is)
   std::vector<int64_t> inputShape;         ///< declared C, H, W (empty: the data's), checked against the data
   double rangeLo = 0.0, rangeHi = 1.0;     ///< the value range its inputs live in (pixels [0,1] are mapped there)

@@ -37,6 +37,18 @@ std::map<std::string, std::string>& store() {
   return s;
 }
 
+/// The dotted names of the script's linear layers (a 2-D weight), for an error about model.cut.
+std::string linearLayers(const torch::jit::Module& script) {
+  std::string names;
+  for (const auto& sub : script.named_modules()) {
+    if (sub.name.empty() || !sub.value.hasattr("weight") || !sub.value.attr("weight").isTensor() ||
+        sub.value.attr("weight").toTensor().dim() != 2)
+      continue;
+    names += (names.empty() ? "" : ", ") + sub.name;
+  }
+  return names.empty() ? "it has none" : "its linear layers: " + names;
+}
+
 }  // namespace
 
 std::string rememberScriptBytes(const std::string& bytes) {
@@ -81,11 +93,11 @@ ScriptModelImpl::ScriptModelImpl(const std::string& bytes, const std::string& wh
     torch::jit::Module layer = *script_;
     for (const auto& part : splitDots(cut)) {
       if (!layer.hasattr(part) || !layer.attr(part).isModule())
-        throw std::invalid_argument(what + ": model.cut: the script has no submodule '" + cut + "'");
+        throw std::invalid_argument("model.cut: " + what + " has no submodule '" + cut + "' (" + linearLayers(*script_) + ")");
       layer = layer.attr(part).toModule();
     }
     if (!layer.hasattr("weight") || !layer.attr("weight").isTensor() || layer.attr("weight").toTensor().dim() != 2)
-      throw std::invalid_argument(what + ": model.cut: '" + cut + "' is not a linear layer (no 2-D weight)");
+      throw std::invalid_argument("model.cut: " + what + ": '" + cut + "' is not a linear layer, no 2-D weight (" + linearLayers(*script_) + ")");
     torch::NoGradGuard noGrad;
     cutWeight = layer.attr("weight").toTensor().detach().clone();
     const auto in = cutWeight.size(1);
@@ -121,6 +133,21 @@ void ScriptModelImpl::registerTensors() {
     auto parts = splitDots(b.name);
     holderFor(parts)->register_buffer(parts.back(), b.value);
   }
+}
+
+std::string ScriptModelImpl::channelMismatch(int64_t channels) const {
+  for (const auto& sub : script_->named_modules()) {
+    if (sub.name.empty() || !sub.value.hasattr("weight") || !sub.value.attr("weight").isTensor()) continue;
+    const auto w = sub.value.attr("weight").toTensor();
+    if (w.dim() < 3 || w.dim() > 5) continue;  // a convolution's weight: out x in/groups x kernel...
+    const auto type = sub.value.type()->name();
+    const std::string name = type ? type->name() : "";
+    const int64_t groups = sub.value.hasattr("groups") && sub.value.attr("groups").isInt() ? sub.value.attr("groups").toInt() : 1;
+    const int64_t in = name.rfind("ConvTranspose", 0) == 0 ? w.size(0) : w.size(1) * groups;
+    if (in == channels) return "";
+    return "its first layer '" + sub.name + "' (" + (name.empty() ? "a convolution" : name) + ") takes " + std::to_string(in) + " channels";
+  }
+  return "";
 }
 
 torch::Tensor ScriptModelImpl::forward(const torch::Tensor& x) {

@@ -17,6 +17,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace torch::jit {
 struct Module;
@@ -42,6 +43,21 @@ class ScriptModelImpl : public torch::nn::Module {
   void lower(const torch::Tensor& probe);
   /// The lowered chain (conv, relu, flatten, linear modules), or empty: what input_grad.h follows.
   const torch::nn::Sequential& lowered() const { return lowered_; }
+
+  /// From scratch: every parameter and buffer of the script's modules re-initialised in place by
+  /// PyTorch's reset_parameters() rules for its layer type, in module order, from the global generator
+  /// (torchscript_init.cpp; the cut layer is left, robustlab's head replaces it). std::invalid_argument
+  /// naming the module and model.torchscript_init when a module holding parameters has no known rule.
+  void initialiseFresh();
+  /// "'path' of type T" for each module holding parameters that initialiseFresh has no rule for.
+  std::vector<std::string> modulesWithoutInitRule() const;
+  /// Every parameter and buffer copied from another TorchScript archive of the same model (the same
+  /// names and shapes; model.torchscript_init), named `what` in errors.
+  void copyWeightsFrom(const std::string& bytes, const std::string& what);
+
+  /// Why the script cannot take `channels`-channel images, judged from its first convolution (in module
+  /// order): "its first layer 'conv1' (Conv2d) takes 3 channels"; "" when it can, or when it has none.
+  std::string channelMismatch(int64_t channels) const;
 
   /// The cut layer's weight (out x in) and bias (out; undefined when it had none); undefined without a cut.
   torch::Tensor cutWeight, cutBias;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -46,6 +47,8 @@ void Progress::advance(int64_t n, const std::string& status) {
     draw(false);
   }
 }
+
+void Progress::advanceTo(int64_t done, const std::string& status) { advance(std::max<int64_t>(0, done - done_), status); }
 
 void Progress::finish(const std::string& status) {
   if (finished_) return;

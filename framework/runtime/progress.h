@@ -14,6 +14,9 @@ class Progress {
   ~Progress();
   /// Adds `n` done units; `status` is a short text shown after the bar (e.g. "loss 0.41").
   void advance(int64_t n, const std::string& status = "");
+  /// Sets the done units to `done` (never backwards): progress within a unit of work reported as it goes.
+  void advanceTo(int64_t done, const std::string& status = "");
+  int64_t done() const { return done_; }
   void finish(const std::string& status = "");
 
   /// Globally silences progress output (tests, --quiet).

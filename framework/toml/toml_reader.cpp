@@ -1,7 +1,9 @@
 #include "framework/toml/toml_reader.h"
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -83,13 +85,65 @@ int64_t TomlReader::integer(const std::string& key, int64_t def, int64_t lo, int
   return v;
 }
 
+std::optional<double> numberFromText(const std::string& text) {
+  auto number = [](const std::string& s) -> std::optional<double> {
+    const auto b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+    if (b == std::string::npos) return std::nullopt;
+    const std::string t = s.substr(b, e - b + 1);
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(t, &used);
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+    if (used != t.size() || !std::isfinite(v)) return std::nullopt;
+    return v;
+  };
+  const auto slash = text.find('/');
+  if (slash == std::string::npos) return number(text);
+  const auto num = number(text.substr(0, slash)), den = number(text.substr(slash + 1));
+  if (!num || !den || *den == 0) return std::nullopt;
+  return *num / *den;
+}
+
+std::string quoteBareFractions(const std::string& value) {
+  std::string out;
+  char quote = 0;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const char ch = value[i];
+    if (quote) {
+      out += ch;
+      if (ch == '\\' && quote == '"' && i + 1 < value.size()) out += value[++i];
+      else if (ch == quote) quote = 0;
+      continue;
+    }
+    if (ch == '"' || ch == '\'') {
+      quote = ch;
+      out += ch;
+      continue;
+    }
+    // A run of number characters holding one '/': a fraction.
+    const size_t end = value.find_first_not_of("0123456789.eE+-/", i);
+    const std::string run = value.substr(i, end == std::string::npos ? std::string::npos : end - i);
+    if (!run.empty() && std::isdigit(static_cast<unsigned char>(run[0]) ) && run.find('/') != std::string::npos && numberFromText(run)) {
+      out += "\"" + run + "\"";
+      i += run.size() - 1;
+      continue;
+    }
+    out += ch;
+  }
+  return out;
+}
+
 double TomlReader::real(const std::string& key, double def, double lo, double hi) {
   const auto* n = node(key);
   if (!n) return def;
-  double v;
+  double v = 0;
   if (n->is_floating_point()) v = n->as_floating_point()->get();
   else if (n->is_integer()) v = static_cast<double>(n->as_integer()->get());
-  else fail(key, "expected a number, got " + typeName(*n));
+  else if (n->is_string() && numberFromText(n->as_string()->get())) v = *numberFromText(n->as_string()->get());
+  else fail(key, "expected a number (0.1, or a fraction as a string: \"8/255\"), got " + typeName(*n));
   if (!(v >= lo && v <= hi)) {
     std::ostringstream os;
     os << "value " << v << " out of range, expected in [" << lo << ", " << hi << "]";
@@ -125,7 +179,8 @@ std::vector<double> TomlReader::reals(const std::string& key, const std::vector<
   for (const auto& e : *n->as_array()) {
     if (e.is_floating_point()) out.push_back(e.as_floating_point()->get());
     else if (e.is_integer()) out.push_back(static_cast<double>(e.as_integer()->get()));
-    else fail(key, "expected an array of numbers, found an element of type " + typeName(e));
+    else if (e.is_string() && numberFromText(e.as_string()->get())) out.push_back(*numberFromText(e.as_string()->get()));
+    else fail(key, "expected an array of numbers (0.1, or a fraction as a string: \"8/255\"), found an element of type " + typeName(e));
   }
   return out;
 }
@@ -190,13 +245,45 @@ void TomlReader::rejectUnknown() const {
   }
 }
 
+namespace {
+
+/// " in 'section.key'" for the key written on `line` of `text` (under the last [table] header above
+/// it), with a hint when the value is a bare fraction; "" when the line names no key.
+std::string keyAtLine(const std::string& text, size_t line) {
+  std::istringstream in(text);
+  std::string l, section, here;
+  for (size_t i = 1; std::getline(in, l) && i <= line; ++i) {
+    const auto b = l.find_first_not_of(" \t");
+    if (b == std::string::npos) continue;
+    if (l[b] == '[') {
+      const auto open = l.find_first_not_of("[", b), close = l.find(']', b);
+      if (close != std::string::npos && open < close) section = l.substr(open, close - open);
+    }
+    if (i == line) here = l;
+  }
+  const auto eq = here.find('=');
+  if (eq == std::string::npos) return "";
+  std::string key = here.substr(0, eq);
+  key.erase(0, key.find_first_not_of(" \t"));
+  key.erase(key.find_last_not_of(" \t") + 1);
+  if (key.empty() || key[0] == '#' || key[0] == '[') return "";
+  std::string s = " in '" + (section.empty() ? key : section + "." + key) + "'";
+  const std::string value = here.substr(eq + 1);
+  for (size_t i = 1; i + 1 < value.size(); ++i)
+    if (value[i] == '/' && std::isdigit(static_cast<unsigned char>(value[i - 1])) && std::isdigit(static_cast<unsigned char>(value[i + 1])))
+      return s + " (write a fraction as a string: \"8/255\")";
+  return s;
+}
+
+}  // namespace
+
 toml::table parseToml(const std::string& text, const std::string& file) {
   try {
     return toml::parse(text, file);
   } catch (const toml::parse_error& e) {
     const auto& b = e.source().begin;
-    throw ConfigError(file + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) + ": TOML syntax error: " +
-                      std::string(e.description()));
+    throw ConfigError(file + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) + ": TOML syntax error" +
+                      keyAtLine(text, b.line) + ": " + std::string(e.description()));
   }
 }
 

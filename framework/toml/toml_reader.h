@@ -4,6 +4,7 @@
 #include <toml++/toml.h>
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -16,6 +17,13 @@ class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+/// A number written as text: "0.1", or a fraction "8/255" (as papers and RobustBench write eps); nullopt
+/// for anything else.
+std::optional<double> numberFromText(const std::string& text);
+/// `value` (TOML text of a --set override) with every bare fraction outside strings quoted, so that
+/// "[0, 8/255]" parses as [0, "8/255"], which numeric fields read as 8/255.
+std::string quoteBareFractions(const std::string& value);
 
 class TomlReader {
  public:
