@@ -328,3 +328,37 @@ TEST_CASE("FAB computes in fp32 under bf16 precision and Square's eps is in pixe
   REQUIRE(fooled.any().item<bool>());
   CHECK(linf.index({fooled}).min().item<double>() >= 0.99 * q.eps);
 }
+
+TEST_CASE("long attacks report their progress within a batch: the suite's share per member, in order, never backwards", "[attacks]") {
+  Classifier model = test::standardModel();
+  const Dataset data = test::fashionTest().head(50);
+  AttackOptions o;
+  o.seed = 4;
+  o.eps = 0.05;
+  o.steps = 10;
+  o.suiteSteps = 10;
+  o.queries = 100;
+  auto suite = makeAttack("autoattack", o);
+  std::vector<std::pair<double, std::string>> seen;
+  suite->setProgressHook([&](double share, const std::string& stage) { seen.emplace_back(share, stage); });
+  suite->perturb(*model, data.images, data.labels);
+  REQUIRE(seen.size() > 4);
+  std::vector<std::string> stages;
+  for (size_t i = 0; i < seen.size(); ++i) {
+    INFO("report " << i << ": " << seen[i].first << " " << seen[i].second);
+    CHECK(seen[i].first >= 0);
+    CHECK(seen[i].first < 1);
+    if (i > 0) CHECK(seen[i].first >= seen[i - 1].first);
+    if (stages.empty() || stages.back() != seen[i].second) stages.push_back(seen[i].second);
+  }
+  INFO("every member is named as it runs, in the suite's order (a member left no points to attack reports its start only)");
+  CHECK(stages == std::vector<std::string>{"apgd-ce", "apgd-t", "fab-t", "square"});
+  INFO("a single attack reports its own share: PGD's steps");
+  auto pgd = makeAttack("pgd", o);
+  std::vector<double> shares;
+  pgd->setProgressHook([&](double share, const std::string&) { shares.push_back(share); });
+  pgd->perturb(*model, data.images, data.labels);
+  REQUIRE(shares.size() >= 2);
+  CHECK(shares.front() > 0);
+  CHECK(shares.back() > shares.front());
+}

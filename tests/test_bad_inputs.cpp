@@ -204,7 +204,14 @@ TEST_CASE("a full disk and a read-only folder: one clear line, exit 1, the earli
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
     CHECK(r.err.find("keep.h5") != std::string::npos);
     CHECK(leftUntouched(mnt));
-    // A JSON entry that cannot be written: the results file beside it is not replaced either.
+    // A JSON entry that cannot be written (the disk now full to the last block): the results file,
+    // elsewhere, is not replaced either.
+    {
+      std::ofstream filler(mnt + "/filler-rest", std::ios::binary);
+      const std::string block(512, 'x');
+      while (filler.write(block.data(), block.size()).flush()) {
+      }
+    }
     const std::string other = folderWithResults("bad-input-json-full");
     r = runIn(other, "attack -q --checkpoint " + test::standardCheckpoint() + " --attack fgsm --limit 50 --save-examples -o " + other +
                          "/keep.h5 --json " + mnt + "/entry.json");
@@ -212,6 +219,7 @@ TEST_CASE("a full disk and a read-only folder: one clear line, exit 1, the earli
     CHECK(r.code == 1);
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
     CHECK(leftUntouched(other));
+    fs::remove(mnt + "/filler-rest");
     // A checkpoint, a report: the same.
     r = runIn(mnt, "train -q --set train.epochs=1 --set data.train_limit=500 --set data.test_limit=100 -o " + mnt + "/keep.h5");
     INFO(r.err);

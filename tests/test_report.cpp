@@ -52,6 +52,9 @@ TEST_CASE("the report renders offline in headless Chromium with every section", 
   CHECK(fs::exists(out + "/report.md"));
   CHECK(fs::exists(out + "/figures/curve-worst.svg"));
   CHECK(test::readFile(out + "/report.md").find("## Pre-trained against from scratch") != std::string::npos);
+  INFO("the report says what each arm started from");
+  CHECK(html.find("<td>scratch</td><td>none</td><td>fresh: LibTorch's default initialisation (PyTorch's rules), seed ") != std::string::npos);
+  CHECK(html.find("<td>pre-adv</td><td>clean</td><td>pre-trained: the backbone of ") != std::string::npos);
   INFO("the answer comes first: a sentence per comparison, then the forest plot, before the metadata");
   const auto answer = html.find("<section id=\"answer\">");
   REQUIRE(answer != std::string::npos);

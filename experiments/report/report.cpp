@@ -87,6 +87,14 @@ void comparisonSection(Doc& doc, const ReportData& d) {
     }
   }
   doc.table(head, rows, classes);
+  // A baseline is what it claims: say what every arm's model started from.
+  std::vector<std::vector<std::string>> starts;
+  for (const auto& a : d.arms)
+    if (!a.initialisation.empty()) starts.push_back({a.name, a.pretrain, a.initialisation});
+  if (!starts.empty()) {
+    doc.html << "<p>What each arm's model started from (seed " << d.seeds.front() << "; other seeds differ in the seed only):</p>\n";
+    doc.table({"arm", "pretrain", "initialisation"}, starts);
+  }
   doc.end();
 }
 

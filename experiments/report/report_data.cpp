@@ -179,6 +179,7 @@ ReportData readReportData(const std::string& path) {
     const std::string unit = "/arms/" + arm.name + "/seed_" + std::to_string(d.seeds.front());
     rd.need(unit);
     a.pretrain = f.attrString(unit, "pretrain");
+    if (f.hasAttr(unit, "initialisation")) a.initialisation = f.attrString(unit, "initialisation");
     a.objective = f.attrString(unit, "objective");
     a.mode = f.attrString(unit, "mode");
     a.perClass = f.attrInt(unit, "per_class");

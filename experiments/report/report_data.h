@@ -21,6 +21,7 @@ struct ArmReport {
   std::map<std::string, SeriesCi> perAttack;
   std::vector<double> trainEpoch, trainLoss, trainValAccuracy;  ///< fine-tuning curves, first seed
   std::string pretrain, objective, mode;
+  std::string initialisation;  ///< what the first seed's model started from ("" in files of earlier versions)
   int64_t perClass = 0;
   std::vector<std::vector<double>> seedWorst;  ///< per seed (ReportData::seeds order): worst-case accuracy per eps
   int64_t failedChecks = 0;                    ///< sanity checks failed over its seeds
