@@ -55,6 +55,11 @@ def reference(name):
         def run(model, x, y, eps, norm, steps, step_size, random_start, seed):
             adversary = AutoAttack(model, norm="Linf" if norm == "linf" else "L2", eps=eps, version="standard", seed=seed, device="cpu")
             adversary.verbose = False
+            # The targeted members' 9 targets capped at classes - 1, as robustlab caps them (a 5-class task has 4).
+            with torch.no_grad():
+                classes = model(x[:1]).shape[1]
+            adversary.apgd_targeted.n_target_classes = min(9, classes - 1)
+            adversary.fab.n_target_classes = min(9, classes - 1)
             return adversary.run_standard_evaluation(x, y, bs=len(x))
         return run
     spec = importlib.util.spec_from_file_location("crosscheck_reference", name)
@@ -102,7 +107,8 @@ def main():
     name = ev["eval"]
     print(f"{args.results} {name}: {n} test images (indices {ev['indices'][:3].tolist()}...), model {ev['checkpoint']}")
     print(f"clean predictions equal to robustlab's: {same_clean} of {n}")
-    print(f"robustlab '{stored}' against {args.impl}, {norm}, {steps} steps, random start {random_start}")
+    budget = "each side's AutoAttack budget" if args.impl == "autoattack" else f"{steps} steps, random start {random_start}"
+    print(f"robustlab '{stored}' against {args.impl}, {norm}, {budget}")
     print(f"{'eps':>8} {'robustlab %':>12} {'other %':>9} {'agree %':>8} {'only robustlab robust':>22} {'only other robust':>18}")
     rows = []
     for e, value in enumerate(eps):
