@@ -10,6 +10,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "torchscript_models.h"
+
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -135,7 +137,8 @@ TEST_CASE("every case of the bad-input corpus gets one clear line, exit 1, and e
                                                                                {"{nan_data}", files.nanData},
                                                                                {"{float_labels}", files.floatLabels},
                                                                                {"{junk}", files.junk},
-                                                                               {"{pt}", files.pt}})
+                                                                               {"{pt}", files.pt},
+                                                                               {"{ts}", test::scriptDir()}})
       args = replaceAll(args, k, v);
     const Run r = runIn(dir, args);
     INFO("corpus line " << c.line << ": robustlab " << args << "\nstderr: " << r.err);

@@ -5,6 +5,7 @@
 #include "framework/runtime/progress.h"
 #include "framework/training/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
@@ -179,12 +180,13 @@ EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOption
   r.cleanAccuracy = r.cleanCorrect.to(torch::kFloat64).mean().item<double>();
   r.exampleInputs = data.images.slice(0, 0, (options.keepExamples < 0 ? n : std::min(options.keepExamples, n))).clone();
 
-  Progress progress("attack", static_cast<int64_t>(options.attacks.size() * options.epsGrid.size()) * n, options.progress);
+  // eps 0 costs nothing (the clean predictions): the bar counts the attacked examples only.
+  const auto attacked = std::count_if(options.epsGrid.begin(), options.epsGrid.end(), [](double eps) { return eps != 0; });
+  Progress progress("attack", static_cast<int64_t>(options.attacks.size()) * attacked * n, options.progress);
   for (const auto& spec : options.attacks) {
     for (double eps : options.epsGrid) {
       if (eps == 0) {
         r.runs.push_back(zeroEpsRun(spec, r));
-        progress.advance(n);
         continue;
       }
       r.runs.push_back(attackRun(model, data, spec, eps, options, device, r, progress));

@@ -78,14 +78,16 @@ std::string startModel(ClassifierImpl& m, const std::string& backbone, bool scri
 }  // namespace
 
 void checkFreshStart(const Config& c) {
-  if (c.model.arch != "torchscript" || !c.model.torchscriptInit.empty()) return;
-  ModelSpec s = c.model;
-  if (s.inputShape.size() == 3) {
-    s.inChannels = s.inputShape[0];
-    s.height = s.inputShape[1];
-    s.width = s.inputShape[2];
-  }
+  if (c.model.arch != "torchscript") return;
+  const ModelSpec& s = c.model;
   ScriptModel script(scriptBytesFor(s), s.torchscript, s.cut, s.rangeLo, s.rangeHi);
+  if (!s.torchscriptInit.empty()) {  // the untrained model must fit the script: copied once here, before any work
+    ModelSpec init = s;
+    init.torchscript = s.torchscriptInit;
+    init.torchscriptSha256 = s.torchscriptInitSha256;
+    script->copyWeightsFrom(scriptBytesFor(init), s.torchscriptInit);
+    return;
+  }
   const auto unknown = script->modulesWithoutInitRule();
   if (!unknown.empty())
     throw std::invalid_argument("model.torchscript: " + s.torchscript + ": a stage starts from scratch but module " + unknown.front() +
