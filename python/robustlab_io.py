@@ -131,8 +131,9 @@ class RobustlabClassifier(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
-        self.register_buffer("input_mean", torch.full((1,), float(mean)))
-        self.register_buffer("input_std", torch.full((1,), float(std)))
+        # A number for every channel, or robustlab's per-channel buffers (1 x C x 1 x 1) as they are.
+        self.register_buffer("input_mean", mean.clone().float() if torch.is_tensor(mean) else torch.full((1,), float(mean)))
+        self.register_buffer("input_std", std.clone().float() if torch.is_tensor(std) else torch.full((1,), float(std)))
 
     def forward(self, x):
         f = self.backbone((x - self.input_mean) / self.input_std)
@@ -174,7 +175,7 @@ def load_checkpoint(path, device="cpu"):
         state = {k: torch.from_numpy(np.array(v)) for k, v in _walk(f["state"])}
         arch = spec.get("arch", "cnn")
         if arch == "torchscript":
-            model = RobustlabClassifier(_script_state(f, spec, state), None, state["input_mean"][0], state["input_std"][0])
+            model = RobustlabClassifier(_script_state(f, spec, state), None, state["input_mean"], state["input_std"])
             return model.to(device).eval()
     if arch == "cnn":
         layers, feat = _cnn_layers(spec)
@@ -189,7 +190,7 @@ def load_checkpoint(path, device="cpu"):
         layers, feat = _wrn_layers(spec)
     else:
         raise ValueError(f"{path}: unknown architecture '{arch}'")
-    model = RobustlabClassifier(nn.Sequential(*layers), nn.Linear(feat, spec["num_classes"]), 0.0, 1.0)
+    model = RobustlabClassifier(nn.Sequential(*layers), nn.Linear(feat, spec["num_classes"]), state["input_mean"], state["input_std"])
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
 

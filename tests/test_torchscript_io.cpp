@@ -150,6 +150,31 @@ TEST_CASE("python/robustlab_io.py loads native checkpoints with robustlab's logi
       checkSameLogits(pythonLogits(dir + "/" + spec.arch + ".h5", x, spec.arch), evalLogits(*m, x), 32 * 9 * 7, 12);
     }
   }
+  SECTION("per-channel normalisation on 3-channel images: robustlab's, PyTorch's, and read back from a config's text") {
+    ModelSpec mlp;
+    mlp.arch = "mlp";
+    mlp.hidden = {32};
+    mlp.inChannels = 3;
+    mlp.channelMean = {0.1, 0.2, 0.3};
+    mlp.channelStd = {0.5, 0.6, 0.7};
+    const auto x3 = torch::cat({x, x * 0.5, 1 - x}, 1);
+    seedEverything(7);
+    Classifier m(mlp);
+    torch::NoGradGuard g;
+    m->eval();
+    const auto mean = torch::tensor({0.1, 0.2, 0.3}).to(torch::kFloat32).view({1, 3, 1, 1});
+    const auto stdev = torch::tensor({0.5, 0.6, 0.7}).to(torch::kFloat32).view({1, 3, 1, 1});
+    CHECK(torch::equal(m->features(x3), m->backbone()->forward((x3 - mean) / stdev)));
+    saveCheckpoint(dir + "/mlp3.h5", *m, "");
+    checkSameLogits(pythonLogits(dir + "/mlp3.h5", x3, "mlp3"), evalLogits(*m, x3), 3 * 28 * 28, 2);
+    const ModelSpec back = parseModelSpec(mlp.toToml(), "spec");
+    CHECK(back.channelMean == mlp.channelMean);
+    CHECK(back.channelStd == mlp.channelStd);
+    INFO("a per-channel mean with another channel count than the images is one error naming the field");
+    ModelSpec wrong = mlp;
+    wrong.inChannels = 1;
+    CHECK_THROWS_WITH(Classifier(wrong), Catch::Contains("model.mean: 3 per-channel values for 1-channel images"));
+  }
 }
 
 namespace {

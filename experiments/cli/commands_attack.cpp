@@ -22,8 +22,8 @@ void addAttackOptions(cxxopts::Options& opts) {
       ("model", "a TorchScript classifier (torch.jit.save output) to attack instead, on all classes of data.source (model.torchscript)", cxxopts::value<std::string>())
       ("input-shape", "with --model: its input C,H,W, checked against the data (model.input_shape; default the data's)", cxxopts::value<std::string>())
       ("input-range", "with --model: the value range its inputs live in, lo,hi (model.input_range; default 0,1)", cxxopts::value<std::string>())
-      ("mean", "with --model: input mean the model expects subtracted, normalisation outside the script (model.mean; default 0)", cxxopts::value<std::string>())
-      ("std", "with --model: input standard deviation the model expects divided by (model.std; default 1)", cxxopts::value<std::string>())
+      ("mean", "with --model: the input mean the model expects subtracted (normalisation outside the script), one number or one per channel: 0.4914,0.4822,0.4465 (model.mean; default 0)", cxxopts::value<std::string>())
+      ("std", "with --model: the input standard deviation the model expects divided by, one number or one per channel (model.std; default 1)", cxxopts::value<std::string>())
       ("a,attack", "comma-separated attacks (attack.attacks): " + attackNameList(), cxxopts::value<std::string>())
       ("norm", "linf | l2 (attack.norm)", cxxopts::value<std::string>())
       ("eps", "comma-separated eps grid, increasing, numbers or fractions: 0,2/255,8/255 (attack.eps)", cxxopts::value<std::string>())
@@ -93,8 +93,10 @@ std::vector<std::string> attackOverrides(const cxxopts::ParseResult& args) {
     add("model", text("model"), "model.torchscript=" + tomlQuoted(text("model")));
     if (args.count("input-shape")) add("input-shape", text("input-shape"), "model.input_shape=" + numbers("input-shape"));
     if (args.count("input-range")) add("input-range", text("input-range"), "model.input_range=" + numbers("input-range"));
-    if (args.count("mean")) add("mean", text("mean"), "model.mean=" + number("mean"));
-    if (args.count("std")) add("std", text("std"), "model.std=" + number("std"));
+    // One number for every channel, or one per channel: 0.4914,0.4822,0.4465
+    auto oneOrList = [&](const std::string& flag) { return splitList(text(flag), "--" + flag).size() == 1 ? number(flag) : numbers(flag); };
+    if (args.count("mean")) add("mean", text("mean"), "model.mean=" + oneOrList("mean"));
+    if (args.count("std")) add("std", text("std"), "model.std=" + oneOrList("std"));
   } else if (args.count("input-shape") || args.count("input-range") || args.count("mean") || args.count("std")) {
     throw std::invalid_argument("attack: --input-shape, --input-range, --mean and --std describe a --model (TorchScript) file");
   }

@@ -90,8 +90,14 @@ std::string robustBenchJson(const EvalNumbers& r, const ModelEntry& entry) {
 }
 
 std::string entryPreprocessing(const ModelSpec& spec) {
-  return "{\"input_range\": [" + number(spec.rangeLo) + ", " + number(spec.rangeHi) + "], \"mean\": " + number(spec.mean) +
-         ", \"std\": " + number(spec.stdev) + "}";
+  auto values = [](const std::vector<double>& v, double one) {
+    if (v.empty()) return number(one);
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + number(v[i]);
+    return s + "]";
+  };
+  return "{\"input_range\": [" + number(spec.rangeLo) + ", " + number(spec.rangeHi) + "], \"mean\": " + values(spec.channelMean, spec.mean) +
+         ", \"std\": " + values(spec.channelStd, spec.stdev) + "}";
 }
 
 std::string robustBenchJsonText(const std::vector<std::pair<EvalNumbers, ModelEntry>>& entries) {

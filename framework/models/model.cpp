@@ -147,8 +147,17 @@ ClassifierImpl::ClassifierImpl(const ModelSpec& spec) : spec_(spec) {
                                   " images (another data.source, or declare model.input_shape / attack --input-shape if the model takes these)");
   }
   register_module("backbone", backbone_);
-  mean_ = register_buffer("input_mean", torch::full({1}, spec_.mean));
-  std_ = register_buffer("input_std", torch::full({1}, spec_.stdev));
+  if (spec_.channelMean.empty()) {
+    mean_ = register_buffer("input_mean", torch::full({1}, spec_.mean));
+    std_ = register_buffer("input_std", torch::full({1}, spec_.stdev));
+  } else {
+    const auto c = static_cast<int64_t>(spec_.channelMean.size());
+    if (c != spec_.inChannels)
+      throw std::invalid_argument("model.mean: " + std::to_string(c) + " per-channel values for " + std::to_string(spec_.inChannels) +
+                                  "-channel images (one value per channel, or one number for all)");
+    mean_ = register_buffer("input_mean", torch::tensor(spec_.channelMean, torch::kFloat64).to(torch::kFloat32).view({1, c, 1, 1}));
+    std_ = register_buffer("input_std", torch::tensor(spec_.channelStd, torch::kFloat64).to(torch::kFloat32).view({1, c, 1, 1}));
+  }
   {
     torch::NoGradGuard noGrad;
     backbone_->eval();

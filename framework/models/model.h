@@ -31,8 +31,9 @@ class ClassifierImpl : public torch::nn::Module {
   void freezeBackbone(bool frozen);
 
   const ModelSpec& spec() const { return spec_; }
-  /// The normalisation features() applies, (x - mean) / std; skipped when mean 0 and std 1.
-  bool normalises() const { return !(spec_.mean == 0.0 && spec_.stdev == 1.0); }
+  /// The normalisation features() applies, (x - mean) / std (per channel when the spec says so);
+  /// skipped when mean 0 and std 1.
+  bool normalises() const { return !spec_.channelMean.empty() || !(spec_.mean == 0.0 && spec_.stdev == 1.0); }
   const torch::Tensor& inputMean() const { return mean_; }
   const torch::Tensor& inputStd() const { return std_; }
   int64_t featureDim() const { return featureDim_; }

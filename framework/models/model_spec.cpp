@@ -51,6 +51,10 @@ void ModelSpec::validate() const {
     if (!(rangeLo < rangeHi)) bad("input_range", "expected [lo, hi] with lo < hi");
   }
   if (!(stdev > 0)) bad("std", "must be > 0");
+  if (channelMean.size() != channelStd.size()) bad("std", "one value per channel, as many as mean has");
+  if (channelMean.empty() != channelStd.empty()) bad("std", "per-channel mean and std go together");
+  for (double v : channelStd)
+    if (!(v > 0)) bad("std", "every channel's std must be > 0");
   if (arch == "cnn") {
     if (layers.empty()) bad("layers", "a cnn needs at least one layer");
     for (size_t i = 0; i < layers.size(); ++i) {
@@ -81,7 +85,20 @@ void ModelSpec::validate() const {
 std::string ModelSpec::backboneKey() const {
   std::ostringstream os;
   os.precision(17);
-  os << "arch = \"" << arch << "\"\nmean = " << mean << "\nstd = " << stdev << "\n";
+  os << "arch = \"" << arch << "\"\n";
+  if (channelMean.empty()) {
+    os << "mean = " << mean << "\nstd = " << stdev << "\n";
+  } else {
+    auto list = [&os](const std::vector<double>& v) {
+      os << "[";
+      for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
+      os << "]\n";
+    };
+    os << "mean = ";
+    list(channelMean);
+    os << "std = ";
+    list(channelStd);
+  }
   os << "in_channels = " << inChannels << "\nheight = " << height << "\nwidth = " << width << "\n";
   if (arch == "mlp") os << "hidden = " << joinInts(hidden) << "\n";
   if (arch == "resnet") os << "resnet_width = " << resnetWidth << "\nresnet_blocks = " << joinInts(resnetBlocks) << "\n";
@@ -111,8 +128,19 @@ ModelSpec readModelSpec(TomlReader& r) {
   ModelSpec s;
   const ModelSpec def = defaultSmallCnn();
   s.arch = r.choice("arch", "cnn", kArchs);
-  s.mean = r.real("mean", 0.0);
-  s.stdev = r.real("std", 1.0, 1e-12);
+  // A number for every channel, or an array with one per channel (then the other may be one number).
+  const toml::node* meanNode = r.raw("mean");
+  const toml::node* stdNode = r.raw("std");
+  const bool perChannel = (meanNode && meanNode->is_array()) || (stdNode && stdNode->is_array());
+  if (meanNode && meanNode->is_array()) s.channelMean = r.reals("mean", {});
+  else s.mean = r.real("mean", 0.0);
+  if (stdNode && stdNode->is_array()) s.channelStd = r.reals("std", {});
+  else s.stdev = r.real("std", 1.0, 1e-12);
+  if (perChannel) {
+    if (s.channelMean.empty()) s.channelMean.assign(s.channelStd.size(), s.mean);
+    if (s.channelStd.empty()) s.channelStd.assign(s.channelMean.size(), s.stdev);
+    if (s.channelMean.size() != s.channelStd.size()) r.fail("std", "expected as many values as mean has (" + std::to_string(s.channelMean.size()) + ")");
+  }
   s.inChannels = r.integer("in_channels", s.inChannels, 1);
   s.height = r.integer("height", s.height, 1);
   s.width = r.integer("width", s.width, 1);

@@ -29,8 +29,11 @@ struct ModelSpec {
   int64_t resnetWidth = 16;                ///< resnet: channels of the first stage
   std::vector<int64_t> resnetBlocks{2, 2, 2};  ///< resnet: pre-activation blocks per stage
   int64_t wrnDepth = 28, wrnWidth = 10;    ///< wrn: WideResNet-depth-width (Zagoruyko & Komodakis 2016), depth = 6n + 4
-  double mean = 0.0;                       ///< input normalisation inside the model
+  double mean = 0.0;                       ///< input normalisation inside the model, every channel alike
   double stdev = 1.0;
+  /// Per-channel normalisation instead (a config's `mean` or `std` given as an array): one value per
+  /// input channel each, both set, or both empty.
+  std::vector<double> channelMean, channelStd;
   // torchscript: a model scripted or traced in PyTorch (framework/models/torchscript.h).
   std::string torchscript;                 ///< the TorchScript file, as the config names it
   std::string torchscriptSha256;           ///< its SHA-256, pinned when the config is read
