@@ -3,7 +3,7 @@
 #include "attacks/registry.h"
 #include "attacks/evaluation/sanity.h"
 #include "framework/runtime/progress.h"
-#include "framework/training/trainer.h"
+#include "framework/models/predict.h"
 
 #include <algorithm>
 #include <chrono>

@@ -2,7 +2,7 @@
 
 #include "attacks/registry.h"
 #include "data/tasks.h"
-#include "framework/training/trainer.h"
+#include "framework/models/predict.h"
 
 #include <algorithm>
 #include <cmath>

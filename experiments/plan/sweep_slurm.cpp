@@ -1,5 +1,7 @@
 #include "experiments/plan/sweep.h"
 
+#include "data/atomic_write.h"
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -35,7 +37,10 @@ std::string submitSweepSlurm(const Sweep& s, const SlurmOptions& o, const std::s
   }
   if (a.tasks.empty()) return "";
   const std::string job = submitSlurmArray(a, o);
-  std::ofstream(s.dir + "/slurm-jobs.txt", std::ios::app) << job << "\n";
+  // The sweep's record of its job ids, one per line: rewritten whole, never half-appended.
+  std::string jobs;
+  for (const auto& line : readLines(s.dir + "/slurm-jobs.txt")) jobs += line + "\n";
+  writeTextAtomically(s.dir + "/slurm-jobs.txt", jobs + job + "\n");
   return job;
 }
 

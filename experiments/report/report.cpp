@@ -152,8 +152,7 @@ void gallerySection(Doc& doc, const ReportData& d, const std::string& figDir) {
     const auto& g = d.gallery[i];
     const auto png = galleryPng(g);
     const std::string file = "figures/example-" + std::to_string(i) + ".png";
-    std::ofstream(figDir + "/example-" + std::to_string(i) + ".png", std::ios::binary).write(reinterpret_cast<const char*>(png.data()),
-                                                                                           static_cast<std::streamsize>(png.size()));
+    writeTextAtomically(figDir + "/example-" + std::to_string(i) + ".png", std::string(png.begin(), png.end()));
     const std::string caption = g.arm + ", " + g.attack + " eps " + fmt("%g", g.eps) + ": true " + name(g.label) + ", clean → " +
                                 name(g.cleanPred) + ", adversarial → " + name(g.advPred);
     doc.html << "<figure class=\"" << (g.advPred == g.label ? "held" : "fooled") << "\"><img alt=\"" << esc(caption)

@@ -78,8 +78,7 @@ std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const
   // the plotted numbers as CSV (a missing band left NaN), so it can be redrawn in another style.
   const std::string dataPath = svgPath + ".dat";
   {
-    std::ofstream data(dataPath);
-    std::ostringstream csv;
+    std::ostringstream data, csv;
     data.precision(8);
     csv.precision(8);
     csv << "series,x,y,lo,hi\n";
@@ -94,6 +93,7 @@ std::string plotSvg(const std::string& svgPath, const std::string& xlabel, const
       }
       data << "\n\n";
     }
+    writeTextAtomically(dataPath, data.str());
     writeTextAtomically(svgPath.substr(0, svgPath.size() - 4) + ".csv", csv.str());
   }
   std::ostringstream gp;

@@ -3,6 +3,7 @@
 // fine-tuning alike: the objective decides the loss, the options decide the optimisation.
 #include "data/dataset.h"
 #include "framework/models/model.h"
+#include "framework/models/predict.h"  // predict, accuracy: the trainer reports them
 #include "framework/training/objectives.h"
 #include "framework/runtime/runtime.h"
 
@@ -63,11 +64,6 @@ struct LpFtOptions {
 /// history, the full phase's epochs numbered after the probe's.
 TrainHistory trainLpFt(ClassifierImpl& model, TrainingObjective& objective, const Dataset& trainSet, const Dataset& val,
                        const TrainOptions& options, const LpFtOptions& probe, torch::Device device);
-
-/// Predicted classes (eval mode, restored afterwards).
-torch::Tensor predict(ClassifierImpl& model, const torch::Tensor& images, torch::Device device, int64_t batchSize = 1000);
-/// Clean accuracy in [0,1].
-double accuracy(ClassifierImpl& model, const Dataset& ds, torch::Device device, int64_t batchSize = 1000);
 
 /// Stores curves as /<group>/{epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds}.
 void writeHistory(H5File& f, const std::string& group, const TrainHistory& h);
