@@ -92,23 +92,18 @@ torch::Tensor Apgd::run(ClassifierImpl& model, const torch::Tensor& x, const tor
   auto best = x.clone();
   auto bestLossAll = torch::full({n}, -std::numeric_limits<float>::infinity(), x.options());
   auto fooledAll = torch::zeros({n}, x.options().dtype(torch::kBool));
-  for (int64_t rs = 0; rs < options_.restarts; ++rs) {
-    const auto idx = (~fooledAll).nonzero().squeeze(1);
-    if (idx.numel() == 0) break;
+  onSurvivors(best, fooledAll, options_.restarts, [&](const torch::Tensor& idx, int64_t) {
     const auto r = restart(model, x.index_select(0, idx), y.index_select(0, idx), rowsOf(target, idx));
-    // Fooled examples keep an adversarial point; the rest keep their highest-loss point.
-    const auto fooledHere = (~r.robust).nonzero().squeeze(1);
-    if (fooledHere.numel() > 0) {
-      best.index_copy_(0, idx.index_select(0, fooledHere), r.xBestAdv.index_select(0, fooledHere));
-      fooledAll.index_fill_(0, idx.index_select(0, fooledHere), true);
-    }
+    // Fooled examples keep an adversarial point (onSurvivors puts it in); the rest keep their highest-loss
+    // point (other rows than those, so the order of the two writes does not matter).
     const auto improved = (r.robust & (r.lossBest > bestLossAll.index_select(0, idx))).nonzero().squeeze(1);
     if (improved.numel() > 0) {
       const auto g = idx.index_select(0, improved);
       best.index_copy_(0, g, r.xBest.index_select(0, improved));
       bestLossAll.index_copy_(0, g, r.lossBest.index_select(0, improved));
     }
-  }
+    return std::make_pair(r.xBestAdv, (~r.robust).nonzero().squeeze(1));
+  });
   return best;
 }
 

@@ -19,18 +19,13 @@ torch::Tensor ApgdT::run(ClassifierImpl& model, const torch::Tensor& x, const to
   const int64_t targets = std::min(options_.targetClasses, classes - 1);
   auto best = x.clone();
   auto fooled = torch::zeros({x.size(0)}, x.options().dtype(torch::kBool));
-  for (int64_t rank = 1; rank <= targets; ++rank) {
-    const auto idx = (~fooled).nonzero().squeeze(1);
-    if (idx.numel() == 0) break;
+  // One round per target, the k-th most likely wrong class (rank k + 1), on the examples still robust.
+  onSurvivors(best, fooled, targets, [&](const torch::Tensor& idx, int64_t k) {
     const auto ys = y.index_select(0, idx);
-    const auto ts = order.index_select(0, idx).select(1, rank);
+    const auto ts = order.index_select(0, idx).select(1, k + 1);
     const auto xr = Apgd::run(model, x.index_select(0, idx), ys, ts);
-    const auto hit = logitsOf(model, xr).argmax(1).ne(ys).nonzero().squeeze(1);  // fooled by this target's run
-    if (hit.numel() == 0) continue;
-    const auto rows = idx.index_select(0, hit);
-    best.index_copy_(0, rows, xr.index_select(0, hit));
-    fooled.index_fill_(0, rows, true);
-  }
+    return std::make_pair(xr, logitsOf(model, xr).argmax(1).ne(ys).nonzero().squeeze(1));  // fooled by this target's run
+  });
   return best;  // examples never fooled keep the clean input, as in the reference
 }
 

@@ -194,6 +194,19 @@ Attack::LossGrad Attack::lossAndGrad(ClassifierImpl& model, const torch::Tensor&
   return out;
 }
 
+bool Attack::onSurvivors(torch::Tensor& best, torch::Tensor& fooled, int64_t rounds, const Round& round) {
+  for (int64_t k = 0; k < rounds; ++k) {
+    const auto idx = (~fooled).nonzero().squeeze(1);
+    if (idx.numel() == 0) return false;
+    const auto [candidates, hit] = round(idx, k);
+    if (hit.numel() == 0) continue;
+    const auto rows = idx.index_select(0, hit);
+    best.index_copy_(0, rows, candidates.index_select(0, hit));
+    fooled.index_fill_(0, rows, true);
+  }
+  return true;
+}
+
 double Attack::workShare() const {
   const double expected = static_cast<double>(std::max<int64_t>(1, perturbRows_)) * workPerExample();
   return std::min(0.99, static_cast<double>(stats_.gradientEvaluations + stats_.queries) / expected);

@@ -148,6 +148,13 @@ class Attack {
   /// numbers. Otherwise one range. fn must treat rows independently (no batch-wide statistics) and
   /// must not draw random numbers (the stream's order would depend on the cores).
   torch::Tensor inRowChunks(ClassifierImpl& model, const torch::Tensor& x, const std::function<torch::Tensor(int64_t, int64_t)>& fn);
+  /// Restarts on survivors, the loop every attack and suite runs: round k = 0, 1, ... < `rounds` calls
+  /// `round(idx, k)` on the rows `idx` no earlier round fooled (never empty), which returns a candidate
+  /// for each of those rows and the positions (into idx) of the ones it fooled; those rows of `best`
+  /// take their candidate and `fooled` marks them. Returns false when it stopped because no example was
+  /// left to attack.
+  using Round = std::function<std::pair<torch::Tensor, torch::Tensor>(const torch::Tensor& idx, int64_t k)>;
+  static bool onSurvivors(torch::Tensor& best, torch::Tensor& fooled, int64_t rounds, const Round& round);
   /// Rows `idx` of t, or t itself when undefined (the target of an untargeted attack).
   static torch::Tensor rowsOf(const torch::Tensor& t, const torch::Tensor& idx) { return t.defined() ? t.index_select(0, idx) : t; }
   /// The model's logits without a gradient (clean predictions, checking a result, a target order).

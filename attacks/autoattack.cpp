@@ -33,33 +33,30 @@ std::vector<std::string> AutoAttackSuite::stages() const {
 
 torch::Tensor AutoAttackSuite::run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor&) {
   auto best = x.clone();
-  auto robust = logitsOf(model, x).argmax(1).eq(y);
+  auto fooled = logitsOf(model, x).argmax(1).ne(y);
   stats_.stageNames = stages();
-  stats_.stageRobust = {robust.sum().item<int64_t>()};
+  stats_.stageRobust = {(~fooled).sum().item<int64_t>()};
   const double members = static_cast<double>(members_.size());
   for (size_t k = 0; k < members_.size(); ++k) {
     const auto& [memberName, memberOptions] = members_[k];
-    const auto idx = robust.nonzero().squeeze(1);
     if (progressHook_) progressHook_(static_cast<double>(k) / members, memberName);
-    if (idx.numel() > 0 && options_.eps > 0) {
-      auto member = makeAttack(memberName, memberOptions);
-      // Each member's progress is its share of the suite's, shown with its name.
-      if (progressHook_)
-        member->setProgressHook([&, k, name = memberName](double share, const std::string&) { progressHook_((static_cast<double>(k) + share) / members, name); });
-      const auto ys = y.index_select(0, idx);
-      const auto xa = member->perturb(model, x.index_select(0, idx), ys);
-      const auto fooled = logitsOf(model, xa).argmax(1).ne(ys).nonzero().squeeze(1);
-      if (fooled.numel() > 0) {
-        best.index_copy_(0, idx.index_select(0, fooled), xa.index_select(0, fooled));
-        robust.index_fill_(0, idx.index_select(0, fooled), false);
-      }
-      const auto& s = member->stats();
-      stats_.gradientEvaluations += s.gradientEvaluations;
-      stats_.queries += s.queries;
-      stats_.zeroGradElements += s.zeroGradElements;
-      stats_.gradElements += s.gradElements;
-    }
-    stats_.stageRobust.push_back(robust.sum().item<int64_t>());
+    // Each member is one round on the examples the members before it left robust.
+    if (options_.eps > 0)
+      onSurvivors(best, fooled, 1, [&](const torch::Tensor& idx, int64_t) {
+        auto member = makeAttack(memberName, memberOptions);
+        // Each member's progress is its share of the suite's, shown with its name.
+        if (progressHook_)
+          member->setProgressHook([&, k, name = memberName](double share, const std::string&) { progressHook_((static_cast<double>(k) + share) / members, name); });
+        const auto ys = y.index_select(0, idx);
+        const auto xa = member->perturb(model, x.index_select(0, idx), ys);
+        const auto& s = member->stats();
+        stats_.gradientEvaluations += s.gradientEvaluations;
+        stats_.queries += s.queries;
+        stats_.zeroGradElements += s.zeroGradElements;
+        stats_.gradElements += s.gradElements;
+        return std::make_pair(xa, logitsOf(model, xa).argmax(1).ne(ys).nonzero().squeeze(1));
+      });
+    stats_.stageRobust.push_back((~fooled).sum().item<int64_t>());
   }
   return best;
 }

@@ -212,24 +212,20 @@ torch::Tensor Fab::run(ClassifierImpl& model, const torch::Tensor& x, const torc
   if (options_.eps == 0) return best;
   const auto u = (x - options_.lo) / (options_.hi - options_.lo);
   const auto z = logitsOf(model, x);
-  auto robust = z.argmax(1).eq(y);  // only the points classified correctly are attacked
+  auto done = z.argmax(1).ne(y);  // only the points classified correctly are attacked
   const auto order = std::get<1>(z.sort(1, /*descending=*/true));
   const int64_t classes = order.size(1);
   const int64_t targets = targeted_ ? std::min(options_.targetClasses, classes - 1) : 1;
   for (int64_t rank = 1; rank <= targets; ++rank) {
-    for (int64_t r = 0; r < options_.restarts; ++r) {
-      const auto idx = robust.nonzero().squeeze(1);
-      if (idx.numel() == 0) return best;
+    const bool left = onSurvivors(best, done, options_.restarts, [&](const torch::Tensor& idx, int64_t r) {
       const auto ys = y.index_select(0, idx);
       const auto ts = targeted_ ? order.index_select(0, idx).select(1, rank) : torch::Tensor();
       const auto found = singleRun(model, u.index_select(0, idx), ys, ts, r > 0);
       const auto xs = toPixels(found.adv);
       const auto within = perExampleNorm(xs - x.index_select(0, idx), options_.norm).to(x.device()) <= options_.eps;
-      const auto hit = (predictUnit(model, found.adv).ne(ys) & within).nonzero().squeeze(1);
-      if (hit.numel() == 0) continue;
-      best.index_copy_(0, idx.index_select(0, hit), xs.index_select(0, hit));
-      robust.index_fill_(0, idx.index_select(0, hit), false);
-    }
+      return std::make_pair(xs, (predictUnit(model, found.adv).ne(ys) & within).nonzero().squeeze(1));
+    });
+    if (!left) break;
   }
   return best;
 }

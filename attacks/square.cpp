@@ -150,16 +150,11 @@ torch::Tensor Square::run(ClassifierImpl& model, const torch::Tensor& x, const t
   auto best = x.clone();
   if (options_.eps == 0) return best;
   auto fooled = success(logitsOf(model, x), y, target);  // clean mistakes are not attacked (as in the reference)
-  for (int64_t r = 0; r < options_.restarts; ++r) {
-    const auto idx = (~fooled).nonzero().squeeze(1);
-    if (idx.numel() == 0) break;
+  onSurvivors(best, fooled, options_.restarts, [&](const torch::Tensor& idx, int64_t) {
     const auto xs = x.index_select(0, idx), ys = y.index_select(0, idx), ts = rowsOf(target, idx);
     const auto found = options_.norm == Norm::kLinf ? searchLinf(model, xs, ys, ts) : searchL2(model, xs, ys, ts);
-    const auto hit = success(logitsOf(model, found), ys, ts).nonzero().squeeze(1);
-    if (hit.numel() == 0) continue;
-    best.index_copy_(0, idx.index_select(0, hit), found.index_select(0, hit));
-    fooled.index_fill_(0, idx.index_select(0, hit), true);
-  }
+    return std::make_pair(found, success(logitsOf(model, found), ys, ts).nonzero().squeeze(1));
+  });
   return best;
 }
 

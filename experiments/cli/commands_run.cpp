@@ -95,30 +95,23 @@ int cmdRun(int argc, char** argv) {
     return 0;
   }
   checkOutputTarget(c.output, args["out"].as<std::string>().empty() ? "output" : "-o");  // before any work
-  if (backend == "slurm") {
-    const std::string job = submitExperimentSlurm(c, command, device, slurmOptionsFrom(args));
-    if (job.empty()) reportNextTo(c.output);
-    else std::printf("submitted; job %s merges the results into %s and writes its report when the units are done\n", job.c_str(), c.output.c_str());
-    return 0;
-  }
-  int jobs = 0;  // local (auto's choice or asked for): given, else one per core within memory
-  if (backend == "auto" || backend == "local") {
+  ExecutorOptions o;
+  if (backend == "slurm") o.slurm = slurmOptionsFrom(args);
+  if (backend == "auto" || backend == "local") {  // local (auto's choice or asked for): given, else one per core within memory
     if (args.count("jobs") && args["jobs"].as<int>() < 1) throw std::invalid_argument("--jobs: must be >= 1");
-    jobs = args["jobs"].as<int>() > 0 ? args["jobs"].as<int>() : autoJobs();
+    o.jobs = args["jobs"].as<int>() > 0 ? args["jobs"].as<int>() : autoJobs();
   }
   if (backend == "auto") {
-    backend = autoBackend(c, device, jobs);
+    backend = autoBackend(c, device, o.jobs);
     if (backend == "local" && !Progress::quiet())
       std::fprintf(stderr, "backend: local, %d worker processes of 1 thread (fp32 trains fastest on 1 thread; --backend inprocess for one process)\n",
-                   jobs);
+                   o.jobs);
   }
-  if (backend == "local") {
-    const int threads = c.threads > 0 ? static_cast<int>(c.threads) : std::max(1, usableCores() / std::max(jobs, 1));
-    runExperimentLocal(c, command, device, jobs, threads);
-  } else if (backend == "inprocess") {
-    runExperiment(c, command, device);
-  } else {
-    throw std::invalid_argument("--backend: unknown backend '" + backend + "', expected auto, inprocess, local or slurm");
+  o.threads = c.threads > 0 ? static_cast<int>(c.threads) : std::max(1, usableCores() / std::max(o.jobs, 1));
+  const std::string job = runExperiment(backend, c, command, device, o);
+  if (!job.empty()) {
+    std::printf("submitted; job %s merges the results into %s and writes its report when the units are done\n", job.c_str(), c.output.c_str());
+    return 0;
   }
   reportNextTo(c.output);
   return 0;

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <stdexcept>
 
 namespace robustlab {
@@ -70,43 +71,20 @@ std::vector<std::string> workerArgv(const std::string& binary, const std::string
   return {binary, "run", config, "--unit", std::to_string(unit), "--threads", std::to_string(threads), "-q"};
 }
 
-}  // namespace
-
-void runExperiment(const Config& c, const std::string& command, torch::Device device) {
-  const std::string started = utcNow();
-  const auto t0 = std::chrono::steady_clock::now();
-  const Plan p = makePlan(c, device);
-  FileLock lock(c.output + ".lock", FileLock::Wait::kNo);
-  lockRun(lock, c.output);
-  announce(p);
+/// In-process: every unit here, one after another.
+bool computeInProcess(const Plan& p, torch::Device device, const ExecutorOptions&, std::string*) {
   UnitLog log(p.units.size());
   for (size_t i = 0; i < p.units.size(); ++i) {
     std::string how = "cached";
     const double secs = computeUnit(p, i, device, &how);
     log.line(p.units[i].label(), how, secs);
   }
-  mergeResults(p, command, started, secondsSince(t0));
-  std::printf("wrote %s (%s)\n", c.output.c_str(), formatDuration(secondsSince(t0)).c_str());
+  return true;
 }
 
-void runExperimentUnit(const Config& c, int64_t index, torch::Device device) {
-  const Plan p = makePlan(c, device);
-  if (index < 0 || index >= static_cast<int64_t>(p.units.size()))
-    throw std::invalid_argument("--unit: " + std::to_string(index) + " is not a unit of this experiment (it has units 0.." +
-                                std::to_string(p.units.size() - 1) + ")");
-  std::string how = "cached";
-  const double secs = computeUnit(p, static_cast<size_t>(index), device, &how);
-  std::fprintf(stderr, "%s: %s (%s)\n", p.units[static_cast<size_t>(index)].label().c_str(), how.c_str(), formatDuration(secs).c_str());
-}
-
-void runExperimentLocal(const Config& c, const std::string& command, torch::Device device, int jobs, int threads) {
-  if (jobs < 1) throw std::invalid_argument("--jobs: must be >= 1");
-  const std::string started = utcNow();
-  const auto t0 = std::chrono::steady_clock::now();
-  const Plan p = makePlan(c, device);
-  FileLock lock(c.output + ".lock", FileLock::Wait::kNo);
-  lockRun(lock, c.output);
-  announce(p);
+/// Local processes: pre-trainings, then arms, o.jobs workers at a time with o.threads threads each.
+bool computeLocal(const Plan& p, torch::Device, const ExecutorOptions& o, std::string*) {
+  if (o.jobs < 1) throw std::invalid_argument("--jobs: must be >= 1");
   const std::string config = workerConfigPath(p), binary = selfExecutable();
   for (auto kind : {Unit::Kind::kPretrain, Unit::Kind::kArm}) {  // arms start from finished pre-trainings
     std::vector<ProcessTask> tasks;
@@ -116,31 +94,32 @@ void runExperimentLocal(const Config& c, const std::string& command, torch::Devi
         if (!Progress::quiet()) std::fprintf(stderr, "%s: cached\n", p.units[i].label().c_str());
         continue;
       }
-      tasks.push_back({p.units[i].label(), workerArgv(binary, config, i, threads), p.unitsDir + "/unit-" + std::to_string(i) + ".log"});
+      tasks.push_back({p.units[i].label(), workerArgv(binary, config, i, o.threads), p.unitsDir + "/unit-" + std::to_string(i) + ".log"});
       index.push_back(i);
     }
     // Like one process, the run stops at the first unit that fails, with that unit's error line.
-    RunProcessesOptions o;
-    o.ok = [&](size_t t) { return unitDone(p.units[index[t]]); };
-    o.describe = [&](size_t t) { return workerSummary(tasks[t].logPath, tasks[t].label); };
-    o.stopOnFailure = true;
+    RunProcessesOptions ro;
+    ro.ok = [&](size_t t) { return unitDone(p.units[index[t]]); };
+    ro.describe = [&](size_t t) { return workerSummary(tasks[t].logPath, tasks[t].label); };
+    ro.stopOnFailure = true;
     std::string failure;
     size_t failedTask = 0;
-    o.firstFailure = &failure;
-    o.firstFailed = &failedTask;
-    if (runProcesses(tasks, jobs, o)) {
+    ro.firstFailure = &failure;
+    ro.firstFailed = &failedTask;
+    if (runProcesses(tasks, o.jobs, ro)) {
       const std::string prefix = "robustlab run: error: ";  // the worker's own error line
       if (failure.rfind(prefix, 0) == 0) failure.erase(0, prefix.size());
       throw std::runtime_error(failure + " (unit '" + tasks[failedTask].label + "', log " + tasks[failedTask].logPath +
                                "; finished units are kept)");
     }
   }
-  mergeResults(p, command, started, secondsSince(t0));
-  std::printf("wrote %s (%s)\n", c.output.c_str(), formatDuration(secondsSince(t0)).c_str());
+  return true;
 }
 
-std::string submitExperimentSlurm(const Config& c, const std::string& command, torch::Device device, const SlurmOptions& o) {
-  const Plan p = makePlan(c, device);
+/// Slurm: the pre-trainings as one job array, the arms as a second after it, then a merge job (the
+/// worker config run whole, so it writes the results and the report). Nothing to submit: done here.
+bool submitSlurm(const Plan& p, torch::Device, const ExecutorOptions& o, std::string* mergeJob) {
+  const auto& c = p.config;
   const std::string config = workerConfigPath(p), binary = selfExecutable();
   const std::string logDir = p.unitsDir + "/logs";
   fs::create_directories(logDir);
@@ -158,21 +137,57 @@ std::string submitExperimentSlurm(const Config& c, const std::string& command, t
     a.scriptPath = p.unitsDir + "/" + names[stage++] + ".sbatch";
     a.dependency = last;
     for (size_t i : p.indicesOf(kind))
-      if (!unitDone(p.units[i])) a.tasks.emplace_back(static_cast<int64_t>(i), workerArgv(binary, config, i, o.cpus));
-    if (!a.tasks.empty()) last = submitSlurmArray(a, o);
+      if (!unitDone(p.units[i])) a.tasks.emplace_back(static_cast<int64_t>(i), workerArgv(binary, config, i, o.slurm.cpus));
+    if (!a.tasks.empty()) last = submitSlurmArray(a, o.slurm);
   }
-  if (last.empty()) {
-    runExperiment(c, command, device);  // every unit is done: merge here
-    return "";
-  }
+  if (last.empty()) return true;  // every unit is done: merge here
   SlurmArray merge = base;
   merge.jobName = "robustlab-" + c.name + "-merge";
   merge.scriptPath = p.unitsDir + "/merge.sbatch";
   merge.dependency = last;
-  merge.tasks.emplace_back(0, std::vector<std::string>{binary, "run", config, "-q", "--threads", std::to_string(o.cpus)});
-  const std::string job = submitSlurmArray(merge, o);
-  writeTextAtomically(p.unitsDir + "/slurm-merge-job.txt", job + "\n");
-  return job;
+  merge.tasks.emplace_back(0, std::vector<std::string>{binary, "run", config, "-q", "--threads", std::to_string(o.slurm.cpus)});
+  *mergeJob = submitSlurmArray(merge, o.slurm);
+  writeTextAtomically(p.unitsDir + "/slurm-merge-job.txt", *mergeJob + "\n");
+  return false;
+}
+
+}  // namespace
+
+const std::map<std::string, Executor>& executors() {
+  static const std::map<std::string, Executor> table = {{"inprocess", computeInProcess}, {"local", computeLocal}, {"slurm", submitSlurm}};
+  return table;
+}
+
+std::string runExperiment(const std::string& backend, const Config& c, const std::string& command, torch::Device device,
+                          const ExecutorOptions& o) {
+  const auto executor = executors().find(backend);
+  if (executor == executors().end()) {
+    std::string names = "auto";
+    size_t k = 0;
+    for (const auto& [name, _] : executors()) names += (++k == executors().size() ? " or " : ", ") + name;
+    throw std::invalid_argument("--backend: unknown backend '" + backend + "', expected " + names);
+  }
+  const std::string started = utcNow();
+  const auto t0 = std::chrono::steady_clock::now();
+  const Plan p = makePlan(c, device);
+  FileLock lock(c.output + ".lock", FileLock::Wait::kNo);
+  lockRun(lock, c.output);
+  announce(p);
+  std::string mergeJob;
+  if (!executor->second(p, device, o, &mergeJob)) return mergeJob;
+  mergeResults(p, command, started, secondsSince(t0));
+  std::printf("wrote %s (%s)\n", c.output.c_str(), formatDuration(secondsSince(t0)).c_str());
+  return "";
+}
+
+void runExperimentUnit(const Config& c, int64_t index, torch::Device device) {
+  const Plan p = makePlan(c, device);
+  if (index < 0 || index >= static_cast<int64_t>(p.units.size()))
+    throw std::invalid_argument("--unit: " + std::to_string(index) + " is not a unit of this experiment (it has units 0.." +
+                                std::to_string(p.units.size() - 1) + ")");
+  std::string how = "cached";
+  const double secs = computeUnit(p, static_cast<size_t>(index), device, &how);
+  std::fprintf(stderr, "%s: %s (%s)\n", p.units[static_cast<size_t>(index)].label().c_str(), how.c_str(), formatDuration(secs).c_str());
 }
 
 }  // namespace robustlab

@@ -14,25 +14,34 @@
 
 #include <torch/types.h>
 
+#include <functional>
+#include <map>
 #include <string>
 
 namespace robustlab {
 
-/// In-process: runs (or resumes) the experiment and writes c.output. Prints the summary table. A lock
-/// on <output>.lock stops a second run writing the same results at the same time.
-void runExperiment(const Config& c, const std::string& command, torch::Device device);
+/// How the executors run: worker processes at a time and their threads (local), Slurm's flags (slurm).
+struct ExecutorOptions {
+  int jobs = 1, threads = 1;
+  SlurmOptions slurm;
+};
+
+/// Computes a plan's units, or hands them to a scheduler: true when they are done here (the results
+/// are then merged here), false when a scheduler's job will merge them (its id into `mergeJob`).
+using Executor = std::function<bool(const Plan& p, torch::Device device, const ExecutorOptions& o, std::string* mergeJob)>;
+
+/// The executors by backend name (`run --backend`): "inprocess", "local", "slurm". A backend is one
+/// function and one entry here.
+const std::map<std::string, Executor>& executors();
+
+/// The one run function: plans `c` on `device`, takes the run lock (<output>.lock: a second run writing
+/// the same results stops at once), runs the backend's executor and, when its units are done, merges
+/// the results (c.output, the summary it prints). Returns the Slurm merge job's id, or "" when the
+/// results were written here. A unit that fails stops the run (finished units are kept).
+std::string runExperiment(const std::string& backend, const Config& c, const std::string& command, torch::Device device,
+                          const ExecutorOptions& o = {});
 
 /// Computes one unit of the plan (a worker's job); `index` as in Plan::units.
 void runExperimentUnit(const Config& c, int64_t index, torch::Device device);
-
-/// Local processes: pre-trainings, then arms, `jobs` workers at a time with `threads` threads each,
-/// then the merge here. Stops at the first unit that fails (the others running are stopped, finished
-/// ones kept) and throws std::runtime_error with that unit's error line, label and log.
-void runExperimentLocal(const Config& c, const std::string& command, torch::Device device, int jobs, int threads);
-
-/// Slurm: submits the arrays and the merge job; returns the merge job's id ("" when every unit is
-/// done and the results were merged here). The merge job is `robustlab run` on the worker config, so
-/// it writes the report too.
-std::string submitExperimentSlurm(const Config& c, const std::string& command, torch::Device device, const SlurmOptions& o);
 
 }  // namespace robustlab
