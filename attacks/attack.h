@@ -5,7 +5,10 @@
 // with respect to the input only (parameter .grad untouched); result projected onto the eps-ball
 // around the clean input and clipped to [lo, hi], then checked.
 //
-// Inputs: images N x C x H x W in pixel space [lo, hi] (default [0,1]), labels N int64.
+// Inputs: images N x C x H x W in pixel space [lo, hi] (default [0,1]), labels N int64. The losses an
+// attack ascends are in losses.h, the threat model's geometry (norms, boxes, projections) in geometry.h.
+#include "attacks/geometry.h"
+#include "attacks/losses.h"
 #include "framework/models/model.h"
 
 #include <ATen/core/Generator.h>
@@ -20,10 +23,6 @@
 #include <vector>
 
 namespace robustlab {
-
-enum class Norm { kLinf, kL2 };
-Norm parseNorm(const std::string& name);  ///< "linf" | "l2"; throws std::invalid_argument listing them
-std::string normName(Norm n);
 
 enum class Targeting { kNone, kGiven, kRandom, kLeastLikely };
 Targeting parseTargeting(const std::string& name);  ///< none | given | random | least-likely
@@ -54,38 +53,6 @@ struct AttackOptions {
   /// The step size PGD actually takes.
   double effectiveStepSize() const;
 };
-
-/// The loss an attack ascends.
-enum class AttackLoss {
-  kCrossEntropy,  ///< CE on the true label (untargeted), -CE on the target (targeted)
-  kDlr,           ///< Croce & Hein's difference of logits ratio (untargeted and targeted forms)
-};
-
-/// DLR per example (Croce & Hein 2020), to be maximised. Untargeted: -(z_y - max_{i!=y} z_i) /
-/// (z_pi1 - z_pi3 + 1e-12), with z sorted in decreasing order as z_pi1 >= z_pi2 >= ...; it needs at
-/// least 3 classes. Targeted: -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12); it needs at least
-/// 4. Invariant to shifting and (positively) scaling the logits. Fewer classes throw
-/// std::invalid_argument saying how many are needed.
-torch::Tensor dlrLoss(const torch::Tensor& logits, const torch::Tensor& y, const torch::Tensor& target = torch::Tensor());
-
-/// A per-example vector (N) shaped to broadcast against `like` (N x ...).
-torch::Tensor perExample(const torch::Tensor& v, const torch::Tensor& like);
-
-/// The Linf ball of radius eps around x intersected with [lo, hi], as per-element bounds. The
-/// bounds are nudged one ulp inwards where float rounding put them past eps, so a clamped result
-/// satisfies |xadv - x| <= eps exactly when measured in float.
-struct LinfBox {
-  torch::Tensor lower, upper;
-  torch::Tensor clamp(const torch::Tensor& v) const { return torch::clamp(v, lower, upper); }
-  LinfBox rows(const torch::Tensor& idx) const { return {lower.index_select(0, idx), upper.index_select(0, idx)}; }
-};
-LinfBox linfBox(const torch::Tensor& x, double eps, double lo, double hi);
-
-/// Projection onto the eps-ball around x in `norm`, then onto [lo, hi].
-torch::Tensor projectToBall(const torch::Tensor& xadv, const torch::Tensor& x, Norm norm, double eps, double lo, double hi);
-
-/// Steepest-ascent direction of unit norm: sign(g) for Linf, g / ||g||_2 per example for L2.
-torch::Tensor steepestAscent(const torch::Tensor& grad, Norm norm);
 
 /// Counters an attack fills while it runs (reset by each perturb call).
 struct AttackStats {
@@ -212,9 +179,6 @@ class Attack {
   LinfBox box_;          ///< the live SharedBox's box
   torch::Tensor boxOf_;  ///< the tensor it was made for (undefined: none)
 };
-
-/// Per-example norm of a batch of perturbations (N x ...), as float64 on CPU.
-torch::Tensor perExampleNorm(const torch::Tensor& delta, Norm norm);
 
 /// Sets a module tree to eval mode and restores every submodule's own mode on destruction.
 class EvalModeGuard {

@@ -3,7 +3,7 @@
 
   1. no folder holds code files directly above 30% of the code's lines (tests excluded);
   2. no include loop between folders (a folder's files include only folders below it);
-  3. no function above 80 lines;
+  3. no function above 80 lines, no file above 400;
   4. files are written only through data/atomic_write.h: no std::ofstream, fopen for writing or
      ::open with O_CREAT in the code outside data/ (tests excluded), but for a worker's streamed log
      and the lock files (DIRECT_WRITE_ALLOWED, each with its reason).
@@ -21,6 +21,7 @@ import sys
 CODE_DIRS = ("framework", "attacks", "experiments", "data")
 MAX_SHARE = 0.30
 MAX_FUNCTION_LINES = 80
+MAX_FILE_LINES = 400
 # A write that bypasses the atomic writer: a stream or file opened for writing.
 # The two files that are not results, each with the reason it cannot go through the atomic writer.
 DIRECT_WRITE_ALLOWED = {
@@ -67,7 +68,7 @@ def function_lengths(lines):
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..")
     root = os.path.abspath(root)
-    per_dir, includes, long_functions, direct_writes = {}, {}, [], []
+    per_dir, includes, long_functions, direct_writes, long_files = {}, {}, [], [], []
     total = 0
     for path in code_files(root):
         with open(os.path.join(root, path), encoding="utf-8") as f:
@@ -82,6 +83,8 @@ def main():
                 target = os.path.dirname(m.group(1))
                 if target != folder and os.path.isdir(os.path.join(root, target)):
                     includes.setdefault(folder, set()).add(target)
+        if len(lines) > MAX_FILE_LINES:
+            long_files.append((path, len(lines)))
         if not path.startswith("data" + os.sep) and path not in DIRECT_WRITE_ALLOWED:
             for k, l in enumerate(lines):
                 if DIRECT_WRITE.search(l) and not l.strip().startswith("//"):
@@ -121,6 +124,10 @@ def main():
         print(f"function above {MAX_FUNCTION_LINES} lines: {path}:{first} ({length} lines) {sig}")
     print(f"functions above {MAX_FUNCTION_LINES} lines: {len(long_functions)}")
     failures += len(long_functions)
+    for path, n in long_files:
+        print(f"file above {MAX_FILE_LINES} lines: {path} ({n} lines)")
+    print(f"files above {MAX_FILE_LINES} lines: {len(long_files)}")
+    failures += len(long_files)
     for path, line, text in direct_writes:
         print(f"a write outside data/atomic_write.h: {path}:{line}: {text}")
     print(f"writes outside the atomic writer: {len(direct_writes)}")

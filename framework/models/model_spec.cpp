@@ -124,11 +124,11 @@ std::string ModelSpec::backboneKey() const {
 
 std::string ModelSpec::toToml() const { return "num_classes = " + std::to_string(numClasses) + "\n" + backboneKey(); }
 
-ModelSpec readModelSpec(TomlReader& r) {
-  ModelSpec s;
-  const ModelSpec def = defaultSmallCnn();
-  s.arch = r.choice("arch", "cnn", kArchs);
-  // A number for every channel, or an array with one per channel (then the other may be one number).
+namespace {
+
+/// `mean` and `std`: a number for every channel, or an array with one per channel (then the other
+/// may be one number, used for every channel).
+void readNormalisation(TomlReader& r, ModelSpec& s) {
   const toml::node* meanNode = r.raw("mean");
   const toml::node* stdNode = r.raw("std");
   const bool perChannel = (meanNode && meanNode->is_array()) || (stdNode && stdNode->is_array());
@@ -136,11 +136,19 @@ ModelSpec readModelSpec(TomlReader& r) {
   else s.mean = r.real("mean", 0.0);
   if (stdNode && stdNode->is_array()) s.channelStd = r.reals("std", {});
   else s.stdev = r.real("std", 1.0, 1e-12);
-  if (perChannel) {
-    if (s.channelMean.empty()) s.channelMean.assign(s.channelStd.size(), s.mean);
-    if (s.channelStd.empty()) s.channelStd.assign(s.channelMean.size(), s.stdev);
-    if (s.channelMean.size() != s.channelStd.size()) r.fail("std", "expected as many values as mean has (" + std::to_string(s.channelMean.size()) + ")");
-  }
+  if (!perChannel) return;
+  if (s.channelMean.empty()) s.channelMean.assign(s.channelStd.size(), s.mean);
+  if (s.channelStd.empty()) s.channelStd.assign(s.channelMean.size(), s.stdev);
+  if (s.channelMean.size() != s.channelStd.size()) r.fail("std", "expected as many values as mean has (" + std::to_string(s.channelMean.size()) + ")");
+}
+
+}  // namespace
+
+ModelSpec readModelSpec(TomlReader& r) {
+  ModelSpec s;
+  const ModelSpec def = defaultSmallCnn();
+  s.arch = r.choice("arch", "cnn", kArchs);
+  readNormalisation(r, s);
   s.inChannels = r.integer("in_channels", s.inChannels, 1);
   s.height = r.integer("height", s.height, 1);
   s.width = r.integer("width", s.width, 1);
