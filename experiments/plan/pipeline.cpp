@@ -59,7 +59,8 @@ uint64_t stageSeed(const Config& c, Stage section) {
   return c.seed * 1000003ULL + salt;
 }
 
-/// Sets up the model's starting weights (see runStage) and says what they are.
+/// Sets up the model's starting weights (see runStage) and says what they are; `seed` is the config's
+/// (the stage's own generator seed is derived from it).
 std::string startModel(ClassifierImpl& m, const std::string& backbone, bool scriptWeights, uint64_t seed) {
   const bool script = m.spec().arch == "torchscript";
   if (!backbone.empty()) {
@@ -155,7 +156,7 @@ StageResult runStage(const Config& c, const StageConfig& stage, Stage section, c
   seedEverything(stageSeed(c, section));
   r.model = Classifier(specFor(c, r.data.train));
   announceModel(*r.model);
-  r.initialisation = startModel(*r.model, backbone, scriptWeights, stageSeed(c, section));
+  r.initialisation = startModel(*r.model, backbone, scriptWeights, c.seed);
   r.model->to(device);
   // Every random number of the stage comes from the config's seed, whatever the stage table says.
   StageConfig seeded = stage;
