@@ -1,16 +1,19 @@
 // "From scratch" for a model brought from PyTorch: a stage without a pre-trained backbone starts a
 // TorchScript model from a fresh initialisation (PyTorch's own rules per layer type), never from the
 // weights the file holds; an arm may start from the file's weights only when it says so.
-#include <catch2/catch.hpp>
-
-#include "tiny_experiment.h"
-#include "torchscript_models.h"
+// LibTorch's headers first: their glog CHECK must not replace Catch's, which comes after them.
+#include "fixtures.h"
 
 #include "data/h5io.h"
 #include "framework/models/torchscript.h"
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
 #include "framework/training/trainer.h"
+
+#include <catch2/catch.hpp>
+
+#include "tiny_experiment.h"
+#include "torchscript_models.h"
 
 #include <cmath>
 #include <filesystem>
