@@ -1,5 +1,6 @@
 #include "framework/models/model.h"
 
+#include "framework/models/architectures.h"
 #include "framework/models/conv.h"
 #include "framework/models/resnet.h"
 #include "framework/models/torchscript.h"
@@ -13,6 +14,7 @@
 #include <torch/nn/modules/pooling.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace robustlab {
@@ -126,16 +128,33 @@ void appendWrn(nn::Sequential& seq, const ModelSpec& spec) {
   seq->push_back(nn::Flatten());
 }
 
+std::map<std::string, BackboneBuilder>& registry() {
+  static std::map<std::string, BackboneBuilder> r = {{"cnn", appendCnn}, {"mlp", appendMlp}, {"resnet", appendResnet}, {"wrn", appendWrn}};
+  return r;
+}
+
 }  // namespace
+
+const std::map<std::string, BackboneBuilder>& architectures() { return registry(); }
+
+std::vector<std::string> architectureNames() {
+  std::vector<std::string> names{"torchscript"};
+  for (const auto& [name, _] : registry()) names.push_back(name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+ArchitectureRegistration::ArchitectureRegistration(const std::string& name, BackboneBuilder build) {
+  if (name == "torchscript" || !registry().emplace(name, std::move(build)).second)
+    throw std::logic_error("architecture '" + name + "' is registered twice");
+}
 
 ClassifierImpl::ClassifierImpl(const ModelSpec& spec) : spec_(spec) {
   spec_.validate();
   backbone_ = nn::Sequential();
-  if (spec_.arch == "cnn") appendCnn(backbone_, spec_);
-  else if (spec_.arch == "mlp") appendMlp(backbone_, spec_);
-  else if (spec_.arch == "resnet") appendResnet(backbone_, spec_);
-  else if (spec_.arch == "wrn") appendWrn(backbone_, spec_);
-  else {
+  if (spec_.arch != "torchscript") {
+    architectures().at(spec_.arch)(backbone_, spec_);
+  } else {
     const std::string bytes = scriptBytesFor(spec_, &spec_.torchscriptSha256);  // pins the hash of a spec not read from a config
     backbone_->push_back(ScriptModel(bytes, spec_.torchscript, spec_.cut, spec_.rangeLo, spec_.rangeHi));
     // Broadcasting and global pooling let a model of other inputs run on these and score about chance:

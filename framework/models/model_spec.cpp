@@ -1,14 +1,16 @@
 #include "framework/models/model_spec.h"
 
+#include "framework/models/architectures.h"
+
 #include "framework/toml/toml_reader.h"
 
+#include <algorithm>
 #include <sstream>
 #include <stdexcept>
 
 namespace robustlab {
 namespace {
 
-const std::vector<std::string> kArchs = {"cnn", "mlp", "resnet", "wrn", "torchscript"};
 const std::vector<std::string> kLayerTypes = {"conv", "bn", "relu", "maxpool", "avgpool", "flatten", "fc", "dropout"};
 
 std::string joinInts(const std::vector<int64_t>& v) {
@@ -38,8 +40,12 @@ ModelSpec defaultSmallCnn() {
 
 void ModelSpec::validate() const {
   auto bad = [](const std::string& field, const std::string& msg) { throw std::invalid_argument("model." + field + ": " + msg); };
-  if (arch != "cnn" && arch != "mlp" && arch != "resnet" && arch != "wrn" && arch != "torchscript")
-    bad("arch", "unknown architecture '" + arch + "', expected cnn, mlp, resnet, wrn or torchscript");
+  const auto archs = architectureNames();
+  if (std::find(archs.begin(), archs.end(), arch) == archs.end()) {
+    std::string names;
+    for (const auto& a : archs) names += (names.empty() ? "" : ", ") + a;
+    bad("arch", "unknown architecture '" + arch + "', expected one of " + names);
+  }
   if (arch == "wrn") {
     if (wrnDepth < 10 || (wrnDepth - 4) % 6 != 0) bad("wrn_depth", "must be 6n + 4 with n >= 1 (10, 16, 22, 28, 34, 40, ...)");
     if (wrnWidth <= 0) bad("wrn_width", "must be > 0");
@@ -147,7 +153,7 @@ void readNormalisation(TomlReader& r, ModelSpec& s) {
 ModelSpec readModelSpec(TomlReader& r) {
   ModelSpec s;
   const ModelSpec def = defaultSmallCnn();
-  s.arch = r.choice("arch", "cnn", kArchs);
+  s.arch = r.choice("arch", "cnn", architectureNames());
   readNormalisation(r, s);
   s.inChannels = r.integer("in_channels", s.inChannels, 1);
   s.height = r.integer("height", s.height, 1);
