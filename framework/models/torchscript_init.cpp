@@ -23,6 +23,7 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -99,14 +100,14 @@ void normWithStats(const torch::jit::Module& m) {
 
 /// An int attribute or class constant (scripted Embedding keeps padding_idx as a constant; a traced
 /// one does not record it).
-c10::optional<int64_t> intAttrOrConstant(const torch::jit::Module& m, const char* name) {
+std::optional<int64_t> intAttrOrConstant(const torch::jit::Module& m, const char* name) {
   if (m.hasattr(name) && m.attr(name).isInt()) return m.attr(name).toInt();
   const auto type = m.type();
   if (type->hasConstant(name)) {
     const auto v = type->getConstant(name);
     if (v.isInt()) return v.toInt();
   }
-  return c10::nullopt;
+  return std::nullopt;
 }
 
 void embedding(const torch::jit::Module& m) {
