@@ -55,18 +55,6 @@ std::vector<std::string> dataSourceNames() { return {"fashion-mnist", "mnist", "
 
 namespace {
 
-Dataset readSplit(const DataSourceSpec& spec, const std::string& split);
-
-}  // namespace
-
-Dataset loadSplit(const DataSourceSpec& spec, const std::string& split) {
-  Dataset ds = readSplit(spec, split);
-  ds.sourceIndex = torch::arange(ds.size(), torch::kInt64);  // each example's place in the split, followed through every selection
-  return ds;
-}
-
-namespace {
-
 Dataset readSplit(const DataSourceSpec& spec, const std::string& split) {
   if (spec.source == "fashion-mnist") {
     Dataset ds = loadIdxDirectory(spec.dir.empty() ? kFashionMnistDir : spec.dir, split);
@@ -102,5 +90,11 @@ Dataset readSplit(const DataSourceSpec& spec, const std::string& split) {
 }
 
 }  // namespace
+
+Dataset loadSplit(const DataSourceSpec& spec, const std::string& split) {
+  Dataset ds = readSplit(spec, split);
+  ds.sourceIndex = torch::arange(ds.size(), torch::kInt64);  // each example's place in the split, followed through every selection
+  return ds;
+}
 
 }  // namespace robustlab

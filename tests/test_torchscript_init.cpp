@@ -176,7 +176,8 @@ TEST_CASE("run: a trained TorchScript backbone against adversarial training from
 
 TEST_CASE("finetune without a checkpoint says what a TorchScript model starts from, and does it", "[torchscript]") {
   const auto dir = tempDir("torchscript-finetune-note");
-  const std::string base = std::string(ROBUSTLAB_BINARY) + " finetune --set model.arch=torchscript --set model.torchscript=" + scriptDir() +
+  std::filesystem::copy_file(scriptDir() + "/traced.pt", dir + "/traced.pt");
+  const std::string base = std::string(ROBUSTLAB_BINARY) + " finetune --set model.arch=torchscript --set model.torchscript=" + dir +
                            "/traced.pt --set model.cut=head --set finetune.epochs=0 --set finetune.classes=[] --set data.test_limit=300";
   REQUIRE(shell(base + " -o " + dir + "/fresh.h5 >" + dir + "/out 2>" + dir + "/err") == 0);
   const std::string note = readFile(dir + "/err");
@@ -189,6 +190,12 @@ TEST_CASE("finetune without a checkpoint says what a TorchScript model starts fr
   INFO("test accuracy without training: fresh " << a << ", the file's weights " << b);
   CHECK(a < 0.25);
   CHECK(b > 0.7);
+  INFO("the checkpoint holds the script: attack --checkpoint reads its stored config and model with the .pt file gone");
+  std::filesystem::remove(dir + "/traced.pt");
+  CHECK(shell(std::string(ROBUSTLAB_BINARY) + " attack -q --checkpoint " + dir + "/own.h5 --attack fgsm --eps 0,0.1 --limit 100 --no-sanity -o " +
+              dir + "/a.h5 >/dev/null 2>" + dir + "/err3") == 0);
+  INFO(readFile(dir + "/err3"));
+  CHECK(std::filesystem::exists(dir + "/a.h5"));
 }
 
 TEST_CASE("attack --model: preprocessing recorded, a model of other inputs refused, a near-chance score flagged", "[torchscript]") {

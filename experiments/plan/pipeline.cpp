@@ -82,18 +82,10 @@ void checkFreshStart(const Config& c) {
   if (c.model.arch != "torchscript") return;
   const ModelSpec& s = c.model;
   ScriptModel script(scriptBytesFor(s), s.torchscript, s.cut, s.rangeLo, s.rangeHi);
-  if (!s.torchscriptInit.empty()) {  // the untrained model must fit the script: copied once here, before any work
-    ModelSpec init = s;
-    init.torchscript = s.torchscriptInit;
-    init.torchscriptSha256 = s.torchscriptInitSha256;
-    script->copyWeightsFrom(scriptBytesFor(init), s.torchscriptInit);
-    return;
-  }
-  const auto unknown = script->modulesWithoutInitRule();
-  if (!unknown.empty())
-    throw std::invalid_argument("model.torchscript: " + s.torchscript + ": a stage starts from scratch but module " + unknown.front() +
-                                " holds parameters and has no known initialisation rule (PyTorch's own layers have); give the "
-                                "untrained model as a second TorchScript file in model.torchscript_init");
+  // What ClassifierImpl::initialiseFresh will do, on a throwaway copy: the untrained model must fit the
+  // script, or every module holding parameters must have a rule.
+  if (!s.torchscriptInit.empty()) script->copyWeightsFrom(scriptInitBytesFor(s), s.torchscriptInit);
+  else script->requireInitRules();
 }
 
 const StageConfig& stageOf(const Config& c, Stage section) {

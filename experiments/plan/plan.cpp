@@ -280,7 +280,7 @@ void mergeResults(const Plan& p, const std::string& command, const std::string& 
         const std::string e = "/evaluated/" + u.arm.name + "/seed_" + std::to_string(u.seed);
         f.createGroup(e);
         if (src.has("/test_indices")) f.copyFrom(src, "/test_indices", e + "/test_indices");
-        if (fs::exists(modelPathOf(u)) && h5RootAttrEquals(modelPathOf(u), "unit_hash", u.hash)) f.setAttr(e, "model_checkpoint", modelPathOf(u));
+        if (h5RootAttrEquals(modelPathOf(u), "unit_hash", u.hash)) f.setAttr(e, "model_checkpoint", modelPathOf(u));
         continue;
       }
       const std::string g = "/pretrain/" + u.name + "/seed_" + std::to_string(u.seed);

@@ -79,19 +79,23 @@ Config fromTable(const toml::table& table, const std::string& what) {
     c.model = readModelSpec(m);
     // A TorchScript model is known by its bytes: the hash goes into the config text, unit keys and results.
     if (c.model.arch == "torchscript" && c.model.torchscriptSha256.empty()) {
+      std::string bytes;
       try {
-        c.model.torchscriptSha256 = rememberScriptBytes(readBinaryFile(c.model.torchscript));  // read once: the model is built from these bytes
+        bytes = readBinaryFile(c.model.torchscript);  // read once: the model is built from these bytes
       } catch (const std::exception& e) {
         throw ConfigError(what + ": model.torchscript: " + e.what());
       }
-    }
-    if (c.model.arch == "torchscript" && !c.model.cut.empty()) {  // a wrong cut fails here, not mid-run
-      try {
-        ScriptModel(scriptBytesFor(c.model), c.model.torchscript, c.model.cut, c.model.rangeLo, c.model.rangeHi);
-      } catch (const std::invalid_argument& e) {
-        const std::string msg = e.what(), head = "model.cut: ";
-        if (msg.rfind(head, 0) == 0) throw ConfigError(what + ": field 'model.cut': " + msg.substr(head.size()));
-        throw ConfigError(what + ": model.torchscript: " + msg);
+      c.model.torchscriptSha256 = rememberScriptBytes(bytes);
+      // A wrong cut fails here, not mid-run. A stored config (a checkpoint's, a results file's) comes
+      // with its hash pinned and its cut checked when it was made: its file need not exist any more.
+      if (!c.model.cut.empty()) {
+        try {
+          ScriptModel(bytes, c.model.torchscript, c.model.cut, c.model.rangeLo, c.model.rangeHi);
+        } catch (const std::invalid_argument& e) {
+          const std::string msg = e.what(), head = "model.cut: ";
+          if (msg.rfind(head, 0) == 0) throw ConfigError(what + ": field 'model.cut': " + msg.substr(head.size()));
+          throw ConfigError(what + ": model.torchscript: " + msg);
+        }
       }
     }
     if (!c.model.torchscriptInit.empty() && c.model.torchscriptInitSha256.empty()) {

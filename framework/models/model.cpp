@@ -234,17 +234,7 @@ std::string ClassifierImpl::initialiseFresh() {
     script.initialiseFresh();
     how = "fresh: PyTorch's reset_parameters() rules per layer type";
   } else {
-    ModelSpec init = spec_;
-    init.torchscript = spec_.torchscriptInit;
-    init.torchscriptSha256 = spec_.torchscriptInitSha256;
-    std::string bytes;
-    try {
-      bytes = scriptBytesFor(init);
-    } catch (const std::invalid_argument& e) {
-      const std::string msg = e.what();
-      throw std::invalid_argument("model.torchscript_init" + msg.substr(msg.find(':')));
-    }
-    script.copyWeightsFrom(bytes, spec_.torchscriptInit);
+    script.copyWeightsFrom(scriptInitBytesFor(spec_), spec_.torchscriptInit);
     how = "fresh: the weights of model.torchscript_init " + spec_.torchscriptInit;
   }
   if (head_) head_->reset_parameters();

@@ -81,14 +81,29 @@ std::string scriptBytesFor(const ModelSpec& spec, std::string* shaOut) {
   return bytes;
 }
 
-ScriptModelImpl::ScriptModelImpl(const std::string& bytes, const std::string& what, const std::string& cut, double lo, double hi)
-    : what_(what), cut_(cut), lo_(lo), hi_(hi) {
+std::string scriptInitBytesFor(const ModelSpec& spec) {
+  ModelSpec init = spec;
+  init.torchscript = spec.torchscriptInit;
+  init.torchscriptSha256 = spec.torchscriptInitSha256;
+  try {
+    return scriptBytesFor(init);
+  } catch (const std::invalid_argument& e) {
+    const std::string msg = e.what();  // "model.torchscript[_sha256]: ..."
+    throw std::invalid_argument("model.torchscript_init" + msg.substr(msg.find(':')));
+  }
+}
+
+std::shared_ptr<torch::jit::Module> loadScriptArchive(const std::string& bytes, const std::string& what) {
   try {
     std::istringstream in(bytes);
-    script_ = std::make_shared<torch::jit::Module>(torch::jit::load(in, torch::kCPU));
+    return std::make_shared<torch::jit::Module>(torch::jit::load(in, torch::kCPU));
   } catch (const std::exception& e) {
     throw std::invalid_argument(what + ": not a TorchScript file (torch.jit.save output): " + firstLine(e));
   }
+}
+
+ScriptModelImpl::ScriptModelImpl(const std::string& bytes, const std::string& what, const std::string& cut, double lo, double hi)
+    : script_(loadScriptArchive(bytes, what)), what_(what), cut_(cut), lo_(lo), hi_(hi) {
   if (!cut.empty()) {
     torch::jit::Module layer = *script_;
     for (const auto& part : splitDots(cut)) {

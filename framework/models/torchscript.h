@@ -51,6 +51,8 @@ class ScriptModelImpl : public torch::nn::Module {
   void initialiseFresh();
   /// "'path' of type T" for each module holding parameters that initialiseFresh has no rule for.
   std::vector<std::string> modulesWithoutInitRule() const;
+  /// Throws initialiseFresh's error, without touching the weights, when it would fail.
+  void requireInitRules() const;
   /// Every parameter and buffer copied from another TorchScript archive of the same model (the same
   /// names and shapes; model.torchscript_init), named `what` in errors.
   void copyWeightsFrom(const std::string& bytes, const std::string& what);
@@ -81,6 +83,12 @@ torch::nn::Sequential lowerScript(torch::jit::Module& script);
 /// spec.torchscriptSha256 when that is set; their SHA-256 into `sha` when given. std::invalid_argument
 /// naming the field and the file otherwise.
 std::string scriptBytesFor(const ModelSpec& spec, std::string* sha = nullptr);
+/// The bytes of spec.torchscriptInit (model.torchscript_init), as scriptBytesFor finds a script's;
+/// errors name model.torchscript_init.
+std::string scriptInitBytesFor(const ModelSpec& spec);
+/// A TorchScript archive loaded on the CPU; std::invalid_argument "`what`: not a TorchScript file ..."
+/// (the first line of LibTorch's message) when it is not one.
+std::shared_ptr<torch::jit::Module> loadScriptArchive(const std::string& bytes, const std::string& what);
 /// Keeps `bytes` for scriptBytesFor under their SHA-256, which it returns.
 std::string rememberScriptBytes(const std::string& bytes);
 

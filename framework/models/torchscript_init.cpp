@@ -18,13 +18,11 @@
 #include "framework/models/torchscript.h"
 
 #include <torch/csrc/jit/api/module.h>
-#include <torch/csrc/jit/serialization/import.h>
 
 #include <cmath>
 #include <functional>
 #include <map>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 
 namespace robustlab {
@@ -152,12 +150,16 @@ std::vector<std::string> ScriptModelImpl::modulesWithoutInitRule() const {
   return out;
 }
 
-void ScriptModelImpl::initialiseFresh() {
+void ScriptModelImpl::requireInitRules() const {
   const auto unknown = modulesWithoutInitRule();
   if (!unknown.empty())
     throw std::invalid_argument("model.torchscript: " + what_ + ": cannot start from scratch: module " + unknown.front() +
                                 " holds parameters and has no known initialisation rule (PyTorch's own layers have); give the "
                                 "untrained model as a second TorchScript file in model.torchscript_init");
+}
+
+void ScriptModelImpl::initialiseFresh() {
+  requireInitRules();
   torch::NoGradGuard noGrad;
   for (const auto& sub : script_->named_modules()) {
     if (!cut_.empty() && sub.name == cut_) continue;
@@ -167,15 +169,7 @@ void ScriptModelImpl::initialiseFresh() {
 }
 
 void ScriptModelImpl::copyWeightsFrom(const std::string& bytes, const std::string& what) {
-  torch::jit::Module init;
-  try {
-    std::istringstream in(bytes);
-    init = torch::jit::load(in, torch::kCPU);
-  } catch (const std::exception& e) {
-    std::string msg = e.what();
-    throw std::invalid_argument("model.torchscript_init: " + what + ": not a TorchScript file (torch.jit.save output): " +
-                                msg.substr(0, msg.find('\n')));
-  }
+  const torch::jit::Module init = *loadScriptArchive(bytes, "model.torchscript_init: " + what);
   std::map<std::string, torch::Tensor> from;
   for (const auto& p : init.named_parameters(/*recurse=*/true)) from[p.name] = p.value;
   for (const auto& b : init.named_buffers(/*recurse=*/true)) from[b.name] = b.value;
