@@ -13,8 +13,8 @@ namespace robustlab {
 
 class Apgd : public Attack {
  public:
-  explicit Apgd(AttackOptions options, AttackLoss loss = AttackLoss::kCrossEntropy) : Attack(options) { loss_ = loss; }
-  std::string name() const override { return loss_ == AttackLoss::kDlr ? "apgd-dlr" : "apgd-ce"; }
+  explicit Apgd(AttackOptions options, std::shared_ptr<AttackLoss> loss = crossEntropyLoss()) : Attack(options) { setLoss(std::move(loss)); }
+  std::string name() const override { return "apgd-" + loss().name(); }
 
  protected:
   /// APGD-T ascends a targeted loss but counts any misclassification as success (as AutoAttack does).

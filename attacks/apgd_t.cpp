@@ -5,7 +5,7 @@
 
 namespace robustlab {
 
-ApgdT::ApgdT(AttackOptions options) : Apgd(options, AttackLoss::kDlr) {
+ApgdT::ApgdT(AttackOptions options) : Apgd(options, dlrAttackLoss()) {
   if (options.targeting != Targeting::kNone)
     throw std::invalid_argument("targeted: apgd-t picks its own targets (the most likely wrong classes); set targeted = \"none\"");
   if (options.targetClasses < 1) throw std::invalid_argument("target_classes: must be >= 1, got " + std::to_string(options.targetClasses));

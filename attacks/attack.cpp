@@ -53,6 +53,7 @@ void AttackOptions::validate() const {
   if (targetClasses < 1) bad("target_classes", "must be >= 1, got " + std::to_string(targetClasses));
   if (queries < 1) bad("queries", "must be >= 1, got " + std::to_string(queries));
   if (!(pInit > 0 && pInit <= 1)) bad("p_init", "must be in (0, 1]");
+  if (!(startSigma >= 0) || !std::isfinite(startSigma)) bad("start_sigma", "must be a finite number >= 0");
   if (suiteSteps < 1) bad("autoattack_steps", "must be >= 1, got " + std::to_string(suiteSteps));
 }
 
@@ -77,8 +78,17 @@ torch::Tensor Attack::perturb(ClassifierImpl& model, const torch::Tensor& x, con
   classes_ = model.spec().numClasses;
   const auto params = model.parameters();
   const torch::Device device = params.empty() ? x.device() : params.front().device();
+  if (!loss_->perExample() && !runsWholeBatches())
+    throw std::invalid_argument(name() + ": the " + loss_->name() +
+                                " loss scores whole batches only; it runs in pgd's last-iterate loop (last_iterate = true)");
   EvalModeGuard evalMode(model);
   FrozenParamsGuard frozen(model);
+  std::vector<std::unique_ptr<EvalModeGuard>> lossModes;
+  std::vector<std::unique_ptr<FrozenParamsGuard>> lossFrozen;
+  for (auto* m : loss_->modules()) {
+    lossModes.push_back(std::make_unique<EvalModeGuard>(*m));
+    lossFrozen.push_back(std::make_unique<FrozenParamsGuard>(*m));
+  }
   // A private copy: nothing the attack does can reach the caller's storage.
   const torch::Tensor x0 = x.detach().to(device, torch::kFloat32).clone();
   const torch::Tensor y0 = y.detach().to(device, torch::kInt64);
@@ -100,6 +110,7 @@ torch::Tensor Attack::perturb(ClassifierImpl& model, const torch::Tensor& x, con
     lastTargets_ = target.cpu();
   }
   zeroGrads_ = torch::Tensor();
+  loss_->prepare(model, x0);
   const SharedBox box(*this, x0);
   torch::Tensor xadv = project(run(model, x0, y0, target).detach(), x0);
   if (zeroGrads_.defined()) stats_.zeroGradElements = zeroGrads_.item<int64_t>();
@@ -127,7 +138,7 @@ Attack::SharedBox::~SharedBox() {
 
 Attack::LossGrad Attack::lossAndGrad(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target) {
   LossGrad out;
-  if (loss_ == AttackLoss::kCrossEntropy)
+  if (loss_->isCrossEntropy())
     if (auto manual = crossEntropyInputGrad(model, xadv.detach(), target.defined() ? target : y, target.defined())) {
     // The same kernels autograd would call, without building its graph (framework/input_grad.h).
     out.loss = manual->loss;
@@ -137,8 +148,8 @@ Attack::LossGrad Attack::lossAndGrad(ClassifierImpl& model, const torch::Tensor&
   if (!out.grad.defined()) {
     auto xin = xadv.detach().requires_grad_(true);
     torch::AutoGradMode enable(true);
-    out.logits = model.forward(xin);
-    out.loss = loss_ == AttackLoss::kDlr ? dlrLoss(out.logits, y, target) : ceLoss(out.logits, y, target);
+    out.logits = loss_->outputs(model, xin);
+    out.loss = (*loss_)(out.logits, y, target);
     out.grad = torch::autograd::grad({out.loss.sum()}, {xin})[0].detach();
     out.loss = out.loss.detach();
     out.logits = out.logits.detach();
@@ -182,7 +193,7 @@ void Attack::reportWork(double share) {
 
 torch::Tensor Attack::inRowChunks(ClassifierImpl& model, const torch::Tensor& x, const std::function<torch::Tensor(int64_t, int64_t)>& fn) {
   const int64_t n = x.size(0);
-  const int chunks = x.device().is_cpu() && loss_ == AttackLoss::kCrossEntropy ? chunksFor(n) : 1;
+  const int chunks = x.device().is_cpu() && loss_->isCrossEntropy() ? chunksFor(n) : 1;
   if (chunks == 1 || !supportsManualInputGrad(model)) return fn(0, n);
   // The row ranges crossEntropyInputGrad splits a batch of n rows into (chunkRows).
   std::vector<torch::Tensor> parts(static_cast<size_t>(chunks));
@@ -196,8 +207,8 @@ torch::Tensor Attack::inRowChunks(ClassifierImpl& model, const torch::Tensor& x,
 Attack::LossGrad Attack::lossOnly(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target) {
   torch::NoGradGuard noGrad;
   LossGrad out;
-  out.logits = model.forward(xadv);
-  out.loss = loss_ == AttackLoss::kDlr ? dlrLoss(out.logits, y, target) : ceLoss(out.logits, y, target);
+  out.logits = loss_->outputs(model, xadv);
+  out.loss = (*loss_)(out.logits, y, target);
   return out;
 }
 
@@ -213,6 +224,7 @@ torch::Tensor Attack::success(const torch::Tensor& logits, const torch::Tensor& 
 
 torch::Tensor Attack::randomStart(const torch::Tensor& x) {
   const double eps = options_.eps;
+  if (options_.startSigma > 0) return x + options_.startSigma * randNormal(x.sizes(), gen_, x.device());
   if (options_.norm == Norm::kLinf) {
     auto noise = (randUniform(x.sizes(), gen_, x.device()) * 2.0 - 1.0) * eps;
     return project(x + noise, x);

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -39,6 +40,7 @@ struct AttackOptions {
   double stepSize = 0.0;        ///< pgd: absolute step; 0 means relStepSize * eps
   double relStepSize = 0.0;     ///< pgd: step relative to eps; 0 means 2.5 / steps (Madry et al.)
   bool randomStart = true;      ///< pgd: uniform in the Linf box / in the L2 ball
+  double startSigma = 0.0;      ///< pgd: > 0 starts at x + startSigma * N(0, 1) instead (TRADES: 0.001)
   int64_t restarts = 1;         ///< pgd, apgd: worst case per example over restarts
   bool earlyStop = true;        ///< pgd: stop stepping examples already fooled
   bool lastIterate = false;     ///< pgd: return the last iterate (adversarial training), no per-example best
@@ -93,15 +95,24 @@ class Attack {
   }
   /// The targets used by the last targeted perturb call.
   const torch::Tensor& lastTargets() const { return lastTargets_; }
+  /// The loss the attack ascends (cross-entropy unless the attack or its caller chose another). A loss
+  /// that is not perExample() needs an attack that runsWholeBatches(); perturb says so otherwise.
+  void setLoss(std::shared_ptr<AttackLoss> loss) { loss_ = std::move(loss); }
+  const AttackLoss& loss() const { return *loss_; }
+  /// Whether run() scores every batch it is handed whole (no restarts, early stopping or row subsets).
+  virtual bool runsWholeBatches() const { return false; }
+  /// Draw the attack's random numbers (start, random targets) from `gen`, the caller's stream, instead
+  /// of the attack's own stream seeded by options().seed (a training objective's batch generator).
+  void shareGenerator(const at::Generator& gen) { gen_ = gen; }
 
  protected:
   /// One attack's algorithm. x is a private clone on the model's device, in eval mode, with
   /// parameter gradients switched off; `target` is defined iff the attack is targeted.
   virtual torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) = 0;
 
-  /// Per-example attack loss (`loss_`: CE on true labels or -CE on targets, or DLR), its input gradient
-  /// and logits.
-  /// The loss is summed over the batch, so each example's gradient is independent of the batch.
+  /// The attack loss (`loss_`) per example, its input gradient and the outputs it scored (logits).
+  /// The loss is summed over the batch, so each example's gradient is independent of the batch when the
+  /// loss is perExample().
   struct LossGrad {
     torch::Tensor loss, grad, logits;
   };
@@ -153,7 +164,8 @@ class Attack {
     LinfBox previous_;
     torch::Tensor previousOf_;
   };
-  /// A uniform random point of the eps-ball (Linf: the box; L2: the ball, radius eps * u^(1/d)), clipped.
+  /// A uniform random point of the eps-ball (Linf: the box; L2: the ball, radius eps * u^(1/d)), clipped;
+  /// with options().startSigma > 0, x + startSigma * N(0, 1) instead, unprojected (TRADES' start).
   torch::Tensor randomStart(const torch::Tensor& x);
   torch::Tensor ascentDirection(const torch::Tensor& grad) const { return steepestAscent(grad, options_.norm); }
 
@@ -166,7 +178,7 @@ class Attack {
 
   AttackOptions options_;
   ProgressHook progressHook_;
-  AttackLoss loss_ = AttackLoss::kCrossEntropy;  ///< what lossAndGrad and lossOnly compute
+  std::shared_ptr<AttackLoss> loss_ = crossEntropyLoss();  ///< what lossAndGrad and lossOnly compute
   AttackStats stats_;        ///< updated under statsMutex_ (lossAndGrad may run in several row chunks at once)
   std::mutex statsMutex_;
   torch::Tensor zeroGrads_;  ///< running count on the model's device, read once per perturb (no sync per step)

@@ -25,7 +25,7 @@ std::vector<AttackEntry>& entries() {
       {"pgd", {}, "projected gradient descent, random start, restarts (Madry et al. 2018)", factory<Pgd>()},
       {"apgd-ce", {"apgd"}, "AutoAttack's step-size-free PGD on cross-entropy (Croce & Hein 2020)", factory<Apgd>()},
       {"apgd-dlr", {}, "APGD on the DLR loss, scale-invariant (Croce & Hein 2020); needs 3+ classes",
-       [](const AttackOptions& o) { return std::make_unique<Apgd>(o, AttackLoss::kDlr); }, 3},
+       [](const AttackOptions& o) { return std::make_unique<Apgd>(o, dlrAttackLoss()); }, 3},
       {"apgd-t", {}, "AutoAttack's targeted APGD-DLR over the most likely wrong classes; needs 4+ classes", factory<ApgdT>(), 4},
       {"fab-t", {}, "AutoAttack's targeted FAB: minimum-norm steps to the most likely wrong classes' boundaries (Croce & Hein 2020)",
        [](const AttackOptions& o) { return std::make_unique<Fab>(o, true); }},

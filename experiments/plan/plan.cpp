@@ -49,6 +49,14 @@ std::string commonKey(const Config& c, const std::string& device) {
   return key + dataToToml(c.data) + c.model.backboneKey();
 }
 
+/// A stage's part of a unit key. TRADES and the L2 adversarial contrastive view run in Pgd's loop: the
+/// TRADES step projects onto the ulp-exact box and its L2 step adds as the attacks do, the L2 view
+/// starts uniformly in the ball; units computed before that are not reused (other stages' keys unchanged).
+std::string stageKey(const std::string& section, const StageConfig& s) {
+  const bool moved = s.objective == "trades" || (s.mode == "adv-contrastive" && s.adversary.norm == Norm::kL2);
+  return stageToToml(section, s) + (moved ? "training_attack = pgd-loop-1\n" : "");
+}
+
 StageConfig effectiveFinetune(const Config& c, const ArmConfig& a) {
   StageConfig s = c.finetune;
   if (!a.objective.empty()) s.objective = a.objective;
@@ -72,7 +80,7 @@ void planPretrainings(Plan& p, const std::string& key) {
       for (const auto& [n, v] : variants)
         if (n == arm.pretrain) u.stage = v;
       u.seed = seed;
-      u.hash = stableHash(key + stageToToml("pretrain", u.stage) + "seed=" + std::to_string(seed));
+      u.hash = stableHash(key + stageKey("pretrain", u.stage) + "seed=" + std::to_string(seed));
       u.path = p.cacheDir + "/pretrain-" + u.name + "-" + u.hash + ".h5";
       p.units.push_back(u);
     }
@@ -93,7 +101,7 @@ void planArms(Plan& p, const std::string& key) {
       for (size_t i = 0; i < pretrainings; ++i)
         if (p.units[i].name == arm.pretrain && p.units[i].seed == seed) u.pretrain = static_cast<int64_t>(i);
       const std::string pre = u.pretrain >= 0 ? p.units[static_cast<size_t>(u.pretrain)].hash : arm.pretrain == kScriptWeights ? std::string("torchscript-weights") : std::string("none");
-      u.hash = stableHash(key + stageToToml("finetune", u.stage) + attackToToml(c.attack) + "pretrain=" + pre + "\nseed=" + std::to_string(seed));
+      u.hash = stableHash(key + stageKey("finetune", u.stage) + attackToToml(c.attack) + "pretrain=" + pre + "\nseed=" + std::to_string(seed));
       u.path = p.unitsDir + "/" + arm.name + "-seed" + std::to_string(seed) + "-" + u.hash + ".h5";
       p.units.push_back(u);
     }

@@ -1,12 +1,10 @@
 #include "framework/training/adversarial_training.h"
 
 #include "attacks/pgd.h"
-#include "framework/runtime/runtime.h"
 
-#include <torch/autograd.h>
 #include <torch/nn/functional/loss.h>
-#include <torch/utils.h>
 
+#include <memory>
 #include <stdexcept>
 
 namespace robustlab {
@@ -26,38 +24,22 @@ BatchOutput PgdTrainingObjective::batch(ClassifierImpl& model, const torch::Tens
   return crossEntropyStep(model, attack_->perturb(model, x, y), y);
 }
 
-TradesObjective::TradesObjective(AttackOptions attack, double beta) : options_(attack), beta_(beta) {
-  options_.validate();
+TradesObjective::TradesObjective(AttackOptions attack, double beta) : beta_(beta) {
   if (!(beta >= 0)) throw std::invalid_argument("trades_beta: must be >= 0");
+  // TRADES' inner maximisation (Zhang et al.'s code): from x + 0.001 * N(0, 1), `steps` steps on the KL
+  // to the clean prediction, the last iterate; the same loop and guards as PGD-AT, another loss.
+  attack.earlyStop = false;
+  attack.lastIterate = true;
+  attack.countZeroGradients = false;
+  attack.randomStart = true;
+  attack.startSigma = 0.001;
+  attack_ = std::make_unique<Pgd>(attack);
+  attack_->setLoss(std::make_shared<KlToCleanLoss>());
 }
 
 BatchOutput TradesObjective::batch(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, at::Generator& gen) {
-  const double eps = options_.eps, alpha = options_.effectiveStepSize();
-  const auto klSum = F::KLDivFuncOptions().reduction(torch::kSum);
-  torch::Tensor xadv;
-  {
-    EvalModeGuard evalMode(model);
-    FrozenParamsGuard frozen(model);
-    torch::Tensor pClean;
-    {
-      torch::NoGradGuard noGrad;
-      pClean = torch::softmax(model.forward(x), 1);
-    }
-    xadv = x + 0.001 * randNormal(x.sizes(), gen, x.device());
-    for (int64_t s = 0; s < options_.steps; ++s) {
-      auto xin = xadv.detach().requires_grad_(true);
-      auto kl = F::kl_div(torch::log_softmax(model.forward(xin), 1), pClean, klSum);
-      auto g = torch::autograd::grad({kl}, {xin})[0];
-      if (options_.norm == Norm::kLinf) {
-        // Plain clamp, not projectToBall's ulp-exact box: switching changes TRADES training runs.
-        xadv = xadv.detach() + alpha * g.sign();
-        xadv = torch::min(torch::max(xadv, x - eps), x + eps).clamp(options_.lo, options_.hi);
-      } else {
-        xadv = projectToBall(xadv.detach() + alpha * steepestAscent(g, Norm::kL2), x, Norm::kL2, eps, options_.lo, options_.hi);
-      }
-    }
-    xadv = xadv.detach();
-  }
+  attack_->shareGenerator(gen);  // the start's noise comes from the batch's stream, as before
+  const auto xadv = attack_->perturb(model, x, y);
   auto logits = model.forward(x);
   auto advLogSoftmax = torch::log_softmax(model.forward(xadv), 1);
   BatchOutput out;

@@ -21,7 +21,8 @@ class PgdTrainingObjective : public TrainingObjective {
 };
 
 /// TRADES (Zhang et al., ICML 2019): CE(f(x), y) + beta * KL(f(x) || f(x')), where x' maximises the
-/// KL term inside the eps-ball (started at x + 0.001 * N(0,1), `steps` steps of size step_size).
+/// KL term inside the eps-ball: Pgd's last-iterate loop on KlToCleanLoss, started at x + 0.001 * N(0,1)
+/// drawn from the batch's generator, `steps` steps of size step_size.
 class TradesObjective : public TrainingObjective {
  public:
   TradesObjective(AttackOptions attack, double beta);
@@ -29,7 +30,7 @@ class TradesObjective : public TrainingObjective {
   BatchOutput batch(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, at::Generator& gen) override;
 
  private:
-  AttackOptions options_;
+  std::unique_ptr<Attack> attack_;
   double beta_;
 };
 

@@ -1,9 +1,8 @@
 #include "framework/training/contrastive.h"
 
+#include "attacks/pgd.h"
 #include "framework/models/model.h"
-#include "framework/runtime/runtime.h"
 
-#include <torch/autograd.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/functional/normalization.h>
 #include <torch/nn/modules/activation.h>
@@ -87,26 +86,45 @@ ContrastiveObjective::ContrastiveObjective(ClassifierImpl& model, ContrastiveOpt
   }
 }
 
+/// The contrastive loss as an attack loss: NT-Xent of the projections of the attacked view against the
+/// goal (the other view's projections, set per batch). It couples the rows, so whole batches only.
+class ContrastiveViewLoss : public AttackLoss {
+ public:
+  ContrastiveViewLoss(ContrastiveObjective& objective, double temperature) : objective_(objective), temperature_(temperature) {}
+  std::string name() const override { return "nt-xent"; }
+  torch::Tensor outputs(ClassifierImpl& model, const torch::Tensor& x) const override { return objective_.project(model, x); }
+  torch::Tensor operator()(const torch::Tensor& z, const torch::Tensor&, const torch::Tensor&) const override {
+    return ntXentLoss(z, goal_, temperature_);
+  }
+  bool perExample() const override { return false; }
+  std::vector<torch::nn::Module*> modules() const override { return {objective_.projector().get()}; }
+  void setGoal(const torch::Tensor& goal) { goal_ = goal; }
+
+ private:
+  ContrastiveObjective& objective_;
+  double temperature_;
+  torch::Tensor goal_;
+};
+
 torch::Tensor ContrastiveObjective::adversarialView(ClassifierImpl& model, const torch::Tensor& v1, const torch::Tensor& target,
                                                     at::Generator& gen) {
-  const auto& a = options_.adversary;
-  const double alpha = a.effectiveStepSize();
-  // Validation scores the objective under NoGradGuard; the attack needs input gradients regardless.
-  torch::AutoGradMode gradOn(true);
-  EvalModeGuard evalMode(model);
-  FrozenParamsGuard frozen(model);
-  FrozenParamsGuard frozenHead(*projector_);
-  const auto goal = target.detach();
-  auto xadv = v1 + (randUniform(v1.sizes(), gen, v1.device()) * 2 - 1) * a.eps;
-  if (a.norm == Norm::kL2) xadv = v1 + steepestAscent(randNormal(v1.sizes(), gen, v1.device()), Norm::kL2) * a.eps * 0.5;
-  xadv = projectToBall(xadv, v1, a.norm, a.eps, a.lo, a.hi);
-  for (int64_t s = 0; s < a.steps; ++s) {
-    auto xin = xadv.detach().requires_grad_(true);
-    const auto loss = ntXentLoss(project(model, xin), goal, options_.temperature);
-    const auto g = torch::autograd::grad({loss}, {xin})[0];
-    xadv = projectToBall(xadv.detach() + alpha * steepestAscent(g, a.norm), v1, a.norm, a.eps, a.lo, a.hi);
+  if (!adversary_) {
+    // PGD on the contrastive loss: a random start in the ball, `steps` steps, the last iterate, through
+    // the attack interface (eval mode, parameters and projection head frozen).
+    AttackOptions a = options_.adversary;
+    a.earlyStop = false;
+    a.lastIterate = true;
+    a.countZeroGradients = false;
+    a.randomStart = true;
+    viewLoss_ = std::make_shared<ContrastiveViewLoss>(*this, options_.temperature);
+    adversary_ = std::make_unique<Pgd>(a);
+    adversary_->setLoss(viewLoss_);
   }
-  return xadv.detach();
+  viewLoss_->setGoal(target.detach());
+  adversary_->shareGenerator(gen);
+  // Labels are never read; the interface wants one per input.
+  const auto unused = torch::zeros({v1.size(0)}, torch::TensorOptions().dtype(torch::kInt64).device(v1.device()));
+  return adversary_->perturb(model, v1, unused);
 }
 
 BatchOutput ContrastiveObjective::batch(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor&, at::Generator& gen) {

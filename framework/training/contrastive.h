@@ -52,10 +52,12 @@ class DualBatchNormStats {
   bool swapped_ = false;
 };
 
+class ContrastiveViewLoss;
+
 /// SimCLR, or with `adversarial` the adversarial contrastive objective: loss = NT-Xent(view1, view2)
-/// + NT-Xent(adversarial view1, view2), the adversarial view being PGD from view 1 (random start,
-/// `adversary.steps` steps) that maximises NT-Xent against the clean view 2, in eval mode with the
-/// parameters frozen, as every attack here runs. With dual BatchNorm the adversarial view's passes use
+/// + NT-Xent(adversarial view1, view2), the adversarial view being PGD from view 1 (uniform random start
+/// in the ball, `adversary.steps` steps, Pgd's last-iterate loop on the contrastive loss) that maximises
+/// NT-Xent against the clean view 2, in eval mode with the parameters frozen, as every attack here runs. With dual BatchNorm the adversarial view's passes use
 /// and update their own statistics, and the model keeps those after pre-training (ACL fine-tunes from
 /// the adversarial branch).
 class ContrastiveObjective : public TrainingObjective {
@@ -75,11 +77,14 @@ class ContrastiveObjective : public TrainingObjective {
   /// The adversarial view of `v1` against the projections `target` (no gradient to the parameters).
   torch::Tensor adversarialView(ClassifierImpl& model, const torch::Tensor& v1, const torch::Tensor& target, at::Generator& gen);
   torch::Tensor project(ClassifierImpl& model, const torch::Tensor& x) { return projector_->forward(model.features(x)); }
+  torch::nn::Sequential& projector() { return projector_; }
 
  private:
   ContrastiveOptions options_;
   torch::nn::Sequential projector_{nullptr};
   std::unique_ptr<DualBatchNormStats> dual_;
+  std::shared_ptr<ContrastiveViewLoss> viewLoss_;        ///< the adversary's loss (contrastive.cpp)
+  std::unique_ptr<Attack> adversary_;                   ///< PGD on it, made at the first adversarial view
 };
 
 }  // namespace robustlab
