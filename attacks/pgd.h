@@ -11,6 +11,8 @@
 
 namespace robustlab {
 
+struct BestIterate;
+
 class Pgd : public Attack {
  public:
   explicit Pgd(AttackOptions options) : Attack(options) {}
@@ -21,6 +23,10 @@ class Pgd : public Attack {
   torch::Tensor run(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target) override;
 
  private:
+  /// One restart on the rows `idx` of the batch (those no earlier restart fooled), keeping each row's
+  /// best iterate in `best`.
+  void restartOn(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target, const torch::Tensor& idx,
+                 BestIterate& best);
   /// The lastIterate loop.
   torch::Tensor lastIterate(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& target);
 };

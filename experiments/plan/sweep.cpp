@@ -243,14 +243,17 @@ int runSweepLocal(const Sweep& s, int jobs, int threads, const std::string& bina
   return runProcesses(tasks, jobs, o);
 }
 
-std::string collectSweep(const Sweep& s) {
-  std::vector<const SweepPoint*> done;
-  for (const auto& p : s.points)
-    if (pointDone(p)) done.push_back(&p);
-  if (done.empty()) throw std::runtime_error(s.dir + ": no finished points to collect");
-  // Headline metrics: per arm, clean accuracy and worst-case robust accuracy at each eps > 0.
+namespace {
+
+/// The headline metrics of the finished points: per arm, clean accuracy and worst-case robust accuracy
+/// at each eps > 0; the same columns for every point.
+struct Headlines {
   std::vector<std::string> columns;
-  std::vector<std::vector<double>> rows;
+  std::vector<std::vector<double>> rows;  ///< one per finished point, in order
+};
+
+Headlines readHeadlines(const std::vector<const SweepPoint*>& done) {
+  Headlines h;
   for (const auto* p : done) {
     H5File f(p->resultPath, H5File::Mode::kRead);
     std::vector<std::string> cols;
@@ -269,52 +272,65 @@ std::string collectSweep(const Sweep& s) {
         row.push_back(worst[e].item<double>());
       }
     }
-    if (columns.empty()) columns = cols;
-    if (cols != columns) throw std::runtime_error(p->resultPath + ": its arms or eps grid differ from the other points'; cannot tabulate");
-    rows.push_back(row);
+    if (h.columns.empty()) h.columns = cols;
+    if (cols != h.columns) throw std::runtime_error(p->resultPath + ": its arms or eps grid differ from the other points'; cannot tabulate");
+    h.rows.push_back(row);
   }
+  return h;
+}
+
+void writeSweepTable(H5File& f, const Sweep& s, const std::vector<const SweepPoint*>& done, const Headlines& h) {
+  f.setAttr("/", "format", std::string("robustlab-sweep-1"));
+  f.setAttr("/", "name", s.name);
+  f.setAttr("/", "source_config", s.sourceFile);
+  f.writeStrings("/table/param_keys", s.keys);
+  f.writeStrings("/table/columns", h.columns);
+  auto values = torch::zeros({static_cast<int64_t>(h.rows.size()), static_cast<int64_t>(h.columns.size())}, torch::kFloat64);
+  std::vector<int64_t> indices;
+  for (size_t i = 0; i < h.rows.size(); ++i) {
+    for (size_t k = 0; k < h.columns.size(); ++k) values[static_cast<int64_t>(i)][static_cast<int64_t>(k)] = h.rows[i][k];
+    indices.push_back(done[i]->index);
+  }
+  f.writeTensor("/table/values", values);
+  f.writeTensor("/table/point", torch::tensor(indices, torch::kInt64));
+  for (size_t k = 0; k < s.keys.size(); ++k) {
+    std::vector<std::string> col;
+    for (const auto* p : done)
+      for (const auto& [key, v] : p->params)
+        if (key == s.keys[k]) col.push_back(v);
+    f.writeStrings("/table/param_" + std::to_string(k), col);
+  }
+  for (const auto* p : done) {
+    H5File src(p->resultPath, H5File::Mode::kRead);
+    const std::string g = "/points/" + std::to_string(p->index);
+    f.copyFrom(src, "/summary", g + "/summary");
+    if (src.has("/comparisons")) f.copyFrom(src, "/comparisons", g + "/comparisons");
+    f.setAttr(g, "params", describe(p->params));
+    f.setAttr(g, "result", p->resultPath);
+    f.setAttr(g, "config_hash", p->hash);
+  }
+}
+
+}  // namespace
+
+std::string collectSweep(const Sweep& s) {
+  std::vector<const SweepPoint*> done;
+  for (const auto& p : s.points)
+    if (pointDone(p)) done.push_back(&p);
+  if (done.empty()) throw std::runtime_error(s.dir + ": no finished points to collect");
+  const Headlines h = readHeadlines(done);
   const std::string out = s.dir + "/sweep.h5";
-  writeH5Atomically(out, [&](H5File& f) {
-    f.setAttr("/", "format", std::string("robustlab-sweep-1"));
-    f.setAttr("/", "name", s.name);
-    f.setAttr("/", "source_config", s.sourceFile);
-    f.writeStrings("/table/param_keys", s.keys);
-    f.writeStrings("/table/columns", columns);
-    auto values = torch::zeros({static_cast<int64_t>(rows.size()), static_cast<int64_t>(columns.size())}, torch::kFloat64);
-    std::vector<int64_t> indices;
-    for (size_t i = 0; i < rows.size(); ++i) {
-      for (size_t k = 0; k < columns.size(); ++k) values[static_cast<int64_t>(i)][static_cast<int64_t>(k)] = rows[i][k];
-      indices.push_back(done[i]->index);
-    }
-    f.writeTensor("/table/values", values);
-    f.writeTensor("/table/point", torch::tensor(indices, torch::kInt64));
-    for (size_t k = 0; k < s.keys.size(); ++k) {
-      std::vector<std::string> col;
-      for (const auto* p : done)
-        for (const auto& [key, v] : p->params)
-          if (key == s.keys[k]) col.push_back(v);
-      f.writeStrings("/table/param_" + std::to_string(k), col);
-    }
-    for (const auto* p : done) {
-      H5File src(p->resultPath, H5File::Mode::kRead);
-      const std::string g = "/points/" + std::to_string(p->index);
-      f.copyFrom(src, "/summary", g + "/summary");
-      if (src.has("/comparisons")) f.copyFrom(src, "/comparisons", g + "/comparisons");
-      f.setAttr(g, "params", describe(p->params));
-      f.setAttr(g, "result", p->resultPath);
-      f.setAttr(g, "config_hash", p->hash);
-    }
-  });
+  writeH5Atomically(out, [&](H5File& f) { writeSweepTable(f, s, done, h); });
   std::ostringstream os;
   os << "sweep '" << s.name << "': " << done.size() << " of " << s.points.size() << " points (accuracy %, mean over seeds) -> " << out << "\n";
   os << "point";
   for (const auto& k : s.keys) os << "\t" << k;
-  for (const auto& c : columns) os << "\t" << c;
+  for (const auto& c : h.columns) os << "\t" << c;
   os << "\n";
-  for (size_t i = 0; i < rows.size(); ++i) {
+  for (size_t i = 0; i < h.rows.size(); ++i) {
     os << done[i]->index;
     for (const auto& [k, v] : done[i]->params) os << "\t" << v;
-    for (double v : rows[i]) {
+    for (double v : h.rows[i]) {
       char buf[32];
       std::snprintf(buf, sizeof buf, "\t%.2f", 100.0 * v);
       os << buf;

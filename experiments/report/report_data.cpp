@@ -128,6 +128,35 @@ ComparisonReport readComparison(Reader& rd, const ReportData& d, const std::stri
   return c;
 }
 
+/// One arm's summary, training history, sanity checks, gallery and per-seed numbers.
+ArmReport readArm(Reader& rd, ReportData& d, const ArmConfig& arm) {
+  H5File& f = rd.file();
+  ArmReport a;
+  a.name = arm.name;
+  const std::string s = "/summary/" + arm.name;
+  rd.need(s);
+  a.nSeeds = f.attrInt(s, "n_seeds");
+  a.clean = rd.series(s + "/clean_accuracy");
+  a.worst = rd.series(s + "/worst_accuracy");
+  rd.need(s + "/attacks");
+  for (const auto& attack : f.children(s + "/attacks")) a.perAttack[attack] = rd.series(s + "/attacks/" + attack + "/robust_accuracy");
+  const std::string unit = "/arms/" + arm.name + "/seed_" + std::to_string(d.seeds.front());
+  rd.need(unit);
+  a.pretrain = f.attrString(unit, "pretrain");
+  if (f.hasAttr(unit, "initialisation")) a.initialisation = f.attrString(unit, "initialisation");
+  a.objective = f.attrString(unit, "objective");
+  a.mode = f.attrString(unit, "mode");
+  a.perClass = f.attrInt(unit, "per_class");
+  a.trainEpoch = rd.vec(unit + "/train/epoch");
+  a.trainLoss = rd.vec(unit + "/train/loss");
+  a.trainValAccuracy = rd.vec(unit + "/train/val_accuracy");
+  readSanity(rd, d, arm.name);
+  readGallery(rd, d, arm.name, unit + "/eval");
+  readSeeds(rd, d, a);
+  d.testImages = f.attrInt(unit + "/eval", "n_examples");
+  return a;
+}
+
 }  // namespace
 
 const ArmReport& ReportData::arm(const std::string& name) const {
@@ -166,32 +195,7 @@ ReportData readReportData(const std::string& path) {
   d.norm = normName(c.attack.options.norm);
   rd.need("/arms");
   rd.need("/summary");
-  for (const auto& arm : c.runArms()) {
-    ArmReport a;
-    a.name = arm.name;
-    const std::string s = "/summary/" + arm.name;
-    rd.need(s);
-    a.nSeeds = f.attrInt(s, "n_seeds");
-    a.clean = rd.series(s + "/clean_accuracy");
-    a.worst = rd.series(s + "/worst_accuracy");
-    rd.need(s + "/attacks");
-    for (const auto& attack : f.children(s + "/attacks")) a.perAttack[attack] = rd.series(s + "/attacks/" + attack + "/robust_accuracy");
-    const std::string unit = "/arms/" + arm.name + "/seed_" + std::to_string(d.seeds.front());
-    rd.need(unit);
-    a.pretrain = f.attrString(unit, "pretrain");
-    if (f.hasAttr(unit, "initialisation")) a.initialisation = f.attrString(unit, "initialisation");
-    a.objective = f.attrString(unit, "objective");
-    a.mode = f.attrString(unit, "mode");
-    a.perClass = f.attrInt(unit, "per_class");
-    a.trainEpoch = rd.vec(unit + "/train/epoch");
-    a.trainLoss = rd.vec(unit + "/train/loss");
-    a.trainValAccuracy = rd.vec(unit + "/train/val_accuracy");
-    readSanity(rd, d, arm.name);
-    readGallery(rd, d, arm.name, unit + "/eval");
-    readSeeds(rd, d, a);
-    d.testImages = f.attrInt(unit + "/eval", "n_examples");
-    d.arms.push_back(std::move(a));
-  }
+  for (const auto& arm : c.runArms()) d.arms.push_back(readArm(rd, d, arm));
   d.attacks = c.attack.attacks;
   for (const auto& arm : c.runArms())
     if (!arm.baseline.empty()) d.comparisons.push_back(readComparison(rd, d, arm.name, arm.baseline));
