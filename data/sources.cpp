@@ -51,45 +51,76 @@ std::string mnistDirectory() {
   return "data/cache/mnist";
 }
 
-std::vector<std::string> dataSourceNames() { return {"fashion-mnist", "mnist", "idx", "hdf5", "cifar10", "cifar100", "cifar100-coarse"}; }
-
 namespace {
 
-Dataset readSplit(const DataSourceSpec& spec, const std::string& split) {
-  if (spec.source == "fashion-mnist") {
-    Dataset ds = loadIdxDirectory(spec.dir.empty() ? kFashionMnistDir : spec.dir, split);
-    ds.name = "fashion-mnist:" + split;
-    return ds;
-  }
-  if (spec.source == "mnist") {
-    const std::string dir = spec.dir.empty() ? mnistDirectory() : spec.dir;
-    if (!fs::is_directory(dir))
-      throw std::runtime_error(dir + ": MNIST digits not found; run data/fetch_mnist.sh first");
-    Dataset ds = loadIdxDirectory(dir, split);
-    ds.name = "mnist:" + split;
-    return ds;
-  }
-  if (spec.source == "idx") {
-    if (spec.dir.empty()) throw std::invalid_argument("data.dir: required when data.source = \"idx\"");
-    return loadIdxDirectory(spec.dir, split);
-  }
-  if (spec.source == "hdf5") {
-    const std::string& file = split == "train" ? spec.trainFile : spec.testFile;
-    if (file.empty())
-      throw std::invalid_argument(std::string("data.") + (split == "train" ? "train_file" : "test_file") +
-                                  ": required when data.source = \"hdf5\"");
-    return loadHdf5Dataset(file);
-  }
-  if (spec.source == "cifar10" || spec.source == "cifar100" || spec.source == "cifar100-coarse") {
+Dataset readFashionMnist(const DataSourceSpec& spec, const std::string& split) {
+  Dataset ds = loadIdxDirectory(spec.dir.empty() ? kFashionMnistDir : spec.dir, split);
+  ds.name = "fashion-mnist:" + split;
+  return ds;
+}
+
+Dataset readMnist(const DataSourceSpec& spec, const std::string& split) {
+  const std::string dir = spec.dir.empty() ? mnistDirectory() : spec.dir;
+  if (!fs::is_directory(dir)) throw std::runtime_error(dir + ": MNIST digits not found; run data/fetch_mnist.sh first");
+  Dataset ds = loadIdxDirectory(dir, split);
+  ds.name = "mnist:" + split;
+  return ds;
+}
+
+Dataset readIdxSource(const DataSourceSpec& spec, const std::string& split) {
+  if (spec.dir.empty()) throw std::invalid_argument("data.dir: required when data.source = \"idx\"");
+  return loadIdxDirectory(spec.dir, split);
+}
+
+Dataset readHdf5Source(const DataSourceSpec& spec, const std::string& split) {
+  const std::string& file = split == "train" ? spec.trainFile : spec.testFile;
+  if (file.empty())
+    throw std::invalid_argument(std::string("data.") + (split == "train" ? "train_file" : "test_file") + ": required when data.source = \"hdf5\"");
+  return loadHdf5Dataset(file);
+}
+
+/// CIFAR-10, CIFAR-100 (fine labels) or CIFAR-100 with its 20 coarse labels.
+DataSourceReader cifarReader(bool hundred, bool coarse) {
+  return [hundred, coarse](const DataSourceSpec& spec, const std::string& split) {
     if (spec.dir.empty())
       throw std::invalid_argument("data.dir: required when data.source = \"" + spec.source +
                                   "\" (the folder of the binary version from https://www.cs.toronto.edu/~kriz/cifar.html)");
-    return loadCifar(spec.dir, split, spec.source != "cifar10", spec.source == "cifar100-coarse");
-  }
-  throw std::invalid_argument("data.source: unknown source '" + spec.source + "', expected one of fashion-mnist, mnist, idx, hdf5, cifar10, cifar100, cifar100-coarse");
+    return loadCifar(spec.dir, split, hundred, coarse);
+  };
+}
+
+/// The built-in sources: one line each.
+std::vector<std::pair<std::string, DataSourceReader>>& sources() {
+  static std::vector<std::pair<std::string, DataSourceReader>> s{
+      {"fashion-mnist", readFashionMnist},          {"mnist", readMnist},
+      {"idx", readIdxSource},                       {"hdf5", readHdf5Source},
+      {"cifar10", cifarReader(false, false)},       {"cifar100", cifarReader(true, false)},
+      {"cifar100-coarse", cifarReader(true, true)},
+  };
+  return s;
+}
+
+Dataset readSplit(const DataSourceSpec& spec, const std::string& split) {
+  for (const auto& [name, read] : sources())
+    if (name == spec.source) return read(spec, split);
+  std::string names;
+  for (const auto& n : dataSourceNames()) names += (names.empty() ? "" : ", ") + n;
+  throw std::invalid_argument("data.source: unknown source '" + spec.source + "', expected one of " + names);
 }
 
 }  // namespace
+
+std::vector<std::string> dataSourceNames() {
+  std::vector<std::string> out;
+  for (const auto& [name, read] : sources()) out.push_back(name);
+  return out;
+}
+
+DataSourceRegistration::DataSourceRegistration(const std::string& name, DataSourceReader read) {
+  for (const auto& [n, r] : sources())
+    if (n == name) throw std::logic_error("data source '" + name + "' registered twice");
+  sources().emplace_back(name, std::move(read));
+}
 
 Dataset loadSplit(const DataSourceSpec& spec, const std::string& split) {
   Dataset ds = readSplit(spec, split);

@@ -3,6 +3,7 @@
 // like MNIST, robustlab's HDF5 dataset files, and CIFAR-10/100 in their binary version (data/cifar.h).
 #include "data/dataset.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,9 +22,17 @@ struct DataSourceSpec {
   std::string testFile;                   ///< hdf5: test file
 };
 
-/// The sources loadSplit reads, as configs name them (data.source): a new source is a reader, one
-/// name here and one branch in loadSplit.
+/// Reads the "train" or "test" split of a source: N x C x H x W floats in [0,1], labels 0..k-1.
+using DataSourceReader = std::function<Dataset(const DataSourceSpec& spec, const std::string& split)>;
+
+/// The sources loadSplit reads, as configs name them (data.source), in registration order: a new
+/// source is a reader and one line in sources.cpp's table (or a DataSourceRegistration).
 std::vector<std::string> dataSourceNames();
+
+/// Registers a source from code outside data/ (a static object): its name becomes a valid data.source.
+struct DataSourceRegistration {
+  DataSourceRegistration(const std::string& name, DataSourceReader read);
+};
 
 /// Loads the train or test split of a source. Errors name the file or directory and what is wrong.
 Dataset loadSplit(const DataSourceSpec& spec, const std::string& split);

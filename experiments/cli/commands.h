@@ -12,5 +12,6 @@ int cmdConvert(int argc, char** argv);
 int cmdBench(int argc, char** argv);
 int cmdReport(int argc, char** argv);
 int cmdSweep(int argc, char** argv);
+int cmdConfig(int argc, char** argv);
 
 }  // namespace robustlab

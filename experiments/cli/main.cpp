@@ -34,6 +34,7 @@ const Command kCommands[] = {
     {"convert", robustlab::cmdConvert, "convert an IDX dataset directory to robustlab's HDF5 dataset format"},
     {"report", robustlab::cmdReport, "turn an experiment's results into report.html and report.md"},
     {"bench", robustlab::cmdBench, "measure training and PGD throughput"},
+    {"config", robustlab::cmdConfig, "print the configuration reference: every key, type, default and meaning"},
 };
 
 /// On a crash: one line naming the signal, the faulting address and the instruction (with the shared

@@ -101,6 +101,7 @@ RandomParam readRandomParam(const std::string& key, const toml::node& v, TomlRea
   p.low = pr.real("low", 0.0);
   p.high = pr.real("high", 1.0);
   p.integer = pr.boolean("integer", false);
+  pr.describe("values", "list of values", "[]");
   if (const auto* vals = pr.raw("values")) {
     if (!vals->is_array() || vals->as_array()->empty()) pr.fail("values", "choice needs a non-empty list of values");
     for (const auto& e : *vals->as_array()) p.values.push_back(tomlText(e));
@@ -171,6 +172,8 @@ std::vector<Params> expandPoints(const SweepSpec& sp) {
 }
 
 }  // namespace
+
+void checkSweepTable(const toml::table& sweepTable, const std::string& what) { readSweepSpec(sweepTable, what); }
 
 Sweep planSweep(const std::string& path, const std::vector<std::string>& overrides, const std::string& dirOverride) {
   toml::table table = parseTomlFile(path);

@@ -17,6 +17,8 @@
 #include "experiments/plan/executor.h"
 #include "framework/config/config.h"
 
+#include <toml++/toml.h>
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +42,10 @@ struct Sweep {
 /// writes each point's resolved config to <dir>/configs/<hash>.toml. Errors (a key the config does
 /// not have, an empty list, a bad distribution) are ConfigError naming the file and the sweep key.
 /// `dir` (when not empty) replaces [sweep].dir.
+/// Reads and validates a [sweep] table (errors name `what`) without planning anything; the
+/// configuration reference records its keys this way.
+void checkSweepTable(const toml::table& sweepTable, const std::string& what);
+
 Sweep planSweep(const std::string& path, const std::vector<std::string>& overrides, const std::string& dir = "");
 
 /// "key=value, key=value" of a point's parameters.

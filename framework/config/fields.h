@@ -65,6 +65,8 @@ template <class T>
 Field<T> countOrAll(std::string key, int64_t& (*ref)(T&), int64_t lo, int64_t hi) {
   return {key,
           [=](TomlReader& r, T& v) {
+            const int64_t def = ref(v);
+            r.describe(key, "integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "] or \"all\"", def < 0 ? "\"all\"" : std::to_string(def));
             const toml::node* n = r.raw(key);
             if (!n) return;
             if (n->is_string() && n->as_string()->get() == "all") ref(v) = -1;

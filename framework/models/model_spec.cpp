@@ -135,6 +135,8 @@ namespace {
 /// `mean` and `std`: a number for every channel, or an array with one per channel (then the other
 /// may be one number, used for every channel).
 void readNormalisation(TomlReader& r, ModelSpec& s) {
+  r.describe("mean", "number, or a list of numbers (one per channel)", "0");
+  r.describe("std", "number > 0, or a list of numbers (one per channel)", "1");
   const toml::node* meanNode = r.raw("mean");
   const toml::node* stdNode = r.raw("std");
   const bool perChannel = (meanNode && meanNode->is_array()) || (stdNode && stdNode->is_array());

@@ -64,14 +64,69 @@ const toml::node* TomlReader::node(const std::string& key) {
   return table_.get(key);
 }
 
-std::string TomlReader::str(const std::string& key, const std::string& def) {
+namespace {
+
+thread_local KeyRecorder* liveRecorder = nullptr;
+
+std::string numberText(double v) {
+  std::ostringstream os;
+  os.precision(10);
+  os << v;
+  return os.str();
+}
+
+std::string quotedText(const std::string& v) {
+  if (v.find_first_of("\"\\") == std::string::npos && std::all_of(v.begin(), v.end(), [](char c) { return c >= ' '; })) return "\"" + v + "\"";
+  std::ostringstream os;
+  os << toml::value<std::string>(v);
+  return os.str();
+}
+
+template <class T, class F>
+std::string listText(const std::vector<T>& v, F item) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + item(v[i]);
+  return s + "]";
+}
+
+/// "integer", "integer >= 1", "integer in [0, 64]" (the bounds that are set).
+template <class T>
+std::string rangeText(const std::string& kind, T lo, T hi, T noLo, T noHi, std::string (*text)(T)) {
+  if (lo == noLo && hi == noHi) return kind;
+  if (hi == noHi) return kind + " >= " + text(lo);
+  if (lo == noLo) return kind + " <= " + text(hi);
+  return kind + " in [" + text(lo) + ", " + text(hi) + "]";
+}
+
+std::string intText(int64_t v) { return std::to_string(v); }
+std::string realText(double v) { return numberText(v); }
+
+}  // namespace
+
+KeyRecorder::KeyRecorder() : previous_(liveRecorder) { liveRecorder = this; }
+KeyRecorder::~KeyRecorder() { liveRecorder = previous_; }
+
+void KeyRecorder::note(const std::string& path, const std::string& type, const std::string& def) {
+  if (!liveRecorder) return;
+  for (const auto& k : liveRecorder->keys_)
+    if (k.path == path) return;
+  liveRecorder->keys_.push_back({path, type, def});
+}
+
+std::string TomlReader::text(const std::string& key, const std::string& def) {
   const auto* n = node(key);
   if (!n) return def;
   if (!n->is_string()) fail(key, "expected a string, got " + typeName(*n));
   return n->as_string()->get();
 }
 
+std::string TomlReader::str(const std::string& key, const std::string& def) {
+  describe(key, "string", quotedText(def));
+  return text(key, def);
+}
+
 int64_t TomlReader::integer(const std::string& key, int64_t def, int64_t lo, int64_t hi) {
+  describe(key, rangeText<int64_t>("integer", lo, hi, INT64_MIN, INT64_MAX, intText), std::to_string(def));
   const auto* n = node(key);
   if (!n) return def;
   if (!n->is_integer()) fail(key, "expected an integer, got " + typeName(*n));
@@ -137,6 +192,7 @@ std::string quoteBareFractions(const std::string& value) {
 }
 
 double TomlReader::real(const std::string& key, double def, double lo, double hi) {
+  describe(key, rangeText<double>("number", lo, hi, -1e300, 1e300, realText), numberText(def));
   const auto* n = node(key);
   if (!n) return def;
   double v = 0;
@@ -153,6 +209,7 @@ double TomlReader::real(const std::string& key, double def, double lo, double hi
 }
 
 bool TomlReader::boolean(const std::string& key, bool def) {
+  describe(key, "true or false", def ? "true" : "false");
   const auto* n = node(key);
   if (!n) return def;
   if (!n->is_boolean()) fail(key, "expected true or false, got " + typeName(*n));
@@ -160,6 +217,7 @@ bool TomlReader::boolean(const std::string& key, bool def) {
 }
 
 std::vector<int64_t> TomlReader::integers(const std::string& key, const std::vector<int64_t>& def) {
+  describe(key, "list of integers", listText(def, intText));
   const auto* n = node(key);
   if (!n) return def;
   if (!n->is_array()) fail(key, "expected an array of integers, got " + typeName(*n));
@@ -172,6 +230,7 @@ std::vector<int64_t> TomlReader::integers(const std::string& key, const std::vec
 }
 
 std::vector<double> TomlReader::reals(const std::string& key, const std::vector<double>& def) {
+  describe(key, "list of numbers", listText(def, realText));
   const auto* n = node(key);
   if (!n) return def;
   if (!n->is_array()) fail(key, "expected an array of numbers, got " + typeName(*n));
@@ -186,6 +245,7 @@ std::vector<double> TomlReader::reals(const std::string& key, const std::vector<
 }
 
 std::vector<std::string> TomlReader::strings(const std::string& key, const std::vector<std::string>& def) {
+  describe(key, "list of strings", listText(def, quotedText));
   const auto* n = node(key);
   if (!n) return def;
   if (!n->is_array()) fail(key, "expected an array of strings, got " + typeName(*n));
@@ -198,7 +258,10 @@ std::vector<std::string> TomlReader::strings(const std::string& key, const std::
 }
 
 std::string TomlReader::choice(const std::string& key, const std::string& def, const std::vector<std::string>& allowed) {
-  const std::string v = str(key, def);
+  std::string names;
+  for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
+  describe(key, "one of: " + names, quotedText(def));
+  const std::string v = text(key, def);
   for (const auto& a : allowed)
     if (a == v) return v;
   std::string list;

@@ -25,6 +25,29 @@ std::optional<double> numberFromText(const std::string& text);
 /// "[0, 8/255]" parses as [0, "8/255"], which numeric fields read as 8/255.
 std::string quoteBareFractions(const std::string& value);
 
+/// One key as a reader asked for it: its dotted path ("finetune.epochs", "arms[0].name"), what it
+/// takes and its default, as TOML writes it ("" when it has none).
+struct KeyRecord {
+  std::string path, type, def;
+};
+
+/// While one lives, every typed read of a TomlReader on this thread is recorded, once per path (the
+/// configuration reference is generated this way: reading a config records every key it can hold).
+class KeyRecorder {
+ public:
+  KeyRecorder();
+  ~KeyRecorder();
+  KeyRecorder(const KeyRecorder&) = delete;
+  KeyRecorder& operator=(const KeyRecorder&) = delete;
+  const std::vector<KeyRecord>& keys() const { return keys_; }
+  /// Records a key with the live recorder of this thread, if any.
+  static void note(const std::string& path, const std::string& type, const std::string& def);
+
+ private:
+  std::vector<KeyRecord> keys_;
+  KeyRecorder* previous_;
+};
+
 class TomlReader {
  public:
   /// `file` is used in messages; `prefix` is the dotted path of `table` ("" for the root).
@@ -41,8 +64,10 @@ class TomlReader {
   std::string choice(const std::string& key, const std::string& def, const std::vector<std::string>& allowed);
 
   bool has(const std::string& key) const { return table_.contains(key); }
-  /// The node at `key` of any type (nullptr when absent); marks the key used.
+  /// The node at `key` of any type (nullptr when absent); marks the key used. A caller that reads a
+  /// key this way says what it takes with describe(), for the configuration reference.
   const toml::node* raw(const std::string& key) { return node(key); }
+  void describe(const std::string& key, const std::string& type, const std::string& def) const { KeyRecorder::note(field(key), type, def); }
   /// A sub-table reader (an empty table when absent); marks the key used.
   TomlReader sub(const std::string& key);
   /// The array of tables at `key` (empty when absent); marks the key used.
@@ -57,6 +82,7 @@ class TomlReader {
 
  private:
   const toml::node* node(const std::string& key);
+  std::string text(const std::string& key, const std::string& def);
   const toml::table& table_;
   std::string file_, prefix_;
   std::set<std::string> used_;

@@ -1,0 +1,111 @@
+#!/usr/bin/python3
+"""The docs say what the code does.
+
+  tests/check_docs.py ROBUSTLAB SOURCE_DIR
+
+  1. docs/configuration.md is exactly `robustlab config --reference`, with no undocumented key;
+  2. every key of the resolved default config (`run --dump-config`) is in that reference;
+  3. every flag of every subcommand's --help appears in README.md or docs/;
+  4. README.md has at most 250 lines and no line above 200 characters outside code blocks, and links
+     every page of docs/;
+  5. no text of the project speaks of its own history ("session").
+Prints each failure; exit 1 when any.
+"""
+import os
+import re
+import subprocess
+import sys
+
+COMMANDS = ["run", "sweep", "train", "pretrain", "finetune", "attack", "report", "convert", "bench", "config"]
+TEXT_DIRS = ["docs", "scripts", "tests", "experiments", "framework", "attacks", "data", "python", "results", ".ci"]
+TEXT_EXT = (".md", ".sh", ".cpp", ".h", ".py", ".toml", ".txt", ".in", ".js")
+
+
+def run(binary, *args):
+    return subprocess.run([binary, *args], capture_output=True, text=True, check=True).stdout
+
+
+def reference_sections(text):
+    """{section: set(keys)} of the reference's tables (stage keys under train, pretrain and finetune)."""
+    out, section = {}, None
+    names = {"Top level": [""], "`[data]`": ["data"], "`[model]`": ["model"], "`[[model.layers]]`": ["model.layers"],
+             "`[train]`, `[pretrain]`, `[finetune]`": ["train", "pretrain", "finetune"], "`[pretrain]` only": ["pretrain"],
+             "`[finetune]` only": ["finetune"], "`[[arms]]`": ["arms"], "`[attack]`": ["attack"], "`[sweep]`": ["sweep"],
+             "`[sweep.random]`": ["sweep.random"]}
+    for line in text.splitlines():
+        if line.startswith("## "):
+            section = next((v for k, v in names.items() if line[3:].startswith(k)), None)
+        m = re.match(r"^\| `([a-z_0-9]+)` \|", line)
+        if m and section:
+            for s in section:
+                out.setdefault(s, set()).add(m.group(1))
+    return out
+
+
+def main():
+    binary, root = sys.argv[1], sys.argv[2]
+    failures = []
+    docs_dir = os.path.join(root, "docs")
+    pages = sorted(f for f in os.listdir(docs_dir) if f.endswith(".md")) if os.path.isdir(docs_dir) else []
+    docs = {p: open(os.path.join(docs_dir, p), encoding="utf-8").read() for p in pages}
+    readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+
+    reference = run(binary, "config", "--reference")
+    if docs.get("configuration.md") != reference:
+        failures.append("docs/configuration.md differs from `robustlab config --reference` (regenerate it: "
+                        "build/robustlab config --reference > docs/configuration.md)")
+    if "(undocumented)" in reference:
+        failures.append("undocumented config keys (add their meaning to experiments/cli/config_help.cpp): " +
+                        ", ".join(re.findall(r"^\| `([^`]+)` .*\(undocumented\)", reference, re.M)))
+
+    keys = reference_sections(reference)
+    section = ""
+    for line in run(binary, "run", "--dump-config").splitlines():
+        m = re.match(r"^\[\[?([^\]]+)\]\]?$", line)
+        if m:
+            section = m.group(1)
+            continue
+        m = re.match(r"^([a-z_0-9]+) = ", line)
+        if m and not section.startswith("pretrain.variants.") and m.group(1) not in keys.get(section, set()):
+            failures.append(f"--dump-config key '{(section + '.') if section else ''}{m.group(1)}' is not in the configuration reference")
+
+    all_text = readme + "".join(docs.values())
+    for command in COMMANDS:
+        for flag in sorted(set(re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*)", run(binary, command, "--help")))):
+            if f"--{flag}" not in all_text:
+                failures.append(f"robustlab {command} --{flag} is in --help but in neither README.md nor docs/")
+
+    lines = readme.splitlines()
+    if len(lines) > 250:
+        failures.append(f"README.md has {len(lines)} lines (at most 250; move detail into docs/)")
+    in_code = False
+    for k, line in enumerate(lines, 1):
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and len(line) > 200:
+            failures.append(f"README.md:{k}: {len(line)} characters (at most 200 outside code blocks)")
+    for p in pages:
+        if f"docs/{p}" not in readme:
+            failures.append(f"docs/{p} is not linked from README.md")
+
+    history = re.compile(r"\bsessions?\b", re.I)
+    files = [os.path.join(root, f) for f in ("README.md", "BENCHMARKS.md", "ARCHITECTURE.md", "CMakeLists.txt")]
+    for d in TEXT_DIRS:
+        for dirpath, dirnames, filenames in os.walk(os.path.join(root, d)):
+            dirnames[:] = [x for x in dirnames if x not in ("cache", "__pycache__", "node_modules")]
+            files += [os.path.join(dirpath, f) for f in filenames if f.endswith(TEXT_EXT)]
+    for path in files:
+        if not os.path.isfile(path) or os.path.abspath(path) == os.path.abspath(__file__):
+            continue
+        for k, line in enumerate(open(path, encoding="utf-8", errors="replace"), 1):
+            if history.search(line) and "Catch::Session" not in line:
+                failures.append(f"{os.path.relpath(path, root)}:{k}: speaks of a session: {line.strip()[:80]}")
+
+    for f in failures:
+        print(f)
+    print(f"docs checks: {len(failures)} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
