@@ -42,7 +42,7 @@ std::pair<std::string, std::string> split(std::string path) {
   return dot == std::string::npos ? std::make_pair(std::string(), path) : std::make_pair(path.substr(0, dot), path.substr(dot + 1));
 }
 
-void table(std::ostringstream& os, const std::string& section, const std::vector<Entry>& entries, const std::string& helpSection) {
+void table(std::ostringstream& os, const std::vector<Entry>& entries, const std::string& helpSection) {
   os << "| key | type | default | meaning |\n|---|---|---|---|\n";
   for (const auto& e : entries) {
     std::string def;
@@ -57,7 +57,33 @@ void table(std::ostringstream& os, const std::string& section, const std::vector
       for (const auto& [s, d] : e.defaults) def += (def.empty() ? "" : ", ") + s + " `" + d + "`";
     os << "| `" << e.key << "` | " << cell(e.type) << " | " << cell(def) << " | " << cell(help(helpSection, e.key)) << " |\n";
   }
-  (void)section;
+}
+
+/// The three stage sections as one table of the keys they share (defaults per section) and the keys
+/// only [pretrain] or only [finetune] has.
+struct StageTables {
+  std::vector<Entry> shared, pretrainOnly, finetuneOnly;
+};
+
+StageTables stageTables(std::map<std::string, std::vector<Entry>>& sections) {
+  auto has = [&](const std::string& s, const std::string& key) {
+    for (const auto& e : sections[s])
+      if (e.key == key) return true;
+    return false;
+  };
+  StageTables t;
+  for (const auto& e : sections["train"]) {
+    Entry m = e;
+    for (const std::string s : {"pretrain", "finetune"})
+      for (const auto& o : sections[s])
+        if (o.key == e.key) m.defaults[s] = o.defaults.at(s);
+    t.shared.push_back(m);
+  }
+  for (const auto& e : sections["pretrain"])
+    if (!has("train", e.key)) t.pretrainOnly.push_back(e);
+  for (const auto& e : sections["finetune"])
+    if (!has("train", e.key)) t.finetuneOnly.push_back(e);
+  return t;
 }
 
 }  // namespace
@@ -75,24 +101,7 @@ std::string configReference() {
     if (!sections.count(section)) order.push_back(section);
     sections[section].push_back({key, k.type, {{section, k.def}}});
   }
-  auto has = [&](const std::string& s, const std::string& key) {
-    for (const auto& e : sections[s])
-      if (e.key == key) return true;
-    return false;
-  };
-  std::vector<Entry> shared, pretrainOnly, finetuneOnly;
-  for (const auto& e : sections["train"]) {
-    Entry m = e;
-    for (const std::string s : {"pretrain", "finetune"})
-      for (const auto& o : sections[s])
-        if (o.key == e.key) m.defaults[s] = o.defaults.at(s);
-    shared.push_back(m);
-  }
-  for (const auto& e : sections["pretrain"])
-    if (!has("train", e.key)) pretrainOnly.push_back(e);
-  for (const auto& e : sections["finetune"])
-    if (!has("train", e.key)) finetuneOnly.push_back(e);
-
+  const StageTables stages = stageTables(sections);
   std::ostringstream os;
   os << "# Configuration reference\n\n"
         "Every key a config can hold: its type (with the range or the valid names), its default and what it\n"
@@ -111,16 +120,16 @@ std::string configReference() {
     if (s == "train" || s == "pretrain" || s == "finetune") {
       if (s != "train") continue;
       os << "\n## `[train]`, `[pretrain]`, `[finetune]`: the stage keys\n\n";
-      table(os, "stage", shared, "train");
+      table(os, stages.shared, "train");
       os << "\n## `[pretrain]` only (and `[pretrain.variants.NAME]`)\n\n`[pretrain.variants.NAME]` tables name pre-trainings for `run`: each is `[pretrain]` with the\nkeys it sets changed (any `[pretrain]` key).\n\n";
-      table(os, "pretrain", pretrainOnly, "pretrain");
+      table(os, stages.pretrainOnly, "pretrain");
       os << "\n## `[finetune]` only\n\n";
-      table(os, "finetune", finetuneOnly, "finetune");
+      table(os, stages.finetuneOnly, "finetune");
       continue;
     }
     os << "\n## " << (titles.count(s) ? titles.at(s) : "`[" + s + "]`") << "\n\n";
     if (s == "sweep") os << "`[sweep.grid]`: any config key by its dotted path = the list of values to try, e.g. `\"finetune.adv_eps\" = [0.05, 0.1]`.\n\n";
-    table(os, s, sections[s], s);
+    table(os, sections[s], s);
   }
   return os.str();
 }
