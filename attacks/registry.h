@@ -16,7 +16,7 @@ using AttackFactory = std::function<std::unique_ptr<Attack>(const AttackOptions&
 struct AttackEntry {
   std::string name;                  ///< as written in configs and on the command line
   std::vector<std::string> aliases;  ///< other accepted spellings (not listed as separate attacks)
-  std::string summary;               ///< one line for --help and README
+  std::string summary;               ///< one line for --help and docs/attacks.md
   AttackFactory make;
   int64_t minClasses = 2;            ///< fewest classes the attack's loss is defined for (DLR: 3)
 };

@@ -5,7 +5,8 @@
 
   1. docs/configuration.md is exactly `robustlab config --reference`, with no undocumented key;
   2. every key of the resolved default config (`run --dump-config`) is in that reference;
-  3. every flag of every subcommand's --help appears in README.md or docs/;
+  3. docs/commands.md holds every subcommand's --help as it prints now, and every flag in it also
+     appears in README.md or docs/;
   4. README.md has at most 250 lines and no line above 200 characters outside code blocks, and links
      every page of docs/;
   5. no text of the project speaks of its own history ("session").
@@ -71,7 +72,10 @@ def main():
 
     all_text = readme + "".join(docs.values())
     for command in COMMANDS:
-        for flag in sorted(set(re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*)", run(binary, command, "--help")))):
+        help_text = run(binary, command, "--help")
+        if help_text.strip() not in docs.get("commands.md", ""):
+            failures.append(f"docs/commands.md does not hold `robustlab {command} --help` as it prints now (paste it in)")
+        for flag in sorted(set(re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*)", help_text))):
             if f"--{flag}" not in all_text:
                 failures.append(f"robustlab {command} --{flag} is in --help but in neither README.md nor docs/")
 

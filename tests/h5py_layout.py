@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks, with h5py and without robustlab, that an experiment results file has the layout README.md
+"""Checks, with h5py and without robustlab, that an experiment results file has the layout docs/results-format.md
 documents. Usage: h5py_layout.py RESULTS.h5; exit 0 when it does, 1 with the first problem otherwise."""
 import sys
 

@@ -97,7 +97,7 @@ TEST_CASE("bf16 precision moves PGD's robust accuracy by under 1 point and clean
   //   checked iterates is misclassified, and noisy logits give each near-boundary example more chances
   //   to be caught, so bf16 can report slightly *lower* robust accuracy. Measured on an AMD EPYC without
   //   AVX-512 (LibTorch's emulated bf16): 21 examples robust in fp32 only against 2 in bf16 only over
-  //   eps 0.05 and 0.1; with AVX-512 BF16 (fp32 sums) 3 each way. What is tested is the claim README
+  //   eps 0.05 and 0.1; with AVX-512 BF16 (fp32 sums) 3 each way. What is tested is the claim the docs
   //   makes: flips are rare and the accuracy change is under 1 point with 95% confidence, i.e.
   //   |c - b| + 1.96 sqrt(b + c) < N / 100 (the paired difference's normal bound; var(c - b) ~ b + c).
   Classifier model = test::standardModel();

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared run for a session that is lent the GPU machine (../shared/device/README.md): builds
+# One prepared run for when the GPU machine is lent (../shared/device/README.md): builds
 # robustlab against the machine's CUDA LibTorch, then, each step under what is left of one time budget
 # and each going on when an earlier one failed: `robustlab bench --device cuda` and the Python
 # reference on CUDA doing the same work (eager, same run), the CUDA-graph probe

@@ -36,7 +36,7 @@ Comparison compareArms(const std::string& arm, const std::vector<ArmSeedData>& a
 
 using ArmData = std::map<std::string, std::vector<ArmSeedData>>;
 
-/// Writes /summary/<arm>/... and /comparisons/<arm>_vs_<baseline>/... (README.md, "Results layout").
+/// Writes /summary/<arm>/... and /comparisons/<arm>_vs_<baseline>/... (docs/results-format.md).
 void writeSummaries(H5File& f, const Config& c, const ArmData& data, const std::vector<Comparison>& comparisons);
 /// The eps of the grid the answer is given at: the one the arms were adversarially fine-tuned at when
 /// the grid has it (`*trainingEps` true), else the largest.

@@ -1,5 +1,5 @@
 #pragma once
-// An experiment as a plan of units of work (layout in README.md, "Results layout"):
+// An experiment as a plan of units of work (layout in docs/results-format.md):
 //
 //   config -> plan (units keyed by a hash of everything their numbers depend on) -> executor
 //   (in-process, local processes, Slurm job array; experiment.h) -> unit files -> merge -> results

@@ -1,5 +1,5 @@
 #pragma once
-// Writing results to HDF5. Layout (README.md, "Results layout", is the reference):
+// Writing results to HDF5. Layout (docs/results-format.md is the reference):
 //   /                      attrs: format, robustlab_version, command, config (resolved TOML), created
 //   /eval/<model>/         attrs: clean_accuracy, norm, n_examples; datasets labels, clean_pred,
 //                          eps, worst_accuracy, raw_worst_accuracy, worst_robust (N x E), example_inputs
