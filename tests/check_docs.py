@@ -9,13 +9,17 @@
      appears in README.md or docs/;
   4. README.md has at most 250 lines and no line above 200 characters outside code blocks, and links
      every page of docs/;
-  5. no text of the project speaks of its own history ("session").
+  5. no text of the project speaks of its own history ("session");
+  6. every `build/robustlab ...` line in a code block of README.md or docs/ names a command and flags
+     that exist, and the README tour's own experiment resolves (`run my.toml --dump-config`).
 Prints each failure; exit 1 when any.
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 COMMANDS = ["run", "sweep", "train", "pretrain", "finetune", "attack", "report", "convert", "bench", "config"]
 TEXT_DIRS = ["docs", "scripts", "tests", "experiments", "framework", "attacks", "data", "python", "results", ".ci"]
@@ -44,7 +48,7 @@ def reference_sections(text):
 
 
 def main():
-    binary, root = sys.argv[1], sys.argv[2]
+    binary, root = os.path.abspath(sys.argv[1]), sys.argv[2]
     failures = []
     docs_dir = os.path.join(root, "docs")
     pages = sorted(f for f in os.listdir(docs_dir) if f.endswith(".md")) if os.path.isdir(docs_dir) else []
@@ -78,6 +82,29 @@ def main():
         for flag in sorted(set(re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*)", help_text))):
             if f"--{flag}" not in all_text:
                 failures.append(f"robustlab {command} --{flag} is in --help but in neither README.md nor docs/")
+
+    # Every robustlab command line in the docs' code blocks: the command exists and takes every flag used.
+    helps = {c: run(binary, c, "--help") for c in COMMANDS}
+    for page, text in [("README.md", readme)] + [("docs/" + p, t) for p, t in docs.items()]:
+        for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+            for line in block.splitlines():
+                words = line.split("#")[0].split()
+                if len(words) < 2 or not words[0].endswith("build/robustlab"):
+                    continue
+                if words[1] not in helps:
+                    failures.append(f"{page}: `{line.strip()}`: no command '{words[1]}'")
+                    continue
+                for w in words[2:]:
+                    flag = w.split("=")[0]
+                    if flag.startswith("--") and flag not in helps[words[1]]:
+                        failures.append(f"{page}: `{line.strip()}`: robustlab {words[1]} has no flag {flag}")
+    # The tour's own experiment, as far as it runs without training: copy the default, resolve it.
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(os.path.join(root, "experiments", "configs", "default.toml"), os.path.join(tmp, "my.toml"))
+        for extra in ([], ["--set", "seeds=[0,1,2,3,4]"]):
+            r = subprocess.run([binary, "run", "my.toml", "--dump-config", *extra], cwd=tmp, capture_output=True, text=True)
+            if r.returncode != 0:
+                failures.append(f"README tour: robustlab run my.toml {' '.join(extra)} --dump-config failed: {r.stderr.strip()}")
 
     lines = readme.splitlines()
     if len(lines) > 250:
