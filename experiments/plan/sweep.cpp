@@ -178,7 +178,7 @@ void checkSweepTable(const toml::table& sweepTable, const std::string& what) { r
 Sweep planSweep(const std::string& path, const std::vector<std::string>& overrides, const std::string& dirOverride) {
   toml::table table = parseTomlFile(path);
   const toml::node* sweepNode = table.get("sweep");
-  if (!sweepNode || !sweepNode->is_table()) throw ConfigError(path + ": no [sweep] table: nothing to sweep (see docs/scaling-out.md, "Sweeps")");
+  if (!sweepNode || !sweepNode->is_table()) throw ConfigError(path + ": no [sweep] table: nothing to sweep (see docs/scaling-out.md, Sweeps)");
   const SweepSpec sp = readSweepSpec(*sweepNode->as_table(), path);
   std::string dir = dirOverride.empty() ? sp.dir : dirOverride;
   const std::vector<Params> all = expandPoints(sp);
