@@ -4,7 +4,8 @@
   tests/check_docs.py ROBUSTLAB SOURCE_DIR
 
   1. docs/configuration.md is exactly `robustlab config --reference`, with no undocumented key;
-  2. every key of the resolved default config (`run --dump-config`) is in that reference;
+  2. every key of the resolved default config (`run --dump-config`) is in that reference, and every
+     `section.key` the prose of README.md and docs/ names is one;
   3. docs/commands.md holds every subcommand's --help as it prints now, and every flag in it also
      appears in README.md or docs/;
   4. README.md has at most 250 lines and no line above 200 characters outside code blocks, and links
@@ -73,6 +74,12 @@ def main():
         m = re.match(r"^([a-z_0-9]+) = ", line)
         if m and not section.startswith("pretrain.variants.") and m.group(1) not in keys.get(section, set()):
             failures.append(f"--dump-config key '{(section + '.') if section else ''}{m.group(1)}' is not in the configuration reference")
+
+    # Keys the prose names as section.key exist.
+    for page, text in [("README.md", readme)] + [("docs/" + p, t) for p, t in docs.items() if p != "configuration.md"]:
+        for section, key in set(re.findall(r"`(data|model|train|pretrain|finetune|attack|sweep)\.([a-z_0-9]+)", text)):
+            if key not in keys.get(section, set()):
+                failures.append(f"{page}: names `{section}.{key}`, which is not a config key")
 
     all_text = readme + "".join(docs.values())
     for command in COMMANDS:
