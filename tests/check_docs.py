@@ -36,7 +36,7 @@ def reference_sections(text):
     out, section = {}, None
     names = {"Top level": [""], "`[data]`": ["data"], "`[model]`": ["model"], "`[[model.layers]]`": ["model.layers"],
              "`[train]`, `[pretrain]`, `[finetune]`": ["train", "pretrain", "finetune"], "`[pretrain]` only": ["pretrain"],
-             "`[finetune]` only": ["finetune"], "`[[arms]]`": ["arms"], "`[attack]`": ["attack"], "`[sweep]`": ["sweep"],
+             "`[finetune]` only": ["finetune"], "`[[arms]]`": ["arms"], "`[attack]`": ["attack"], "`[robustness]`": ["robustness"], "`[sweep]`": ["sweep"],
              "`[sweep.random]`": ["sweep.random"]}
     for line in text.splitlines():
         if line.startswith("## "):

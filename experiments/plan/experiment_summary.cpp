@@ -1,6 +1,8 @@
 #include "experiments/plan/experiment_summary.h"
 
+
 #include "data/h5io.h"
+#include "experiments/plan/robustness_eval.h"
 #include "experiments/plan/statistics.h"
 #include "experiments/plan/verdict.h"
 
@@ -44,6 +46,7 @@ ArmSeedData readUnit(const std::string& path) {
   d.seed = f.attrInt("/unit", "seed");
   if (f.hasAttr("/unit/eval", "failed_sanity_checks")) d.failedChecks = f.attrInt("/unit/eval", "failed_sanity_checks");
   for (const auto& a : f.children("/unit/eval/attacks")) d.perAttack[a] = doubles(f.readTensor("/unit/eval/attacks/" + a + "/robust_accuracy"));
+  d.robustness = readRobustnessMetrics(f, "/unit/robustness");
   return d;
 }
 
@@ -75,6 +78,14 @@ Comparison compareArms(const std::string& arm, const std::vector<ArmSeedData>& a
     c.robustOnlyBaseline.push_back(onlyB);
     c.mcnemarP.push_back(mcnemarExactP(onlyA, onlyB));
   }
+  for (const auto& entry : a.front().robustness) {
+    std::vector<double> va, vb;
+    for (int64_t s = 0; s < seeds; ++s) {
+      va.push_back(a[s].robustness.count(entry.first) ? a[s].robustness.at(entry.first) : NAN);
+      vb.push_back(b[s].robustness.count(entry.first) ? b[s].robustness.at(entry.first) : NAN);
+    }
+    c.robustness[entry.first] = pairedTTest(va, vb);
+  }
   return c;
 }
 
@@ -103,6 +114,10 @@ void writeSummaries(H5File& f, const Config& c, const ArmData& data, const std::
       const std::string name = entry.first;
       put(g + "/attacks/" + name + "/robust_accuracy", E, [&](const ArmSeedData& d, size_t e) { return d.perAttack.at(name)[e]; });
     }
+    for (const auto& entry : ds.front().robustness) {
+      const std::string name = entry.first;
+      put(g + "/robustness/" + name, 1, [&](const ArmSeedData& d, size_t) { return d.robustness.count(name) ? d.robustness.at(name) : NAN; });
+    }
     f.setAttr(g, "n_seeds", static_cast<int64_t>(ds.size()));
   }
   for (const auto& cmp : comparisons) {
@@ -119,6 +134,13 @@ void writeSummaries(H5File& f, const Config& c, const ArmData& data, const std::
     f.writeTensor(g + "/robust_only_baseline", torch::tensor(cmp.robustOnlyBaseline, torch::kInt64));
     f.writeTensor(g + "/mcnemar_p", column(cmp.mcnemarP));
     f.writeTensor(g + "/mcnemar_p_per_seed", cmp.mcnemarPerSeed);
+    for (const auto& [name, t] : cmp.robustness) {
+      const std::string m = g + "/robustness/" + name;
+      f.writeTensor(m + "/mean_difference", column({t.meanDifference}));
+      f.writeTensor(m + "/paired_t", column({t.t}));
+      f.writeTensor(m + "/paired_p", column({t.p}));
+      f.writeTensor(m + "/cohens_d", column({t.cohensD}));
+    }
   }
 }
 

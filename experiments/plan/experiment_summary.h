@@ -1,6 +1,7 @@
 #pragma once
 // Summaries across seeds and comparisons between arms, computed from the unit files alone, so a
 // resumed run and an uninterrupted one compute them from the same bytes.
+#include "experiments/plan/statistics.h"
 #include "framework/config/config.h"
 
 #include <torch/types.h>
@@ -21,6 +22,7 @@ struct ArmSeedData {
   torch::Tensor worstRobust;                               ///< N x E bool
   int64_t failedChecks = 0;
   int64_t seed = 0;
+  std::map<std::string, double> robustness;                ///< [robustness] metrics (robustness_eval.h), by name
 };
 ArmSeedData readUnit(const std::string& path);
 
@@ -30,6 +32,8 @@ struct Comparison {
   std::vector<double> meanDifference, pairedT, pairedP, cohensD, mcnemarP;  ///< E
   std::vector<int64_t> robustOnlyArm, robustOnlyBaseline;                    ///< E, pooled over seeds
   torch::Tensor mcnemarPerSeed;                                              ///< S x E
+  /// Per [robustness] metric: the paired t-test over seeds of arm - baseline.
+  std::map<std::string, PairedTest> robustness;
 };
 Comparison compareArms(const std::string& arm, const std::vector<ArmSeedData>& a, const std::string& baseline,
                        const std::vector<ArmSeedData>& b);

@@ -1,6 +1,7 @@
 #include "experiments/plan/pipeline.h"
 
 #include "data/h5io.h"
+#include "data/task_shifts.h"
 #include "data/tasks.h"
 #include "framework/models/checkpoint.h"
 #include "framework/models/torchscript.h"
@@ -145,6 +146,14 @@ StageResult runStage(const Config& c, const StageConfig& stage, Stage section, c
                      const std::string& label, torch::Device device, bool scriptWeights) {
   StageResult r;
   r.data = loadTask(c, stage, /*withTest=*/true);
+  if (section == Stage::kFinetune) {
+    // [robustness]: the fine-tuning training split made imbalanced, then its labels corrupted (the
+    // validation and test splits keep their clean labels).
+    const RobustnessConfig& rb = c.robustness;
+    if (rb.imbalance != 1.0) r.data.train = imbalance(r.data.train, rb.imbalance, c.seed + 23);
+    r.trainClassCounts = torch::bincount(r.data.train.labels, {}, r.data.train.numClasses);
+    if (rb.labelNoise > 0) std::tie(r.data.train, r.corruptedLabels) = corruptLabels(r.data.train, rb.labelNoise, parseLabelNoise(rb.labelNoiseKind), c.seed + 29);
+  }
   seedEverything(stageSeed(c, section));
   r.model = Classifier(specFor(c, r.data.train));
   announceModel(*r.model);

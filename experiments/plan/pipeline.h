@@ -30,6 +30,8 @@ struct StageResult {
   double valAccuracy = NAN;   ///< clean, on the validation split (NaN when there is none)
   double testAccuracy = NAN;  ///< clean, on the test split
   std::string initialisation;  ///< what the model started from ("fresh: ...", "pre-trained: ...", ...)
+  torch::Tensor corruptedLabels;  ///< fine-tuning with [robustness] label_noise: which training labels were made wrong
+  torch::Tensor trainClassCounts; ///< fine-tuning: training examples per class, true labels (after any imbalance)
 };
 
 /// Trains one stage. `kind` picks the objective family (pre-training modes apply to kPretrain only),

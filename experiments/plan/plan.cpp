@@ -7,6 +7,7 @@
 #include "experiments/plan/file_lock.h"
 #include "experiments/plan/pipeline.h"
 #include "experiments/plan/results_io.h"
+#include "experiments/plan/robustness_eval.h"
 #include "experiments/plan/robustbench.h"
 #include "experiments/plan/version.h"
 #include "framework/models/kernels/conv_kernels.h"
@@ -101,7 +102,9 @@ void planArms(Plan& p, const std::string& key) {
       for (size_t i = 0; i < pretrainings; ++i)
         if (p.units[i].name == arm.pretrain && p.units[i].seed == seed) u.pretrain = static_cast<int64_t>(i);
       const std::string pre = u.pretrain >= 0 ? p.units[static_cast<size_t>(u.pretrain)].hash : arm.pretrain == kScriptWeights ? std::string("torchscript-weights") : std::string("none");
-      u.hash = stableHash(key + stageKey("finetune", u.stage) + attackToToml(c.attack) + "pretrain=" + pre + "\nseed=" + std::to_string(seed));
+      // [robustness] joins the key only when set, so the keys of experiments without it are unchanged.
+      const std::string robustness = c.robustness.isDefault() ? "" : robustnessToToml(c.robustness);
+      u.hash = stableHash(key + stageKey("finetune", u.stage) + attackToToml(c.attack) + robustness + "pretrain=" + pre + "\nseed=" + std::to_string(seed));
       u.path = p.unitsDir + "/" + arm.name + "-seed" + std::to_string(seed) + "-" + u.hash + ".h5";
       p.units.push_back(u);
     }
@@ -128,8 +131,8 @@ void computePretraining(const Plan& p, const Unit& u, torch::Device device) {
   });
 }
 
-void writeArmUnit(const Unit& u, const std::string& pretrainPath, const StageResult& r, const EvalResult& ev, double trainSecs,
-                  double evalSecs) {
+void writeArmUnit(const Unit& u, const std::string& pretrainPath, const StageResult& r, const EvalResult& ev, const RobustnessResult& rb,
+                  const RobustnessConfig& rbConfig, double trainSecs, double evalSecs) {
   writeH5Atomically(u.path, [&](H5File& f) {
     f.setAttr("/", "unit_hash", u.hash);
     // Which test images were evaluated: their places in the data source's test split, in order.
@@ -149,6 +152,7 @@ void writeArmUnit(const Unit& u, const std::string& pretrainPath, const StageRes
     f.setAttr("/unit", "eval_seconds", evalSecs);
     writeHistory(f, "/unit/train", r.history);
     writeEvaluation(f, "/unit/eval", ev);
+    writeRobustness(f, "/unit/robustness", rbConfig, rb);
   });
 }
 
@@ -166,9 +170,10 @@ std::string computeArm(const Plan& p, const Unit& u, torch::Device device) {
   useEvalThreads(cs);
   const auto e0 = std::chrono::steady_clock::now();
   const EvalResult ev = evaluate(*r.model, r.data.test, evalOptionsFrom(cs), device);
+  const RobustnessResult rb = evaluateRobustness(*r.model, r.data.test, r.corruptedLabels, r.trainClassCounts, cs, device);
   // The model first, then the unit file: a done unit's model is there (when kept).
   if (p.config.keepModels) saveStage(modelPathOf(u), r, cs, u.stage, Stage::kFinetune, [&](H5File& f) { f.setAttr("/", "unit_hash", u.hash); });
-  writeArmUnit(u, pretrainPath, r, ev, trainSecs, secondsSince(e0));
+  writeArmUnit(u, pretrainPath, r, ev, rb, cs.robustness, trainSecs, secondsSince(e0));
   char how[96];
   std::snprintf(how, sizeof how, "clean %.2f%%, worst at eps %g: %.2f%%, %lld failed checks", 100.0 * ev.cleanAccuracy, ev.epsGrid.back(),
                 100.0 * ev.worstAccuracy.back(), static_cast<long long>(ev.failedChecks()));

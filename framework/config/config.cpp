@@ -112,6 +112,11 @@ Config fromTable(const toml::table& table, const std::string& what) {
   readStage(r.sub("finetune"), c.finetune, "finetune");
   readArms(r, c);
   readAttack(r.sub("attack"), c.attack);
+  {
+    TomlReader rb = r.sub("robustness");
+    config::readFields(robustnessFields(), rb, c.robustness);
+    rb.rejectUnknown();
+  }
   if (r.has("sweep")) r.sub("sweep");  // read by `robustlab sweep` (sweep.h); `run` runs the base experiment
   r.rejectUnknown();
   validate(c, what);
@@ -143,6 +148,9 @@ static std::string sectionToToml(const std::string& section, const config::Field
 
 std::string dataToToml(const DataConfig& data) { return sectionToToml("data", config::dataFields(), data); }
 std::string attackToToml(const AttackConfig& attack) { return sectionToToml("attack", config::attackFields(), attack); }
+std::string robustnessToToml(const RobustnessConfig& r) { return sectionToToml("robustness", config::robustnessFields(), r); }
+
+bool RobustnessConfig::isDefault() const { return robustnessToToml(*this) == robustnessToToml(RobustnessConfig{}); }
 
 std::string Config::toToml() const {
   std::ostringstream os;
@@ -166,6 +174,7 @@ std::string Config::toToml() const {
     config::writeFields(config::armFields(), os, a);
   }
   os << "\n" << attackToToml(attack);
+  os << "\n" << robustnessToToml(robustness);
   return os.str();
 }
 

@@ -55,6 +55,20 @@ struct StageConfig {
   std::string dataSource, dataDir;     ///< this stage's own data (data.source names; "": the experiment's [data])
 };
 
+/// Robustness beyond adversarial examples (Hendrycks, Lee and Mazeika 2019): the fine-tuning training
+/// set's labels corrupted and its classes imbalanced (every arm alike), and the clean model's
+/// calibration and out-of-distribution detection measured with every evaluation. All off by default.
+struct RobustnessConfig {
+  double labelNoise = 0.0;                   ///< share of fine-tuning training labels made wrong
+  std::string labelNoiseKind = "uniform";    ///< uniform | flip (data/task_shifts.h)
+  double imbalance = 1.0;                    ///< largest / smallest fine-tuning class (1: as the task is)
+  bool calibration = false;                  ///< RMS calibration error, ECE, NLL, Brier, reliability bins
+  int64_t calibrationBins = 15;              ///< equal-mass bins
+  std::vector<std::string> oodSources;       ///< gaussian | uniform | blobs | a data source of the same image shape
+  int64_t oodLimit = 1000;                   ///< out-of-distribution images per source
+  bool isDefault() const;
+};
+
 struct AttackConfig {
   std::vector<std::string> attacks{"fgsm", "pgd", "apgd-ce"};  ///< registry names (attacks/registry.h)
   std::vector<double> eps{0.0, 0.05, 0.1, 0.2};
@@ -100,6 +114,7 @@ struct Config {
   /// run: the arms compared; empty = "scratch" and "pretrained" (variant base, baseline scratch).
   std::vector<ArmConfig> arms;
   AttackConfig attack;
+  RobustnessConfig robustness;
 
   /// The seeds `run` uses.
   std::vector<int64_t> runSeeds() const { return seeds.empty() ? std::vector<int64_t>{static_cast<int64_t>(seed)} : seeds; }
@@ -117,6 +132,7 @@ struct Config {
 std::string stageToToml(const std::string& section, const StageConfig& s);
 std::string dataToToml(const DataConfig& data);
 std::string attackToToml(const AttackConfig& attack);
+std::string robustnessToToml(const RobustnessConfig& r);
 
 /// An override ("key=value") given by a command's flag: errors about it name `origin` ("--eps 0.1,0.05")
 /// instead of "--set key=value". What it returns goes where a "key=value" override goes.

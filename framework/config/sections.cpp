@@ -137,6 +137,21 @@ Fields<Config> topFields() {
   };
 }
 
+std::vector<std::string> syntheticOodSources() { return {"gaussian", "uniform", "blobs"}; }
+
+Fields<RobustnessConfig> robustnessFields() {
+  using R = RobustnessConfig;
+  return {
+      config::real<R>("label_noise", ROBUSTLAB_REF(R, labelNoise), 0.0, 1.0),
+      config::choice<R>("label_noise_kind", ROBUSTLAB_REF(R, labelNoiseKind), [] { return std::vector<std::string>{"uniform", "flip"}; }),
+      config::real<R>("imbalance", ROBUSTLAB_REF(R, imbalance), 1.0, 1e6),
+      config::boolean<R>("calibration", ROBUSTLAB_REF(R, calibration)),
+      config::integer<R>("calibration_bins", ROBUSTLAB_REF(R, calibrationBins), 1, 1000),
+      config::strings<R>("ood_sources", ROBUSTLAB_REF(R, oodSources)),
+      config::integer<R>("ood_limit", ROBUSTLAB_REF(R, oodLimit), 1, 1000000),
+  };
+}
+
 Fields<ArmConfig> armFields() {
   using A = ArmConfig;
   return {

@@ -20,6 +20,9 @@ Fields<DataConfig> dataFields();
 /// The top-level keys (name, seed, seeds, device, threads, precision, output, keep_models).
 Fields<Config> topFields();
 Fields<ArmConfig> armFields();
+Fields<RobustnessConfig> robustnessFields();
+/// The out-of-distribution sources that are generated, not read: gaussian, uniform, blobs.
+std::vector<std::string> syntheticOodSources();
 
 /// Every rule across sections, after reading; ConfigError naming `what` and the field.
 void validate(const Config& c, const std::string& what);

@@ -1,6 +1,7 @@
 #include "framework/config/sections.h"
 
 #include "attacks/registry.h"
+#include "data/sources.h"
 #include "framework/toml/toml_reader.h"
 
 #include <algorithm>
@@ -119,6 +120,21 @@ void validateNames(const Config& c, const std::string& what) {
                           " is listed twice (a repeated seed repeats the same numbers and fakes agreement)");
 }
 
+void validateRobustness(const RobustnessConfig& r, const std::string& what) {
+  auto valid = syntheticOodSources();
+  for (const auto& n : dataSourceNames())
+    if (n != "hdf5" && n != "idx") valid.push_back(n);
+  std::string list;
+  for (const auto& v : valid) list += (list.empty() ? "" : ", ") + v;
+  for (size_t i = 0; i < r.oodSources.size(); ++i) {
+    const auto& s = r.oodSources[i];
+    if (std::find(valid.begin(), valid.end(), s) == valid.end())
+      throw ConfigError(what + ": field 'robustness.ood_sources': unknown source '" + s + "', expected one of " + list);
+    if (std::find(r.oodSources.begin(), r.oodSources.begin() + static_cast<long>(i), s) != r.oodSources.begin() + static_cast<long>(i))
+      throw ConfigError(what + ": field 'robustness.ood_sources': '" + s + "' listed twice");
+  }
+}
+
 }  // namespace
 
 void validate(const Config& c, const std::string& what) {
@@ -131,6 +147,7 @@ void validate(const Config& c, const std::string& what) {
   checkArms(c, what);
   validateAttack(c.attack, c.resolvedPrecision, what);
   validateAttackClasses(c.attack, c.finetune, what);
+  validateRobustness(c.robustness, what);
 }
 
 }  // namespace robustlab::config

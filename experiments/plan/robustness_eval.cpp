@@ -1,0 +1,138 @@
+#include "experiments/plan/robustness_eval.h"
+
+#include "data/sources.h"
+#include "data/tasks.h"
+#include "framework/runtime/runtime.h"
+
+#include <torch/nn/functional/conv.h>
+#include <torch/utils.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <stdexcept>
+
+namespace robustlab {
+namespace F = torch::nn::functional;
+
+namespace {
+
+/// Each image blurred by a Gaussian of `sigma` pixels per channel (separable, zero padding).
+torch::Tensor gaussianBlur(const torch::Tensor& x, double sigma) {
+  const int64_t r = static_cast<int64_t>(std::ceil(3 * sigma));
+  auto k = torch::arange(-r, r + 1, torch::kFloat32);
+  k = (-(k * k) / (2 * sigma * sigma)).exp();
+  k = k / k.sum();
+  const int64_t c = x.size(1);
+  const auto kx = k.view({1, 1, 1, -1}).repeat({c, 1, 1, 1}), ky = k.view({1, 1, -1, 1}).repeat({c, 1, 1, 1});
+  auto y = F::conv2d(x, kx, F::Conv2dFuncOptions().padding({0, r}).groups(c));
+  return F::conv2d(y, ky, F::Conv2dFuncOptions().padding({r, 0}).groups(c));
+}
+
+/// Logits of `images`, eval mode, no gradient, a batch at a time.
+torch::Tensor logitsOf(ClassifierImpl& model, const torch::Tensor& images, torch::Device device) {
+  torch::NoGradGuard noGrad;
+  const bool was = model.is_training();
+  model.eval();
+  std::vector<torch::Tensor> parts;
+  for (int64_t b = 0; b < images.size(0); b += 1000)
+    parts.push_back(model.forward(images.slice(0, b, std::min(images.size(0), b + 1000)).to(device)).to(torch::kFloat64).cpu());
+  model.train(was);
+  return torch::cat(parts);
+}
+
+}  // namespace
+
+torch::Tensor oodImages(const std::string& source, const Dataset& like, int64_t n, uint64_t seed) {
+  const std::vector<int64_t> shape{n, like.channels(), like.height(), like.width()};
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  if (source == "gaussian") return (torch::randn(shape, gen, torch::kFloat32) + 0.5).clamp(0, 1);
+  if (source == "uniform") return torch::rand(shape, gen, torch::kFloat32);
+  if (source == "blobs") {
+    auto b = gaussianBlur(torch::bernoulli(torch::full(shape, 0.7f), gen), 1.5);
+    return b.masked_fill(b < 0.75, 0.0).clamp(0, 1);
+  }
+  Dataset d = loadSplit(DataSourceSpec{source, "", "", ""}, "test");
+  if (d.channels() != like.channels() || d.height() != like.height() || d.width() != like.width())
+    throw std::invalid_argument("robustness.ood_sources: '" + source + "' has " + std::to_string(d.channels()) + " x " +
+                                std::to_string(d.height()) + " x " + std::to_string(d.width()) + " images, the task " +
+                                std::to_string(like.channels()) + " x " + std::to_string(like.height()) + " x " + std::to_string(like.width()));
+  return sampleSubset(d, n, seed).images;
+}
+
+RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, const torch::Tensor& corrupted,
+                                    const torch::Tensor& trainClassCounts, const Config& c, torch::Device device) {
+  const RobustnessConfig& rc = c.robustness;
+  RobustnessResult r;
+  r.any = !rc.isDefault();
+  if (!r.any) return r;
+  r.corruptedLabels = corrupted;
+  r.trainClassCounts = trainClassCounts;
+  const auto logits = logitsOf(model, test.images, device);
+  const auto right = logits.argmax(1).eq(test.labels).to(torch::kFloat64);
+  r.perClassAccuracy = torch::zeros({test.numClasses}, torch::kFloat64);
+  for (int64_t k = 0; k < test.numClasses; ++k) {
+    const auto in = test.labels.eq(k);
+    r.perClassAccuracy[k] = in.any().item<bool>() ? right.masked_select(in).mean().item<double>() : NAN;
+  }
+  if (rc.calibration) {
+    r.hasCalibration = true;
+    r.calibration = calibration(logits, test.labels, rc.calibrationBins);
+  }
+  const auto inMsp = maxSoftmax(logits), inMax = std::get<0>(logits.max(1));
+  for (size_t i = 0; i < rc.oodSources.size(); ++i) {
+    const auto images = oodImages(rc.oodSources[i], test, rc.oodLimit, c.seed + 31 + i);
+    const auto out = logitsOf(model, images, device);
+    r.ood.push_back({rc.oodSources[i], images.size(0), detection(inMsp, maxSoftmax(out)), detection(inMax, std::get<0>(out.max(1)))});
+  }
+  return r;
+}
+
+void writeRobustness(H5File& f, const std::string& group, const RobustnessConfig& config, const RobustnessResult& r) {
+  if (!r.any) return;
+  f.createGroup(group);
+  f.setAttr(group, "label_noise", config.labelNoise);
+  f.setAttr(group, "label_noise_kind", config.labelNoiseKind);
+  f.setAttr(group, "imbalance", config.imbalance);
+  if (r.corruptedLabels.defined()) f.writeTensor(group + "/train_label_corrupted", r.corruptedLabels.to(torch::kUInt8));
+  if (r.trainClassCounts.defined()) f.writeTensor(group + "/train_class_counts", r.trainClassCounts);
+  f.writeTensor(group + "/per_class_accuracy", r.perClassAccuracy);
+  if (r.hasCalibration) {
+    const std::string g = group + "/calibration";
+    f.createGroup(g);
+    f.setAttr(g, "binning", std::string("equal-mass (each bin the same number of test images, sorted by confidence)"));
+    f.setAttr(g, "rms_error", r.calibration.rmsError);
+    f.setAttr(g, "ece", r.calibration.ece);
+    f.setAttr(g, "nll", r.calibration.nll);
+    f.setAttr(g, "brier", r.calibration.brier);
+    f.writeTensor(g + "/bin_confidence", r.calibration.binConfidence);
+    f.writeTensor(g + "/bin_accuracy", r.calibration.binAccuracy);
+    f.writeTensor(g + "/bin_count", r.calibration.binCount);
+  }
+  for (const auto& o : r.ood) {
+    for (const auto& [score, d] : {std::make_pair(std::string("msp"), o.msp), std::make_pair(std::string("max_logit"), o.maxLogit)}) {
+      const std::string g = group + "/ood/" + o.source + "/" + score;
+      f.createGroup(g);
+      f.setAttr(g, "auroc", d.auroc);
+      f.setAttr(g, "aupr_in", d.auprIn);
+      f.setAttr(g, "aupr_out", d.auprOut);
+      f.setAttr(g, "fpr95", d.fpr95);
+    }
+    f.setAttr(group + "/ood/" + o.source, "images", o.images);
+  }
+}
+
+std::map<std::string, double> readRobustnessMetrics(H5File& f, const std::string& group) {
+  std::map<std::string, double> m;
+  if (!f.has(group)) return m;
+  if (f.has(group + "/calibration"))
+    for (const std::string k : {"rms_error", "ece", "nll", "brier"}) m["calibration/" + k] = f.attrDouble(group + "/calibration", k);
+  if (f.has(group + "/ood"))
+    for (const auto& source : f.children(group + "/ood"))
+      for (const std::string score : {"msp", "max_logit"})
+        for (const std::string k : {"auroc", "aupr_in", "aupr_out", "fpr95"})
+          m["ood/" + source + "/" + score + "/" + k] = f.attrDouble(group + "/ood/" + source + "/" + score, k);
+  return m;
+}
+
+}  // namespace robustlab

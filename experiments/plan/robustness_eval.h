@@ -1,0 +1,51 @@
+#pragma once
+// The robustness axes beyond adversarial examples for one arm x seed (config [robustness]): the clean
+// model's calibration on the test set and its out-of-distribution detection against each source,
+// by the maximum softmax probability and the maximum logit; stored under /unit/robustness.
+#include "attacks/evaluation/uncertainty.h"
+#include "data/dataset.h"
+#include "data/h5io.h"
+#include "framework/config/config.h"
+#include "framework/models/model.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace robustlab {
+
+struct OodResult {
+  std::string source;
+  int64_t images = 0;
+  Detection msp, maxLogit;
+};
+
+struct RobustnessResult {
+  bool any = false;                  ///< false: nothing to store (every [robustness] key at its default)
+  torch::Tensor corruptedLabels;     ///< fine-tuning training labels made wrong (N bool), or undefined
+  torch::Tensor trainClassCounts;    ///< fine-tuning training examples per class
+  torch::Tensor perClassAccuracy;    ///< clean test accuracy per class (float64)
+  bool hasCalibration = false;
+  Calibration calibration;
+  std::vector<OodResult> ood;
+};
+
+/// Out-of-distribution images for `source` shaped like `like` (n x C x H x W in [0,1]): gaussian
+/// (N(0.5, 1) clipped, as Hendrycks et al. 2019), uniform (U[0,1]), blobs (Bernoulli(0.7) pixels blurred
+/// with a Gaussian of sigma 1.5 and set to 0 below 0.75, Hendrycks et al. 2019), or the test split of a
+/// data source (a seeded subset; its image shape must be `like`'s). Seeded.
+torch::Tensor oodImages(const std::string& source, const Dataset& like, int64_t n, uint64_t seed);
+
+/// Everything [robustness] asks for, on the clean test set `test`; `corrupted` and `trainClassCounts`
+/// describe the fine-tuning training set (pipeline.h, StageResult).
+RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, const torch::Tensor& corrupted,
+                                    const torch::Tensor& trainClassCounts, const Config& c, torch::Device device);
+
+/// Writes `r` under `group` (nothing when !r.any).
+void writeRobustness(H5File& f, const std::string& group, const RobustnessConfig& config, const RobustnessResult& r);
+
+/// The scalar metrics of a stored /unit/robustness group, by name ("calibration/rms_error",
+/// "ood/gaussian/msp/auroc", ...); empty when the group is absent.
+std::map<std::string, double> readRobustnessMetrics(H5File& f, const std::string& group);
+
+}  // namespace robustlab

@@ -1,0 +1,78 @@
+// The [robustness] axes through `robustlab run`: corrupted and imbalanced fine-tuning labels,
+// calibration and out-of-distribution detection stored per arm x seed, summarised and compared over
+// seeds; without the section, unit keys are those of before.
+#include "experiments/plan/plan.h"
+#include "data/h5io.h"
+#include "data/task_shifts.h"
+#include "framework/config/config.h"
+
+#include "fixtures.h"
+#include "tiny_experiment.h"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+
+using namespace robustlab;
+
+TEST_CASE("run stores label noise, imbalance, calibration and OOD detection per arm and seed, with paired tests", "[experiment]") {
+  const std::string dir = test::tempDir("robustness-axes");
+  std::ofstream(dir + "/axes.toml") << test::kTinyConfig
+                                    << "[robustness]\nlabel_noise = 0.4\nlabel_noise_kind = \"flip\"\nimbalance = 4\ncalibration = true\n"
+                                       "calibration_bins = 10\nood_sources = [\"blobs\", \"gaussian\", \"mnist\"]\nood_limit = 150\n";
+  // The MNIST digits of data/fetch_mnist.sh (scripts/setup.sh runs it), wherever the run starts.
+  const std::string mnist = std::string(ROBUSTLAB_SOURCE_DIR) + "/data/cache/mnist";
+  REQUIRE(test::shell("cd " + dir + " && ROBUSTLAB_MNIST_DIR=" + mnist + " " + ROBUSTLAB_BINARY + " run -q axes.toml -o r.h5 > out.txt 2>&1") == 0);
+  H5File f(dir + "/r.h5", H5File::Mode::kRead);
+  for (const std::string arm : {"scratch", "pre-adv"}) {
+    for (const std::string seed : {"seed_0", "seed_1"}) {
+      const std::string g = "/arms/" + arm + "/" + seed + "/robustness";
+      INFO(g);
+      REQUIRE(f.has(g));
+      // Imbalance first (class 0 keeps the most, the last a quarter of it), then 40% of those labels wrong.
+      const auto counts = f.readTensor(g + "/train_class_counts");
+      const auto expected = imbalancedCounts(counts[0].item<int64_t>(), 5, 4.0);
+      for (int64_t c = 0; c < 5; ++c) CHECK(counts[c].item<int64_t>() == expected[static_cast<size_t>(c)]);
+      const int64_t n = counts.sum().item<int64_t>();
+      CHECK(f.readTensor(g + "/train_label_corrupted").sum().item<int64_t>() == std::llround(0.4 * static_cast<double>(n)));
+      CHECK(f.readTensor(g + "/calibration/bin_count").sum().item<int64_t>() == 200);
+      for (const std::string k : {"rms_error", "ece"}) {
+        const double v = f.attrDouble(g + "/calibration", k);
+        CHECK((v >= 0 && v <= 1));
+      }
+      CHECK(f.attrDouble(g + "/calibration", "nll") > 0);
+      for (const std::string source : {"blobs", "gaussian", "mnist"}) {
+        CHECK(f.attrInt(g + "/ood/" + source, "images") == 150);
+        for (const std::string score : {"msp", "max_logit"}) {
+          const double auroc = f.attrDouble(g + "/ood/" + source + "/" + score, "auroc");
+          CHECK((auroc >= 0 && auroc <= 1));
+          const double fpr = f.attrDouble(g + "/ood/" + source + "/" + score, "fpr95");
+          CHECK((fpr >= 0 && fpr <= 1));
+        }
+      }
+    }
+  }
+  CHECK(f.has("/summary/scratch/robustness/calibration/ece_mean"));
+  CHECK(f.has("/summary/pre-adv/robustness/ood/mnist/msp/auroc_ci_low"));
+  const auto p = f.readTensor("/comparisons/pre-adv_vs_scratch/robustness/ood/blobs/msp/auroc/paired_p");
+  CHECK(p.numel() == 1);
+}
+
+TEST_CASE("[robustness] at its defaults leaves unit keys as they were; set, it changes only the arms' keys", "[experiment]") {
+  const std::string dir = test::tempDir("robustness-keys");
+  Config plain = parseConfig(test::kTinyConfig, "<tiny>");
+  plain.output = dir + "/a.h5";
+  Config same = parseConfig(std::string(test::kTinyConfig) + "[robustness]\ncalibration = false\nlabel_noise = 0\n", "<tiny>");
+  same.output = plain.output;
+  Config set = parseConfig(std::string(test::kTinyConfig) + "[robustness]\ncalibration = true\n", "<tiny>");
+  set.output = plain.output;
+  const Plan a = makePlan(plain, torch::kCPU), b = makePlan(same, torch::kCPU), c = makePlan(set, torch::kCPU);
+  REQUIRE(a.units.size() == c.units.size());
+  for (size_t i = 0; i < a.units.size(); ++i) {
+    CHECK(a.units[i].hash == b.units[i].hash);
+    CHECK((a.units[i].hash == c.units[i].hash) == (a.units[i].kind == Unit::Kind::kPretrain));
+  }
+  CHECK_THROWS_WITH(parseConfig(std::string(test::kTinyConfig) + "[robustness]\nood_sources = [\"noise\"]\n", "<tiny>"),
+                    Catch::Contains("robustness.ood_sources") && Catch::Contains("gaussian"));
+}
