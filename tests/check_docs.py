@@ -77,7 +77,7 @@ def main():
 
     # Keys the prose names as section.key exist.
     for page, text in [("README.md", readme)] + [("docs/" + p, t) for p, t in docs.items() if p != "configuration.md"]:
-        for section, key in set(re.findall(r"`(data|model|train|pretrain|finetune|attack|sweep)\.([a-z_0-9]+)", text)):
+        for section, key in set(re.findall(r"`(data|model|train|pretrain|finetune|attack|robustness|sweep)\.([a-z_0-9]+)", text)):
             if key not in keys.get(section, set()):
                 failures.append(f"{page}: names `{section}.{key}`, which is not a config key")
 
