@@ -20,7 +20,8 @@ TEST_CASE("run stores label noise, imbalance, calibration and OOD detection per 
   const std::string dir = test::tempDir("robustness-axes");
   std::ofstream(dir + "/axes.toml") << test::kTinyConfig
                                     << "[robustness]\nlabel_noise = 0.4\nlabel_noise_kind = \"flip\"\nimbalance = 4\ncalibration = true\n"
-                                       "calibration_bins = 10\nood_sources = [\"blobs\", \"gaussian\", \"mnist\"]\nood_limit = 150\n";
+                                       "calibration_bins = 10\nood_sources = [\"blobs\", \"gaussian\", \"mnist\"]\nood_limit = 150\n"
+                                       "corruptions = [\"fog\", \"rotate\"]\n";
   // The MNIST digits of data/fetch_mnist.sh (scripts/setup.sh runs it), wherever the run starts.
   const std::string mnist = std::string(ROBUSTLAB_SOURCE_DIR) + "/data/cache/mnist";
   REQUIRE(test::shell("cd " + dir + " && ROBUSTLAB_MNIST_DIR=" + mnist + " " + ROBUSTLAB_BINARY + " run -q axes.toml -o r.h5 > out.txt 2>&1") == 0);
@@ -42,6 +43,12 @@ TEST_CASE("run stores label noise, imbalance, calibration and OOD detection per 
         CHECK((v >= 0 && v <= 1));
       }
       CHECK(f.attrDouble(g + "/calibration", "nll") > 0);
+      for (const std::string name : {"fog", "rotate"}) {
+        const auto acc = f.readTensor(g + "/corruptions/" + name + "/accuracy");
+        CHECK(acc.numel() == 5);
+        CHECK(((acc >= 0) & (acc <= 1)).all().item<bool>());
+      }
+      CHECK(f.attrDouble(g + "/corruptions", "mean_accuracy") >= 0);
       for (const std::string source : {"blobs", "gaussian", "mnist"}) {
         CHECK(f.attrInt(g + "/ood/" + source, "images") == 150);
         for (const std::string score : {"msp", "max_logit"}) {
@@ -57,6 +64,14 @@ TEST_CASE("run stores label noise, imbalance, calibration and OOD detection per 
   CHECK(f.has("/summary/pre-adv/robustness/ood/mnist/msp/auroc_ci_low"));
   const auto p = f.readTensor("/comparisons/pre-adv_vs_scratch/robustness/ood/blobs/msp/auroc/paired_p");
   CHECK(p.numel() == 1);
+  CHECK(f.has("/summary/scratch/robustness/corruptions/mean_accuracy_mean"));
+  const auto mce = f.readTensor("/comparisons/pre-adv_vs_scratch/robustness/corruptions/mce_per_seed");
+  CHECK(mce.numel() == 2);
+  CHECK((mce > 0).all().item<bool>());
+  // The report's answer says it, one sentence per axis and comparison.
+  const std::string report = test::readFile(dir + "/r-report/report.md");
+  CHECK_THAT(report, Catch::Contains("Beyond adversarial examples") && Catch::Contains("RMS calibration error") &&
+                         Catch::Contains("AUROC of the maximum softmax probability: blobs") && Catch::Contains("relative mCE"));
 }
 
 TEST_CASE("[robustness] at its defaults leaves unit keys as they were; set, it changes only the arms' keys", "[experiment]") {
@@ -75,4 +90,6 @@ TEST_CASE("[robustness] at its defaults leaves unit keys as they were; set, it c
   }
   CHECK_THROWS_WITH(parseConfig(std::string(test::kTinyConfig) + "[robustness]\nood_sources = [\"noise\"]\n", "<tiny>"),
                     Catch::Contains("robustness.ood_sources") && Catch::Contains("gaussian"));
+  CHECK_THROWS_WITH(parseConfig(std::string(test::kTinyConfig) + "[robustness]\ncorruptions = [\"frost\"]\n", "<tiny>"),
+                    Catch::Contains("robustness.corruptions") && Catch::Contains("zigzag"));
 }

@@ -117,6 +117,7 @@ const std::vector<std::pair<std::string, std::string>> kHelp{
     {"robustness.calibration_bins", R"~(equal-mass bins of `calibration` (each holds the same number of test images, sorted by confidence))~"},
     {"robustness.ood_sources", R"~(out-of-distribution sets to detect against the test set, by the maximum softmax probability and the maximum logit (AUROC, AUPR-in, AUPR-out, FPR at 95% TPR): `gaussian` (N(0.5, 1) clipped), `uniform`, `blobs` (seeded, generated), or a data source with the task's image shape (`mnist` against `fashion-mnist` and back))~"},
     {"robustness.ood_limit", R"~(images per out-of-distribution source (a seeded subset of a data source's test split))~"},
+    {"robustness.corruptions", R"~(common corruptions to measure the clean model under, every severity 1..5 (attacks/corruptions: noise, blur, geometry, photometric, pattern families, MNIST-C / CIFAR-10-C style, seeded), or `["all"]`; accuracy per corruption and severity, the mean, and per comparison mCE and relative mCE against the baseline (Hendrycks & Dietterich 2019))~"},
     {"sweep.mode", R"~(`grid` (every combination of `[sweep.grid]`), `random` (`samples` draws from `[sweep.random]`), `both` (every grid point × `samples` random draws))~"},
     {"sweep.samples", R"~(random draws (per grid point with `both`); 1 for `grid`, and `random` or `both` need it set)~"},
     {"sweep.seed", R"~(seed of the random draws)~"},

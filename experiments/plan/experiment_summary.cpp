@@ -86,6 +86,12 @@ Comparison compareArms(const std::string& arm, const std::vector<ArmSeedData>& a
     }
     c.robustness[entry.first] = pairedTTest(va, vb);
   }
+  for (int64_t s = 0; s < seeds; ++s) {
+    const CorruptionErrors e = corruptionErrors(a[s].robustness, a[s].clean, b[s].robustness, b[s].clean);
+    if (std::isnan(e.mce)) break;
+    c.mce.push_back(e.mce);
+    c.relativeMce.push_back(e.relativeMce);
+  }
   return c;
 }
 
@@ -140,6 +146,11 @@ void writeSummaries(H5File& f, const Config& c, const ArmData& data, const std::
       f.writeTensor(m + "/paired_t", column({t.t}));
       f.writeTensor(m + "/paired_p", column({t.p}));
       f.writeTensor(m + "/cohens_d", column({t.cohensD}));
+    }
+    if (!cmp.mce.empty()) {
+      // Hendrycks & Dietterich 2019's mCE and relative mCE of the arm with its baseline as the reference (1 = as good), per seed.
+      f.writeTensor(g + "/robustness/corruptions/mce_per_seed", column(cmp.mce));
+      f.writeTensor(g + "/robustness/corruptions/relative_mce_per_seed", column(cmp.relativeMce));
     }
   }
 }

@@ -34,6 +34,8 @@ struct Comparison {
   torch::Tensor mcnemarPerSeed;                                              ///< S x E
   /// Per [robustness] metric: the paired t-test over seeds of arm - baseline.
   std::map<std::string, PairedTest> robustness;
+  /// Per seed, the corruption errors against the baseline (robustness_eval.h); empty without corruptions.
+  std::vector<double> mce, relativeMce;
 };
 Comparison compareArms(const std::string& arm, const std::vector<ArmSeedData>& a, const std::string& baseline,
                        const std::vector<ArmSeedData>& b);

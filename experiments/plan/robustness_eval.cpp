@@ -1,5 +1,6 @@
 #include "experiments/plan/robustness_eval.h"
 
+#include "attacks/corruptions/corruptions.h"
 #include "data/sources.h"
 #include "data/tasks.h"
 #include "framework/runtime/runtime.h"
@@ -9,6 +10,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <array>
 #include <cmath>
 #include <stdexcept>
 
@@ -79,6 +81,14 @@ RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, 
     r.hasCalibration = true;
     r.calibration = calibration(logits, test.labels, rc.calibrationBins);
   }
+  for (const auto& name : rc.corruptionList()) {
+    CorruptionResult cr{name, {}};
+    for (int sev = 1; sev <= 5; ++sev) {
+      const auto images = corrupt(name, test.images, sev, c.seed + 41 + static_cast<uint64_t>(sev));
+      cr.accuracy.push_back(logitsOf(model, images, device).argmax(1).eq(test.labels).to(torch::kFloat64).mean().item<double>());
+    }
+    r.corruptions.push_back(cr);
+  }
   const auto inMsp = maxSoftmax(logits), inMax = std::get<0>(logits.max(1));
   for (size_t i = 0; i < rc.oodSources.size(); ++i) {
     const auto images = oodImages(rc.oodSources[i], test, rc.oodLimit, c.seed + 31 + i);
@@ -120,6 +130,14 @@ void writeRobustness(H5File& f, const std::string& group, const RobustnessConfig
     }
     f.setAttr(group + "/ood/" + o.source, "images", o.images);
   }
+  double sum = 0;
+  for (const auto& cr : r.corruptions) {
+    const std::string g = group + "/corruptions/" + cr.name;
+    f.writeTensor(g + "/accuracy", torch::tensor(cr.accuracy, torch::kFloat64));
+    for (double a : cr.accuracy) sum += a;
+  }
+  if (!r.corruptions.empty())
+    f.setAttr(group + "/corruptions", "mean_accuracy", sum / static_cast<double>(5 * r.corruptions.size()));
 }
 
 std::map<std::string, double> readRobustnessMetrics(H5File& f, const std::string& group) {
@@ -132,7 +150,39 @@ std::map<std::string, double> readRobustnessMetrics(H5File& f, const std::string
       for (const std::string score : {"msp", "max_logit"})
         for (const std::string k : {"auroc", "aupr_in", "aupr_out", "fpr95"})
           m["ood/" + source + "/" + score + "/" + k] = f.attrDouble(group + "/ood/" + source + "/" + score, k);
+  if (f.has(group + "/corruptions")) {
+    m["corruptions/mean_accuracy"] = f.attrDouble(group + "/corruptions", "mean_accuracy");
+    for (const auto& name : f.children(group + "/corruptions")) {
+      const auto acc = f.readTensor(group + "/corruptions/" + name + "/accuracy");
+      for (int64_t s = 0; s < acc.numel(); ++s) m["corruptions/" + name + "/severity_" + std::to_string(s + 1)] = acc[s].item<double>();
+    }
+  }
   return m;
+}
+
+CorruptionErrors corruptionErrors(const std::map<std::string, double>& arm, double armClean, const std::map<std::string, double>& base,
+                                  double baseClean) {
+  // Sums per corruption over its severities, from the "corruptions/<name>/severity_<k>" entries.
+  std::map<std::string, std::array<double, 4>> sums;  // arm error, base error, arm rel, base rel
+  for (const auto& [key, acc] : arm) {
+    if (key.rfind("corruptions/", 0) != 0 || key.find("/severity_") == std::string::npos || !base.count(key)) continue;
+    const std::string name = key.substr(12, key.find("/severity_") - 12);
+    auto& s = sums[name];
+    s[0] += 1 - acc;
+    s[1] += 1 - base.at(key);
+    s[2] += (1 - acc) - (1 - armClean);
+    s[3] += (1 - base.at(key)) - (1 - baseClean);
+  }
+  CorruptionErrors e;
+  if (sums.empty()) return e;
+  double ce = 0, rel = 0;
+  for (const auto& [name, s] : sums) {
+    ce += s[0] / s[1];
+    rel += s[2] / s[3];
+  }
+  e.mce = ce / static_cast<double>(sums.size());
+  e.relativeMce = rel / static_cast<double>(sums.size());
+  return e;
 }
 
 }  // namespace robustlab

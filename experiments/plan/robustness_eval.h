@@ -8,6 +8,7 @@
 #include "framework/config/config.h"
 #include "framework/models/model.h"
 
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -20,6 +21,11 @@ struct OodResult {
   Detection msp, maxLogit;
 };
 
+struct CorruptionResult {
+  std::string name;
+  std::vector<double> accuracy;  ///< clean accuracy on the corrupted test images, severity 1..5
+};
+
 struct RobustnessResult {
   bool any = false;                  ///< false: nothing to store (every [robustness] key at its default)
   torch::Tensor corruptedLabels;     ///< fine-tuning training labels made wrong (N bool), or undefined
@@ -28,6 +34,7 @@ struct RobustnessResult {
   bool hasCalibration = false;
   Calibration calibration;
   std::vector<OodResult> ood;
+  std::vector<CorruptionResult> corruptions;
 };
 
 /// Out-of-distribution images for `source` shaped like `like` (n x C x H x W in [0,1]): gaussian
@@ -45,7 +52,22 @@ RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, 
 void writeRobustness(H5File& f, const std::string& group, const RobustnessConfig& config, const RobustnessResult& r);
 
 /// The scalar metrics of a stored /unit/robustness group, by name ("calibration/rms_error",
-/// "ood/gaussian/msp/auroc", ...); empty when the group is absent.
+/// "ood/gaussian/msp/auroc", "corruptions/fog/severity_3", "corruptions/mean_accuracy", ...); empty when
+/// the group is absent.
 std::map<std::string, double> readRobustnessMetrics(H5File& f, const std::string& group);
+
+}  // namespace robustlab
+
+namespace robustlab {
+
+/// Corruption errors of an arm against its baseline over the same corruptions (Hendrycks & Dietterich
+/// 2019): mCE = mean_c [sum_s E_arm(c,s) / sum_s E_base(c,s)], relative mCE = mean_c [sum_s (E_arm(c,s) -
+/// E_arm,clean) / sum_s (E_base(c,s) - E_base,clean)], E = 1 - accuracy; from the metrics of one seed
+/// (readRobustnessMetrics) and the clean accuracies. NaN without corruptions.
+struct CorruptionErrors {
+  double mce = NAN, relativeMce = NAN;
+};
+CorruptionErrors corruptionErrors(const std::map<std::string, double>& arm, double armClean, const std::map<std::string, double>& base,
+                                  double baseClean);
 
 }  // namespace robustlab

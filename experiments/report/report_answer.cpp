@@ -60,6 +60,45 @@ std::string comparisonSentence(const ReportData& d, const ComparisonReport& c, s
   return s + ".";
 }
 
+namespace {
+
+/// One sentence per [robustness] axis the comparison has (calibration, out-of-distribution detection,
+/// corruptions): the arm's difference from its baseline, mean over seeds, with the paired t-test's p.
+std::vector<std::string> axisSentences(const ComparisonReport& c) {
+  std::vector<std::string> out;
+  auto diff = [&](const std::string& key) { return fmt("%+.1f", 100.0 * c.axes.at(key).meanDifference) + " points (p = " + fmt("%.3g", c.axes.at(key).pairedP) + ")"; };
+  const std::string who = c.arm + " against " + c.baseline + ": ";
+  if (c.axes.count("calibration/rms_error"))
+    out.push_back(who + "calibration, RMS calibration error " + diff("calibration/rms_error") + ", ECE " + diff("calibration/ece") +
+                  " (lower is better calibrated)");
+  std::string ood;
+  for (const auto& [key, v] : c.axes)
+    if (key.rfind("ood/", 0) == 0 && key.size() > 10 && key.compare(key.size() - 10, 10, "/msp/auroc") == 0)
+      ood += (ood.empty() ? "" : ", ") + key.substr(4, key.size() - 14) + " " + diff(key);
+  if (!ood.empty()) out.push_back(who + "out-of-distribution detection, AUROC of the maximum softmax probability: " + ood + " (higher detects better)");
+  if (c.axes.count("corruptions/mean_accuracy"))
+    out.push_back(who + "accuracy under common corruptions " + diff("corruptions/mean_accuracy") +
+                  (std::isnan(c.relativeMce) ? std::string() : ", relative mCE " + fmt("%.2f", c.relativeMce) + " (below 1: degrades less than the baseline)"));
+  return out;
+}
+
+void axesParagraph(Doc& doc, const ReportData& d) {
+  std::vector<std::string> all;
+  for (const auto& c : d.comparisons)
+    for (const auto& s : axisSentences(c)) all.push_back(s);
+  if (all.empty()) return;
+  doc.html << "<p>Beyond adversarial examples ([robustness]; differences over seeds, paired t-test):</p>\n<ul class=\"answers\">\n";
+  doc.md << "Beyond adversarial examples ([robustness]; differences over seeds, paired t-test):\n\n";
+  for (const auto& s : all) {
+    doc.html << "<li>" << esc(s) << "</li>\n";
+    doc.md << "- " << mdEscape(s) << "\n";
+  }
+  doc.html << "</ul>\n";
+  doc.md << "\n";
+}
+
+}  // namespace
+
 void answerSection(Doc& doc, const ReportData& d, const std::string& figDir) {
   doc.section("answer", "Does pre-training make the fine-tuned model more robust?");
   const std::string machine = "Measured on " + metaOr(d, "device", "?") + " (" + metaOr(d, "cpu_model", "?") + ", kernel path " +
@@ -107,6 +146,7 @@ void answerSection(Doc& doc, const ReportData& d, const std::string& figDir) {
                                                                      ? " (AutoAttack was not run)." : ".");
   doc.html << "<p class=\"rules\">" << esc(rules) << "</p>\n";
   doc.md << mdEscape(rules) << "\n\n";
+  axesParagraph(doc, d);
   doc.end();
 }
 

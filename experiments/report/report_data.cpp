@@ -113,6 +113,18 @@ void readSeeds(Reader& rd, const ReportData& d, ArmReport& a) {
 }
 
 /// The comparison of `arm` against `baseline`, with the 95% interval of the per-seed paired difference.
+/// The [robustness] metrics under `group` (groups holding mean_difference and paired_p), recursively.
+void readAxes(H5File& f, const std::string& group, const std::string& name, ComparisonReport& c) {
+  if (!f.has(group)) return;
+  if (f.has(group + "/mean_difference") && f.has(group + "/paired_p")) {
+    c.axes[name] = {f.readTensor(group + "/mean_difference")[0].item<double>(), f.readTensor(group + "/paired_p")[0].item<double>()};
+    return;
+  }
+  if (f.has(group + "/relative_mce_per_seed")) c.relativeMce = f.readTensor(group + "/relative_mce_per_seed").mean().item<double>();
+  for (const auto& child : f.children(group))
+    if (child.find("per_seed") == std::string::npos) readAxes(f, group + "/" + child, name.empty() ? child : name + "/" + child, c);
+}
+
 ComparisonReport readComparison(Reader& rd, const ReportData& d, const std::string& arm, const std::string& baseline) {
   const std::string g = "/comparisons/" + arm + "_vs_" + baseline;
   rd.need(g);
@@ -125,6 +137,7 @@ ComparisonReport readComparison(Reader& rd, const ReportData& d, const std::stri
     c.ciLow.push_back(ci.ciLow);
     c.ciHigh.push_back(ci.ciHigh);
   }
+  readAxes(rd.file(), g + "/robustness", "", c);
   return c;
 }
 

@@ -4,6 +4,7 @@
 // the report needs is one error naming the file and what is missing.
 #include <torch/types.h>
 
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -33,10 +34,17 @@ struct ArmReport {
   std::map<std::string, std::pair<std::vector<std::string>, std::vector<double>>> stages;
 };
 
+/// One [robustness] metric of a comparison: arm minus baseline, mean over seeds, and the paired t-test's p.
+struct AxisDifference {
+  double meanDifference = 0, pairedP = 1;
+};
+
 struct ComparisonReport {
   std::string arm, baseline;
   std::vector<double> meanDifference, pairedP, cohensD, mcnemarP;
   std::vector<double> ciLow, ciHigh;  ///< 95% t-interval of the per-seed paired difference (NaN with one seed)
+  std::map<std::string, AxisDifference> axes;  ///< [robustness] metrics by name ("calibration/ece", "ood/mnist/msp/auroc", ...)
+  double relativeMce = NAN;                    ///< mean over seeds; NaN without corruptions
 };
 
 struct SanityReport {

@@ -2,6 +2,8 @@
 // of sections.cpp; the validation is validation.cpp's, the overrides and files loading.cpp's.
 #include "framework/config/config.h"
 
+#include "attacks/corruptions/corruptions.h"
+
 #include "framework/config/default_config.h"
 #include "framework/config/sections.h"
 #include "data/sha256.h"
@@ -149,6 +151,11 @@ static std::string sectionToToml(const std::string& section, const config::Field
 std::string dataToToml(const DataConfig& data) { return sectionToToml("data", config::dataFields(), data); }
 std::string attackToToml(const AttackConfig& attack) { return sectionToToml("attack", config::attackFields(), attack); }
 std::string robustnessToToml(const RobustnessConfig& r) { return sectionToToml("robustness", config::robustnessFields(), r); }
+
+std::vector<std::string> RobustnessConfig::corruptionList() const {
+  if (std::find(corruptions.begin(), corruptions.end(), "all") != corruptions.end()) return corruptionNames();
+  return corruptions;
+}
 
 bool RobustnessConfig::isDefault() const { return robustnessToToml(*this) == robustnessToToml(RobustnessConfig{}); }
 

@@ -66,7 +66,10 @@ struct RobustnessConfig {
   int64_t calibrationBins = 15;              ///< equal-mass bins
   std::vector<std::string> oodSources;       ///< gaussian | uniform | blobs | a data source of the same image shape
   int64_t oodLimit = 1000;                   ///< out-of-distribution images per source
+  std::vector<std::string> corruptions;      ///< common corruptions (attacks/corruptions), or ["all"]; every severity 1..5
   bool isDefault() const;
+  /// `corruptions` with "all" expanded, in registry order.
+  std::vector<std::string> corruptionList() const;
 };
 
 struct AttackConfig {

@@ -149,6 +149,7 @@ Fields<RobustnessConfig> robustnessFields() {
       config::integer<R>("calibration_bins", ROBUSTLAB_REF(R, calibrationBins), 1, 1000),
       config::strings<R>("ood_sources", ROBUSTLAB_REF(R, oodSources)),
       config::integer<R>("ood_limit", ROBUSTLAB_REF(R, oodLimit), 1, 1000000),
+      config::strings<R>("corruptions", ROBUSTLAB_REF(R, corruptions)),
   };
 }
 

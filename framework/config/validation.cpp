@@ -1,6 +1,7 @@
 #include "framework/config/sections.h"
 
 #include "attacks/registry.h"
+#include "attacks/corruptions/corruptions.h"
 #include "data/sources.h"
 #include "framework/toml/toml_reader.h"
 
@@ -133,6 +134,13 @@ void validateRobustness(const RobustnessConfig& r, const std::string& what) {
     if (std::find(r.oodSources.begin(), r.oodSources.begin() + static_cast<long>(i), s) != r.oodSources.begin() + static_cast<long>(i))
       throw ConfigError(what + ": field 'robustness.ood_sources': '" + s + "' listed twice");
   }
+  const auto names = corruptionNames();
+  for (const auto& s : r.corruptions)
+    if (s != "all" && std::find(names.begin(), names.end(), s) == names.end()) {
+      std::string all = "all";
+      for (const auto& n : names) all += ", " + n;
+      throw ConfigError(what + ": field 'robustness.corruptions': unknown corruption '" + s + "', expected " + all);
+    }
 }
 
 }  // namespace
