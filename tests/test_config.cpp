@@ -41,7 +41,8 @@ TEST_CASE("every shipped config parses, round-trips and sets up the experiment i
     if (e.path().extension() == ".toml") found.push_back(e.path().filename().string());
   std::sort(found.begin(), found.end());
   // A new shipped config must be added here with what it promises.
-  CHECK(found == std::vector<std::string>{"cifar10-pretrain-linf8.toml", "default.toml", "study.toml", "sweep-example.toml", "transfer.toml"});
+  CHECK(found == std::vector<std::string>{"cifar10-pretrain-linf8.toml", "default.toml", "robustness-axes.toml", "study.toml", "sweep-example.toml",
+                                          "transfer.toml"});
   for (const auto& f : found) {
     INFO(f);
     const Config c = loadConfig(dir + f);
@@ -58,6 +59,20 @@ TEST_CASE("every shipped config parses, round-trips and sets up the experiment i
     CHECK(v.dataSource == "fashion-mnist");
     CHECK(v.classes.empty());
   }
+  // Every robustness axis, each pair of arms (clean, 40% wrong labels, 10:1 imbalance) pre-trained
+  // against scratch, five seeds.
+  const Config axes = loadConfig(dir + "robustness-axes.toml");
+  CHECK(axes.runSeeds().size() == 5);
+  CHECK(axes.robustness.calibration);
+  CHECK(axes.robustness.oodSources.size() == 4);
+  CHECK(axes.robustness.corruptionList().size() >= 14);
+  int noisy = 0, imbalanced = 0;
+  for (const auto& arm : axes.runArms()) {
+    noisy += axes.robustnessFor(arm).labelNoise == 0.4;
+    imbalanced += axes.robustnessFor(arm).imbalance == 10;
+  }
+  CHECK(noisy == 2);
+  CHECK(imbalanced == 2);
   const Config cifar = loadConfig(dir + "cifar10-pretrain-linf8.toml");
   CHECK(cifar.model.arch == "wrn");
   CHECK(cifar.model.wrnDepth == 28);

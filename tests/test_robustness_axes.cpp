@@ -88,6 +88,14 @@ TEST_CASE("[robustness] at its defaults leaves unit keys as they were; set, it c
     CHECK(a.units[i].hash == b.units[i].hash);
     CHECK((a.units[i].hash == c.units[i].hash) == (a.units[i].kind == Unit::Kind::kPretrain));
   }
+  // An arm's own label noise changes that arm's keys only.
+  std::string tiny = test::kTinyConfig;
+  tiny.replace(tiny.find("name = \"pre-adv\"\n"), 17, "name = \"pre-adv\"\nlabel_noise = 0.2\n");
+  Config armNoise = parseConfig(tiny, "<tiny>");
+  armNoise.output = plain.output;
+  const Plan d = makePlan(armNoise, torch::kCPU);
+  for (size_t i = 0; i < a.units.size(); ++i) CHECK((a.units[i].hash == d.units[i].hash) == (a.units[i].name != "pre-adv"));
+  CHECK_THROWS_WITH(parseConfig(tiny.replace(tiny.find("label_noise = 0.2"), 17, "imbalance = 0.5"), "<tiny>"), Catch::Contains("imbalance"));
   CHECK_THROWS_WITH(parseConfig(std::string(test::kTinyConfig) + "[robustness]\nood_sources = [\"noise\"]\n", "<tiny>"),
                     Catch::Contains("robustness.ood_sources") && Catch::Contains("gaussian"));
   CHECK_THROWS_WITH(parseConfig(std::string(test::kTinyConfig) + "[robustness]\ncorruptions = [\"frost\"]\n", "<tiny>"),

@@ -68,6 +68,8 @@ const std::vector<std::pair<std::string, std::string>> kHelp{
     {"arms.objective", R"~(fine-tuning objective: `standard`, `pgd`, `trades`)~"},
     {"arms.mode", R"~(`full`, `linear` (with `objective = "standard"`: the linear-evaluation protocol, a frozen backbone and a trained linear head, clean and robust accuracy reported as for any arm) or `lp-ft`)~"},
     {"arms.per_class", R"~(label budget of this arm)~"},
+    {"arms.label_noise", R"~(this arm's `[robustness].label_noise` (-1: the section's), so one experiment can hold clean and noisy arms)~"},
+    {"arms.imbalance", R"~(this arm's `[robustness].imbalance` (-1: the section's))~"},
     {"arms.baseline", R"~(another arm; the summary compares this arm against it)~"},
     {"attack.attacks", R"~(attack suite, names from the attack registry: `fgsm`, `pgd`, `apgd-ce` (alias `apgd`), `apgd-dlr` (APGD on Croce & Hein's DLR loss, same schedule; needs at least 3 classes, 4 when targeted: a 2-class `[finetune]` task is a config error), `apgd-t` (AutoAttack's targeted APGD-DLR: one run per target among the `target_classes` most likely wrong classes, on the points still robust; needs 4 classes; `targeted` must stay `"none"`), `fab-t` (AutoAttack's targeted FAB, minimum-norm; one run per target, `steps` iterations), `fab` (untargeted FAB, one gradient per class per step), `square` (Square Attack, score-based, no gradients, `queries` per restart), `autoattack` (AutoAttack's standard suite, see below; needs 4 classes), `autoattack-plus` (the extended suite))~"},
     {"attack.norm", R"~(`linf` or `l2`)~"},

@@ -103,7 +103,8 @@ void planArms(Plan& p, const std::string& key) {
         if (p.units[i].name == arm.pretrain && p.units[i].seed == seed) u.pretrain = static_cast<int64_t>(i);
       const std::string pre = u.pretrain >= 0 ? p.units[static_cast<size_t>(u.pretrain)].hash : arm.pretrain == kScriptWeights ? std::string("torchscript-weights") : std::string("none");
       // [robustness] joins the key only when set, so the keys of experiments without it are unchanged.
-      const std::string robustness = c.robustness.isDefault() ? "" : robustnessToToml(c.robustness);
+      const RobustnessConfig rb = c.robustnessFor(arm);
+      const std::string robustness = rb.isDefault() ? "" : robustnessToToml(rb);
       u.hash = stableHash(key + stageKey("finetune", u.stage) + attackToToml(c.attack) + robustness + "pretrain=" + pre + "\nseed=" + std::to_string(seed));
       u.path = p.unitsDir + "/" + arm.name + "-seed" + std::to_string(seed) + "-" + u.hash + ".h5";
       p.units.push_back(u);
@@ -164,7 +165,8 @@ std::string computeArm(const Plan& p, const Unit& u, torch::Device device) {
     pretrainPath = pre.path;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  const Config cs = forSeed(p.config, u.seed);
+  Config cs = forSeed(p.config, u.seed);
+  cs.robustness = cs.robustnessFor(u.arm);  // the arm's own label noise and imbalance
   StageResult r = runStage(cs, u.stage, Stage::kFinetune, pretrainPath, u.arm.name, device, u.arm.pretrain == kScriptWeights);
   const double trainSecs = secondsSince(t0);
   useEvalThreads(cs);

@@ -157,6 +157,13 @@ std::vector<std::string> RobustnessConfig::corruptionList() const {
   return corruptions;
 }
 
+RobustnessConfig Config::robustnessFor(const ArmConfig& arm) const {
+  RobustnessConfig r = robustness;
+  if (arm.labelNoise >= 0) r.labelNoise = arm.labelNoise;
+  if (arm.imbalance >= 0) r.imbalance = arm.imbalance;
+  return r;
+}
+
 bool RobustnessConfig::isDefault() const { return robustnessToToml(*this) == robustnessToToml(RobustnessConfig{}); }
 
 std::string Config::toToml() const {

@@ -93,6 +93,8 @@ struct ArmConfig {
   std::string mode;               ///< full | linear | lp-ft; "" = [finetune].mode
   int64_t perClass = -1;          ///< label budget; -1 = [finetune].per_class
   std::string baseline;           ///< arm compared against in the summary ("" = none)
+  double labelNoise = -1;         ///< -1 = [robustness].label_noise
+  double imbalance = -1;          ///< -1 = [robustness].imbalance
 };
 
 struct Config {
@@ -124,6 +126,8 @@ struct Config {
   /// The variants and arms `run` uses (defaults filled in).
   std::vector<std::pair<std::string, StageConfig>> runVariants() const;
   std::vector<ArmConfig> runArms() const;
+  /// [robustness] with an arm's own label_noise and imbalance in place.
+  RobustnessConfig robustnessFor(const ArmConfig& arm) const;
   /// A copy with `seed` set everywhere it is used.
   Config withSeed(uint64_t s) const;
 

@@ -171,6 +171,8 @@ Fields<ArmConfig> armFields() {
       }, true),
       config::integer<A>("per_class", ROBUSTLAB_REF(A, perClass), -1),
       config::string<A>("baseline", ROBUSTLAB_REF(A, baseline)),
+      config::real<A>("label_noise", ROBUSTLAB_REF(A, labelNoise), -1.0, 1.0),
+      config::real<A>("imbalance", ROBUSTLAB_REF(A, imbalance), -1.0, 1e6),
   };
 }
 

@@ -29,6 +29,8 @@ void checkArms(const Config& c, const std::string& what) {
       if (!found) throw ConfigError(f + "pretrain': unknown pre-training variant '" + arm.pretrain + "', expected none" +
                                     (c.model.arch == "torchscript" ? ", torchscript" : "") + " or one of: " + names);
     }
+    if (arm.labelNoise != -1 && !(arm.labelNoise >= 0)) throw ConfigError(f + "label_noise': expected a share in [0, 1], or -1 for [robustness]'s");
+    if (arm.imbalance != -1 && !(arm.imbalance >= 1)) throw ConfigError(f + "imbalance': expected a ratio >= 1, or -1 for [robustness]'s");
     if (!arm.baseline.empty()) {
       bool found = false;
       for (const auto& other : arms) found |= other.name == arm.baseline && other.name != arm.name;
