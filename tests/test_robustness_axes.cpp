@@ -72,6 +72,10 @@ TEST_CASE("run stores label noise, imbalance, calibration and OOD detection per 
   const std::string report = test::readFile(dir + "/r-report/report.md");
   CHECK_THAT(report, Catch::Contains("Beyond adversarial examples") && Catch::Contains("RMS calibration error") &&
                          Catch::Contains("AUROC of the maximum softmax probability: blobs") && Catch::Contains("relative mCE"));
+  // And its section: the axes per arm, the reliability diagram.
+  CHECK_THAT(report, Catch::Contains("Robustness beyond adversarial examples") && Catch::Contains("ood/mnist/msp/auroc") &&
+                         Catch::Contains("figures/reliability.svg"));
+  CHECK(test::readFile(dir + "/r-report/figures/reliability.svg").find("<svg") != std::string::npos);
 }
 
 TEST_CASE("[robustness] at its defaults leaves unit keys as they were; set, it changes only the arms' keys", "[experiment]") {

@@ -175,13 +175,19 @@ CorruptionErrors corruptionErrors(const std::map<std::string, double>& arm, doub
   }
   CorruptionErrors e;
   if (sums.empty()) return e;
+  // A corruption that does not raise the baseline's error above its clean error (its degradation sum
+  // <= 0) leaves the relative CE undefined: it is left out of the relative mean (NaN when none is left).
   double ce = 0, rel = 0;
+  int64_t relCount = 0;
   for (const auto& [name, s] : sums) {
     ce += s[0] / s[1];
-    rel += s[2] / s[3];
+    if (s[3] > 0) {
+      rel += s[2] / s[3];
+      ++relCount;
+    }
   }
   e.mce = ce / static_cast<double>(sums.size());
-  e.relativeMce = rel / static_cast<double>(sums.size());
+  e.relativeMce = relCount ? rel / static_cast<double>(relCount) : NAN;
   return e;
 }
 

@@ -63,7 +63,8 @@ namespace robustlab {
 /// Corruption errors of an arm against its baseline over the same corruptions (Hendrycks & Dietterich
 /// 2019): mCE = mean_c [sum_s E_arm(c,s) / sum_s E_base(c,s)], relative mCE = mean_c [sum_s (E_arm(c,s) -
 /// E_arm,clean) / sum_s (E_base(c,s) - E_base,clean)], E = 1 - accuracy; from the metrics of one seed
-/// (readRobustnessMetrics) and the clean accuracies. NaN without corruptions.
+/// (readRobustnessMetrics) and the clean accuracies. NaN without corruptions; the relative mean leaves
+/// out corruptions that do not raise the baseline's error above its clean error (undefined there).
 struct CorruptionErrors {
   double mce = NAN, relativeMce = NAN;
 };

@@ -3,6 +3,7 @@
 #include "experiments/report/report_answer.h"
 #include "experiments/report/report_data.h"
 #include "experiments/report/report_latex.h"
+#include "experiments/report/report_robustness.h"
 #include "experiments/report/report_doc.h"
 #include "experiments/report/report_figures.h"
 #include "experiments/report/report_sweep.h"
@@ -301,6 +302,7 @@ void writeReport(const ReportOptions& o) {
       summarySection(body, d, "summary", "Clean and robust accuracy");
       curvesSection(body, d, figDir);
       comparisonSection(body, d);
+      robustnessSection(body, d, figDir);
       breakdownSection(body, d);
       trainingSection(body, d, figDir);
       gallerySection(body, d, figDir);

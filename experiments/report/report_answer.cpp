@@ -78,7 +78,8 @@ std::vector<std::string> axisSentences(const ComparisonReport& c) {
   if (!ood.empty()) out.push_back(who + "out-of-distribution detection, AUROC of the maximum softmax probability: " + ood + " (higher detects better)");
   if (c.axes.count("corruptions/mean_accuracy"))
     out.push_back(who + "accuracy under common corruptions " + diff("corruptions/mean_accuracy") +
-                  (std::isnan(c.relativeMce) ? std::string() : ", relative mCE " + fmt("%.2f", c.relativeMce) + " (below 1: degrades less than the baseline)"));
+                  (std::isnan(c.mce) ? std::string() : ", mCE " + fmt("%.2f", c.mce) + " (below 1: fewer errors under corruption than the baseline)") +
+                  (std::isnan(c.relativeMce) ? std::string() : ", relative mCE " + fmt("%.2f", c.relativeMce) + " (below 1: degrades less from its clean accuracy)"));
   return out;
 }
 

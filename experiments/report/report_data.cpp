@@ -120,7 +120,8 @@ void readAxes(H5File& f, const std::string& group, const std::string& name, Comp
     c.axes[name] = {f.readTensor(group + "/mean_difference")[0].item<double>(), f.readTensor(group + "/paired_p")[0].item<double>()};
     return;
   }
-  if (f.has(group + "/relative_mce_per_seed")) c.relativeMce = f.readTensor(group + "/relative_mce_per_seed").mean().item<double>();
+  if (f.has(group + "/mce_per_seed")) c.mce = f.readTensor(group + "/mce_per_seed").nanmean().item<double>();
+  if (f.has(group + "/relative_mce_per_seed")) c.relativeMce = f.readTensor(group + "/relative_mce_per_seed").nanmean().item<double>();
   for (const auto& child : f.children(group))
     if (child.find("per_seed") == std::string::npos) readAxes(f, group + "/" + child, name.empty() ? child : name + "/" + child, c);
 }

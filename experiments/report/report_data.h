@@ -44,7 +44,7 @@ struct ComparisonReport {
   std::vector<double> meanDifference, pairedP, cohensD, mcnemarP;
   std::vector<double> ciLow, ciHigh;  ///< 95% t-interval of the per-seed paired difference (NaN with one seed)
   std::map<std::string, AxisDifference> axes;  ///< [robustness] metrics by name ("calibration/ece", "ood/mnist/msp/auroc", ...)
-  double relativeMce = NAN;                    ///< mean over seeds; NaN without corruptions
+  double mce = NAN, relativeMce = NAN;         ///< mean over seeds; NaN without corruptions
 };
 
 struct SanityReport {
