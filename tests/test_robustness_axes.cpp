@@ -68,6 +68,10 @@ TEST_CASE("run stores label noise, imbalance, calibration and OOD detection per 
   const auto mce = f.readTensor("/comparisons/pre-adv_vs_scratch/robustness/corruptions/mce_per_seed");
   CHECK(mce.numel() == 2);
   CHECK((mce > 0).all().item<bool>());
+  const std::string perExample = "/comparisons/pre-adv_vs_scratch/robustness_per_example/corruptions/fog";
+  const double mp = f.readTensor(perExample + "/mcnemar_p")[0].item<double>();
+  CHECK((mp >= 0 && mp <= 1));
+  CHECK(f.readTensor("/arms/scratch/seed_0/robustness/corruptions/fog/correct").sizes() == torch::IntArrayRef({5, 200}));
   // The report's answer says it, one sentence per axis and comparison.
   const std::string report = test::readFile(dir + "/r-report/report.md");
   CHECK_THAT(report, Catch::Contains("Beyond adversarial examples") && Catch::Contains("RMS calibration error") &&
@@ -76,6 +80,7 @@ TEST_CASE("run stores label noise, imbalance, calibration and OOD detection per 
   CHECK_THAT(report, Catch::Contains("Robustness beyond adversarial examples") && Catch::Contains("ood/mnist/msp/auroc") &&
                          Catch::Contains("figures/reliability.svg"));
   CHECK(test::readFile(dir + "/r-report/figures/reliability.svg").find("<svg") != std::string::npos);
+  CHECK(test::readFile(dir + "/r-report/figures/corruptions.png").rfind("\x89PNG", 0) == 0);
 }
 
 TEST_CASE("[robustness] at its defaults leaves unit keys as they were; set, it changes only the arms' keys", "[experiment]") {

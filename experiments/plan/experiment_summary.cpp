@@ -47,7 +47,32 @@ ArmSeedData readUnit(const std::string& path) {
   if (f.hasAttr("/unit/eval", "failed_sanity_checks")) d.failedChecks = f.attrInt("/unit/eval", "failed_sanity_checks");
   for (const auto& a : f.children("/unit/eval/attacks")) d.perAttack[a] = doubles(f.readTensor("/unit/eval/attacks/" + a + "/robust_accuracy"));
   d.robustness = readRobustnessMetrics(f, "/unit/robustness");
+  d.corruptionCorrect = readCorruptionCorrect(f, "/unit/robustness");
   return d;
+}
+
+/// The corruption comparisons of `c`: per example (McNemar, pooled over seeds and severities) and
+/// per seed (mCE, relative mCE).
+void compareCorruptions(Comparison& c, const std::vector<ArmSeedData>& a, const std::vector<ArmSeedData>& b) {
+  const int64_t seeds = static_cast<int64_t>(a.size());
+  for (const auto& entry : a.front().corruptionCorrect) {
+    int64_t onlyA = 0, onlyB = 0;
+    for (int64_t s = 0; s < seeds; ++s) {
+      if (!a[s].corruptionCorrect.count(entry.first) || !b[s].corruptionCorrect.count(entry.first)) continue;
+      const auto& ra = a[s].corruptionCorrect.at(entry.first);
+      const auto& rb = b[s].corruptionCorrect.at(entry.first);
+      if (ra.sizes() != rb.sizes()) continue;
+      onlyA += (ra & ~rb).sum().item<int64_t>();
+      onlyB += (rb & ~ra).sum().item<int64_t>();
+    }
+    c.corruptionMcnemar[entry.first] = {static_cast<double>(onlyA), static_cast<double>(onlyB), mcnemarExactP(onlyA, onlyB)};
+  }
+  for (int64_t s = 0; s < seeds; ++s) {
+    const CorruptionErrors e = corruptionErrors(a[s].robustness, a[s].clean, b[s].robustness, b[s].clean);
+    if (std::isnan(e.mce)) break;
+    c.mce.push_back(e.mce);
+    c.relativeMce.push_back(e.relativeMce);
+  }
 }
 
 Comparison compareArms(const std::string& arm, const std::vector<ArmSeedData>& a, const std::string& baseline,
@@ -86,14 +111,49 @@ Comparison compareArms(const std::string& arm, const std::vector<ArmSeedData>& a
     }
     c.robustness[entry.first] = pairedTTest(va, vb);
   }
-  for (int64_t s = 0; s < seeds; ++s) {
-    const CorruptionErrors e = corruptionErrors(a[s].robustness, a[s].clean, b[s].robustness, b[s].clean);
-    if (std::isnan(e.mce)) break;
-    c.mce.push_back(e.mce);
-    c.relativeMce.push_back(e.relativeMce);
-  }
+  compareCorruptions(c, a, b);
   return c;
 }
+
+namespace {
+
+/// One comparison under /comparisons/<arm>_vs_<baseline>.
+void writeComparison(H5File& f, const Config& c, const Comparison& cmp) {
+  const std::string g = "/comparisons/" + cmp.arm + "_vs_" + cmp.baseline;
+  f.createGroup(g);
+  f.setAttr(g, "arm", cmp.arm);
+  f.setAttr(g, "baseline", cmp.baseline);
+  f.writeTensor(g + "/eps", column(c.attack.eps));
+  f.writeTensor(g + "/mean_difference", column(cmp.meanDifference));
+  f.writeTensor(g + "/paired_t", column(cmp.pairedT));
+  f.writeTensor(g + "/paired_p", column(cmp.pairedP));
+  f.writeTensor(g + "/cohens_d", column(cmp.cohensD));
+  f.writeTensor(g + "/robust_only_arm", torch::tensor(cmp.robustOnlyArm, torch::kInt64));
+  f.writeTensor(g + "/robust_only_baseline", torch::tensor(cmp.robustOnlyBaseline, torch::kInt64));
+  f.writeTensor(g + "/mcnemar_p", column(cmp.mcnemarP));
+  f.writeTensor(g + "/mcnemar_p_per_seed", cmp.mcnemarPerSeed);
+  for (const auto& [name, t] : cmp.robustness) {
+    const std::string m = g + "/robustness/" + name;
+    f.writeTensor(m + "/mean_difference", column({t.meanDifference}));
+    f.writeTensor(m + "/paired_t", column({t.t}));
+    f.writeTensor(m + "/paired_p", column({t.p}));
+    f.writeTensor(m + "/cohens_d", column({t.cohensD}));
+  }
+  if (!cmp.mce.empty()) {
+    // Hendrycks & Dietterich 2019's mCE and relative mCE of the arm with its baseline as the reference (1 = as good), per seed.
+    f.writeTensor(g + "/robustness/corruptions/mce_per_seed", column(cmp.mce));
+    f.writeTensor(g + "/robustness/corruptions/relative_mce_per_seed", column(cmp.relativeMce));
+  }
+  for (const auto& [name, m] : cmp.corruptionMcnemar) {
+    // Per example, pooled over seeds and severities (the arms of a seed share their test images).
+    const std::string e = g + "/robustness_per_example/corruptions/" + name;
+    f.writeTensor(e + "/right_only_arm", torch::tensor({static_cast<int64_t>(m[0])}, torch::kInt64));
+    f.writeTensor(e + "/right_only_baseline", torch::tensor({static_cast<int64_t>(m[1])}, torch::kInt64));
+    f.writeTensor(e + "/mcnemar_p", column({m[2]}));
+  }
+}
+
+}  // namespace
 
 void writeSummaries(H5File& f, const Config& c, const ArmData& data, const std::vector<Comparison>& comparisons) {
   const size_t E = c.attack.eps.size();
@@ -126,33 +186,7 @@ void writeSummaries(H5File& f, const Config& c, const ArmData& data, const std::
     }
     f.setAttr(g, "n_seeds", static_cast<int64_t>(ds.size()));
   }
-  for (const auto& cmp : comparisons) {
-    const std::string g = "/comparisons/" + cmp.arm + "_vs_" + cmp.baseline;
-    f.createGroup(g);
-    f.setAttr(g, "arm", cmp.arm);
-    f.setAttr(g, "baseline", cmp.baseline);
-    f.writeTensor(g + "/eps", column(c.attack.eps));
-    f.writeTensor(g + "/mean_difference", column(cmp.meanDifference));
-    f.writeTensor(g + "/paired_t", column(cmp.pairedT));
-    f.writeTensor(g + "/paired_p", column(cmp.pairedP));
-    f.writeTensor(g + "/cohens_d", column(cmp.cohensD));
-    f.writeTensor(g + "/robust_only_arm", torch::tensor(cmp.robustOnlyArm, torch::kInt64));
-    f.writeTensor(g + "/robust_only_baseline", torch::tensor(cmp.robustOnlyBaseline, torch::kInt64));
-    f.writeTensor(g + "/mcnemar_p", column(cmp.mcnemarP));
-    f.writeTensor(g + "/mcnemar_p_per_seed", cmp.mcnemarPerSeed);
-    for (const auto& [name, t] : cmp.robustness) {
-      const std::string m = g + "/robustness/" + name;
-      f.writeTensor(m + "/mean_difference", column({t.meanDifference}));
-      f.writeTensor(m + "/paired_t", column({t.t}));
-      f.writeTensor(m + "/paired_p", column({t.p}));
-      f.writeTensor(m + "/cohens_d", column({t.cohensD}));
-    }
-    if (!cmp.mce.empty()) {
-      // Hendrycks & Dietterich 2019's mCE and relative mCE of the arm with its baseline as the reference (1 = as good), per seed.
-      f.writeTensor(g + "/robustness/corruptions/mce_per_seed", column(cmp.mce));
-      f.writeTensor(g + "/robustness/corruptions/relative_mce_per_seed", column(cmp.relativeMce));
-    }
-  }
+  for (const auto& cmp : comparisons) writeComparison(f, c, cmp);
 }
 
 size_t headlineEpsIndex(const Config& c, bool* trainingEps) {

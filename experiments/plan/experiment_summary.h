@@ -6,6 +6,7 @@
 
 #include <torch/types.h>
 
+#include <array>
 #include <map>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@ struct ArmSeedData {
   int64_t failedChecks = 0;
   int64_t seed = 0;
   std::map<std::string, double> robustness;                ///< [robustness] metrics (robustness_eval.h), by name
+  std::map<std::string, torch::Tensor> corruptionCorrect;  ///< per corruption: 5 x N bool, each test image right
 };
 ArmSeedData readUnit(const std::string& path);
 
@@ -36,6 +38,9 @@ struct Comparison {
   std::map<std::string, PairedTest> robustness;
   /// Per seed, the corruption errors against the baseline (robustness_eval.h); empty without corruptions.
   std::vector<double> mce, relativeMce;
+  /// Per corruption, pooled over seeds and severities: images only the arm got right, only the baseline,
+  /// and the exact McNemar p of the two counts.
+  std::map<std::string, std::array<double, 3>> corruptionMcnemar;
 };
 Comparison compareArms(const std::string& arm, const std::vector<ArmSeedData>& a, const std::string& baseline,
                        const std::vector<ArmSeedData>& b);

@@ -82,11 +82,14 @@ RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, 
     r.calibration = calibration(logits, test.labels, rc.calibrationBins);
   }
   for (const auto& name : rc.corruptionList()) {
-    CorruptionResult cr{name, {}};
+    CorruptionResult cr{name, {}, {}};
+    std::vector<torch::Tensor> rights;
     for (int sev = 1; sev <= 5; ++sev) {
       const auto images = corrupt(name, test.images, sev, c.seed + 41 + static_cast<uint64_t>(sev));
-      cr.accuracy.push_back(logitsOf(model, images, device).argmax(1).eq(test.labels).to(torch::kFloat64).mean().item<double>());
+      rights.push_back(logitsOf(model, images, device).argmax(1).eq(test.labels));
+      cr.accuracy.push_back(rights.back().to(torch::kFloat64).mean().item<double>());
     }
+    cr.correct = torch::stack(rights);
     r.corruptions.push_back(cr);
   }
   const auto inMsp = maxSoftmax(logits), inMax = std::get<0>(logits.max(1));
@@ -134,6 +137,7 @@ void writeRobustness(H5File& f, const std::string& group, const RobustnessConfig
   for (const auto& cr : r.corruptions) {
     const std::string g = group + "/corruptions/" + cr.name;
     f.writeTensor(g + "/accuracy", torch::tensor(cr.accuracy, torch::kFloat64));
+    f.writeTensor(g + "/correct", cr.correct.to(torch::kUInt8));
     for (double a : cr.accuracy) sum += a;
   }
   if (!r.corruptions.empty())
@@ -157,6 +161,14 @@ std::map<std::string, double> readRobustnessMetrics(H5File& f, const std::string
       for (int64_t s = 0; s < acc.numel(); ++s) m["corruptions/" + name + "/severity_" + std::to_string(s + 1)] = acc[s].item<double>();
     }
   }
+  return m;
+}
+
+std::map<std::string, torch::Tensor> readCorruptionCorrect(H5File& f, const std::string& group) {
+  std::map<std::string, torch::Tensor> m;
+  if (!f.has(group + "/corruptions")) return m;
+  for (const auto& name : f.children(group + "/corruptions"))
+    if (f.has(group + "/corruptions/" + name + "/correct")) m[name] = f.readTensor(group + "/corruptions/" + name + "/correct").to(torch::kBool);
   return m;
 }
 

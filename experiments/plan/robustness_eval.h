@@ -24,6 +24,7 @@ struct OodResult {
 struct CorruptionResult {
   std::string name;
   std::vector<double> accuracy;  ///< clean accuracy on the corrupted test images, severity 1..5
+  torch::Tensor correct;         ///< 5 x N bool: each test image right at each severity
 };
 
 struct RobustnessResult {
@@ -50,6 +51,10 @@ RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, 
 
 /// Writes `r` under `group` (nothing when !r.any).
 void writeRobustness(H5File& f, const std::string& group, const RobustnessConfig& config, const RobustnessResult& r);
+
+/// Per corruption, the stored 5 x N per-example correctness (for paired per-example tests); empty when
+/// the group holds none.
+std::map<std::string, torch::Tensor> readCorruptionCorrect(H5File& f, const std::string& group);
 
 /// The scalar metrics of a stored /unit/robustness group, by name ("calibration/rms_error",
 /// "ood/gaussian/msp/auroc", "corruptions/fog/severity_3", "corruptions/mean_accuracy", ...); empty when

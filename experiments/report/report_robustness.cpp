@@ -1,5 +1,7 @@
 #include "experiments/report/report_robustness.h"
 
+#include "attacks/corruptions/corruptions.h"
+#include "data/atomic_write.h"
 #include "data/h5io.h"
 #include "experiments/report/report_figures.h"
 
@@ -56,6 +58,37 @@ PlotSeries reliability(H5File& f, const ReportData& d, const std::string& arm) {
   return s;
 }
 
+/// The first stored test image of the first arm and seed under every corruption the run measured, one
+/// row per corruption: clean, then severities 1..5 (drawn as the evaluation drew them for that seed).
+void corruptionStrip(Doc& doc, H5File& f, const ReportData& d, const std::string& figDir) {
+  if (d.arms.empty() || d.seeds.empty()) return;
+  const std::string unit = "/arms/" + d.arms.front().name + "/seed_" + std::to_string(d.seeds.front());
+  if (!f.has(unit + "/robustness/corruptions") || !f.has(unit + "/eval/example_inputs")) return;
+  const auto inputs = f.readTensor(unit + "/eval/example_inputs");
+  if (inputs.size(0) == 0) return;
+  const auto x = inputs.slice(0, 0, 1).to(torch::kFloat32);
+  std::vector<torch::Tensor> rows;
+  std::vector<std::string> names;
+  for (const auto& name : f.children(unit + "/robustness/corruptions")) {
+    std::vector<torch::Tensor> row{x[0]};
+    for (int s = 1; s <= 5; ++s) row.push_back(corrupt(name, x, s, static_cast<uint64_t>(d.seeds.front()) + 41 + static_cast<uint64_t>(s))[0]);
+    rows.push_back(torch::cat(row, 2));  // C x H x 6W
+    names.push_back(name);
+  }
+  auto grid = torch::cat(rows, 1);  // C x (rows H) x 6W
+  grid = grid.mul(255).round().clamp(0, 255).to(torch::kUInt8);
+  grid = grid.size(0) == 1 ? grid[0] : grid.permute({1, 2, 0}).contiguous();
+  // 2x enlarged, nearest neighbour.
+  grid = grid.repeat_interleave(2, 0).repeat_interleave(2, 1).contiguous();
+  const auto png = encodePng(grid);
+  writeTextAtomically(figDir + "/corruptions.png", std::string(png.begin(), png.end()));
+  std::string caption = "one test image (first arm, first seed): clean, then severities 1 to 5; rows: ";
+  for (size_t i = 0; i < names.size(); ++i) caption += (i ? ", " : "") + names[i];
+  doc.html << "<figure><img alt=\"" << esc(caption) << "\" src=\"data:image/png;base64," << base64(png) << "\"><figcaption>" << esc(caption)
+           << "</figcaption></figure>\n";
+  doc.md << "![" << mdEscape(caption) << "](figures/corruptions.png)\n\n";
+}
+
 }  // namespace
 
 void robustnessSection(Doc& doc, const ReportData& d, const std::string& figDir) {
@@ -100,6 +133,7 @@ void robustnessSection(Doc& doc, const ReportData& d, const std::string& figDir)
                "reliability diagram: accuracy against confidence in equal-mass bins, each bin's mean over seeds; below the diagonal "
                "is overconfident");
   }
+  corruptionStrip(doc, f, d, figDir);
   doc.end();
 }
 
