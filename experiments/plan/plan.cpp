@@ -216,6 +216,7 @@ Plan makePlan(const Config& c, torch::Device device) {
   bool fresh = !p.indicesOf(Unit::Kind::kPretrain).empty();
   for (const auto& arm : c.runArms()) fresh |= arm.pretrain == "none";
   if (fresh) checkFreshStart(c);  // before any unit runs
+  checkOodSources(c);             // so is a missing or misshapen out-of-distribution data source
   return p;
 }
 

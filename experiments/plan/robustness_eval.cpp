@@ -10,6 +10,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <stdexcept>
@@ -60,6 +61,25 @@ torch::Tensor oodImages(const std::string& source, const Dataset& like, int64_t 
                                 std::to_string(d.height()) + " x " + std::to_string(d.width()) + " images, the task " +
                                 std::to_string(like.channels()) + " x " + std::to_string(like.height()) + " x " + std::to_string(like.width()));
   return sampleSubset(d, n, seed).images;
+}
+
+void checkOodSources(const Config& c) {
+  const auto synthetic = std::vector<std::string>{"gaussian", "uniform", "blobs"};
+  std::vector<std::string> sources;
+  for (const auto& s : c.robustness.oodSources)
+    if (std::find(synthetic.begin(), synthetic.end(), s) == synthetic.end()) sources.push_back(s);
+  if (sources.empty()) return;
+  const DataSourceSpec task = c.finetune.dataSource.empty() ? c.data.source : DataSourceSpec{c.finetune.dataSource, c.finetune.dataDir, "", ""};
+  const Dataset like = loadSplit(task, "test");
+  for (const auto& s : sources) {
+    try {
+      oodImages(s, like, 1, 0);
+    } catch (const std::exception& e) {
+      const std::string what = e.what();
+      if (what.rfind("robustness.ood_sources", 0) == 0) throw;
+      throw std::invalid_argument("robustness.ood_sources: '" + s + "' cannot be read: " + what);
+    }
+  }
 }
 
 RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, const torch::Tensor& corrupted,

@@ -44,6 +44,10 @@ struct RobustnessResult {
 /// data source (a seeded subset; its image shape must be `like`'s). Seeded.
 torch::Tensor oodImages(const std::string& source, const Dataset& like, int64_t n, uint64_t seed);
 
+/// Before any unit runs: every data source named in [robustness] ood_sources can be read and has the
+/// fine-tuning task's image shape; throws std::invalid_argument naming robustness.ood_sources otherwise.
+void checkOodSources(const Config& c);
+
 /// Everything [robustness] asks for, on the clean test set `test`; `corrupted` and `trainClassCounts`
 /// describe the fine-tuning training set (pipeline.h, StageResult).
 RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, const torch::Tensor& corrupted,
