@@ -7,7 +7,6 @@
 #include <torch/autograd.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
-#include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
 #include <ATen/Parallel.h>
@@ -20,7 +19,6 @@
 #include <stdexcept>
 
 namespace robustlab {
-namespace F = torch::nn::functional;
 
 Targeting parseTargeting(const std::string& name) {
   if (name == "none") return Targeting::kNone;

@@ -1,5 +1,7 @@
 #include "data/task_shifts.h"
 
+#include "data/tasks.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
@@ -50,21 +52,7 @@ Dataset imbalance(const Dataset& ds, double rho, uint64_t seed) {
   const auto perClass = torch::bincount(ds.labels, {}, k);
   const int64_t nMax = perClass.min().item<int64_t>();
   if (nMax == 0) throw std::invalid_argument("imbalance: a class of the task has no training example");
-  const auto counts = imbalancedCounts(nMax, k, rho);
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  const auto perm = torch::randperm(ds.size(), gen, torch::kInt64);
-  const auto labels = ds.labels.index_select(0, perm);
-  std::vector<int64_t> taken(static_cast<size_t>(k), 0), chosen;
-  const auto* lp = labels.data_ptr<int64_t>();
-  const auto* pp = perm.data_ptr<int64_t>();
-  for (int64_t i = 0; i < ds.size(); ++i) {
-    const auto c = static_cast<size_t>(lp[i]);
-    if (taken[c] < counts[c]) {
-      ++taken[c];
-      chosen.push_back(pp[i]);
-    }
-  }
-  return ds.select(std::get<0>(torch::tensor(chosen, torch::kInt64).sort()));
+  return keepPerClass(ds, imbalancedCounts(nMax, k, rho), seed);
 }
 
 }  // namespace robustlab

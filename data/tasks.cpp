@@ -35,22 +35,27 @@ Dataset selectClasses(const Dataset& ds, const std::vector<int64_t>& classes) {
   return out;
 }
 
-Dataset limitPerClass(const Dataset& ds, int64_t perClass, uint64_t seed) {
-  if (perClass <= 0) return ds;
+Dataset keepPerClass(const Dataset& ds, const std::vector<int64_t>& counts, uint64_t seed) {
   auto perm = seededPermutation(ds.size(), seed);
   auto labels = ds.labels.index_select(0, perm);
-  std::vector<int64_t> counts(ds.numClasses, 0);
+  std::vector<int64_t> taken(counts.size(), 0);
   std::vector<int64_t> chosen;
   const auto* lp = labels.data_ptr<int64_t>();
   const auto* pp = perm.data_ptr<int64_t>();
   for (int64_t i = 0; i < ds.size(); ++i) {
-    if (counts[lp[i]] < perClass) {
-      ++counts[lp[i]];
+    const auto c = static_cast<size_t>(lp[i]);
+    if (taken[c] < counts[c]) {
+      ++taken[c];
       chosen.push_back(pp[i]);
     }
   }
   auto idx = torch::tensor(chosen, torch::kInt64);
   return ds.select(std::get<0>(idx.sort()));
+}
+
+Dataset limitPerClass(const Dataset& ds, int64_t perClass, uint64_t seed) {
+  if (perClass <= 0) return ds;
+  return keepPerClass(ds, std::vector<int64_t>(static_cast<size_t>(ds.numClasses), perClass), seed);
 }
 
 std::pair<Dataset, Dataset> splitValidation(const Dataset& ds, double fraction, uint64_t seed) {

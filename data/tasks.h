@@ -17,6 +17,10 @@ Dataset selectClasses(const Dataset& ds, const std::vector<int64_t>& classes);
 /// result is by original index). perClass <= 0 keeps everything.
 Dataset limitPerClass(const Dataset& ds, int64_t perClass, uint64_t seed);
 
+/// Keeps at most counts[c] examples of each class c: the first ones of a permutation seeded by `seed`,
+/// returned in original index order (limitPerClass with one count per class).
+Dataset keepPerClass(const Dataset& ds, const std::vector<int64_t>& counts, uint64_t seed);
+
 /// Splits off round(fraction * N) examples, stratified by class, as a validation set.
 /// Returns {train, validation}. fraction must be in [0, 1).
 std::pair<Dataset, Dataset> splitValidation(const Dataset& ds, double fraction, uint64_t seed);

@@ -1,6 +1,5 @@
 #include "experiments/plan/experiment_summary.h"
 
-
 #include "data/h5io.h"
 #include "experiments/plan/robustness_eval.h"
 #include "experiments/plan/statistics.h"
@@ -51,6 +50,16 @@ ArmSeedData readUnit(const std::string& path) {
   return d;
 }
 
+namespace {
+
+/// A per-seed metric, NaN when that seed lacks it.
+double metricOr(const std::map<std::string, double>& m, const std::string& name) { return m.count(name) ? m.at(name) : NAN; }
+
+/// Examples right (or robust) under a only and under b only, per example (the McNemar counts).
+std::pair<int64_t, int64_t> onlyEach(const torch::Tensor& a, const torch::Tensor& b) {
+  return {(a & ~b).sum().item<int64_t>(), (b & ~a).sum().item<int64_t>()};
+}
+
 /// The corruption comparisons of `c`: per example (McNemar, pooled over seeds and severities) and
 /// per seed (mCE, relative mCE).
 void compareCorruptions(Comparison& c, const std::vector<ArmSeedData>& a, const std::vector<ArmSeedData>& b) {
@@ -62,8 +71,9 @@ void compareCorruptions(Comparison& c, const std::vector<ArmSeedData>& a, const 
       const auto& ra = a[s].corruptionCorrect.at(entry.first);
       const auto& rb = b[s].corruptionCorrect.at(entry.first);
       if (ra.sizes() != rb.sizes()) continue;
-      onlyA += (ra & ~rb).sum().item<int64_t>();
-      onlyB += (rb & ~ra).sum().item<int64_t>();
+      const auto [sa, sb] = onlyEach(ra, rb);
+      onlyA += sa;
+      onlyB += sb;
     }
     c.corruptionMcnemar[entry.first] = {static_cast<double>(onlyA), static_cast<double>(onlyB), mcnemarExactP(onlyA, onlyB)};
   }
@@ -74,6 +84,8 @@ void compareCorruptions(Comparison& c, const std::vector<ArmSeedData>& a, const 
     c.relativeMce.push_back(e.relativeMce);
   }
 }
+
+}  // namespace
 
 Comparison compareArms(const std::string& arm, const std::vector<ArmSeedData>& a, const std::string& baseline,
                        const std::vector<ArmSeedData>& b) {
@@ -88,8 +100,7 @@ Comparison compareArms(const std::string& arm, const std::vector<ArmSeedData>& a
     for (int64_t s = 0; s < seeds; ++s) {
       va.push_back(a[s].worst[e]);
       vb.push_back(b[s].worst[e]);
-      const auto ra = a[s].worstRobust.select(1, e), rb = b[s].worstRobust.select(1, e);
-      const int64_t sa = (ra & ~rb).sum().item<int64_t>(), sb = (rb & ~ra).sum().item<int64_t>();
+      const auto [sa, sb] = onlyEach(a[s].worstRobust.select(1, e), b[s].worstRobust.select(1, e));
       c.mcnemarPerSeed[s][e] = mcnemarExactP(sa, sb);
       onlyA += sa;
       onlyB += sb;
@@ -106,8 +117,8 @@ Comparison compareArms(const std::string& arm, const std::vector<ArmSeedData>& a
   for (const auto& entry : a.front().robustness) {
     std::vector<double> va, vb;
     for (int64_t s = 0; s < seeds; ++s) {
-      va.push_back(a[s].robustness.count(entry.first) ? a[s].robustness.at(entry.first) : NAN);
-      vb.push_back(b[s].robustness.count(entry.first) ? b[s].robustness.at(entry.first) : NAN);
+      va.push_back(metricOr(a[s].robustness, entry.first));
+      vb.push_back(metricOr(b[s].robustness, entry.first));
     }
     c.robustness[entry.first] = pairedTTest(va, vb);
   }
@@ -182,7 +193,7 @@ void writeSummaries(H5File& f, const Config& c, const ArmData& data, const std::
     }
     for (const auto& entry : ds.front().robustness) {
       const std::string name = entry.first;
-      put(g + "/robustness/" + name, 1, [&](const ArmSeedData& d, size_t) { return d.robustness.count(name) ? d.robustness.at(name) : NAN; });
+      put(g + "/robustness/" + name, 1, [&](const ArmSeedData& d, size_t) { return metricOr(d.robustness, name); });
     }
     f.setAttr(g, "n_seeds", static_cast<int64_t>(ds.size()));
   }

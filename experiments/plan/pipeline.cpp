@@ -17,9 +17,7 @@
 #include <stdexcept>
 
 namespace robustlab {
-namespace {
 
-/// Splits loaded once per process: a run of many units reads each file once.
 Dataset cachedSplit(const DataSourceSpec& spec, const std::string& split) {
   static std::map<std::string, Dataset> cache;
   const std::string key = spec.source + "|" + spec.dir + "|" + spec.trainFile + "|" + spec.testFile + "|" + split;
@@ -27,6 +25,8 @@ Dataset cachedSplit(const DataSourceSpec& spec, const std::string& split) {
   if (it == cache.end()) it = cache.emplace(key, loadSplit(spec, split)).first;
   return it->second;
 }
+
+namespace {
 
 std::unique_ptr<TrainingObjective> objectiveFor(const StageConfig& s, Stage section, ClassifierImpl& model) {
   ObjectiveParams p;

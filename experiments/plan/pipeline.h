@@ -17,6 +17,9 @@ struct TaskData {
   Dataset train, val, test;
 };
 
+/// A data source's split, loaded once per process: a run of many units reads each file once.
+Dataset cachedSplit(const DataSourceSpec& spec, const std::string& split);
+
 /// The stage's task: its classes (relabelled), label budget, validation split and test examples.
 TaskData loadTask(const Config& c, const StageConfig& stage, bool withTest);
 

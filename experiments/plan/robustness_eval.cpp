@@ -1,12 +1,9 @@
 #include "experiments/plan/robustness_eval.h"
 
 #include "attacks/corruptions/corruptions.h"
-#include "data/sources.h"
 #include "data/tasks.h"
-#include "framework/runtime/runtime.h"
-
-#include <torch/nn/functional/conv.h>
-#include <torch/utils.h>
+#include "experiments/plan/pipeline.h"
+#include "framework/models/predict.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -16,35 +13,6 @@
 #include <stdexcept>
 
 namespace robustlab {
-namespace F = torch::nn::functional;
-
-namespace {
-
-/// Each image blurred by a Gaussian of `sigma` pixels per channel (separable, zero padding).
-torch::Tensor gaussianBlur(const torch::Tensor& x, double sigma) {
-  const int64_t r = static_cast<int64_t>(std::ceil(3 * sigma));
-  auto k = torch::arange(-r, r + 1, torch::kFloat32);
-  k = (-(k * k) / (2 * sigma * sigma)).exp();
-  k = k / k.sum();
-  const int64_t c = x.size(1);
-  const auto kx = k.view({1, 1, 1, -1}).repeat({c, 1, 1, 1}), ky = k.view({1, 1, -1, 1}).repeat({c, 1, 1, 1});
-  auto y = F::conv2d(x, kx, F::Conv2dFuncOptions().padding({0, r}).groups(c));
-  return F::conv2d(y, ky, F::Conv2dFuncOptions().padding({r, 0}).groups(c));
-}
-
-/// Logits of `images`, eval mode, no gradient, a batch at a time.
-torch::Tensor logitsOf(ClassifierImpl& model, const torch::Tensor& images, torch::Device device) {
-  torch::NoGradGuard noGrad;
-  const bool was = model.is_training();
-  model.eval();
-  std::vector<torch::Tensor> parts;
-  for (int64_t b = 0; b < images.size(0); b += 1000)
-    parts.push_back(model.forward(images.slice(0, b, std::min(images.size(0), b + 1000)).to(device)).to(torch::kFloat64).cpu());
-  model.train(was);
-  return torch::cat(parts);
-}
-
-}  // namespace
 
 torch::Tensor oodImages(const std::string& source, const Dataset& like, int64_t n, uint64_t seed) {
   const std::vector<int64_t> shape{n, like.channels(), like.height(), like.width()};
@@ -52,10 +20,10 @@ torch::Tensor oodImages(const std::string& source, const Dataset& like, int64_t 
   if (source == "gaussian") return (torch::randn(shape, gen, torch::kFloat32) + 0.5).clamp(0, 1);
   if (source == "uniform") return torch::rand(shape, gen, torch::kFloat32);
   if (source == "blobs") {
-    auto b = gaussianBlur(torch::bernoulli(torch::full(shape, 0.7f), gen), 1.5);
+    auto b = corruption::blur(torch::bernoulli(torch::full(shape, 0.7f), gen), 1.5);
     return b.masked_fill(b < 0.75, 0.0).clamp(0, 1);
   }
-  Dataset d = loadSplit(DataSourceSpec{source, "", "", ""}, "test");
+  const Dataset d = cachedSplit(DataSourceSpec{source, "", "", ""}, "test");
   if (d.channels() != like.channels() || d.height() != like.height() || d.width() != like.width())
     throw std::invalid_argument("robustness.ood_sources: '" + source + "' has " + std::to_string(d.channels()) + " x " +
                                 std::to_string(d.height()) + " x " + std::to_string(d.width()) + " images, the task " +
@@ -64,13 +32,13 @@ torch::Tensor oodImages(const std::string& source, const Dataset& like, int64_t 
 }
 
 void checkOodSources(const Config& c) {
-  const auto synthetic = std::vector<std::string>{"gaussian", "uniform", "blobs"};
+  const auto synthetic = syntheticOodSources();
   std::vector<std::string> sources;
   for (const auto& s : c.robustness.oodSources)
     if (std::find(synthetic.begin(), synthetic.end(), s) == synthetic.end()) sources.push_back(s);
   if (sources.empty()) return;
   const DataSourceSpec task = c.finetune.dataSource.empty() ? c.data.source : DataSourceSpec{c.finetune.dataSource, c.finetune.dataDir, "", ""};
-  const Dataset like = loadSplit(task, "test");
+  const Dataset like = cachedSplit(task, "test");
   for (const auto& s : sources) {
     try {
       oodImages(s, like, 1, 0);
@@ -90,8 +58,8 @@ RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, 
   if (!r.any) return r;
   r.corruptedLabels = corrupted;
   r.trainClassCounts = trainClassCounts;
-  const auto logits = logitsOf(model, test.images, device);
-  const auto right = logits.argmax(1).eq(test.labels).to(torch::kFloat64);
+  const auto clean = logits(model, test.images, device).to(torch::kFloat64);
+  const auto right = clean.argmax(1).eq(test.labels).to(torch::kFloat64);
   r.perClassAccuracy = torch::zeros({test.numClasses}, torch::kFloat64);
   for (int64_t k = 0; k < test.numClasses; ++k) {
     const auto in = test.labels.eq(k);
@@ -99,23 +67,22 @@ RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, 
   }
   if (rc.calibration) {
     r.hasCalibration = true;
-    r.calibration = calibration(logits, test.labels, rc.calibrationBins);
+    r.calibration = calibration(clean, test.labels, rc.calibrationBins);
   }
   for (const auto& name : rc.corruptionList()) {
     CorruptionResult cr{name, {}, {}};
     std::vector<torch::Tensor> rights;
     for (int sev = 1; sev <= 5; ++sev) {
-      const auto images = corrupt(name, test.images, sev, c.seed + 41 + static_cast<uint64_t>(sev));
-      rights.push_back(logitsOf(model, images, device).argmax(1).eq(test.labels));
+      rights.push_back(predict(model, corrupt(name, test.images, sev, corruptionSeed(c.seed, sev)), device).eq(test.labels));
       cr.accuracy.push_back(rights.back().to(torch::kFloat64).mean().item<double>());
     }
     cr.correct = torch::stack(rights);
     r.corruptions.push_back(cr);
   }
-  const auto inMsp = maxSoftmax(logits), inMax = std::get<0>(logits.max(1));
+  const auto inMsp = maxSoftmax(clean), inMax = std::get<0>(clean.max(1));
   for (size_t i = 0; i < rc.oodSources.size(); ++i) {
     const auto images = oodImages(rc.oodSources[i], test, rc.oodLimit, c.seed + 31 + i);
-    const auto out = logitsOf(model, images, device);
+    const auto out = logits(model, images, device).to(torch::kFloat64);
     r.ood.push_back({rc.oodSources[i], images.size(0), detection(inMsp, maxSoftmax(out)), detection(inMax, std::get<0>(out.max(1)))});
   }
   return r;

@@ -48,6 +48,10 @@ torch::Tensor oodImages(const std::string& source, const Dataset& like, int64_t 
 /// fine-tuning task's image shape; throws std::invalid_argument naming robustness.ood_sources otherwise.
 void checkOodSources(const Config& c);
 
+/// The seed a unit of seed `seed` draws corruption `severity`'s randomness from (the report redraws
+/// its example strip with it).
+inline uint64_t corruptionSeed(uint64_t seed, int severity) { return seed + 41 + static_cast<uint64_t>(severity); }
+
 /// Everything [robustness] asks for, on the clean test set `test`; `corrupted` and `trainClassCounts`
 /// describe the fine-tuning training set (pipeline.h, StageResult).
 RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, const torch::Tensor& corrupted,

@@ -3,6 +3,7 @@
 #include "attacks/corruptions/corruptions.h"
 #include "data/atomic_write.h"
 #include "data/h5io.h"
+#include "experiments/plan/robustness_eval.h"
 #include "experiments/report/report_figures.h"
 
 #include <cmath>
@@ -71,7 +72,7 @@ void corruptionStrip(Doc& doc, H5File& f, const ReportData& d, const std::string
   std::vector<std::string> names;
   for (const auto& name : f.children(unit + "/robustness/corruptions")) {
     std::vector<torch::Tensor> row{x[0]};
-    for (int s = 1; s <= 5; ++s) row.push_back(corrupt(name, x, s, static_cast<uint64_t>(d.seeds.front()) + 41 + static_cast<uint64_t>(s))[0]);
+    for (int s = 1; s <= 5; ++s) row.push_back(corrupt(name, x, s, corruptionSeed(static_cast<uint64_t>(d.seeds.front()), s))[0]);
     rows.push_back(torch::cat(row, 2));  // C x H x 6W
     names.push_back(name);
   }

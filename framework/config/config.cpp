@@ -152,6 +152,8 @@ std::string dataToToml(const DataConfig& data) { return sectionToToml("data", co
 std::string attackToToml(const AttackConfig& attack) { return sectionToToml("attack", config::attackFields(), attack); }
 std::string robustnessToToml(const RobustnessConfig& r) { return sectionToToml("robustness", config::robustnessFields(), r); }
 
+std::vector<std::string> syntheticOodSources() { return {"gaussian", "uniform", "blobs"}; }
+
 std::vector<std::string> RobustnessConfig::corruptionList() const {
   if (std::find(corruptions.begin(), corruptions.end(), "all") != corruptions.end()) return corruptionNames();
   return corruptions;

@@ -58,6 +58,9 @@ struct StageConfig {
 /// Robustness beyond adversarial examples (Hendrycks, Lee and Mazeika 2019): the fine-tuning training
 /// set's labels corrupted and its classes imbalanced (every arm alike), and the clean model's
 /// calibration and out-of-distribution detection measured with every evaluation. All off by default.
+/// The out-of-distribution sources that are generated, not read: gaussian, uniform, blobs.
+std::vector<std::string> syntheticOodSources();
+
 struct RobustnessConfig {
   double labelNoise = 0.0;                   ///< share of fine-tuning training labels made wrong
   std::string labelNoiseKind = "uniform";    ///< uniform | flip (data/task_shifts.h)

@@ -137,8 +137,6 @@ Fields<Config> topFields() {
   };
 }
 
-std::vector<std::string> syntheticOodSources() { return {"gaussian", "uniform", "blobs"}; }
-
 Fields<RobustnessConfig> robustnessFields() {
   using R = RobustnessConfig;
   return {

@@ -21,8 +21,6 @@ Fields<DataConfig> dataFields();
 Fields<Config> topFields();
 Fields<ArmConfig> armFields();
 Fields<RobustnessConfig> robustnessFields();
-/// The out-of-distribution sources that are generated, not read: gaussian, uniform, blobs.
-std::vector<std::string> syntheticOodSources();
 
 /// Every rule across sections, after reading; ConfigError naming `what` and the field.
 void validate(const Config& c, const std::string& what);

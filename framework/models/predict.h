@@ -10,7 +10,9 @@
 
 namespace robustlab {
 
-/// Predicted classes (eval mode, restored afterwards), `batchSize` images at a time.
+/// Logits on the CPU (eval mode, restored afterwards, no gradient), `batchSize` images at a time.
+torch::Tensor logits(ClassifierImpl& model, const torch::Tensor& images, torch::Device device, int64_t batchSize = 1000);
+/// Predicted classes: the argmax of logits().
 torch::Tensor predict(ClassifierImpl& model, const torch::Tensor& images, torch::Device device, int64_t batchSize = 1000);
 /// Clean accuracy in [0,1]; NaN for an empty set.
 double accuracy(ClassifierImpl& model, const Dataset& ds, torch::Device device, int64_t batchSize = 1000);

@@ -99,10 +99,18 @@ std::string rangeText(const std::string& kind, T lo, T hi, T noLo, T noHi, std::
 }
 
 std::string intText(int64_t v) { return std::to_string(v); }
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
 std::string realText(double v) { return numberText(v); }
 
 }  // namespace
 
+// Every typed read below describes its key only while a recorder lives (`if (liveRecorder)`), so
+// ordinary config reading builds none of the reference's strings.
 KeyRecorder::KeyRecorder() : previous_(liveRecorder) { liveRecorder = this; }
 KeyRecorder::~KeyRecorder() { liveRecorder = previous_; }
 
@@ -121,12 +129,12 @@ std::string TomlReader::text(const std::string& key, const std::string& def) {
 }
 
 std::string TomlReader::str(const std::string& key, const std::string& def) {
-  describe(key, "string", quotedText(def));
+  if (liveRecorder) describe(key, "string", quotedText(def));
   return text(key, def);
 }
 
 int64_t TomlReader::integer(const std::string& key, int64_t def, int64_t lo, int64_t hi) {
-  describe(key, rangeText<int64_t>("integer", lo, hi, INT64_MIN, INT64_MAX, intText), std::to_string(def));
+  if (liveRecorder) describe(key, rangeText<int64_t>("integer", lo, hi, INT64_MIN, INT64_MAX, intText), std::to_string(def));
   const auto* n = node(key);
   if (!n) return def;
   if (!n->is_integer()) fail(key, "expected an integer, got " + typeName(*n));
@@ -192,7 +200,7 @@ std::string quoteBareFractions(const std::string& value) {
 }
 
 double TomlReader::real(const std::string& key, double def, double lo, double hi) {
-  describe(key, rangeText<double>("number", lo, hi, -1e300, 1e300, realText), numberText(def));
+  if (liveRecorder) describe(key, rangeText<double>("number", lo, hi, -1e300, 1e300, realText), numberText(def));
   const auto* n = node(key);
   if (!n) return def;
   double v = 0;
@@ -209,7 +217,7 @@ double TomlReader::real(const std::string& key, double def, double lo, double hi
 }
 
 bool TomlReader::boolean(const std::string& key, bool def) {
-  describe(key, "true or false", def ? "true" : "false");
+  if (liveRecorder) describe(key, "true or false", def ? "true" : "false");
   const auto* n = node(key);
   if (!n) return def;
   if (!n->is_boolean()) fail(key, "expected true or false, got " + typeName(*n));
@@ -217,7 +225,7 @@ bool TomlReader::boolean(const std::string& key, bool def) {
 }
 
 std::vector<int64_t> TomlReader::integers(const std::string& key, const std::vector<int64_t>& def) {
-  describe(key, "list of integers", listText(def, intText));
+  if (liveRecorder) describe(key, "list of integers", listText(def, intText));
   const auto* n = node(key);
   if (!n) return def;
   if (!n->is_array()) fail(key, "expected an array of integers, got " + typeName(*n));
@@ -230,7 +238,7 @@ std::vector<int64_t> TomlReader::integers(const std::string& key, const std::vec
 }
 
 std::vector<double> TomlReader::reals(const std::string& key, const std::vector<double>& def) {
-  describe(key, "list of numbers", listText(def, realText));
+  if (liveRecorder) describe(key, "list of numbers", listText(def, realText));
   const auto* n = node(key);
   if (!n) return def;
   if (!n->is_array()) fail(key, "expected an array of numbers, got " + typeName(*n));
@@ -245,7 +253,7 @@ std::vector<double> TomlReader::reals(const std::string& key, const std::vector<
 }
 
 std::vector<std::string> TomlReader::strings(const std::string& key, const std::vector<std::string>& def) {
-  describe(key, "list of strings", listText(def, quotedText));
+  if (liveRecorder) describe(key, "list of strings", listText(def, quotedText));
   const auto* n = node(key);
   if (!n) return def;
   if (!n->is_array()) fail(key, "expected an array of strings, got " + typeName(*n));
@@ -258,15 +266,11 @@ std::vector<std::string> TomlReader::strings(const std::string& key, const std::
 }
 
 std::string TomlReader::choice(const std::string& key, const std::string& def, const std::vector<std::string>& allowed) {
-  std::string names;
-  for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
-  describe(key, "one of: " + names, quotedText(def));
+  if (liveRecorder) describe(key, "one of: " + joined(allowed), quotedText(def));
   const std::string v = text(key, def);
   for (const auto& a : allowed)
     if (a == v) return v;
-  std::string list;
-  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-  fail(key, "unknown value '" + v + "', expected one of: " + list);
+  fail(key, "unknown value '" + v + "', expected one of: " + joined(allowed));
 }
 
 TomlReader TomlReader::sub(const std::string& key) {
