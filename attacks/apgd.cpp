@@ -2,6 +2,8 @@
 
 #include "framework/runtime/runtime.h"
 
+#include <vector>
+
 #include <algorithm>
 #include <limits>
 
@@ -34,6 +36,77 @@ void copyRows(torch::Tensor& dst, const torch::Tensor& idx, const torch::Tensor&
 
 }  // namespace
 
+Apgd::RestartResult Apgd::restartL1(ClassifierImpl& model, const torch::Tensor& xs, const torch::Tensor& ys, const torch::Tensor& ts) {
+  if (!options_.l1LargeEps) return runL1(model, xs, ys, ts, options_.steps, torch::Tensor());
+  // Their decr_eps_pgd: 30%, 30% and the rest of the steps at 3, 2 and 1 times eps, from x + N(0, 1)
+  // projected onto the largest ball; each stage starts from the previous one's best point, projected.
+  const double eps = options_.eps;
+  const int64_t first = (3 * options_.steps + 9) / 10;  // ceil(0.3 * steps)
+  const std::vector<std::pair<double, int64_t>> stages{{3 * eps, first}, {2 * eps, first}, {eps, std::max<int64_t>(options_.steps - 2 * first, 1)}};
+  auto xInit = projectToBall(xs + randNormal(xs.sizes(), gen_, xs.device()), xs, Norm::kL1, 3 * eps, options_.lo, options_.hi);
+  RestartResult r;
+  for (const auto& [radius, iters] : stages) {
+    options_.eps = radius;
+    try {
+      xInit = project(xInit, xs);
+      r = runL1(model, xs, ys, ts, iters, xInit);
+    } catch (...) {
+      options_.eps = eps;
+      throw;
+    }
+    options_.eps = eps;
+    xInit = r.xBest;
+  }
+  return r;
+}
+
+Apgd::RestartResult Apgd::runL1(ClassifierImpl& model, const torch::Tensor& xs, const torch::Tensor& ys, const torch::Tensor& ts, int64_t nIter,
+                                const torch::Tensor& xInit) {
+  const int64_t b = xs.size(0), nFts = xs.numel() / std::max<int64_t>(b, 1);
+  const double eps = options_.eps, redStep = 1.5, minStep = 10.0;
+  auto l0 = [&](const torch::Tensor& p) { return (p - xs).flatten(1).ne(0).sum(1).to(xs.scalar_type()); };
+  auto xAdv = xInit.defined() ? xInit : project(xs + randNormal(xs.sizes(), gen_, xs.device()), xs);
+  auto topk = xInit.defined() ? l0(xAdv) / static_cast<double>(nFts) / redStep : torch::full({b}, 0.2, xs.options());
+  auto spOld = xInit.defined() ? l0(xAdv) : torch::full({b}, static_cast<double>(nFts), xs.options());
+  auto lg = lossAndGrad(model, xAdv, ys, ts);
+  auto grad = lg.grad;
+  RestartResult r{xAdv.clone(), xAdv.clone(), lg.loss.clone(), ~won(lg.logits, ys, ts)};
+  auto gradBest = grad.clone();
+  auto stepSize = torch::full({b}, eps, xs.options());
+  const int64_t k = std::max<int64_t>(static_cast<int64_t>(0.04 * static_cast<double>(nIter)), 1);
+  for (int64_t i = 0, counter = 0; i < nIter; ++i) {
+    // The sparse step: the sign of the coordinates at or above the (1 - topk) quantile of |grad|.
+    const auto sorted = std::get<0>(grad.abs().flatten(1).sort(1));
+    const auto at = ((1.0 - topk) * static_cast<double>(nFts)).clamp(0, static_cast<double>(nFts - 1)).to(torch::kInt64);
+    const auto threshold = sorted.gather(1, at.unsqueeze(1)).squeeze(1);
+    const auto sparse = (grad * grad.abs().ge(perExample(threshold, grad)).to(grad.scalar_type())).sign();
+    const auto length = sparse.abs().flatten(1).sum(1) + 1e-10;
+    xAdv = project(xAdv + perExample(stepSize / length, xAdv) * sparse, xs);
+    lg = lossAndGrad(model, xAdv, ys, ts);
+    grad = lg.grad;
+    const auto fooled = won(lg.logits, ys, ts);
+    r.robust = r.robust & ~fooled;
+    const auto wonIdx = fooled.nonzero().squeeze(1);
+    copyRows(r.xBestAdv, wonIdx, xAdv.index_select(0, wonIdx));
+    const auto better = (lg.loss > r.lossBest).nonzero().squeeze(1);
+    copyRows(r.xBest, better, xAdv.index_select(0, better));
+    copyRows(gradBest, better, grad.index_select(0, better));
+    copyRows(r.lossBest, better, lg.loss.index_select(0, better));
+    if (++counter == k) {
+      const auto spCurr = l0(r.xBest);
+      const auto sparser = spCurr / spOld < 0.95;
+      topk = spCurr / static_cast<double>(nFts) / redStep;
+      stepSize = torch::where(sparser, torch::full_like(stepSize, eps), stepSize / redStep).clamp(eps / minStep, eps);
+      spOld = spCurr;
+      const auto reset = sparser.nonzero().squeeze(1);
+      copyRows(xAdv, reset, r.xBest.index_select(0, reset));
+      copyRows(grad, reset, gradBest.index_select(0, reset));
+      counter = 0;
+    }
+  }
+  return r;
+}
+
 torch::Tensor Apgd::boundaryStart(const torch::Tensor& xs) {
   const torch::Tensor t = options_.norm == Norm::kLinf ? randUniform(xs.sizes(), gen_, xs.device()) * 2 - 1 : randNormal(xs.sizes(), gen_, xs.device());
   const auto tn = options_.norm == Norm::kLinf ? t.flatten(1).abs().amax(1) : t.flatten(1).norm(2, 1);
@@ -41,6 +114,7 @@ torch::Tensor Apgd::boundaryStart(const torch::Tensor& xs) {
 }
 
 Apgd::RestartResult Apgd::restart(ClassifierImpl& model, const torch::Tensor& xs, const torch::Tensor& ys, const torch::Tensor& ts) {
+  if (options_.norm == Norm::kL1) return restartL1(model, xs, ys, ts);
   const SharedBox box(*this, xs);  // every projection of this restart is onto xs's box
   const int64_t nIter = options_.steps, b = xs.size(0);
   const int64_t nIterMin = std::max<int64_t>(static_cast<int64_t>(0.06 * nIter), 1);

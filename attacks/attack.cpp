@@ -53,6 +53,7 @@ void AttackOptions::validate() const {
   if (!(pInit > 0 && pInit <= 1)) bad("p_init", "must be in (0, 1]");
   if (!(startSigma >= 0) || !std::isfinite(startSigma)) bad("start_sigma", "must be a finite number >= 0");
   if (suiteSteps < 1) bad("autoattack_steps", "must be >= 1, got " + std::to_string(suiteSteps));
+  if (eotIter < 1) bad("eot_iter", "must be >= 1, got " + std::to_string(eotIter));
 }
 
 double AttackOptions::effectiveStepSize() const {
@@ -76,6 +77,9 @@ torch::Tensor Attack::perturb(ClassifierImpl& model, const torch::Tensor& x, con
   classes_ = model.spec().numClasses;
   const auto params = model.parameters();
   const torch::Device device = params.empty() ? x.device() : params.front().device();
+  if (!supportsNorm(options_.norm))
+    throw std::invalid_argument("norm: " + name() + " does not attack in " + normName(options_.norm) +
+                                "; the l1 attacks are apgd-ce, apgd-dlr, apgd-t and autoattack");
   if (!loss_->perExample() && !runsWholeBatches())
     throw std::invalid_argument(name() + ": the " + loss_->name() +
                                 " loss scores whole batches only; it runs in pgd's last-iterate loop (last_iterate = true)");
@@ -135,6 +139,18 @@ Attack::SharedBox::~SharedBox() {
 }
 
 Attack::LossGrad Attack::lossAndGrad(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target) {
+  if (options_.eotIter <= 1) return lossAndGradOnce(model, xadv, y, target);
+  LossGrad out = lossAndGradOnce(model, xadv, y, target);
+  auto sum = out.grad;
+  for (int64_t k = 1; k < options_.eotIter; ++k) {
+    out = lossAndGradOnce(model, xadv, y, target);
+    sum = sum + out.grad;
+  }
+  out.grad = sum / static_cast<double>(options_.eotIter);
+  return out;
+}
+
+Attack::LossGrad Attack::lossAndGradOnce(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target) {
   LossGrad out;
   if (loss_->isCrossEntropy())
     if (auto manual = crossEntropyInputGrad(model, xadv.detach(), target.defined() ? target : y, target.defined())) {

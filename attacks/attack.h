@@ -50,6 +50,12 @@ struct AttackOptions {
   int64_t queries = 5000;       ///< square: model queries per example and restart (AutoAttack's budget)
   double pInit = 0.8;           ///< square: the first squares' share of the image area (AutoAttack's 0.8)
   int64_t suiteSteps = 100;     ///< autoattack: iterations of its APGD-CE, APGD-T and FAB-T (the reference's 100)
+  /// Gradient attacks: average the input gradient over this many forward-backward passes, expectation
+  /// over transformation for randomized models (Athalye et al. 2018; AutoAttack's eot_iter). 1: one pass.
+  int64_t eotIter = 1;
+  /// apgd, L1: the reference's schedule for L1 (use_largereps): the steps split 30/30/40% over radii
+  /// 3, 2 and 1 times eps, each started from the last's best point. AutoAttack's L1 members set it.
+  bool l1LargeEps = false;
   /// Throws std::invalid_argument naming the field and the allowed range.
   void validate() const;
   /// The step size PGD actually takes.
@@ -91,7 +97,8 @@ class Attack {
   void setProgressHook(ProgressHook hook) { progressHook_ = std::move(hook); }
   /// Gradient evaluations plus queries a perturb call expects per example at most (for progress).
   virtual double workPerExample() const {
-    return static_cast<double>(std::max<int64_t>(1, options_.steps)) * static_cast<double>(std::max<int64_t>(1, options_.restarts));
+    return static_cast<double>(std::max<int64_t>(1, options_.steps)) * static_cast<double>(std::max<int64_t>(1, options_.restarts)) *
+           static_cast<double>(std::max<int64_t>(1, options_.eotIter));
   }
   /// The targets used by the last targeted perturb call.
   const torch::Tensor& lastTargets() const { return lastTargets_; }
@@ -101,6 +108,8 @@ class Attack {
   const AttackLoss& loss() const { return *loss_; }
   /// Whether run() scores every batch it is handed whole (no restarts, early stopping or row subsets).
   virtual bool runsWholeBatches() const { return false; }
+  /// The threat models the attack implements; perturb refuses others with one line.
+  virtual bool supportsNorm(Norm n) const { return n != Norm::kL1; }
   /// Draw the attack's random numbers (start, random targets) from `gen`, the caller's stream, instead
   /// of the attack's own stream seeded by options().seed (a training objective's batch generator).
   void shareGenerator(const at::Generator& gen) { gen_ = gen; }
@@ -112,11 +121,13 @@ class Attack {
 
   /// The attack loss (`loss_`) per example, its input gradient and the outputs it scored (logits).
   /// The loss is summed over the batch, so each example's gradient is independent of the batch when the
-  /// loss is perExample().
+  /// loss is perExample(). With options().eotIter = k > 1, the gradient is the mean of k passes' and
+  /// the loss and logits are the last pass's (as AutoAttack's EOT).
   struct LossGrad {
     torch::Tensor loss, grad, logits;
   };
   LossGrad lossAndGrad(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target);
+  LossGrad lossAndGradOnce(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target);
   /// Per-example loss and logits without a gradient.
   LossGrad lossOnly(ClassifierImpl& model, const torch::Tensor& xadv, const torch::Tensor& y, const torch::Tensor& target);
   /// fn(begin, end) over contiguous row ranges covering [0, x.size(0)), concatenated along rows. Where

@@ -2,27 +2,46 @@
 
 #include "attacks/registry.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace robustlab {
 
-AutoAttackSuite::AutoAttackSuite(AttackOptions options, bool plus) : Attack(options), plus_(plus) {
+AutoAttackSuite::AutoAttackSuite(AttackOptions options, Version version) : Attack(options), version_(version) {
   if (options.targeting != Targeting::kNone)
     throw std::invalid_argument("targeted: " + name() + " runs its own targeted members; set targeted = \"none\"");
+  if (!supportsNorm(options.norm)) throw std::invalid_argument("norm: " + name() + " runs in linf and l2 only; in l1 use autoattack");
   AttackOptions base = options;
   base.steps = options.suiteSteps;
   base.restarts = 1;
   base.randomStart = true;
-  auto with = [&](int64_t restarts) {
+  // The reference's set_version: each member's restarts, targets and (L1) eps schedule; EOT for the
+  // gradient members only.
+  auto with = [&](int64_t restarts, bool gradient = true) {
     AttackOptions o = base;
     o.restarts = restarts;
+    if (!gradient) o.eotIter = 1;
     return o;
   };
-  if (plus)
-    members_ = {{"apgd-ce", with(5)}, {"apgd-dlr", with(5)}, {"fab", with(5)}, {"square", with(1)}, {"apgd-t", with(1)}, {"fab-t", with(1)}};
-  else
-    members_ = {{"apgd-ce", with(1)}, {"apgd-t", with(1)}, {"fab-t", with(1)}, {"square", with(1)}};
+  if (version == Version::kRand) {
+    AttackOptions o = with(1);
+    o.eotIter = options.eotIter > 1 ? options.eotIter : 20;
+    members_ = {{"apgd-ce", o}, {"apgd-dlr", o}};
+  } else if (version == Version::kPlus) {
+    members_ = {{"apgd-ce", with(5)}, {"apgd-dlr", with(5)}, {"fab", with(5, false)}, {"square", with(1, false)}, {"apgd-t", with(1)}, {"fab-t", with(1, false)}};
+  } else if (options.norm == Norm::kL1) {
+    AttackOptions ce = with(5), t = with(1);
+    ce.l1LargeEps = t.l1LargeEps = true;
+    t.targetClasses = std::min<int64_t>(options.targetClasses, 5);
+    members_ = {{"apgd-ce", ce}, {"apgd-t", t}};
+  } else {
+    members_ = {{"apgd-ce", with(1)}, {"apgd-t", with(1)}, {"fab-t", with(1, false)}, {"square", with(1, false)}};
+  }
   for (const auto& [n, o] : members_) makeAttack(n, o);  // validates every member's options now
+}
+
+std::string AutoAttackSuite::name() const {
+  return version_ == Version::kPlus ? "autoattack-plus" : version_ == Version::kRand ? "autoattack-rand" : "autoattack";
 }
 
 std::vector<std::string> AutoAttackSuite::stages() const {

@@ -129,6 +129,8 @@ Fab::Fab(AttackOptions options, bool targeted) : Attack(options), targeted_(targ
     throw std::invalid_argument("targeted: fab-t picks its own targets (the most likely wrong classes); set targeted = \"none\"");
   if (!targeted && options.targeting != Targeting::kNone)
     throw std::invalid_argument("targeted: fab is untargeted; fab-t is its targeted version");
+  if (options.eotIter > 1)
+    throw std::invalid_argument("eot_iter: fab's linearisation of the boundary is not averaged over passes; for a randomized model use apgd or autoattack-rand");
 }
 
 torch::Tensor Fab::predictUnit(ClassifierImpl& model, const torch::Tensor& u) { return logitsOf(model, toPixels(u)).argmax(1); }

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -13,10 +14,11 @@ namespace robustlab {
 Norm parseNorm(const std::string& name) {
   if (name == "linf" || name == "Linf" || name == "inf") return Norm::kLinf;
   if (name == "l2" || name == "L2") return Norm::kL2;
-  throw std::invalid_argument("norm: unknown norm '" + name + "', expected linf or l2");
+  if (name == "l1" || name == "L1") return Norm::kL1;
+  throw std::invalid_argument("norm: unknown norm '" + name + "', expected linf, l2 or l1");
 }
 
-std::string normName(Norm n) { return n == Norm::kLinf ? "linf" : "l2"; }
+std::string normName(Norm n) { return n == Norm::kLinf ? "linf" : n == Norm::kL2 ? "l2" : "l1"; }
 
 torch::Tensor perExample(const torch::Tensor& v, const torch::Tensor& like) {
   std::vector<int64_t> shape(static_cast<size_t>(like.dim()), 1);
@@ -74,8 +76,32 @@ LinfBox linfBox(const torch::Tensor& x, double eps, double lo, double hi) {
   return {lower.clamp(lo, hi), upper.clamp(lo, hi)};
 }
 
+torch::Tensor l1Projection(const torch::Tensor& z, const torch::Tensor& x, double eps, double lo, double hi) {
+  const int64_t n = x.size(0), d = x.numel() / std::max<int64_t>(n, 1);
+  const auto xd = x.flatten(1).to(torch::kFloat64), y = z.flatten(1).to(torch::kFloat64) - xd;
+  const auto a = y.abs();
+  const auto room = torch::where(y >= 0, hi - xd, xd - lo).clamp_min(0);  // u_i
+  const double radius = std::max(0.0, eps - static_cast<double>(d) * std::ldexp(std::max({1.0, std::abs(lo), std::abs(hi)}), -24));
+  // s(lambda) = sum_i clamp(a_i - lambda, 0, u_i) falls with slope -1 per term between its breakpoints
+  // p_i = max(a_i - u_i, 0) and q_i = a_i (terms with u_i = 0 have none: p_i = q_i).
+  const auto p = (a - room).clamp_min(0), q = a;
+  auto [t, order] = torch::cat({p, q}, 1).sort(1);
+  const auto slopeChange = torch::cat({-(q > p).to(torch::kFloat64), (q > p).to(torch::kFloat64)}, 1).gather(1, order);
+  const auto slope = slopeChange.cumsum(1);  // on [t_k, t_k+1]
+  const auto s0 = torch::minimum(a, room).sum(1, /*keepdim=*/true);  // s(0) = s(t_0): no term falls before its p_i
+  const auto s = torch::cat({s0, s0 + (slope.slice(1, 0, 2 * d - 1) * t.diff(1, 1)).cumsum(1)}, 1);  // s(t_k)
+  // The first breakpoint where s <= radius ends the segment holding the root (s(t_last) = 0).
+  const auto k = (s <= radius).to(torch::kInt64).argmax(1, /*keepdim=*/true).clamp_min(1);
+  const auto tk = t.gather(1, k - 1), sk = s.gather(1, k - 1), mk = slope.gather(1, k - 1);
+  auto lambda = tk + (sk - radius) / (-mk).clamp_min(1);
+  lambda = torch::where(s0 <= radius, torch::zeros_like(lambda), lambda);
+  const auto delta = y.sign() * torch::minimum((a - lambda).clamp_min(0), room);
+  return (xd + delta).to(x.scalar_type()).view(x.sizes()).clamp(lo, hi);
+}
+
 torch::Tensor projectToBall(const torch::Tensor& xadv, const torch::Tensor& x, Norm norm, double eps, double lo, double hi) {
   if (norm == Norm::kLinf) return linfBox(x, eps, lo, hi).clamp(xadv);
+  if (norm == Norm::kL1) return l1Projection(xadv, x, eps, lo, hi);
   const auto delta = xadv - x;
   const auto factor = (eps / delta.flatten(1).norm(2, 1).clamp_min(1e-12)).clamp_max(1.0).to(delta.dtype());
   // Clipping to the valid range only moves each coordinate towards x, so the norm bound survives.
@@ -84,12 +110,13 @@ torch::Tensor projectToBall(const torch::Tensor& xadv, const torch::Tensor& x, N
 
 torch::Tensor steepestAscent(const torch::Tensor& grad, Norm norm) {
   if (norm == Norm::kLinf) return grad.sign();
+  if (norm == Norm::kL1) throw std::logic_error("steepestAscent: no dense L1 step (APGD-L1 takes its own sparse one)");
   return grad / perExample(grad.flatten(1).norm(2, 1).clamp_min(1e-12), grad);
 }
 
 torch::Tensor perExampleNorm(const torch::Tensor& delta, Norm norm) {
   auto flat = delta.detach().flatten(1).to(torch::kFloat64);
-  return (norm == Norm::kLinf ? flat.abs().amax(1) : flat.norm(2, 1)).cpu();
+  return (norm == Norm::kLinf ? flat.abs().amax(1) : norm == Norm::kL2 ? flat.norm(2, 1) : flat.abs().sum(1)).cpu();
 }
 
 }  // namespace robustlab

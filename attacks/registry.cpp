@@ -33,9 +33,11 @@ std::vector<AttackEntry>& entries() {
        [](const AttackOptions& o) { return std::make_unique<Fab>(o, false); }},
       {"square", {}, "Square Attack: score-based random search, no gradients (Andriushchenko et al. 2020)", factory<Square>()},
       {"autoattack", {}, "AutoAttack's standard suite: apgd-ce, apgd-t, fab-t, square, each on the points still robust; needs 4+ classes",
-       [](const AttackOptions& o) { return std::make_unique<AutoAttackSuite>(o, false); }, 4},
+       [](const AttackOptions& o) { return std::make_unique<AutoAttackSuite>(o, AutoAttackSuite::Version::kStandard); }, 4},
       {"autoattack-plus", {}, "AutoAttack's extended suite: apgd-ce, apgd-dlr, fab (5 restarts), square, apgd-t, fab-t; needs 4+ classes",
-       [](const AttackOptions& o) { return std::make_unique<AutoAttackSuite>(o, true); }, 4},
+       [](const AttackOptions& o) { return std::make_unique<AutoAttackSuite>(o, AutoAttackSuite::Version::kPlus); }, 4},
+      {"autoattack-rand", {}, "AutoAttack's version for randomized models: apgd-ce and apgd-dlr, each gradient averaged over 20 passes (EOT); needs 3+ classes",
+       [](const AttackOptions& o) { return std::make_unique<AutoAttackSuite>(o, AutoAttackSuite::Version::kRand); }, 3},
   };
   return e;
 }

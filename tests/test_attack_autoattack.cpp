@@ -276,13 +276,32 @@ TEST_CASE("AutoAttack's settings and class rules are validated with the field na
   REQUIRE_THROWS_WITH(makeAttack("fab-t", targeted), Catch::Contains("picks its own targets"));
   REQUIRE_THROWS_WITH(makeAttack("autoattack", targeted), Catch::Contains("targeted"));
   // The suite keeps the reference's settings: 100 iterations, 9 targets, 5,000 queries, 1 restart.
-  AutoAttackSuite standard(AttackOptions{}, false);
+  AutoAttackSuite standard(AttackOptions{}, AutoAttackSuite::Version::kStandard);
   for (const auto& [name, opts] : standard.members()) {
     CHECK(opts.steps == 100);
     CHECK(opts.restarts == 1);
     CHECK(opts.targetClasses == 9);
     CHECK(opts.queries == 5000);
+    CHECK(opts.eotIter == 1);
   }
+  // The rand version (set_version('rand')): APGD-CE and APGD-DLR, 1 restart, EOT over 20 passes.
+  AutoAttackSuite rand(AttackOptions{}, AutoAttackSuite::Version::kRand);
+  CHECK(rand.stages() == std::vector<std::string>{"clean", "apgd-ce", "apgd-dlr"});
+  for (const auto& [name, opts] : rand.members()) {
+    CHECK(opts.steps == 100);
+    CHECK(opts.restarts == 1);
+    CHECK(opts.eotIter == 20);
+  }
+  // L1 (set_version('standard') with norm L1): APGD-CE with 5 restarts, APGD-T with 5 targets, both
+  // with the eps schedule (use_largereps).
+  AttackOptions l1;
+  l1.norm = Norm::kL1;
+  l1.eps = 10;
+  AutoAttackSuite standardL1(l1, AutoAttackSuite::Version::kStandard);
+  REQUIRE(standardL1.members().size() == 2);
+  CHECK(standardL1.members()[0].second.restarts == 5);
+  CHECK(standardL1.members()[1].second.targetClasses == 5);
+  for (const auto& [name, opts] : standardL1.members()) CHECK(opts.l1LargeEps);
   // A 3-class model at evaluation time: one clear error, no out-of-range read.
   Classifier three(test::smallCnn(3));
   EvalOptions e;

@@ -149,5 +149,5 @@ TEST_CASE("a config round-trips when its arms leave keys to [finetune], and auto
   CHECK(c.toToml().find("precision = \"auto\"") != std::string::npos);
   CHECK(c.resolvedPrecision == resolvePrecision(PrecisionChoice::kAuto));
   REQUIRE_THROWS_WITH(parseConfig("[[arms]]\nname = \"a\"\nobjective = \"tradez\"\n", "<test>"),
-                      Catch::Contains("arms[0].objective") && Catch::Contains("standard, pgd, trades"));
+                      Catch::Contains("arms[0].objective") && Catch::Contains("standard, pgd, fgsm-rs, trades, mart"));
 }

@@ -80,7 +80,7 @@ TEST_CASE("a TorchScript backbone trains with every objective, fully and as a li
   const Dataset task = limitPerClass(selectClasses(test::fashionTrain(), {0, 1, 2, 3, 4}), 100, 3);
   ModelSpec s = scriptSpec("bn_cnn", 5);
   s.cut = "fc";
-  for (const std::string objective : {"standard", "pgd", "trades"}) {
+  for (const std::string objective : {"standard", "pgd", "trades", "fgsm-rs", "mart"}) {
     for (const bool linear : {false, true}) {
       DYNAMIC_SECTION(objective << (linear ? " linear" : " full")) {
         seedEverything(4);

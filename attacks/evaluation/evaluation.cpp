@@ -70,7 +70,7 @@ AttackRun zeroEpsRun(const AttackSpec& spec, const EvalResult& r) {
 
 /// The run's accuracy, success rate and perturbation norms from its per-batch pieces.
 void summarise(AttackRun& run, const EvalResult& r, Norm norm, const std::vector<torch::Tensor>& preds, const std::vector<torch::Tensor>& linf,
-               const std::vector<torch::Tensor>& l2) {
+               const std::vector<torch::Tensor>& l2, const std::vector<torch::Tensor>& own) {
   const int64_t cleanCorrectCount = r.cleanCorrect.sum().item<int64_t>();
   run.advPred = torch::cat(preds);
   run.robust = r.cleanCorrect & run.advPred.eq(r.labels);
@@ -78,7 +78,7 @@ void summarise(AttackRun& run, const EvalResult& r, Norm norm, const std::vector
   const auto fooled = r.cleanCorrect & run.advPred.ne(r.labels);
   run.successRate = cleanCorrectCount ? fooled.sum().item<double>() / static_cast<double>(cleanCorrectCount) : 0.0;
   const auto linfAll = torch::cat(linf), l2All = torch::cat(l2);
-  const auto& ownNorm = norm == Norm::kLinf ? linfAll : l2All;
+  const auto ownNorm = norm == Norm::kLinf ? linfAll : norm == Norm::kL2 ? l2All : torch::cat(own);
   run.maxNorm = ownNorm.max().item<double>();
   run.meanNorm = fooled.any().item<bool>() ? ownNorm.index({fooled}).mean().item<double>() : 0.0;
   run.meanLinf = linfAll.mean().item<double>();
@@ -107,7 +107,7 @@ AttackRun attackRun(ClassifierImpl& model, const Dataset& data, const AttackSpec
   run.attack = attack->name();
   run.eps = eps;
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<torch::Tensor> preds, linf, l2;
+  std::vector<torch::Tensor> preds, linf, l2, own;
   int64_t zero = 0, total = 0;
   char status[64];
   std::snprintf(status, sizeof status, "%s eps=%g", run.attack.c_str(), eps);
@@ -129,6 +129,7 @@ AttackRun attackRun(ClassifierImpl& model, const Dataset& data, const AttackSpec
     const auto delta = xadv - xb;
     linf.push_back(perExampleNorm(delta, Norm::kLinf));
     l2.push_back(perExampleNorm(delta, Norm::kL2));
+    if (options.norm == Norm::kL1) own.push_back(perExampleNorm(delta, Norm::kL1));
     if (b < keep) {
       const auto part = xadv.slice(0, 0, std::min(keep - b, e - b)).to(torch::kFloat32);
       run.examples = run.examples.defined() ? torch::cat({run.examples, part}) : part;
@@ -136,7 +137,7 @@ AttackRun attackRun(ClassifierImpl& model, const Dataset& data, const AttackSpec
     progress.advanceTo(before + (e - b), status);
   }
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  summarise(run, r, options.norm, preds, linf, l2);
+  summarise(run, r, options.norm, preds, linf, l2, own);
   run.zeroGradFraction = total ? static_cast<double>(zero) / static_cast<double>(total) : 0.0;
   return run;
 }

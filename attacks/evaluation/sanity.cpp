@@ -5,6 +5,7 @@
 #include "framework/models/predict.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <sstream>
 
@@ -108,12 +109,15 @@ void checkLargeEpsBreaksModel(ClassifierImpl& model, const Dataset& subset, cons
                               EvalResult& r) {
   AttackOptions o;
   o.norm = options.norm;
-  o.eps = options.norm == Norm::kLinf ? 0.5 : 0.5 * std::sqrt(static_cast<double>(subset.images[0].numel()));
+  const double d = static_cast<double>(subset.images[0].numel());
+  o.eps = options.norm == Norm::kLinf ? 0.5 : options.norm == Norm::kL2 ? 0.5 * std::sqrt(d) : 0.5 * d;
   o.steps = 20;
   o.seed = 7;
-  const double acc = robustAccuracy(model, subset, "pgd", o, device, options.batchSize);
+  // PGD has no L1 step: APGD-CE there (the same 20 steps).
+  const std::string attack = options.norm == Norm::kL1 ? "apgd-ce" : "pgd";
+  const double acc = robustAccuracy(model, subset, attack, o, device, options.batchSize);
   r.checks.push_back({"large_eps_breaks_model", acc <= 0.05,
-                      "PGD-20 at " + normName(o.norm) + " eps " + std::to_string(o.eps) + " leaves " + pct(acc) + " (expected ~0)"});
+                      (attack == "pgd" ? "PGD-20" : "APGD-CE-20") + std::string(" at ") + normName(o.norm) + " eps " + std::to_string(o.eps) + " leaves " + pct(acc) + " (expected ~0)"});
 }
 
 void checkMoreStepsStable(ClassifierImpl& model, const Dataset& subset, const EvalOptions& options, torch::Device device, EvalResult& r) {
@@ -182,6 +186,35 @@ void checkBlackBoxNotStronger(EvalResult& r) {
   r.checks.push_back(c);
 }
 
+/// AutoAttack's check_randomized: 5 eval-mode passes over the same inputs give the same predictions
+/// and logits (normalised to unit L2 length) within 1e-4. A model that does not is randomized, and an
+/// evaluation of it without EOT (autoattack-rand, or eot_iter > 1) fails the check.
+void checkDeterministic(ClassifierImpl& model, const Dataset& subset, const EvalOptions& options, torch::Device device, EvalResult& r) {
+  constexpr int kPasses = 5;
+  std::vector<torch::Tensor> outs;
+  for (int k = 0; k < kPasses; ++k) {
+    const auto z = logits(model, subset.images, device, options.batchSize).to(torch::kFloat64);
+    outs.push_back(z / (z.norm(2, 1, /*keepdim=*/true) + 1e-10));
+  }
+  double maxDiff = 0;
+  int64_t changed = 0;
+  for (int i = 1; i < kPasses; ++i) {
+    maxDiff = std::max(maxDiff, (outs[i] - outs[0]).norm(2, 1).max().item<double>());
+    changed = std::max(changed, outs[i].argmax(1).ne(outs[0].argmax(1)).sum().item<int64_t>());
+  }
+  bool eot = false;
+  for (const auto& spec : options.attacks) eot |= spec.name == "autoattack-rand" || spec.options.eotIter > 1;
+  const bool randomized = changed > 0 || maxDiff > 1e-4;
+  char numbers[160];
+  std::snprintf(numbers, sizeof numbers, "largest normalised logit difference %.3g, up to %lld of %lld predictions changed", maxDiff,
+                static_cast<long long>(changed), static_cast<long long>(subset.size()));
+  r.checks.push_back({"deterministic_model", !randomized || eot,
+                      !randomized ? std::string("5 passes over the same inputs give the same outputs")
+                      : eot       ? std::string("a randomized model (") + numbers + "), evaluated with EOT"
+                                  : std::string("the model's outputs differ between passes over the same inputs (") + numbers +
+                                  "): a randomized model, which attacks without EOT overrate; evaluate with autoattack-rand or attack.eot_iter = 20"});
+}
+
 }  // namespace
 
 void runSanityChecks(ClassifierImpl& model, const Dataset& data, const EvalOptions& options, torch::Device device, EvalResult& r) {
@@ -192,6 +225,7 @@ void runSanityChecks(ClassifierImpl& model, const Dataset& data, const EvalOptio
   checkBlackBoxNotStronger(r);
   const Dataset subset = sampleSubset(data, options.sanityLimit, 1234);
   const double subsetClean = accuracy(model, subset, device, options.batchSize);
+  checkDeterministic(model, subset, options, device, r);
   checkEpsZeroIdentity(model, subset, subsetClean, options, device, r);
   checkLargeEpsBreaksModel(model, subset, options, device, r);
   checkMoreStepsStable(model, subset, options, device, r);

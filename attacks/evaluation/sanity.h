@@ -14,6 +14,8 @@ namespace robustlab {
 ///  - black_box_not_stronger: Square (alone or inside autoattack) fools at most 1% of the examples that
 ///    every white-box attack left robust at the same eps (more: masked gradients); the count is stated
 ///  - more_steps_stable: PGD with 2x steps and 2 restarts moves accuracy by <= 3 points
+///  - deterministic_model: 5 passes over the same inputs agree (AutoAttack's randomness check); a
+///    randomized model passes only when evaluated with EOT (autoattack-rand or eot_iter > 1)
 void runSanityChecks(ClassifierImpl& model, const Dataset& data, const EvalOptions& options, torch::Device device, EvalResult& r);
 
 }  // namespace robustlab

@@ -29,12 +29,7 @@ Dataset cachedSplit(const DataSourceSpec& spec, const std::string& split) {
 namespace {
 
 std::unique_ptr<TrainingObjective> objectiveFor(const StageConfig& s, Stage section, ClassifierImpl& model) {
-  ObjectiveParams p;
-  p.adversary = s.adversary;
-  p.tradesBeta = s.tradesBeta;
-  p.maskPatch = s.maskPatch;
-  p.maskRatio = s.maskRatio;
-  p.contrastive = s.contrastive;
+  const ObjectiveParams p = objectiveParams(s);
   if (section == Stage::kPretrain) return makePretrainObjective(s.mode, s.objective, p, model);
   return makeObjective(s.objective, p, model);
 }

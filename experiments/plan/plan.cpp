@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <sstream>
 #include <stdexcept>
 
 namespace robustlab {
@@ -55,15 +56,17 @@ std::string commonKey(const Config& c, const std::string& device) {
 /// starts uniformly in the ball; units computed before that are not reused (other stages' keys unchanged).
 std::string stageKey(const std::string& section, const StageConfig& s) {
   const bool moved = s.objective == "trades" || (s.mode == "adv-contrastive" && s.adversary.norm == Norm::kL2);
-  return stageToToml(section, s) + (moved ? "training_attack = pgd-loop-1\n" : "");
-}
-
-StageConfig effectiveFinetune(const Config& c, const ArmConfig& a) {
-  StageConfig s = c.finetune;
-  if (!a.objective.empty()) s.objective = a.objective;
-  if (!a.mode.empty()) s.finetune = a.mode;
-  if (a.perClass >= 0) s.perClass = a.perClass;
-  return s;
+  // Keys added later join only where set: their lines at the default are left out.
+  const std::string defaults = stageToToml(section, StageConfig{});
+  std::istringstream in(stageToToml(section, s));
+  std::string key;
+  for (std::string line; std::getline(in, line);) {
+    bool skip = false;
+    for (const auto& k : stageKeysJoinedWhenSet())
+      skip |= line.rfind(k + " = ", 0) == 0 && defaults.find("\n" + line + "\n") != std::string::npos;
+    if (!skip) key += line + "\n";
+  }
+  return key + (moved ? "training_attack = pgd-loop-1\n" : "");
 }
 
 void planPretrainings(Plan& p, const std::string& key) {
@@ -97,7 +100,7 @@ void planArms(Plan& p, const std::string& key) {
       u.kind = Unit::Kind::kArm;
       u.name = arm.name;
       u.arm = arm;
-      u.stage = effectiveFinetune(c, arm);
+      u.stage = c.finetuneFor(arm);
       u.seed = seed;
       for (size_t i = 0; i < pretrainings; ++i)
         if (p.units[i].name == arm.pretrain && p.units[i].seed == seed) u.pretrain = static_cast<int64_t>(i);

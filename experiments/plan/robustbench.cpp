@@ -74,7 +74,7 @@ std::string robustBenchJson(const EvalNumbers& r, const ModelEntry& entry) {
   const auto aa = r.perAttack.find("autoattack");
   std::ostringstream os;
   os << "{\n  \"name\": " << jsonString(entry.name) << ",\n  \"dataset\": " << jsonString(entry.dataset)
-     << ",\n  \"threat_model\": " << jsonString(r.norm == Norm::kLinf ? "Linf" : "L2")
+     << ",\n  \"threat_model\": " << jsonString(r.norm == Norm::kLinf ? "Linf" : r.norm == Norm::kL2 ? "L2" : "L1")
      << ",\n  \"eps\": " << (any ? number(r.eps[last]) : "null") << ",\n  \"clean_acc\": " << percent(r.clean)
      << ",\n  \"autoattack_acc\": " << (any && aa != r.perAttack.end() ? percent(aa->second[last]) : "null")
      << ",\n  \"robust_acc\": " << (any ? percent(r.worst[last]) : "null") << ",\n  \"number_of_examples\": " << r.examples

@@ -8,6 +8,7 @@
 #include "framework/config/sections.h"
 #include "data/sha256.h"
 #include "framework/models/torchscript.h"
+#include "framework/training/registry.h"
 #include "framework/toml/toml_reader.h"
 
 #include <algorithm>
@@ -148,6 +149,25 @@ static std::string sectionToToml(const std::string& section, const config::Field
   return os.str();
 }
 
+ObjectiveParams objectiveParams(const StageConfig& s) {
+  ObjectiveParams p;
+  p.adversary = s.adversary;
+  p.tradesBeta = s.tradesBeta;
+  p.martBeta = s.martBeta;
+  p.advFraction = s.advFraction;
+  p.overfitCheck = s.overfitCheck;
+  p.awpGamma = s.awpGamma;
+  p.awpWarmup = s.awpWarmup;
+  p.maskPatch = s.maskPatch;
+  p.maskRatio = s.maskRatio;
+  p.contrastive = s.contrastive;
+  return p;
+}
+
+std::vector<std::string> stageKeysJoinedWhenSet() {
+  return {"adv_random_start", "adv_fraction", "mart_beta", "overfit_check", "awp_gamma", "awp_warmup"};
+}
+
 std::string dataToToml(const DataConfig& data) { return sectionToToml("data", config::dataFields(), data); }
 std::string attackToToml(const AttackConfig& attack) { return sectionToToml("attack", config::attackFields(), attack); }
 std::string robustnessToToml(const RobustnessConfig& r) { return sectionToToml("robustness", config::robustnessFields(), r); }
@@ -164,6 +184,17 @@ RobustnessConfig Config::robustnessFor(const ArmConfig& arm) const {
   if (arm.labelNoise >= 0) r.labelNoise = arm.labelNoise;
   if (arm.imbalance >= 0) r.imbalance = arm.imbalance;
   return r;
+}
+
+StageConfig Config::finetuneFor(const ArmConfig& a) const {
+  StageConfig s = finetune;
+  if (!a.objective.empty()) s.objective = a.objective;
+  if (!a.mode.empty()) s.finetune = a.mode;
+  if (a.perClass >= 0) s.perClass = a.perClass;
+  if (a.advFraction >= 0) s.advFraction = a.advFraction;
+  if (a.awpGamma >= 0) s.awpGamma = a.awpGamma;
+  if (a.awpWarmup >= 0) s.awpWarmup = a.awpWarmup;
+  return s;
 }
 
 bool RobustnessConfig::isDefault() const { return robustnessToToml(*this) == robustnessToToml(RobustnessConfig{}); }

@@ -42,6 +42,11 @@ struct StageConfig {
   std::string objective = "standard";  ///< standard | pgd (Madry AT) | trades
   AttackOptions adversary = trainingAttackDefaults();  ///< eps, norm, steps, step size of the training attack
   double tradesBeta = 6.0;
+  double martBeta = 6.0;               ///< mart: weight of the misclassification-aware KL
+  double advFraction = 1.0;            ///< pgd, fgsm-rs: share of each batch made adversarial
+  bool overfitCheck = true;            ///< fgsm-rs: catastrophic-overfitting check each epoch
+  double awpGamma = 0.0;               ///< > 0: adversarial weight perturbation of this size
+  int64_t awpWarmup = 0;               ///< epochs before the weight perturbation starts
   std::string mode = "supervised";     ///< pretrain: supervised | rotation | masked | simclr | adv-contrastive
   int64_t maskPatch = 7;               ///< pretrain masked: patch side in pixels
   double maskRatio = 0.5;              ///< pretrain masked: share of patches blanked
@@ -54,6 +59,13 @@ struct StageConfig {
   std::string checkpoint;              ///< finetune: pre-trained backbone to start from
   std::string dataSource, dataDir;     ///< this stage's own data (data.source names; "": the experiment's [data])
 };
+
+struct ObjectiveParams;
+/// What the stage's objective reads (framework/training/registry.h).
+ObjectiveParams objectiveParams(const StageConfig& s);
+/// Stage keys added after units were first keyed: part of a unit's key only where a stage sets them
+/// to other than their default, so units computed before they existed keep their keys.
+std::vector<std::string> stageKeysJoinedWhenSet();
 
 /// Robustness beyond adversarial examples (Hendrycks, Lee and Mazeika 2019): the fine-tuning training
 /// set's labels corrupted and its classes imbalanced (every arm alike), and the clean model's
@@ -98,6 +110,9 @@ struct ArmConfig {
   std::string baseline;           ///< arm compared against in the summary ("" = none)
   double labelNoise = -1;         ///< -1 = [robustness].label_noise
   double imbalance = -1;          ///< -1 = [robustness].imbalance
+  double advFraction = -1;        ///< -1 = [finetune].adv_fraction
+  double awpGamma = -1;           ///< -1 = [finetune].awp_gamma
+  int64_t awpWarmup = -1;         ///< -1 = [finetune].awp_warmup
 };
 
 struct Config {
@@ -131,6 +146,8 @@ struct Config {
   std::vector<ArmConfig> runArms() const;
   /// [robustness] with an arm's own label_noise and imbalance in place.
   RobustnessConfig robustnessFor(const ArmConfig& arm) const;
+  /// [finetune] with the arm's own objective, mode, label budget and objective keys.
+  StageConfig finetuneFor(const ArmConfig& arm) const;
   /// A copy with `seed` set everywhere it is used.
   Config withSeed(uint64_t s) const;
 

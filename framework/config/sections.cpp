@@ -36,7 +36,13 @@ Fields<StageConfig> stageFields(const std::string& section) {
       config::integer<S>("adv_steps", ROBUSTLAB_REF(S, adversary.steps), 1, 100000),
       config::real<S>("adv_step_size", ROBUSTLAB_REF(S, adversary.stepSize), 0.0, 1e6),
       config::real<S>("adv_rel_step_size", ROBUSTLAB_REF(S, adversary.relStepSize), 0.0, 1e6),
+      config::boolean<S>("adv_random_start", ROBUSTLAB_REF(S, adversary.randomStart)),
       config::real<S>("trades_beta", ROBUSTLAB_REF(S, tradesBeta), 0.0, 1e6),
+      config::real<S>("mart_beta", ROBUSTLAB_REF(S, martBeta), 0.0, 1e6),
+      config::real<S>("adv_fraction", ROBUSTLAB_REF(S, advFraction), 1e-6, 1.0),
+      config::boolean<S>("overfit_check", ROBUSTLAB_REF(S, overfitCheck)),
+      config::real<S>("awp_gamma", ROBUSTLAB_REF(S, awpGamma), 0.0, 10.0),
+      config::integer<S>("awp_warmup", ROBUSTLAB_REF(S, awpWarmup), 0, 100000),
       config::choice<S>("augment", ROBUSTLAB_REF(S, train.augment), augmentNames),
       config::integer<S>("crop_padding", ROBUSTLAB_REF(S, train.cropPadding), 0, 64),
       config::string<S>("data_source", ROBUSTLAB_REF(S, dataSource)),
@@ -82,7 +88,7 @@ Fields<AttackConfig> attackFields() {
   using A = AttackConfig;
   return {
       attackNamesField(),
-      config::enumeration<A, Norm>("norm", ROBUSTLAB_REF(A, options.norm), parseNorm, normName, {"linf", "l2"}),
+      config::enumeration<A, Norm>("norm", ROBUSTLAB_REF(A, options.norm), parseNorm, normName, {"linf", "l2", "l1"}),
       config::reals<A>("eps", ROBUSTLAB_REF(A, eps)),
       config::integer<A>("steps", ROBUSTLAB_REF(A, options.steps), 1, 100000),
       config::real<A>("step_size", ROBUSTLAB_REF(A, options.stepSize), 0.0, 1e6),
@@ -95,6 +101,7 @@ Fields<AttackConfig> attackFields() {
       config::integer<A>("queries", ROBUSTLAB_REF(A, options.queries), 1, 10000000),
       config::real<A>("p_init", ROBUSTLAB_REF(A, options.pInit), 1e-6, 1.0),
       config::integer<A>("autoattack_steps", ROBUSTLAB_REF(A, options.suiteSteps), 1, 100000),
+      config::integer<A>("eot_iter", ROBUSTLAB_REF(A, options.eotIter), 1, 10000),
       config::enumeration<A, Targeting>("targeted", ROBUSTLAB_REF(A, options.targeting), parseTargeting, targetingName,
                                         {"none", "random", "least-likely"}),
       config::integer<A>("batch_size", ROBUSTLAB_REF(A, batchSize), 1, 1 << 20),
@@ -171,6 +178,9 @@ Fields<ArmConfig> armFields() {
       config::string<A>("baseline", ROBUSTLAB_REF(A, baseline)),
       config::real<A>("label_noise", ROBUSTLAB_REF(A, labelNoise), -1.0, 1.0),
       config::real<A>("imbalance", ROBUSTLAB_REF(A, imbalance), -1.0, 1e6),
+      config::real<A>("adv_fraction", ROBUSTLAB_REF(A, advFraction), -1.0, 1.0),
+      config::real<A>("awp_gamma", ROBUSTLAB_REF(A, awpGamma), -1.0, 10.0),
+      config::integer<A>("awp_warmup", ROBUSTLAB_REF(A, awpWarmup), -1, 100000),
   };
 }
 

@@ -4,6 +4,7 @@
 #include "attacks/corruptions/corruptions.h"
 #include "data/sources.h"
 #include "framework/toml/toml_reader.h"
+#include "framework/training/registry.h"
 
 #include <algorithm>
 #include <cctype>
@@ -29,6 +30,10 @@ void checkArms(const Config& c, const std::string& what) {
       if (!found) throw ConfigError(f + "pretrain': unknown pre-training variant '" + arm.pretrain + "', expected none" +
                                     (c.model.arch == "torchscript" ? ", torchscript" : "") + " or one of: " + names);
     }
+    if (arm.advFraction != -1 && !(arm.advFraction > 0)) throw ConfigError(f + "adv_fraction': expected a share in (0, 1], or -1 for [finetune]'s");
+    const StageConfig stage = c.finetuneFor(arm);
+    if (const auto why = unusedObjectiveKey(stage.objective, objectiveParams(stage)); !why.empty())
+      throw ConfigError(f + why.substr(0, why.find(':')) + "' (or [finetune]'s): " + why.substr(why.find(':') + 2));
     if (arm.labelNoise != -1 && !(arm.labelNoise >= 0)) throw ConfigError(f + "label_noise': expected a share in [0, 1], or -1 for [robustness]'s");
     if (arm.imbalance != -1 && !(arm.imbalance >= 1)) throw ConfigError(f + "imbalance': expected a ratio >= 1, or -1 for [robustness]'s");
     if (!arm.baseline.empty()) {
@@ -62,6 +67,9 @@ void validateStage(const StageConfig& s, const std::string& what, const std::str
   } catch (const std::invalid_argument& e) {
     asConfigError(e, what, section, "adv_");
   }
+  const bool supervised = section.rfind("pretrain", 0) != 0 || s.mode == "supervised";
+  if (const auto why = unusedObjectiveKey(supervised ? s.objective : "pre-training mode " + s.mode, objectiveParams(s)); !why.empty())
+    asConfigError(std::invalid_argument(why), what, section);
   if (s.contrastive.dualBatchNorm && s.mode != "adv-contrastive")
     throw ConfigError(what + ": field '" + section + ".dual_bn': needs mode = \"adv-contrastive\" (it keeps the adversarial view's BatchNorm statistics apart), mode is \"" + s.mode + "\"");
 }
@@ -86,6 +94,10 @@ void validateAttackClasses(const AttackConfig& a, const StageConfig& evaluated, 
 void validateAttack(const AttackConfig& a, Precision precision, const std::string& what) {
   try {
     a.evalOptions(precision).validate();
+    for (const auto& name : a.attacks)
+      if (!makeAttack(name, a.options)->supportsNorm(a.options.norm))
+        throw std::invalid_argument("norm: " + name + " does not attack in " + normName(a.options.norm) +
+                                    "; the l1 attacks are apgd-ce, apgd-dlr, apgd-t and autoattack");
   } catch (const std::invalid_argument& e) {
     asConfigError(e, what, "attack");
   }

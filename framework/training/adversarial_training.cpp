@@ -4,13 +4,15 @@
 
 #include <torch/nn/functional/loss.h>
 
+#include <cmath>
 #include <memory>
 #include <stdexcept>
 
 namespace robustlab {
 namespace F = torch::nn::functional;
 
-PgdTrainingObjective::PgdTrainingObjective(AttackOptions attack) {
+PgdTrainingObjective::PgdTrainingObjective(AttackOptions attack, double fraction) : fraction_(fraction) {
+  if (!(fraction > 0 && fraction <= 1)) throw std::invalid_argument("adv_fraction: must be in (0, 1]");
   // Madry et al.'s training attack: every example takes every step from one random start and the last
   // iterate is trained on (no early stop, no per-example best iterate, which would cost a forward pass
   // and a few element-wise ops per step for a marginally stronger example).
@@ -20,8 +22,15 @@ PgdTrainingObjective::PgdTrainingObjective(AttackOptions attack) {
   attack_ = std::make_unique<Pgd>(attack);
 }
 
-BatchOutput PgdTrainingObjective::batch(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, at::Generator&) {
-  return crossEntropyStep(model, attack_->perturb(model, x, y), y);
+torch::Tensor PgdTrainingObjective::adversarial(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, at::Generator&) {
+  if (fraction_ >= 1) return attack_->perturb(model, x, y);
+  const int64_t k = std::llround(fraction_ * static_cast<double>(x.size(0)));
+  if (k == 0) return x;
+  return torch::cat({attack_->perturb(model, x.slice(0, 0, k), y.slice(0, 0, k)), x.slice(0, k)});
+}
+
+BatchOutput PgdTrainingObjective::lossOn(ClassifierImpl& model, const torch::Tensor&, const torch::Tensor& xadv, const torch::Tensor& y) {
+  return crossEntropyStep(model, xadv, y);
 }
 
 TradesObjective::TradesObjective(AttackOptions attack, double beta) : beta_(beta) {
@@ -37,9 +46,12 @@ TradesObjective::TradesObjective(AttackOptions attack, double beta) : beta_(beta
   attack_->setLoss(std::make_shared<KlToCleanLoss>());
 }
 
-BatchOutput TradesObjective::batch(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, at::Generator& gen) {
-  attack_->shareGenerator(gen);  // the start's noise comes from the batch's stream, as before
-  const auto xadv = attack_->perturb(model, x, y);
+torch::Tensor TradesObjective::adversarial(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, at::Generator& gen) {
+  attack_->shareGenerator(gen);  // the start's noise comes from the batch's stream
+  return attack_->perturb(model, x, y);
+}
+
+BatchOutput TradesObjective::lossOn(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& xadv, const torch::Tensor& y) {
   auto logits = model.forward(x);
   auto advLogSoftmax = torch::log_softmax(model.forward(xadv), 1);
   BatchOutput out;

@@ -12,6 +12,9 @@
 
 namespace robustlab {
 
+struct Dataset;
+struct EpochRecord;
+
 struct BatchOutput {
   torch::Tensor loss;   ///< scalar, mean over the batch; the trainer backpropagates it
   int64_t correct = 0;  ///< examples the objective counts as right (classification or pretext task)
@@ -46,6 +49,13 @@ class TrainingObjective {
   virtual void setTraining(bool on) {}
   /// Called once when training ends (dual BatchNorm hands the model its adversarial statistics).
   virtual void finish(ClassifierImpl& model) {}
+  /// Called before each epoch's first batch (epochs count from 0 in each training call).
+  virtual void startEpoch(int64_t epoch) {}
+  /// Called after each optimiser step (a weight perturbation is taken back here).
+  virtual void afterStep(ClassifierImpl& model) {}
+  /// Called after each epoch's last step, before validation, with held-out examples (the validation
+  /// split, else the training set's first examples); may add its own checks to the epoch's record.
+  virtual void endEpoch(ClassifierImpl& model, const Dataset& heldOut, EpochRecord& record) {}
   /// True when accuracy means classification accuracy of the model's head on the true labels.
   virtual bool classifies() const { return true; }
 };

@@ -3,6 +3,7 @@
 #include "framework/training/adversarial_training.h"
 #include "framework/training/pretext.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace robustlab {
@@ -13,9 +14,13 @@ std::vector<ObjectiveEntry>& objectives() {
       {"standard", "cross-entropy on clean inputs",
        [](const ObjectiveParams&, ClassifierImpl&) { return std::make_unique<CrossEntropyObjective>(); }},
       {"pgd", "PGD adversarial training (Madry et al. 2018) with the stage's adv_* attack",
-       [](const ObjectiveParams& p, ClassifierImpl&) { return std::make_unique<PgdTrainingObjective>(p.adversary); }},
+       [](const ObjectiveParams& p, ClassifierImpl&) { return std::make_unique<PgdTrainingObjective>(p.adversary, p.advFraction); }},
+      {"fgsm-rs", "FGSM from a random start, step 1.25 eps (Wong et al. 2020), with their catastrophic-overfitting check",
+       [](const ObjectiveParams& p, ClassifierImpl&) { return std::make_unique<FgsmRsObjective>(p.adversary, p.advFraction, p.overfitCheck); }},
       {"trades", "TRADES (Zhang et al. 2019): CE + beta * KL on the adv_* attack",
        [](const ObjectiveParams& p, ClassifierImpl&) { return std::make_unique<TradesObjective>(p.adversary, p.tradesBeta); }},
+      {"mart", "MART (Wang et al. 2020): boosted CE + beta * KL weighted by misclassification, on PGD-CE examples",
+       [](const ObjectiveParams& p, ClassifierImpl&) { return std::make_unique<MartObjective>(p.adversary, p.martBeta); }},
   };
   return e;
 }
@@ -73,8 +78,23 @@ void add(std::vector<ObjectiveEntry>& list, ObjectiveEntry entry, const char* wh
 std::vector<std::string> objectiveNames() { return names(objectives()); }
 std::vector<std::string> pretrainModeNames() { return names(modes()); }
 
+std::string unusedObjectiveKey(const std::string& objective, const ObjectiveParams& p) {
+  if (p.advFraction != 1.0 && objective != "pgd" && objective != "fgsm-rs")
+    return "adv_fraction: only objectives pgd and fgsm-rs train on part-adversarial batches, not " + objective;
+  const auto known = objectiveNames();
+  if (p.awpGamma > 0 && (objective == "standard" || std::find(known.begin(), known.end(), objective) == known.end()))
+    return "awp_gamma: weight perturbation needs an adversarial objective (pgd, fgsm-rs, trades, mart), not " + objective;
+  return "";
+}
+
 std::unique_ptr<TrainingObjective> makeObjective(const std::string& name, const ObjectiveParams& p, ClassifierImpl& model) {
-  return find(objectives(), name, "objective").make(p, model);
+  auto objective = find(objectives(), name, "objective").make(p, model);
+  if (const auto why = unusedObjectiveKey(name, p); !why.empty()) throw std::invalid_argument(why);
+  if (p.awpGamma == 0) return objective;
+  auto* adversarial = dynamic_cast<AdversarialObjective*>(objective.get());
+  if (!adversarial) throw std::invalid_argument("awp_gamma: objective '" + name + "' has no adversarial examples to perturb the weights on");
+  objective.release();
+  return std::make_unique<AwpObjective>(std::unique_ptr<AdversarialObjective>(adversarial), p.awpGamma, p.awpWarmup);
 }
 
 std::unique_ptr<TrainingObjective> makePretrainObjective(const std::string& mode, const std::string& objective,

@@ -12,6 +12,7 @@
 #include <torch/optim/sgd.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -121,6 +122,7 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
     if (opt.freezeBatchNorm)
       for (auto& bn : batchNormLayers(model)) bn->eval();
     objective.setTraining(true);
+    objective.startEpoch(epoch);
     auto perm = torch::randperm(n, gen, torch::kInt64);
     double lossSum = 0, lr = opt.optim.lr;
     int64_t correct = 0, count = 0;
@@ -145,6 +147,7 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
       }
       if (opt.optim.clipGradNorm > 0) torch::nn::utils::clip_grad_norm_(params, opt.optim.clipGradNorm);
       optimizer->step();
+      objective.afterStep(model);
       lossSum += out.loss.item<double>() * static_cast<double>(idx.size(0));
       correct += out.correct;
       count += out.count;
@@ -158,6 +161,7 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
     rec.lr = lr;
     rec.loss = lossSum / static_cast<double>(n);
     rec.accuracy = count ? static_cast<double>(correct) / static_cast<double>(count) : NAN;
+    objective.endEpoch(model, val.size() > 0 ? val : trainSet, rec);
     if (val.size() > 0) std::tie(rec.valLoss, rec.valAccuracy) = validate(model, objective, val, device, 1000, opt.seed + epoch);
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     history.push_back(rec);
@@ -204,6 +208,10 @@ void writeHistory(H5File& f, const std::string& group, const TrainHistory& h) {
   f.writeTensor(group + "/val_loss", column([](const EpochRecord& r) { return r.valLoss; }));
   f.writeTensor(group + "/val_accuracy", column([](const EpochRecord& r) { return r.valAccuracy; }));
   f.writeTensor(group + "/seconds", column([](const EpochRecord& r) { return r.seconds; }));
+  // Only histories with a check hold its columns, so other results files keep their layout.
+  if (std::none_of(h.begin(), h.end(), [](const EpochRecord& r) { return std::isfinite(r.pgdCheck); })) return;
+  f.writeTensor(group + "/pgd_check", column([](const EpochRecord& r) { return r.pgdCheck; }));
+  f.writeTensor(group + "/overfitting", column([](const EpochRecord& r) { return r.overfitting ? 1.0 : 0.0; }));
 }
 
 }  // namespace robustlab

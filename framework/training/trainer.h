@@ -46,6 +46,10 @@ struct TrainOptions {
 struct EpochRecord {
   int64_t epoch = 0;
   double lr = 0, loss = 0, accuracy = NAN, valLoss = NAN, valAccuracy = NAN, seconds = 0;
+  /// An objective's own robustness check at the epoch's end (FGSM-RS: PGD-5 accuracy on held-out
+  /// examples), NaN when it has none; `overfitting`: the check collapsed this epoch.
+  double pgdCheck = NAN;
+  bool overfitting = false;
 };
 using TrainHistory = std::vector<EpochRecord>;
 
@@ -65,7 +69,8 @@ struct LpFtOptions {
 TrainHistory trainLpFt(ClassifierImpl& model, TrainingObjective& objective, const Dataset& trainSet, const Dataset& val,
                        const TrainOptions& options, const LpFtOptions& probe, torch::Device device);
 
-/// Stores curves as /<group>/{epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds}.
+/// Stores curves as /<group>/{epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds}, and
+/// /<group>/{pgd_check,overfitting} when an epoch has a check.
 void writeHistory(H5File& f, const std::string& group, const TrainHistory& h);
 
 }  // namespace robustlab
