@@ -265,3 +265,44 @@ TEST_CASE("every new method lowers its loss on real Fashion-MNIST and trains rep
     }
   }
 }
+
+TEST_CASE("FGSM-RS's catastrophic-overfitting check: stored each epoch, quiet on the default run, fires when held-out PGD accuracy collapses", "[training]") {
+  Progress::setQuiet(true);
+  AttackOptions a;
+  a.eps = 0.1;
+  // The default run: FGSM-RS (random start, step 1.25 eps) on 2,000 real images, 4 epochs, a held-out
+  // split. Every epoch has its check, none is flagged, and the history stores both columns.
+  seedEverything(8);
+  Classifier model(test::smallCnn());
+  FgsmRsObjective fgsm(a, 1.0, true);
+  TrainOptions o;
+  o.epochs = 4;
+  o.batchSize = 64;
+  o.seed = 8;
+  const auto h = train(*model, fgsm, test::fashionTrain().head(2000), test::fashionTest().head(500), o, torch::kCPU);
+  for (const auto& r : h) {
+    INFO("epoch " << r.epoch << ": PGD-5 accuracy " << r.pgdCheck << ", clean " << r.valAccuracy);
+    CHECK(std::isfinite(r.pgdCheck));
+    CHECK(r.pgdCheck <= r.valAccuracy);
+    CHECK_FALSE(r.overfitting);
+  }
+  CHECK(h.back().pgdCheck > 0.3);
+  // The collapse: the same check after an epoch whose model keeps its clean accuracy but lost its
+  // robustness. Wong et al.'s symptom, played with two real models: PGD-trained, then standard.
+  FgsmRsObjective check(a, 1.0, true);
+  EpochRecord robust, collapsed;
+  robust.epoch = 1;
+  collapsed.epoch = 2;
+  Classifier adv = test::adversarialModel(), plain = test::standardModel();
+  check.endEpoch(*adv, test::fashionTest(), robust);
+  check.endEpoch(*plain, test::fashionTest(), collapsed);
+  INFO("PGD-5 accuracy: adversarially trained " << robust.pgdCheck << ", standard " << collapsed.pgdCheck);
+  CHECK_FALSE(robust.overfitting);
+  CHECK(robust.pgdCheck > collapsed.pgdCheck + 0.2);
+  CHECK(collapsed.overfitting);
+  // Switched off (overfit_check = false), nothing is measured.
+  FgsmRsObjective off(a, 1.0, false);
+  EpochRecord none;
+  off.endEpoch(*plain, test::fashionTest(), none);
+  CHECK(std::isnan(none.pgdCheck));
+}

@@ -54,20 +54,27 @@ std::string commonKey(const Config& c, const std::string& device) {
 /// A stage's part of a unit key. TRADES and the L2 adversarial contrastive view run in Pgd's loop: the
 /// TRADES step projects onto the ulp-exact box and its L2 step adds as the attacks do, the L2 view
 /// starts uniformly in the ball; units computed before that are not reused (other stages' keys unchanged).
-std::string stageKey(const std::string& section, const StageConfig& s) {
-  const bool moved = s.objective == "trades" || (s.mode == "adv-contrastive" && s.adversary.norm == Norm::kL2);
-  // Keys added later join only where set: their lines at the default are left out.
-  const std::string defaults = stageToToml(section, StageConfig{});
-  std::istringstream in(stageToToml(section, s));
-  std::string key;
+/// `text` without the lines of `keys` that read as they do in `defaults`: keys added after units were
+/// first keyed join a unit's key only where they are set, so units computed before keep their keys.
+std::string withoutDefaultLines(const std::string& text, const std::string& defaults, const std::vector<std::string>& keys) {
+  std::istringstream in(text);
+  std::string out;
   for (std::string line; std::getline(in, line);) {
     bool skip = false;
-    for (const auto& k : stageKeysJoinedWhenSet())
-      skip |= line.rfind(k + " = ", 0) == 0 && defaults.find("\n" + line + "\n") != std::string::npos;
-    if (!skip) key += line + "\n";
+    for (const auto& k : keys) skip |= line.rfind(k + " = ", 0) == 0 && defaults.find("\n" + line + "\n") != std::string::npos;
+    if (!skip) out += line + "\n";
   }
-  return key + (moved ? "training_attack = pgd-loop-1\n" : "");
+  return out;
 }
+
+std::string stageKey(const std::string& section, const StageConfig& s) {
+  const bool moved = s.objective == "trades" || (s.mode == "adv-contrastive" && s.adversary.norm == Norm::kL2);
+  return withoutDefaultLines(stageToToml(section, s), stageToToml(section, StageConfig{}), stageKeysJoinedWhenSet()) +
+         (moved ? "training_attack = pgd-loop-1\n" : "");
+}
+
+/// The evaluation's part of a unit key: [attack], eot_iter only where set.
+std::string attackKey(const AttackConfig& a) { return withoutDefaultLines(attackToToml(a), "\n" + attackToToml(AttackConfig{}), {"eot_iter"}); }
 
 void planPretrainings(Plan& p, const std::string& key) {
   const Config& c = p.config;
@@ -108,7 +115,7 @@ void planArms(Plan& p, const std::string& key) {
       // [robustness] joins the key only when set, so the keys of experiments without it are unchanged.
       const RobustnessConfig rb = c.robustnessFor(arm);
       const std::string robustness = rb.isDefault() ? "" : robustnessToToml(rb);
-      u.hash = stableHash(key + stageKey("finetune", u.stage) + attackToToml(c.attack) + robustness + "pretrain=" + pre + "\nseed=" + std::to_string(seed));
+      u.hash = stableHash(key + stageKey("finetune", u.stage) + attackKey(c.attack) + robustness + "pretrain=" + pre + "\nseed=" + std::to_string(seed));
       u.path = p.unitsDir + "/" + arm.name + "-seed" + std::to_string(seed) + "-" + u.hash + ".h5";
       p.units.push_back(u);
     }
