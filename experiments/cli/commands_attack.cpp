@@ -25,7 +25,7 @@ void addAttackOptions(cxxopts::Options& opts) {
       ("mean", "with --model: the input mean the model expects subtracted (normalisation outside the script), one number or one per channel: 0.4914,0.4822,0.4465 (model.mean; default 0)", cxxopts::value<std::string>())
       ("std", "with --model: the input standard deviation the model expects divided by, one number or one per channel (model.std; default 1)", cxxopts::value<std::string>())
       ("a,attack", "comma-separated attacks (attack.attacks): " + attackNameList(), cxxopts::value<std::string>())
-      ("norm", "linf | l2 (attack.norm)", cxxopts::value<std::string>())
+      ("norm", "linf | l2 | l1 (attack.norm; l1: the apgd attacks and autoattack)", cxxopts::value<std::string>())
       ("eps", "comma-separated eps grid, increasing, numbers or fractions: 0,2/255,8/255 (attack.eps)", cxxopts::value<std::string>())
       ("steps", "iterations of pgd, apgd-*, fab (attack.steps; autoattack uses attack.autoattack_steps)", cxxopts::value<int64_t>())
       ("step-size", "pgd absolute step size (2/255 or 0.0078), 0: rel-step-size * eps (attack.step_size)", cxxopts::value<std::string>())
