@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <set>
 #include <filesystem>
 #include <fstream>
 
@@ -41,8 +42,8 @@ TEST_CASE("every shipped config parses, round-trips and sets up the experiment i
     if (e.path().extension() == ".toml") found.push_back(e.path().filename().string());
   std::sort(found.begin(), found.end());
   // A new shipped config must be added here with what it promises.
-  CHECK(found == std::vector<std::string>{"cifar10-pretrain-linf8.toml", "default.toml", "robustness-axes.toml", "study.toml", "sweep-example.toml",
-                                          "transfer.toml"});
+  CHECK(found == std::vector<std::string>{"cifar10-pretrain-linf8.toml", "default.toml", "methods.toml", "robustness-axes.toml", "study.toml",
+                                          "sweep-example.toml", "transfer.toml"});
   for (const auto& f : found) {
     INFO(f);
     const Config c = loadConfig(dir + f);
@@ -59,6 +60,19 @@ TEST_CASE("every shipped config parses, round-trips and sets up the experiment i
     CHECK(v.dataSource == "fashion-mnist");
     CHECK(v.classes.empty());
   }
+  // The training methods, each from scratch and after adversarial pre-training, 3 seeds, AutoAttack at
+  // Linf 0.1: PGD-AT, FGSM-RS, TRADES, MART, PGD-AT with AWP, half-adversarial batches.
+  const Config methods = loadConfig(dir + "methods.toml");
+  CHECK(methods.runSeeds().size() >= 3);
+  CHECK(methods.attack.attacks == std::vector<std::string>{"autoattack"});
+  CHECK(methods.attack.eps.back() == 0.1);
+  std::set<std::string> recipes;
+  for (const auto& arm : methods.runArms()) {
+    const StageConfig s = methods.finetuneFor(arm);
+    recipes.insert(s.objective + (s.awpGamma > 0 ? "+awp" : "") + (s.advFraction < 1 ? "+half" : "") + (arm.pretrain == "none" ? "" : "+pre"));
+  }
+  CHECK(recipes == std::set<std::string>{"pgd", "fgsm-rs", "trades", "mart", "pgd+awp", "pgd+half", "pgd+pre", "fgsm-rs+pre", "trades+pre",
+                                         "mart+pre", "pgd+awp+pre", "pgd+half+pre"});
   // Every robustness axis, each pair of arms (clean, 40% wrong labels, 10:1 imbalance) pre-trained
   // against scratch, five seeds.
   const Config axes = loadConfig(dir + "robustness-axes.toml");
