@@ -63,6 +63,15 @@ double AttackOptions::effectiveStepSize() const {
 
 Attack::Attack(AttackOptions options) : options_(options), gen_(makeGenerator(options.seed)) { options_.validate(); }
 
+void Attack::refuseUnsupported() const {
+  if (!supportsNorm(options_.norm))
+    throw std::invalid_argument("norm: " + name() + " does not attack in " + normName(options_.norm) +
+                                "; the l1 attacks are apgd-ce, apgd-dlr, apgd-t and autoattack");
+  if (!loss_->perExample() && !runsWholeBatches())
+    throw std::invalid_argument(name() + ": the " + loss_->name() +
+                                " loss scores whole batches only; it runs in pgd's last-iterate loop (last_iterate = true)");
+}
+
 torch::Tensor Attack::perturb(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& targets) {
   if (x.dim() < 2) throw std::invalid_argument(name() + ": input must be a batch N x ..., got " + std::to_string(x.dim()) + " dims");
   if (!y.defined() || y.dim() != 1 || y.size(0) != x.size(0))
@@ -77,12 +86,7 @@ torch::Tensor Attack::perturb(ClassifierImpl& model, const torch::Tensor& x, con
   classes_ = model.spec().numClasses;
   const auto params = model.parameters();
   const torch::Device device = params.empty() ? x.device() : params.front().device();
-  if (!supportsNorm(options_.norm))
-    throw std::invalid_argument("norm: " + name() + " does not attack in " + normName(options_.norm) +
-                                "; the l1 attacks are apgd-ce, apgd-dlr, apgd-t and autoattack");
-  if (!loss_->perExample() && !runsWholeBatches())
-    throw std::invalid_argument(name() + ": the " + loss_->name() +
-                                " loss scores whole batches only; it runs in pgd's last-iterate loop (last_iterate = true)");
+  refuseUnsupported();
   EvalModeGuard evalMode(model);
   FrozenParamsGuard frozen(model);
   std::vector<std::unique_ptr<EvalModeGuard>> lossModes;

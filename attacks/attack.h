@@ -196,6 +196,9 @@ class Attack {
   at::Generator gen_;
 
  private:
+  /// A norm the attack does not implement, or a whole-batch loss in an attack that splits batches:
+  /// std::invalid_argument naming it.
+  void refuseUnsupported() const;
   torch::Tensor lastTargets_;
   std::thread::id perturbThread_;
   int64_t perturbRows_ = 0, classes_ = 0;
