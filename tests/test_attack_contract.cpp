@@ -208,7 +208,7 @@ TEST_CASE("bad attack options and names are clear errors", "[attacks]") {
   o.restarts = 2;
   o.lastIterate = true;  // the adversarial-training loop has one start: restarts would be ignored
   REQUIRE_THROWS_WITH(makeAttack("pgd", o), Catch::Contains("restarts"));
-  REQUIRE_THROWS_WITH(parseNorm("l1"), Catch::Contains("linf or l2"));
+  REQUIRE_THROWS_WITH(parseNorm("l3"), Catch::Contains("linf, l2 or l1"));
   REQUIRE_THROWS_WITH(makeAttack("pgdd", AttackOptions{}), Catch::Contains("fgsm, pgd, apgd-ce"));
   // Inputs outside the valid range are refused, not silently clipped.
   Classifier model(test::smallCnn());

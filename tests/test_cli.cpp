@@ -126,7 +126,7 @@ TEST_CASE("train then attack on real data end to end, and a killed run leaves ea
                         "/r.h5");
   INFO(a.out << a.err);
   REQUIRE(a.code == 0);
-  CHECK(a.out.find("sanity checks: 6 of 6 passed") != std::string::npos);
+  CHECK(a.out.find("sanity checks: 7 of 7 passed") != std::string::npos);
   const StoredEval before = readEvaluation(dir + "/r.h5", "/eval/model");
   CHECK(before.attacks == std::vector<std::string>{"fgsm", "pgd"});
   CHECK(before.worstAccuracy[2].item<double>() < before.cleanAccuracy);

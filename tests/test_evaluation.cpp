@@ -72,8 +72,8 @@ TEST_CASE("sanity checks pass on a normally trained model and are recorded", "[e
     INFO(c.name << ": " << c.detail);
     CHECK(c.passed);
   }
-  CHECK(names == std::vector<std::string>{"pgd_not_weaker_than_fgsm", "monotone_in_eps", "zero_gradients", "eps_zero_identity",
-                                          "large_eps_breaks_model", "more_steps_stable"});
+  CHECK(names == std::vector<std::string>{"pgd_not_weaker_than_fgsm", "monotone_in_eps", "zero_gradients", "deterministic_model",
+                                          "eps_zero_identity", "large_eps_breaks_model", "more_steps_stable"});
 }
 
 TEST_CASE("gradient masking is flagged: a saturated-softmax model fails the sanity checks", "[evaluation]") {
