@@ -36,6 +36,18 @@ void copyRows(torch::Tensor& dst, const torch::Tensor& idx, const torch::Tensor&
 
 }  // namespace
 
+void Apgd::record(RestartResult& r, torch::Tensor& gradBest, const torch::Tensor& xAdv, const LossGrad& lg, const torch::Tensor& ys,
+                  const torch::Tensor& ts) const {
+  const auto fooled = won(lg.logits, ys, ts);
+  r.robust = r.robust & ~fooled;
+  const auto wonIdx = fooled.nonzero().squeeze(1);
+  copyRows(r.xBestAdv, wonIdx, xAdv.index_select(0, wonIdx));
+  const auto better = (lg.loss > r.lossBest).nonzero().squeeze(1);
+  copyRows(r.xBest, better, xAdv.index_select(0, better));
+  copyRows(gradBest, better, lg.grad.index_select(0, better));
+  copyRows(r.lossBest, better, lg.loss.index_select(0, better));
+}
+
 Apgd::RestartResult Apgd::restartL1(ClassifierImpl& model, const torch::Tensor& xs, const torch::Tensor& ys, const torch::Tensor& ts) {
   if (!options_.l1LargeEps) return runL1(model, xs, ys, ts, options_.steps, torch::Tensor());
   // Their decr_eps_pgd: 30%, 30% and the rest of the steps at 3, 2 and 1 times eps, from x + N(0, 1)
@@ -84,14 +96,7 @@ Apgd::RestartResult Apgd::runL1(ClassifierImpl& model, const torch::Tensor& xs, 
     xAdv = project(xAdv + perExample(stepSize / length, xAdv) * sparse, xs);
     lg = lossAndGrad(model, xAdv, ys, ts);
     grad = lg.grad;
-    const auto fooled = won(lg.logits, ys, ts);
-    r.robust = r.robust & ~fooled;
-    const auto wonIdx = fooled.nonzero().squeeze(1);
-    copyRows(r.xBestAdv, wonIdx, xAdv.index_select(0, wonIdx));
-    const auto better = (lg.loss > r.lossBest).nonzero().squeeze(1);
-    copyRows(r.xBest, better, xAdv.index_select(0, better));
-    copyRows(gradBest, better, grad.index_select(0, better));
-    copyRows(r.lossBest, better, lg.loss.index_select(0, better));
+    record(r, gradBest, xAdv, lg, ys, ts);
     if (++counter == k) {
       const auto spCurr = l0(r.xBest);
       const auto sparser = spCurr / spOld < 0.95;
@@ -140,15 +145,8 @@ Apgd::RestartResult Apgd::restart(ClassifierImpl& model, const torch::Tensor& xs
 
     lg = lossAndGrad(model, xAdv, ys, ts);
     grad = lg.grad;
-    const auto fooled = won(lg.logits, ys, ts);
-    r.robust = r.robust & ~fooled;
-    const auto wonIdx = fooled.nonzero().squeeze(1);
-    copyRows(r.xBestAdv, wonIdx, xAdv.index_select(0, wonIdx));
+    record(r, gradBest, xAdv, lg, ys, ts);
     lossSteps[i] = lg.loss;
-    const auto better = (lg.loss > r.lossBest).nonzero().squeeze(1);
-    copyRows(r.xBest, better, xAdv.index_select(0, better));
-    copyRows(gradBest, better, grad.index_select(0, better));
-    copyRows(r.lossBest, better, lg.loss.index_select(0, better));
     if (++counter == k) {
       const auto h = rowsToHalve(lossSteps, i, k, options_.rho, r.lossBest, reducedLastCheck, lossBestLastCheck);
       copyRows(stepSize, h, stepSize.index_select(0, h) / 2.0);

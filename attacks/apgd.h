@@ -46,6 +46,10 @@ class Apgd : public Attack {
   /// the sparsity starts at 20% (else from xInit's).
   RestartResult runL1(ClassifierImpl& model, const torch::Tensor& xs, const torch::Tensor& ys, const torch::Tensor& ts, int64_t nIter,
                       const torch::Tensor& xInit);
+  /// An iterate xAdv scored by lg: rows it fools leave `robust` and keep it as their adversarial point;
+  /// rows whose loss it raises keep it, its gradient and its loss as their best.
+  void record(RestartResult& r, torch::Tensor& gradBest, const torch::Tensor& xAdv, const LossGrad& lg, const torch::Tensor& ys,
+              const torch::Tensor& ts) const;
   /// A random point on the boundary of the eps-ball around xs (as AutoAttack starts).
   torch::Tensor boundaryStart(const torch::Tensor& xs);
 };

@@ -11,15 +11,22 @@
 namespace robustlab {
 namespace F = torch::nn::functional;
 
-PgdTrainingObjective::PgdTrainingObjective(AttackOptions attack, double fraction) : fraction_(fraction) {
-  if (!(fraction > 0 && fraction <= 1)) throw std::invalid_argument("adv_fraction: must be in (0, 1]");
-  // Madry et al.'s training attack: every example takes every step from one random start and the last
-  // iterate is trained on (no early stop, no per-example best iterate, which would cost a forward pass
-  // and a few element-wise ops per step for a marginally stronger example).
+std::unique_ptr<Attack> trainingPgd(AttackOptions attack, double startSigma) {
+  // Madry et al.'s training attack: every example takes every step from one start and the last iterate
+  // is trained on (no early stop, no per-example best iterate, which would cost a forward pass and a
+  // few element-wise ops per step for a marginally stronger example).
   attack.earlyStop = false;
   attack.lastIterate = true;
   attack.countZeroGradients = false;
-  attack_ = std::make_unique<Pgd>(attack);
+  if (startSigma > 0) {
+    attack.randomStart = true;
+    attack.startSigma = startSigma;
+  }
+  return std::make_unique<Pgd>(attack);
+}
+
+PgdTrainingObjective::PgdTrainingObjective(AttackOptions attack, double fraction) : attack_(trainingPgd(attack)), fraction_(fraction) {
+  if (!(fraction > 0 && fraction <= 1)) throw std::invalid_argument("adv_fraction: must be in (0, 1]");
 }
 
 torch::Tensor PgdTrainingObjective::adversarial(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, at::Generator&) {
@@ -33,16 +40,10 @@ BatchOutput PgdTrainingObjective::lossOn(ClassifierImpl& model, const torch::Ten
   return crossEntropyStep(model, xadv, y);
 }
 
-TradesObjective::TradesObjective(AttackOptions attack, double beta) : beta_(beta) {
+TradesObjective::TradesObjective(AttackOptions attack, double beta) : attack_(trainingPgd(attack, 0.001)), beta_(beta) {
   if (!(beta >= 0)) throw std::invalid_argument("trades_beta: must be >= 0");
   // TRADES' inner maximisation (Zhang et al.'s code): from x + 0.001 * N(0, 1), `steps` steps on the KL
   // to the clean prediction, the last iterate; the same loop and guards as PGD-AT, another loss.
-  attack.earlyStop = false;
-  attack.lastIterate = true;
-  attack.countZeroGradients = false;
-  attack.randomStart = true;
-  attack.startSigma = 0.001;
-  attack_ = std::make_unique<Pgd>(attack);
   attack_->setLoss(std::make_shared<KlToCleanLoss>());
 }
 

@@ -11,6 +11,11 @@
 
 namespace robustlab {
 
+/// The training attack every adversarial objective runs: Pgd's last-iterate loop (every example takes
+/// every step, no early stop or best iterate, zero gradients not counted); with startSigma > 0 it starts
+/// at x + startSigma * N(0, 1) instead of a uniform point of the ball (TRADES' and MART's 0.001).
+std::unique_ptr<Attack> trainingPgd(AttackOptions attack, double startSigma = 0.0);
+
 class AdversarialObjective : public TrainingObjective {
  public:
   /// The inputs the outer loss is computed on (same shape as x); `model` is in training mode.

@@ -1,8 +1,6 @@
 // MART (Wang et al., ICLR 2020).
 #include "framework/training/adversarial_training.h"
 
-#include "attacks/pgd.h"
-
 #include <torch/nn/functional/loss.h>
 
 #include <stdexcept>
@@ -23,15 +21,9 @@ torch::Tensor martLoss(const torch::Tensor& cleanLogits, const torch::Tensor& ad
   return boosted + beta * (kl * (1.0000001 - trueProbs)).sum() / static_cast<double>(y.size(0));
 }
 
-MartObjective::MartObjective(AttackOptions attack, double beta) : beta_(beta) {
+// Their inner maximisation: PGD on the cross-entropy from x + 0.001 * N(0, 1), the last iterate.
+MartObjective::MartObjective(AttackOptions attack, double beta) : attack_(trainingPgd(attack, 0.001)), beta_(beta) {
   if (!(beta >= 0)) throw std::invalid_argument("mart_beta: must be >= 0");
-  // Their inner maximisation: PGD on the cross-entropy from x + 0.001 * N(0, 1), the last iterate.
-  attack.earlyStop = false;
-  attack.lastIterate = true;
-  attack.countZeroGradients = false;
-  attack.randomStart = true;
-  attack.startSigma = 0.001;
-  attack_ = std::make_unique<Pgd>(attack);
 }
 
 torch::Tensor MartObjective::adversarial(ClassifierImpl& model, const torch::Tensor& x, const torch::Tensor& y, at::Generator& gen) {
