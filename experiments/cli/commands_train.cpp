@@ -1,6 +1,7 @@
 #include "experiments/cli/cli_common.h"
 #include "experiments/cli/commands.h"
 #include "experiments/plan/pipeline.h"
+#include "framework/distributed/communicator.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -22,6 +23,8 @@ int trainLike(Stage stage, int argc, char** argv) {
                                                    : "Fine-tune a pre-trained backbone on the [finetune] task (full or linear probe)";
   cxxopts::Options opts("robustlab " + section, what);
   addConfigOptions(opts);
+  opts.add_options()("nproc", "run as N data-parallel ranks on this machine (torchrun's --nproc-per-node; README: scaling out)",
+                     cxxopts::value<int>());
   opts.add_options()("o,out", "checkpoint to write (default results/<name>-<stage>.h5)", cxxopts::value<std::string>()->default_value(""));
   if (stage == Stage::kFinetune)
     opts.add_options()("checkpoint", "pre-trained checkpoint whose backbone starts fine-tuning (overrides finetune.checkpoint)",
@@ -60,6 +63,9 @@ int trainLike(Stage stage, int argc, char** argv) {
     std::printf("%s: %lld training images, validation accuracy %.2f%%, test accuracy %.2f%% (%lld test images)\n", section.c_str(),
                 static_cast<long long>(r.data.train.size()), 100.0 * r.valAccuracy, 100.0 * r.testAccuracy,
                 static_cast<long long>(r.data.test.size()));
+  // Data-parallel: every rank holds the same weights; rank 0 writes them (atomically, as always).
+  const auto comm = worldCommunicator();
+  if (comm && comm->rank() != 0) return 0;
   saveStage(out, r, c, s, stage);
   std::printf("wrote %s\n", out.c_str());
   return 0;

@@ -1,6 +1,9 @@
 // robustlab: does pre-training make a fine-tuned model more robust to adversarial examples?
 // A thin main: dispatch to a subcommand, report any error once, on one line.
 #include "experiments/cli/commands.h"
+#include "framework/distributed/communicator.h"
+#include "framework/distributed/launcher.h"
+#include "framework/runtime/progress.h"
 #include "framework/runtime/onednn_check.h"
 #include "framework/runtime/runtime.h"
 
@@ -10,11 +13,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -76,6 +82,39 @@ void installCrashHandler() {
   for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE}) ::sigaction(sig, &sa, nullptr);
 }
 
+/// The commands that run as data-parallel ranks (--nproc, torchrun, srun).
+bool dataParallel(const char* name) {
+  for (const char* c : {"train", "pretrain", "finetune"})
+    if (std::strcmp(name, c) == 0) return true;
+  return false;
+}
+
+/// Joins the job the environment describes (torchrun's variables, an srun step) when it has several
+/// ranks. Ranks other than 0 print nothing on stdout and show no progress: rank 0 speaks for the job.
+void joinRanks() {
+  const robustlab::RankInfo info = robustlab::rankInfoFromEnvironment();
+  if (!info.distributed()) return;
+  long seconds = 300;
+  if (const char* t = std::getenv("ROBUSTLAB_DIST_TIMEOUT"); t && *t) {
+    char* end = nullptr;
+    seconds = std::strtol(t, &end, 10);
+    if (*end != '\0' || seconds < 1)
+      throw std::invalid_argument(std::string("environment variable ROBUSTLAB_DIST_TIMEOUT='") + t + "': expected whole seconds >= 1");
+  }
+  robustlab::setWorldCommunicator(robustlab::Communicator::connect(info, std::chrono::seconds(seconds)));
+  if (info.rank != 0) {
+    robustlab::Progress::setQuiet(true);
+    if (!std::freopen("/dev/null", "w", stdout)) throw std::runtime_error("rank " + std::to_string(info.rank) + ": cannot silence stdout");
+  }
+}
+
+/// "robustlab train" or, as one of several ranks, "robustlab train (rank 1 of 2)".
+std::string who(const char* command) {
+  std::string w = std::string("robustlab ") + command;
+  if (const auto comm = robustlab::worldCommunicator()) w += " (rank " + std::to_string(comm->rank()) + " of " + std::to_string(comm->size()) + ")";
+  return w;
+}
+
 void usage() {
   std::printf("robustlab - adversarial robustness of pre-trained vs from-scratch models\n\nusage: robustlab <command> [options]\n\n");
   for (const auto& c : kCommands) std::printf("  %-10s %s\n", c.name, c.help);
@@ -95,13 +134,28 @@ int main(int argc, char** argv) {
   for (const auto& c : kCommands) {
     if (std::strcmp(argv[1], c.name) != 0) continue;
     try {
+      if (dataParallel(c.name)) {
+        const int nproc = robustlab::takeNprocFlag(argc, argv, 2);
+        if (nproc > 1) {
+          const auto info = robustlab::rankInfoFromEnvironment();
+          if (info.distributed())
+            throw std::invalid_argument("--nproc: this process is already rank " + std::to_string(info.rank) + " of " + std::to_string(info.worldSize) +
+                                        " (set by " + info.launcher + "); let one launcher start the ranks");
+          return robustlab::launchLocalRanks(nproc, std::vector<std::string>(argv, argv + argc));
+        }
+        joinRanks();
+      }
       return c.fn(argc - 1, argv + 1);
+    } catch (const robustlab::PeerFailure& e) {
+      // Launched by --nproc: the launcher names the rank that caused this.
+      if (!robustlab::startedByLauncher()) std::fprintf(stderr, "%s: error: %s\n", who(c.name).c_str(), e.what());
+      return robustlab::kPeerLostExit;
     } catch (const std::exception& e) {
       std::string msg = e.what();
       // LibTorch appends a C++ backtrace to its messages; the first line is the one a user needs.
       const auto nl = msg.find('\n');
       if (nl != std::string::npos) msg = msg.substr(0, nl);
-      std::fprintf(stderr, "robustlab %s: error: %s\n", c.name, msg.c_str());
+      std::fprintf(stderr, "%s: error: %s\n", who(c.name).c_str(), msg.c_str());
       return 1;
     }
   }

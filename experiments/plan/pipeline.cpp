@@ -1,5 +1,7 @@
 #include "experiments/plan/pipeline.h"
 
+#include "framework/distributed/communicator.h"
+
 #include "data/h5io.h"
 #include "data/task_shifts.h"
 #include "data/tasks.h"
@@ -15,6 +17,7 @@
 #include <set>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 
 namespace robustlab {
 
@@ -119,17 +122,36 @@ ModelSpec specFor(const Config& c, const Dataset& d) {
   return s;
 }
 
+int coresPerRank() {
+  const int cores = usableCores();
+  const auto comm = worldCommunicator();
+  // Ranks on one host share its cores, unless a launcher (srun's binding) gave each its own already.
+  if (!comm || cores < static_cast<int>(std::thread::hardware_concurrency())) return cores;
+  return std::max(1, cores / comm->info().localWorldSize);
+}
+
 torch::Device setUpRuntime(const Config& c) {
   // threads = N: N everywhere; 0: the measured defaults, with the attack steps' batches split across
   // every core (framework/runtime/chunks.h), which is what makes 1-thread fp32 training use them.
+  const auto comm = worldCommunicator();
+  if (comm) comm->checkSame("config", c.toToml());  // every rank must train the same thing
   if (c.threads > 0) configureThreads(static_cast<int>(c.threads));
-  else configureThreads(defaultTrainThreads(c.resolvedPrecision), usableCores());
+  else configureThreads(defaultTrainThreads(c.resolvedPrecision), coresPerRank());
   return resolveDevice(c.device);
 }
 
 void useEvalThreads(const Config& c) {
   if (c.threads > 0) configureThreads(static_cast<int>(c.threads));
-  else configureThreads(defaultEvalThreads(), usableCores());
+  else configureThreads(defaultEvalThreads(), coresPerRank());
+}
+
+double sharedAccuracy(ClassifierImpl& model, const Dataset& d, torch::Device device) {
+  const auto comm = worldCommunicator();
+  if (!comm || d.size() == 0) return accuracy(model, d, device);
+  // Each rank predicts its contiguous share; the per-example verdicts are gathered in rank order.
+  const int64_t a = d.size() * comm->rank() / comm->size(), b = d.size() * (comm->rank() + 1) / comm->size();
+  const auto right = predict(model, d.images.slice(0, a, b), device).eq(d.labels.slice(0, a, b)).to(torch::kInt64);
+  return static_cast<double>(comm->allGather(right).sum().item<int64_t>()) / static_cast<double>(d.size());
 }
 
 StageResult runStage(const Config& c, Stage section, const std::string& backbone, const std::string& label,
@@ -160,6 +182,7 @@ StageResult runStage(const Config& c, const StageConfig& stage, Stage section, c
   auto objective = objectiveFor(seeded, section, *r.model);
   TrainOptions opt = stage.train;
   opt.seed = stageSeed(c, section);
+  opt.comm = worldCommunicator();
   const bool finetuning = section == Stage::kFinetune;
   opt.headOnly = finetuning && stage.finetune == "linear";
   opt.freezeBatchNorm = finetuning && stage.bnStats == "frozen";
@@ -174,8 +197,8 @@ StageResult runStage(const Config& c, const StageConfig& stage, Stage section, c
                     : resolveAugment(stage.train.augment, stage.dataSource.empty() ? c.data.source.source : stage.dataSource);
   if (finetuning && stage.finetune == "lp-ft") r.history = trainLpFt(*r.model, *objective, r.data.train, r.data.val, opt, stage.lpFt, device);
   else r.history = train(*r.model, *objective, r.data.train, r.data.val, opt, device);
-  r.valAccuracy = r.data.val.size() ? accuracy(*r.model, r.data.val, device) : NAN;
-  r.testAccuracy = accuracy(*r.model, r.data.test, device);
+  r.valAccuracy = r.data.val.size() ? sharedAccuracy(*r.model, r.data.val, device) : NAN;
+  r.testAccuracy = sharedAccuracy(*r.model, r.data.test, device);
   return r;
 }
 

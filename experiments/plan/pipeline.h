@@ -64,7 +64,13 @@ const StageConfig& stageOf(const Config& c, Stage section);
 /// The evaluation the config's [attack] section describes.
 EvalOptions evalOptionsFrom(const Config& c);
 
-/// Applies the config's device and thread choices for training; returns the device.
+/// This process's share of the usable cores: all of them, or as one of several data-parallel ranks on
+/// one host, an equal share (unless the launcher bound each rank to its own cores).
+int coresPerRank();
+/// Clean accuracy; as one of several data-parallel ranks, each scores its share and the verdicts are gathered.
+double sharedAccuracy(ClassifierImpl& model, const Dataset& d, torch::Device device);
+/// Applies the config's device and thread choices for training; returns the device. As one of several
+/// data-parallel ranks, first checks that every rank resolved the same config.
 torch::Device setUpRuntime(const Config& c);
 /// Switches to the evaluation thread count (the config's, else the measured default).
 void useEvalThreads(const Config& c);

@@ -42,6 +42,11 @@ BatchOutput AwpObjective::batch(ClassifierImpl& model, const torch::Tensor& x, c
       AutocastOff noAutocast;
       proxy.loss.backward();
     }
+    // Data-parallel: the perturbation follows the whole batch's gradient, alike on every rank.
+    std::vector<torch::Tensor> params;
+    for (const auto& p : model.parameters())
+      if (p.requires_grad()) params.push_back(p);
+    shard_.reduceGradients(params, proxy.globalLoss);
   }
   applied_ = weightPerturbation(model, gamma_);
   {

@@ -1,6 +1,7 @@
 #include "framework/training/contrastive.h"
 
 #include "attacks/pgd.h"
+#include "framework/distributed/communicator.h"
 #include "framework/models/model.h"
 
 #include <torch/nn/functional/loss.h>
@@ -17,7 +18,8 @@
 namespace robustlab {
 namespace F = torch::nn::functional;
 
-torch::Tensor ntXentLoss(const torch::Tensor& z1, const torch::Tensor& z2, double temperature, int64_t* correct) {
+torch::Tensor ntXentLoss(const torch::Tensor& z1, const torch::Tensor& z2, double temperature, int64_t* correct,
+                         std::pair<int64_t, int64_t> counted) {
   if (z1.sizes() != z2.sizes() || z1.dim() != 2) throw std::invalid_argument("NT-Xent: the two views' projections must both be N x d");
   if (!(temperature > 0)) throw std::invalid_argument("temperature: must be > 0");
   const int64_t n = z1.size(0);
@@ -28,8 +30,18 @@ torch::Tensor ntXentLoss(const torch::Tensor& z1, const torch::Tensor& z2, doubl
   const auto logits = z.mm(z.t()).div(temperature).masked_fill(self, -std::numeric_limits<float>::infinity());
   const auto idx = torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(z.device()));
   const auto positives = torch::cat({idx + n, idx});
-  if (correct) *correct = logits.detach().argmax(1).eq(positives).sum().item<int64_t>();
+  if (correct) {
+    const auto right = logits.detach().argmax(1).eq(positives);
+    const int64_t a = counted.first, b = counted.second < 0 ? n : counted.second;
+    *correct = right.slice(0, a, b).sum().item<int64_t>() + right.slice(0, n + a, n + b).sum().item<int64_t>();
+  }
   return F::cross_entropy(logits, positives);
+}
+
+torch::Tensor withPeers(const torch::Tensor& mine, const Shard& shard) {
+  if (!shard.comm) return mine;
+  const auto all = shard.comm->allGather(mine.detach());
+  return torch::cat({all.slice(0, 0, shard.offset), mine, all.slice(0, shard.offset + mine.size(0), all.size(0))});
 }
 
 void ContrastiveOptions::validate() const {
@@ -134,12 +146,18 @@ BatchOutput ContrastiveObjective::batch(ClassifierImpl& model, const torch::Tens
   const auto z = project(model, torch::cat({v1, v2}, 0));
   const auto z1 = z.slice(0, 0, n), z2 = z.slice(0, n, 2 * n);
   BatchOutput out;
-  out.loss = ntXentLoss(z1, z2, options_.temperature, &out.correct);
+  // Data-parallel: the negatives are the whole batch's, every rank's projections gathered (this rank's
+  // own rows keep their gradient); the loss is the batch's, counted on this rank's rows.
+  const auto all2 = withPeers(z2, shard_);
+  const std::pair<int64_t, int64_t> mine{shard_.comm ? shard_.offset : 0, shard_.comm ? shard_.offset + n : -1};
+  out.loss = ntXentLoss(withPeers(z1, shard_), all2, options_.temperature, &out.correct, mine);
   out.count = 2 * n;
+  out.globalLoss = shard_.comm != nullptr;
   if (options_.adversarial) {
     if (dual_) dual_->swap();
+    // The attack itself works on this rank's rows, against their own negatives.
     const auto xadv = adversarialView(model, v1, z2, gen);
-    out.loss = out.loss + ntXentLoss(project(model, xadv), z2, options_.temperature);
+    out.loss = out.loss + ntXentLoss(withPeers(project(model, xadv), shard_), all2, options_.temperature);
     if (dual_) dual_->swap();
   }
   return out;

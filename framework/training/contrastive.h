@@ -11,15 +11,21 @@
 #include <torch/nn/modules/container/sequential.h>
 
 #include <memory>
+#include <utility>
 
 namespace robustlab {
 
 /// NT-Xent (Chen et al. 2020, eq. 1) of two views' projections z1, z2 (N x d each): the 2N embeddings
 /// are L2-normalised, each is classified among the other 2N - 1 by cosine similarity / temperature,
 /// its class being the other view of the same image; the mean cross-entropy over the 2N. When
-/// `correct` is given it receives how many of the 2N found their positive (the pretext accuracy).
-/// Computed in fp32 whatever the inputs' type.
-torch::Tensor ntXentLoss(const torch::Tensor& z1, const torch::Tensor& z2, double temperature, int64_t* correct = nullptr);
+/// `correct` is given it receives how many found their positive (the pretext accuracy), among rows
+/// [counted.first, counted.second) of each view (-1: to the end). Computed in fp32 whatever the inputs' type.
+torch::Tensor ntXentLoss(const torch::Tensor& z1, const torch::Tensor& z2, double temperature, int64_t* correct = nullptr,
+                         std::pair<int64_t, int64_t> counted = {0, -1});
+/// A data-parallel rank's rows `mine` among every rank's, gathered in rank order (rows
+/// [shard.offset, shard.offset + rows) are `mine` itself, with its gradient); `mine` alone without a
+/// communicator.
+torch::Tensor withPeers(const torch::Tensor& mine, const Shard& shard);
 
 struct ContrastiveOptions {
   double temperature = 0.5;    ///< NT-Xent temperature

@@ -1,5 +1,6 @@
 #include "framework/training/objectives.h"
 
+#include "framework/distributed/communicator.h"
 #include "framework/models/conv.h"
 #include "framework/runtime/chunks.h"
 #include "framework/runtime/runtime.h"
@@ -13,6 +14,21 @@
 #include <torch/nn/modules/pooling.h>
 
 namespace robustlab {
+
+void Shard::reduceGradients(const std::vector<torch::Tensor>& params, bool globalLoss) const {
+  if (!comm || comm->size() == 1) return;
+  torch::NoGradGuard noGrad;
+  std::vector<torch::Tensor> grads;
+  const double w = globalLoss ? 1.0 : weight();
+  for (const auto& p : params) {
+    auto& g = const_cast<torch::Tensor&>(p).mutable_grad();
+    if (!g.defined()) g = torch::zeros_like(p);
+    if (w != 1.0) g.mul_(w);
+    grads.push_back(g);
+  }
+  comm->allReduceSum(grads);
+}
+
 namespace F = torch::nn::functional;
 
 bool rowIndependentInTraining(ClassifierImpl& model) {

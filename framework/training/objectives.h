@@ -22,6 +22,25 @@ struct BatchOutput {
   /// True when the objective has already added d(loss)/d(parameter) to every trainable parameter's
   /// .grad (crossEntropyStep's row chunks); the trainer then does not backpropagate `loss`.
   bool gradientsDone = false;
+  /// True when `loss` is the whole data-parallel batch's (the ranks' rows gathered, SimCLR's negatives),
+  /// computed alike on every rank, its gradient flowing through this rank's rows only: the ranks'
+  /// gradients then add up to the batch's. False: the mean over this rank's rows (Shard::weight).
+  bool globalLoss = false;
+};
+
+class Communicator;
+
+/// Where one rank's rows stand in a data-parallel step's batch: rows [offset, offset + rows) of
+/// `globalRows`, split contiguously in rank order. `comm` is null when the process trains alone.
+struct Shard {
+  Communicator* comm = nullptr;
+  int64_t offset = 0, rows = 0, globalRows = 0;
+  /// The share of the batch mean this rank's mean stands for.
+  double weight() const { return globalRows ? static_cast<double>(rows) / static_cast<double>(globalRows) : 1.0; }
+  /// Makes every rank's .grad of `params` the whole batch's gradient: each rank's scaled by weight()
+  /// (by 1 for a `globalLoss`), then summed over the ranks. A parameter without a gradient on this
+  /// rank counts as zeros. Nothing to do without `comm`.
+  void reduceGradients(const std::vector<torch::Tensor>& params, bool globalLoss) const;
 };
 
 /// Whether every layer of the model treats the rows of a batch independently in training mode (conv,
@@ -58,6 +77,11 @@ class TrainingObjective {
   virtual void endEpoch(ClassifierImpl& model, const Dataset& heldOut, EpochRecord& record) {}
   /// True when accuracy means classification accuracy of the model's head on the true labels.
   virtual bool classifies() const { return true; }
+  /// Set by the trainer before each batch: this rank's rows of a data-parallel step.
+  void setShard(const Shard& shard) { shard_ = shard; }
+
+ protected:
+  Shard shard_;
 };
 
 /// Plain supervised training: mean cross-entropy on clean inputs.

@@ -3,6 +3,7 @@
 #include "framework/training/augment.h"
 
 #include "data/h5io.h"
+#include "framework/distributed/communicator.h"
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
 
@@ -46,15 +47,18 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const OptimizerOptions& o
 
 /// Scores `objective` on `val` without updating anything.
 std::pair<double, double> validate(ClassifierImpl& model, TrainingObjective& objective, const Dataset& val, torch::Device device,
-                                   int64_t batchSize, uint64_t seed) {
+                                   int64_t batchSize, uint64_t seed, Communicator* comm) {
   const bool wasTraining = model.is_training();
   model.eval();
   objective.setTraining(false);
   double lossSum = 0;
   int64_t correct = 0, count = 0, n = 0;
   auto gen = makeGenerator(seed ^ 0x9e3779b97f4a7c15ULL);
-  for (int64_t b = 0; b < val.size(); b += batchSize) {
-    const int64_t e = std::min(b + batchSize, val.size());
+  // Data-parallel: each rank scores its contiguous share of the examples; the sums are gathered below.
+  const int64_t first = comm ? val.size() * comm->rank() / comm->size() : 0;
+  const int64_t last = comm ? val.size() * (comm->rank() + 1) / comm->size() : val.size();
+  for (int64_t b = first; b < last; b += batchSize) {
+    const int64_t e = std::min(b + batchSize, last);
     auto x = val.images.slice(0, b, e).to(device);
     auto y = val.labels.slice(0, b, e).to(device);
     if (objective.classifies()) {
@@ -74,6 +78,14 @@ std::pair<double, double> validate(ClassifierImpl& model, TrainingObjective& obj
   }
   model.train(wasTraining);
   objective.setTraining(wasTraining);
+  if (comm) {
+    auto sums = torch::tensor({lossSum, static_cast<double>(correct), static_cast<double>(count), static_cast<double>(n)}, torch::kFloat64);
+    comm->allReduceSum({sums});
+    lossSum = sums[0].item<double>();
+    correct = static_cast<int64_t>(sums[1].item<double>());
+    count = static_cast<int64_t>(sums[2].item<double>());
+    n = static_cast<int64_t>(sums[3].item<double>());
+  }
   return {n ? lossSum / n : NAN, count ? static_cast<double>(correct) / count : NAN};
 }
 
@@ -98,10 +110,65 @@ void TrainOptions::validate() const {
   optim.validate();
 }
 
+namespace {
+
+/// One optimiser step's loss sum over this rank's rows, and its counts.
+struct StepTally {
+  double lossSum = 0;
+  int64_t correct = 0, count = 0;
+};
+
+/// One step on rows `idx` of the training set (the whole batch; a data-parallel rank computes its
+/// shard of it). `gen` draws the batch's augmentation, alike on every rank; `objectiveGen` the
+/// objective's random numbers (a rank's own stream when data-parallel, else `gen` itself).
+StepTally trainStep(ClassifierImpl& model, TrainingObjective& objective, const Dataset& trainSet, const torch::Tensor& idx,
+                    const TrainOptions& opt, torch::Device device, const std::vector<torch::Tensor>& params, at::Generator& gen,
+                    at::Generator& objectiveGen) {
+  Communicator* comm = opt.comm && opt.comm->size() > 1 ? opt.comm.get() : nullptr;
+  const int64_t rows = idx.size(0);
+  Shard shard{comm, 0, rows, rows};
+  if (comm) {
+    shard.offset = rows * comm->rank() / comm->size();
+    shard.rows = rows * (comm->rank() + 1) / comm->size() - shard.offset;
+  }
+  auto x = augmentBatch(trainSet.images.index_select(0, idx), opt.augment, opt.cropPadding, gen);
+  auto y = trainSet.labels.index_select(0, idx);
+  if (comm) {
+    x = x.slice(0, shard.offset, shard.offset + shard.rows);
+    y = y.slice(0, shard.offset, shard.offset + shard.rows);
+  }
+  objective.setShard(shard);
+  BatchOutput out;
+  {
+    PrecisionGuard precision(opt.precision);
+    out = objective.batch(model, x.to(device), y.to(device), objectiveGen);
+    // Backpropagated without autocast, as autograd's backward is meant to run, but under the
+    // guard: where oneDNN is held below AVX-512 it keeps bf16 off oneDNN, which then cannot
+    // compute it ("could not create a primitive descriptor iterator" from the backward otherwise).
+    if (!out.gradientsDone) {
+      AutocastOff noAutocast;
+      out.loss.backward();
+    }
+  }
+  shard.reduceGradients(params, out.globalLoss);
+  return {out.loss.item<double>() * static_cast<double>(shard.rows), out.correct, out.count};
+}
+
+/// Epoch sums over all ranks (loss sum, correct, count), in double.
+StepTally gathered(const StepTally& mine, Communicator* comm) {
+  if (!comm || comm->size() == 1) return mine;
+  auto t = torch::tensor({mine.lossSum, static_cast<double>(mine.correct), static_cast<double>(mine.count)}, torch::kFloat64);
+  comm->allReduceSum({t});
+  return {t[0].item<double>(), static_cast<int64_t>(t[1].item<double>()), static_cast<int64_t>(t[2].item<double>())};
+}
+
+}  // namespace
+
 TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Dataset& trainSet, const Dataset& val,
                    const TrainOptions& opt, torch::Device device) {
   opt.validate();
   if (trainSet.size() == 0) throw std::invalid_argument("training set is empty");
+  Communicator* comm = opt.comm && opt.comm->size() > 1 ? opt.comm.get() : nullptr;
   model.to(device);
   objective.to(device);
   if (opt.headOnly) model.freezeBackbone(true);
@@ -109,8 +176,18 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
   for (auto& p : model.parameters())
     if (p.requires_grad()) params.push_back(p);
   for (auto& p : objective.extraParameters()) params.push_back(p);
+  // Every rank starts from rank 0's weights and statistics (already equal when seeded alike).
+  if (comm) {
+    comm->broadcast(model.parameters());
+    comm->broadcast(model.buffers());
+    comm->broadcast(objective.extraParameters());
+  }
   auto optimizer = makeOptimizer(opt.optim, params);
   auto gen = makeGenerator(opt.seed);
+  // A data-parallel rank's objective draws (random starts, views) from its own stream: the same
+  // numbers on two ranks would correlate their shards' noise.
+  auto rankGen = makeGenerator(opt.seed ^ (0x2545f4914f6cdd1dULL * static_cast<uint64_t>(comm ? comm->rank() + 1 : 0)));
+  at::Generator& objectiveGen = comm ? rankGen : gen;
   const int64_t n = trainSet.size();
   const int64_t stepsPerEpoch = (n + opt.batchSize - 1) / opt.batchSize;
   TrainHistory history;
@@ -124,45 +201,34 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
     objective.setTraining(true);
     objective.startEpoch(epoch);
     auto perm = torch::randperm(n, gen, torch::kInt64);
-    double lossSum = 0, lr = opt.optim.lr;
-    int64_t correct = 0, count = 0;
+    double lr = opt.optim.lr;
+    StepTally sum;
     for (int64_t s = 0; s < stepsPerEpoch; ++s) {
       auto idx = perm.slice(0, s * opt.batchSize, std::min(n, (s + 1) * opt.batchSize));
-      auto x = augmentBatch(trainSet.images.index_select(0, idx), opt.augment, opt.cropPadding, gen).to(device);
-      auto y = trainSet.labels.index_select(0, idx).to(device);
       lr = scheduledLr(opt.optim, epoch, opt.epochs, s, stepsPerEpoch);
       for (auto& g : optimizer->param_groups()) g.options().set_lr(lr);
       optimizer->zero_grad();
-      BatchOutput out;
-      {
-        PrecisionGuard precision(opt.precision);
-        out = objective.batch(model, x, y, gen);
-        // Backpropagated without autocast, as autograd's backward is meant to run, but under the
-        // guard: where oneDNN is held below AVX-512 it keeps bf16 off oneDNN, which then cannot
-        // compute it ("could not create a primitive descriptor iterator" from the backward otherwise).
-        if (!out.gradientsDone) {
-          AutocastOff noAutocast;
-          out.loss.backward();
-        }
-      }
+      const StepTally step = trainStep(model, objective, trainSet, idx, opt, device, params, gen, objectiveGen);
       if (opt.optim.clipGradNorm > 0) torch::nn::utils::clip_grad_norm_(params, opt.optim.clipGradNorm);
       optimizer->step();
       objective.afterStep(model);
-      lossSum += out.loss.item<double>() * static_cast<double>(idx.size(0));
-      correct += out.correct;
-      count += out.count;
+      if (comm) comm->broadcast(model.buffers());  // rank 0's BatchNorm statistics on every rank
+      sum.lossSum += step.lossSum;
+      sum.correct += step.correct;
+      sum.count += step.count;
       char status[96];
-      std::snprintf(status, sizeof status, "epoch %lld/%lld loss %.4f", static_cast<long long>(epoch + 1),
-                    static_cast<long long>(opt.epochs), lossSum / static_cast<double>(std::min(n, (s + 1) * opt.batchSize)));
+      std::snprintf(status, sizeof status, "epoch %lld/%lld loss %.4f", static_cast<long long>(epoch + 1), static_cast<long long>(opt.epochs),
+                    sum.lossSum / static_cast<double>(std::min(n, (s + 1) * opt.batchSize)) * (comm ? comm->size() : 1));
       progress.advance(idx.size(0), status);
     }
+    const StepTally all = gathered(sum, comm);
     EpochRecord rec;
     rec.epoch = epoch + 1;
     rec.lr = lr;
-    rec.loss = lossSum / static_cast<double>(n);
-    rec.accuracy = count ? static_cast<double>(correct) / static_cast<double>(count) : NAN;
+    rec.loss = all.lossSum / static_cast<double>(n);
+    rec.accuracy = all.count ? static_cast<double>(all.correct) / static_cast<double>(all.count) : NAN;
     objective.endEpoch(model, val.size() > 0 ? val : trainSet, rec);
-    if (val.size() > 0) std::tie(rec.valLoss, rec.valAccuracy) = validate(model, objective, val, device, 1000, opt.seed + epoch);
+    if (val.size() > 0) std::tie(rec.valLoss, rec.valAccuracy) = validate(model, objective, val, device, 1000, opt.seed + epoch, comm);
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     history.push_back(rec);
   }

@@ -8,12 +8,14 @@
 #include "framework/runtime/runtime.h"
 
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace robustlab {
 
 class H5File;
+class Communicator;
 
 struct OptimizerOptions {
   std::string name = "sgd";      ///< sgd | adam
@@ -40,6 +42,12 @@ struct TrainOptions {
   Precision precision = Precision::kFp32;
   std::string augment = "auto";  ///< framework/training/augment.h; the pipeline resolves "auto" per data source
   int64_t cropPadding = 4;       ///< zero padding of the random crop, pixels
+  /// Data-parallel ranks (null or one rank: this process alone). Each step's batch, drawn from the one
+  /// seeded permutation and augmented alike on every rank, is split into contiguous shards in rank
+  /// order; the ranks' gradients are summed (Shard::reduceGradients) before the same optimiser step on
+  /// every rank; rank 0's BatchNorm statistics are copied to the others after each step (PyTorch DDP's
+  /// broadcast_buffers); validation is split across the ranks and its sums gathered.
+  std::shared_ptr<Communicator> comm;
   void validate() const;
 };
 

@@ -1,0 +1,170 @@
+#include "framework/distributed/communicator.h"
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+
+namespace robustlab {
+
+struct Communicator::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+};
+
+namespace {
+
+std::string firstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+/// Waits for a collective; any failure of it (a peer gone, the timeout) becomes one PeerFailure.
+void finish(const c10::intrusive_ptr<c10d::Work>& work, int rank, const char* what) {
+  try {
+    work->wait();
+  } catch (const std::exception& e) {
+    throw PeerFailure("rank " + std::to_string(rank) + ": " + what + " with the other ranks failed (" + firstLine(e.what()) +
+                      "): another rank stopped or hung");
+  }
+}
+
+std::shared_ptr<::gloo::transport::Device> glooDevice(const RankInfo& info) {
+  if (const char* iface = std::getenv("GLOO_SOCKET_IFNAME"); iface && *iface)
+    return c10d::ProcessGroupGloo::createDeviceForInterface(iface);
+  // One host (--nproc, a one-node step): the loopback needs no name resolution.
+  if (info.masterAddr == "127.0.0.1" || info.masterAddr == "localhost") return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
+  return c10d::ProcessGroupGloo::createDefaultDevice();
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (const unsigned char ch : s) h = (h ^ ch) * 1099511628211ULL;
+  return h;
+}
+
+std::shared_ptr<Communicator> theWorld;
+std::mutex worldMutex;
+
+}  // namespace
+
+std::shared_ptr<Communicator> Communicator::connect(const RankInfo& info, std::chrono::milliseconds timeout, const std::string& backend) {
+  if (backend != "auto" && backend != "gloo")
+    throw std::invalid_argument("backend: '" + backend + "' is not available in this build (CPU LibTorch), expected auto or gloo");
+  std::shared_ptr<Communicator> c(new Communicator);
+  c->impl_ = std::make_unique<Impl>();
+  c->info_ = info;
+  const std::string where = info.masterAddr + ":" + std::to_string(info.masterPort);
+  try {
+    c10d::TCPStoreOptions o;
+    o.port = static_cast<std::uint16_t>(info.masterPort);
+    o.isServer = info.rank == 0;
+    o.numWorkers = static_cast<std::size_t>(info.worldSize);
+    o.waitWorkers = true;
+    o.timeout = timeout;
+    c->impl_->store = c10::make_intrusive<c10d::TCPStore>(info.masterAddr, o);
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    options->devices.push_back(glooDevice(info));
+    c->impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(c->impl_->store, info.rank, info.worldSize, options);
+  } catch (const std::exception& e) {
+    throw PeerFailure("rank " + std::to_string(info.rank) + " of " + std::to_string(info.worldSize) + ": could not meet the other ranks at " +
+                      where + " within " + std::to_string(timeout.count() / 1000) + " s (" + firstLine(e.what()) +
+                      "); check MASTER_ADDR/MASTER_PORT and that every rank was started");
+  }
+  return c;
+}
+
+Communicator::~Communicator() = default;
+
+void Communicator::allReduceSum(const std::vector<torch::Tensor>& tensors) {
+  if (size() == 1) return;
+  torch::NoGradGuard noGrad;
+  size_t i = 0;
+  while (i < tensors.size()) {
+    // A bucket: consecutive tensors of one dtype up to kBucketBytes (a larger tensor travels alone).
+    size_t j = i;
+    int64_t bytes = 0;
+    std::vector<torch::Tensor> flat;
+    while (j < tensors.size() && tensors[j].scalar_type() == tensors[i].scalar_type() &&
+           (j == i || bytes + tensors[j].nbytes() <= static_cast<size_t>(kBucketBytes))) {
+      bytes += static_cast<int64_t>(tensors[j].nbytes());
+      flat.push_back(tensors[j].reshape(-1));
+      ++j;
+    }
+    std::vector<at::Tensor> bucket{torch::cat(flat)};
+    finish(impl_->group->allreduce(bucket), rank(), "summing gradients");
+    int64_t offset = 0;
+    for (size_t k = i; k < j; ++k) {
+      const int64_t n = tensors[k].numel();
+      tensors[k].copy_(bucket[0].slice(0, offset, offset + n).view(tensors[k].sizes()));
+      offset += n;
+    }
+    i = j;
+  }
+}
+
+torch::Tensor Communicator::allGather(const torch::Tensor& t, std::vector<int64_t>* rowsPerRank) {
+  if (size() == 1) {
+    if (rowsPerRank) *rowsPerRank = {t.size(0)};
+    return t;
+  }
+  // The row counts first, so every rank can pad its rows to the largest count.
+  std::vector<at::Tensor> count{torch::full({1}, t.size(0), torch::kInt64)};
+  std::vector<std::vector<at::Tensor>> counts(1);
+  for (int r = 0; r < size(); ++r) counts[0].push_back(torch::empty({1}, torch::kInt64));
+  finish(impl_->group->allgather(counts, count), rank(), "gathering row counts");
+  std::vector<int64_t> rows;
+  for (const auto& c : counts[0]) rows.push_back(c.item<int64_t>());
+  const int64_t most = *std::max_element(rows.begin(), rows.end());
+  auto shape = t.sizes().vec();
+  shape[0] = most;
+  auto padded = torch::zeros(shape, t.options().device(torch::kCPU));
+  padded.slice(0, 0, t.size(0)).copy_(t.detach());
+  std::vector<at::Tensor> in{padded};
+  std::vector<std::vector<at::Tensor>> out(1);
+  for (int r = 0; r < size(); ++r) out[0].push_back(torch::empty(shape, padded.options()));
+  finish(impl_->group->allgather(out, in), rank(), "gathering tensors");
+  std::vector<torch::Tensor> parts;
+  for (int r = 0; r < size(); ++r) parts.push_back(out[0][r].slice(0, 0, rows[r]));
+  if (rowsPerRank) *rowsPerRank = rows;
+  return torch::cat(parts).to(t.device());
+}
+
+void Communicator::broadcast(const std::vector<torch::Tensor>& tensors, int root) {
+  if (size() == 1 || tensors.empty()) return;
+  torch::NoGradGuard noGrad;
+  c10d::BroadcastOptions o;
+  o.rootRank = root;
+  for (const auto& t : tensors) {
+    std::vector<at::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
+    finish(impl_->group->broadcast(one, o), rank(), "receiving rank 0's tensors");
+    if (!one[0].is_same(t)) t.copy_(one[0]);
+  }
+}
+
+void Communicator::barrier() {
+  if (size() == 1) return;
+  finish(impl_->group->barrier(), rank(), "waiting");
+}
+
+void Communicator::checkSame(const std::string& what, const std::string& value) {
+  if (size() == 1) return;
+  const auto all = allGather(torch::full({1}, static_cast<int64_t>(fnv1a(value)), torch::kInt64));
+  for (int r = 1; r < size(); ++r)
+    if (all[r].item<int64_t>() != all[0].item<int64_t>())
+      throw std::invalid_argument("rank " + std::to_string(r) + "'s " + what + " differs from rank 0's: start every rank with the same " + what +
+                                  " and flags");
+}
+
+std::shared_ptr<Communicator> worldCommunicator() {
+  std::lock_guard<std::mutex> lock(worldMutex);
+  return theWorld;
+}
+
+void setWorldCommunicator(std::shared_ptr<Communicator> comm) {
+  std::lock_guard<std::mutex> lock(worldMutex);
+  theWorld = std::move(comm);
+}
+
+}  // namespace robustlab
