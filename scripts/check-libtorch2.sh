@@ -29,7 +29,7 @@ fail() { echo "check-libtorch2: FAILED: $*"; exit 1; }
 # host's header-only Catch2 v2, copied in.
 # python3-torch (+ setuptools and the Python headers that inductor compiles against): PyTorch 2.6 for the
 # benchmark's torch.compile peer (experiments/bench/compare.py, through scripts/in-trixie.sh).
-deps=(build-essential cmake ccache pkg-config libtorch-dev libhdf5-dev libboost-dev libboost-math-dev
+deps=(build-essential cmake ccache pkg-config libtorch-dev libgloo-dev libhdf5-dev libboost-dev libboost-math-dev
       libcxxopts-dev libtomlplusplus-dev libpng-dev zlib1g-dev dataset-fashion-mnist libopenblas0-pthread
       python3-torch python3-numpy python3-h5py python3-setuptools python3-dev)
 

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ccache pkg-config debootstrap
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libgloo-dev libopenblas0-pthread
   libhdf5-dev hdf5-tools
   libboost-dev libboost-math-dev
   libcxxopts-dev catch2 libtomlplusplus-dev

@@ -31,23 +31,6 @@ void forward(int sig) {
       if (p > 0) ::kill(p, sig);
 }
 
-/// A port no one listens on now: the kernel's pick for port 0, released for rank 0's store to take.
-int freePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error(std::string("--nproc: cannot open a socket: ") + std::strerror(errno));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error(std::string("--nproc: cannot find a free port: ") + std::strerror(errno));
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 /// Starts one rank; a rank other than 0 writes its stderr into a pipe whose reading end goes to `errFd`
 /// (its lines would repeat rank 0's: the launcher passes one on only when that rank caused a failure).
 pid_t startRank(int rank, int n, int port, const std::vector<std::string>& argv, int* errFd) {
@@ -110,6 +93,22 @@ int statusCode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 12
 
 }  // namespace
 
+int freeLocalPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error(std::string("cannot open a socket for a free port: ") + std::strerror(errno));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error(std::string("cannot find a free port: ") + std::strerror(errno));
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
 bool startedByLauncher() {
   const char* v = std::getenv("ROBUSTLAB_LAUNCHED");
   return v && std::strcmp(v, "1") == 0;
@@ -143,7 +142,7 @@ int takeNprocFlag(int& argc, char** argv, int from) {
 }
 
 int launchLocalRanks(int n, const std::vector<std::string>& argv) {
-  const int port = freePort();
+  const int port = freeLocalPort();
   std::vector<pid_t> ranks(n, 0);
   liveRanks = &ranks;
   struct sigaction sa {}, oldInt{}, oldTerm{};

@@ -22,6 +22,9 @@ bool startedByLauncher();
 /// status (128 + signal for a signal).
 int launchLocalRanks(int n, const std::vector<std::string>& argv);
 
+/// A TCP port on 127.0.0.1 that no one listens on now (the kernel's pick, released for rank 0's store).
+int freeLocalPort();
+
 /// Removes "--nproc N" / "--nproc=N" from argv[from..argc) and returns N (0 when absent). A value that is
 /// not a whole number in [1, 1024] throws std::invalid_argument naming --nproc.
 int takeNprocFlag(int& argc, char** argv, int from = 1);
