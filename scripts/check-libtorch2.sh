@@ -15,7 +15,7 @@ root=${ROBUSTLAB_TRIXIE_ROOT:-/var/cache/robustlab/trixie-root}
 # Areas whose tests train nothing longer than a few seconds ([torchscript]: the fixture CNN, ~20 s, and
 # the tiny experiment), with every TORCH_VERSION branch and the TorchScript code compiled and run;
 # [kernels] on the best kernel path of this CPU.
-areas="[data],[config],[models],[kernels],[statistics],[torchscript]"
+areas="[data],[config],[models],[kernels],[statistics],[torchscript],[distributed]"
 [ "${1:-}" = "--areas" ] && { areas=$2; shift 2; }
 mirror=${ROBUSTLAB_TRIXIE_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
   grep -vE '^[[:space:]]*#' | grep -oE 'https?://[^ ]*/debian/?( |$)' | head -1 | tr -d ' ' || true)}

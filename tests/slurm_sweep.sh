@@ -45,3 +45,17 @@ done
 ls "$work"/run-slurm/x.units/logs/
 /usr/bin/python3 "$src/tests/compare_results.py" "$work/run-local/x.h5" "$work/run-slurm/x.h5" || { echo "slurm and in-process runs differ"; exit 1; }
 echo "run --backend slurm and in-process results identical"
+
+# One training as a two-task Slurm step (srun -n 2, ranks from SLURM_PROCID and the step's node list):
+# the same weights, bit for bit, as two ranks started by --nproc 2.
+dp=(train --set train.epochs=2 --set train.per_class=100 --set 'train.augment="none"' --threads 1 -q)
+"$bin" "${dp[@]}" --nproc 2 -o "$work/dp-nproc.h5" >/dev/null || { echo "--nproc 2 failed"; exit 1; }
+srun -n 2 --cpus-per-task 1 "$bin" "${dp[@]}" -o "$work/dp-srun.h5" >/dev/null || { echo "srun -n 2 failed"; exit 1; }
+/usr/bin/python3 - "$work/dp-nproc.h5" "$work/dp-srun.h5" <<'PY' || { echo "srun -n 2 and --nproc 2 differ"; exit 1; }
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+names = ["state/" + k for k in a["state"]] + ["history/" + k for k in a["history"] if k != "seconds"]
+bad = [n for n in names if not np.array_equal(np.asarray(a[n]), np.asarray(b[n]))]
+sys.exit(f"differ: {bad}" if bad else 0)
+PY
+echo "srun -n 2 and --nproc 2: the same weights bit for bit"

@@ -141,84 +141,116 @@ int takeNprocFlag(int& argc, char** argv, int from) {
   return n;
 }
 
-int launchLocalRanks(int n, const std::vector<std::string>& argv) {
-  const int port = freeLocalPort();
-  std::vector<pid_t> ranks(n, 0);
-  liveRanks = &ranks;
-  struct sigaction sa {}, oldInt{}, oldTerm{};
-  sa.sa_handler = forward;
-  sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGINT, &sa, &oldInt);
-  ::sigaction(SIGTERM, &sa, &oldTerm);
-  std::fflush(nullptr);
-  std::vector<int> errFds(n, -1);
-  std::vector<std::string> errText(n);
-  for (int r = 0; r < n; ++r) ranks[r] = startRank(r, n, port, argv, &errFds[r]);
+namespace {
+
+/// The job's ranks while they run: who failed first, and stopping the others.
+struct Supervisor {
   using Clock = std::chrono::steady_clock;
-  const auto never = Clock::time_point::max();
-  int failed = -1, failedStatus = 0, left = n;
+  int n;
+  std::vector<pid_t> ranks;
+  std::vector<int> errFds;
+  std::vector<std::string> errText;
+  int failed = -1, failedStatus = 0, left;
   bool stopped = false;
-  auto stopAt = never, killAt = never;
-  auto signalAll = [&](int sig) {
+  std::vector<int> runningAtStop;  ///< ranks that had not ended when the others were stopped
+  Clock::time_point stopAt = Clock::time_point::max(), killAt = Clock::time_point::max();
+
+  explicit Supervisor(int count) : n(count), ranks(count, 0), errFds(count, -1), errText(count), left(count) {}
+
+  void signalAll(int sig) {
     for (const pid_t p : ranks)
       if (p > 0) ::kill(p, sig);
-  };
-  while (left > 0) {
+  }
+
+  void ended(int r, int code) {
+    ranks[r] = 0;
+    --left;
+    if (code == 0 || stopped) return;
+    // The first failure is the cause; one that only lost its peers gives the rank that made it lose
+    // them a second to be seen first.
+    if (failed < 0 || (failedStatus == kPeerLostExit && code != kPeerLostExit)) {
+      failed = r;
+      failedStatus = code;
+    }
+    stopAt = std::min(stopAt, code == kPeerLostExit ? Clock::now() + std::chrono::seconds(1) : Clock::now());
+  }
+
+  /// One turn: reaps a rank that ended, stops the others once one failed (SIGTERM, SIGKILL 10 s later).
+  void poll() {
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    int r = 0;
-    while (pid > 0 && r < n && ranks[r] != pid) ++r;
-    if (pid > 0 && r < n) {
-      ranks[r] = 0;
-      --left;
-      const int code = statusCode(status);
-      if (code != 0 && !stopped) {
-        // The first failure is the cause; one that only lost its peers gives the rank that made it
-        // lose them a second to be seen first.
-        if (failed < 0 || (failedStatus == kPeerLostExit && code != kPeerLostExit)) {
-          failed = r;
-          failedStatus = code;
-        }
-        stopAt = std::min(stopAt, code == kPeerLostExit ? Clock::now() + std::chrono::seconds(1) : Clock::now());
-      }
-    }
+    const int r = pid > 0 ? static_cast<int>(std::find(ranks.begin(), ranks.end(), pid) - ranks.begin()) : n;
+    if (r < n) ended(r, statusCode(status));
     const auto now = Clock::now();
     if (!stopped && now >= stopAt) {
+      for (int k = 0; k < n; ++k)
+        if (ranks[k] > 0) runningAtStop.push_back(k);
       signalAll(SIGTERM);
       stopped = true;
       killAt = now + std::chrono::seconds(10);
     }
     if (now >= killAt) {
       signalAll(SIGKILL);
-      killAt = never;
+      killAt = Clock::time_point::max();
     }
     if (pid <= 0) drainErrors(errFds, errText, 20);
   }
-  drainErrors(errFds, errText, 0);
+
+  /// The failed rank's own error line, which its stderr's pipe holds (empty if none).
+  std::string errorLine(int r) const {
+    const std::string& t = errText[r];
+    const size_t at = t.rfind("error:");
+    if (at == std::string::npos) return "";
+    const size_t nl = t.rfind('\n', at);
+    const size_t begin = nl == std::string::npos ? 0 : nl + 1;
+    return t.substr(begin, t.find('\n', at) - begin);
+  }
+
+  /// One line on stderr naming the failed rank, unless rank 0 printed its own error already.
+  void report() const {
+    if (failedStatus == 1 || failedStatus == 2) {
+      if (failed == 0) return;
+      const std::string line = errorLine(failed);
+      if (!line.empty()) std::fprintf(stderr, "%s\n", line.c_str());
+      else std::fprintf(stderr, "robustlab: rank %d of %d failed (status %d); stopped the other ranks\n", failed, n, failedStatus);
+    } else if (failedStatus > 128) {
+      std::fprintf(stderr, "robustlab: rank %d of %d was killed by signal %d (%s); stopped the other ranks\n", failed, n, failedStatus - 128,
+                   strsignal(failedStatus - 128));
+    } else if (failedStatus == kPeerLostExit) {
+      std::string running;
+      for (const int k : runningAtStop) running += (running.empty() ? "" : ", ") + std::to_string(k);
+      std::fprintf(stderr, "robustlab: rank %d of %d lost its peers (a rank died or stopped answering)%s; stopped the other ranks\n", failed, n,
+                   running.empty() ? "" : ("; still running then, not answering: rank " + running).c_str());
+    } else {
+      std::fprintf(stderr, "robustlab: rank %d of %d failed (status %d); stopped the other ranks\n", failed, n, failedStatus);
+    }
+  }
+};
+
+}  // namespace
+
+int launchLocalRanks(int n, const std::vector<std::string>& argv) {
+  const int port = freeLocalPort();
+  Supervisor job(n);
+  liveRanks = &job.ranks;
+  struct sigaction sa {}, oldInt{}, oldTerm{};
+  sa.sa_handler = forward;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, &oldInt);
+  ::sigaction(SIGTERM, &sa, &oldTerm);
+  std::fflush(nullptr);
+  for (int r = 0; r < n; ++r) job.ranks[r] = startRank(r, n, port, argv, &job.errFds[r]);
+  while (job.left > 0) job.poll();
+  drainErrors(job.errFds, job.errText, 0);
   liveRanks = nullptr;
   ::sigaction(SIGINT, &oldInt, nullptr);
   ::sigaction(SIGTERM, &oldTerm, nullptr);
-  for (const int fd : errFds)
+  for (const int fd : job.errFds)
     if (fd >= 0) ::close(fd);
-  if (failed < 0) return 0;
+  if (job.failed < 0) return 0;
   if (forwardedSignal) return 128 + forwardedSignal;
-  if (failed > 0 && (failedStatus == 1 || failedStatus == 2)) {
-    // The failed rank's own error line, which its stderr's pipe holds.
-    const std::string& t = errText[failed];
-    const size_t at = t.rfind("error:");
-    const size_t start = at == std::string::npos ? std::string::npos : t.rfind('\n', at);
-    const std::string line = at == std::string::npos ? "" : t.substr(start == std::string::npos ? 0 : start + 1, t.find('\n', at) - (start == std::string::npos ? 0 : start + 1));
-    if (!line.empty()) std::fprintf(stderr, "%s\n", line.c_str());
-    else std::fprintf(stderr, "robustlab: rank %d of %d failed (status %d); stopped the other ranks\n", failed, n, failedStatus);
-    return failedStatus;
-  }
-  if (failedStatus > 128)
-    std::fprintf(stderr, "robustlab: rank %d of %d was killed by signal %d (%s); stopped the other ranks\n", failed, n, failedStatus - 128,
-                 strsignal(failedStatus - 128));
-  else if (failedStatus != 1 && failedStatus != 2)
-    std::fprintf(stderr, "robustlab: rank %d of %d %s (status %d); stopped the other ranks\n", failed, n,
-                 failedStatus == kPeerLostExit ? "lost its peers" : "failed", failedStatus);
-  return failedStatus;
+  job.report();
+  return job.failedStatus;
 }
 
 }  // namespace robustlab
