@@ -59,3 +59,47 @@ bad = [n for n in names if not np.array_equal(np.asarray(a[n]), np.asarray(b[n])
 sys.exit(f"differ: {bad}" if bad else 0)
 PY
 echo "srun -n 2 and --nproc 2: the same weights bit for bit"
+
+# An experiment whose pre-training unit runs as a two-task srun step (run --backend slurm
+# --ntasks-per-unit 2): the job script asks for the tasks, the unit records its two ranks, the results
+# are merged.
+cat > "$work/dp.toml" <<'TOML'
+name = "dp"
+seeds = [0]
+[data]
+test_limit = 100
+[pretrain]
+classes = [0, 1, 2, 3, 4]
+per_class = 100
+epochs = 1
+[pretrain.variants.clean]
+objective = "standard"
+[finetune]
+classes = [5, 6, 7, 8, 9]
+per_class = 20
+epochs = 2
+[[arms]]
+name = "scratch"
+pretrain = "none"
+[[arms]]
+name = "pre"
+pretrain = "clean"
+baseline = "scratch"
+[attack]
+attacks = ["fgsm"]
+eps = [0, 0.1]
+TOML
+"$bin" run "$work/dp.toml" -o "$work/run-dp/dp.h5" --backend slurm --cpus 1 --ntasks-per-unit 2 -q || { echo "run --ntasks-per-unit 2 submission failed"; exit 1; }
+grep -q "^#SBATCH --ntasks=2" "$work/run-dp/dp.units/pretrain.sbatch" && grep -q "exec srun --ntasks=2" "$work/run-dp/dp.units/pretrain.sbatch" ||
+  { cat "$work/run-dp/dp.units/pretrain.sbatch"; echo "the pre-training job script does not run two tasks"; exit 1; }
+for _ in $(seq 1 600); do
+  [ -f "$work/run-dp/dp.h5" ] && break
+  if ls "$work"/run-dp/dp.units/logs/slurm-*.log >/dev/null 2>&1 && grep -l "error" "$work"/run-dp/dp.units/logs/slurm-*.log; then
+    cat "$work"/run-dp/dp.units/logs/slurm-*.log; exit 1
+  fi
+  sleep 1
+done
+[ -f "$work/run-dp/dp.h5" ] || { echo "the merge job wrote no results"; cat "$work"/run-dp/dp.units/logs/slurm-*.log; exit 1; }
+ranks=$(h5dump -a /ranks "$work"/run-dp/cache/pretrain-clean-*.h5 | sed -n 's/^ *(0): *//p')
+[ "$ranks" = 2 ] || { echo "the pre-training unit records ranks '$ranks', expected 2"; exit 1; }
+echo "run --backend slurm --ntasks-per-unit 2: the pre-training ran as 2 ranks, results merged"

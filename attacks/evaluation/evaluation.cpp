@@ -1,5 +1,7 @@
 #include "attacks/evaluation/evaluation.h"
 
+#include "framework/distributed/communicator.h"
+
 #include "attacks/registry.h"
 #include "attacks/evaluation/sanity.h"
 #include "framework/runtime/progress.h"
@@ -95,7 +97,25 @@ void addStages(AttackRun& run, const AttackStats& s) {
   for (size_t i = 0; i < s.stageRobust.size() && i < run.stageRobust.size(); ++i) run.stageRobust[i] += s.stageRobust[i];
 }
 
-/// One attack at one eps > 0 over the whole set, batch by batch.
+/// A data-parallel rank's per-batch pieces made whole: every rank's, gathered in rank order (the
+/// ranks hold contiguous shares in order), and the counters summed.
+void gatherRun(Communicator& comm, AttackRun& run, std::vector<torch::Tensor>& preds, std::vector<torch::Tensor>& linf,
+               std::vector<torch::Tensor>& l2, std::vector<torch::Tensor>& own, int64_t& zero, int64_t& total) {
+  for (auto* part : {&preds, &linf, &l2, &own})
+    if (!part->empty()) *part = {comm.allGather(torch::cat(*part))};
+  run.examples = comm.allGather(run.examples);
+  std::vector<int64_t> counts{zero, total, run.gradientEvaluations, run.queries};
+  counts.insert(counts.end(), run.stageRobust.begin(), run.stageRobust.end());
+  auto t = torch::tensor(counts, torch::kInt64);
+  comm.allReduceSum({t});
+  zero = t[0].item<int64_t>();
+  total = t[1].item<int64_t>();
+  run.gradientEvaluations = t[2].item<int64_t>();
+  run.queries = t[3].item<int64_t>();
+  for (size_t i = 0; i < run.stageRobust.size(); ++i) run.stageRobust[i] = t[4 + static_cast<int64_t>(i)].item<int64_t>();
+}
+
+/// One attack at one eps > 0 over the whole set, batch by batch (as a data-parallel rank: over its share).
 AttackRun attackRun(ClassifierImpl& model, const Dataset& data, const AttackSpec& spec, double eps, const EvalOptions& options,
                     torch::Device device, const EvalResult& r, Progress& progress) {
   const int64_t n = data.size(), keep = r.exampleInputs.size(0);
@@ -111,8 +131,17 @@ AttackRun attackRun(ClassifierImpl& model, const Dataset& data, const AttackSpec
   int64_t zero = 0, total = 0;
   char status[64];
   std::snprintf(status, sizeof status, "%s eps=%g", run.attack.c_str(), eps);
-  for (int64_t b = 0; b < n; b += options.batchSize) {
-    const int64_t e = std::min(n, b + options.batchSize);
+  Communicator* comm = options.comm && options.comm->size() > 1 ? options.comm.get() : nullptr;
+  const int64_t first = comm ? n * comm->rank() / comm->size() : 0, last = comm ? n * (comm->rank() + 1) / comm->size() : n;
+  if (comm) {
+    // Every rank's pieces exist, even a rank with no rows or no kept examples, for the gathers to match.
+    run.stageNames = attack->stages();
+    run.stageRobust.assign(run.stageNames.size(), 0);
+    run.examples = torch::empty({0, data.channels(), data.height(), data.width()}, torch::kFloat32);
+    for (auto* part : {&preds, &linf, &l2, &own}) part->push_back(torch::empty({0}, part == &preds ? torch::kInt64 : torch::kFloat32));
+  }
+  for (int64_t b = first; b < last; b += options.batchSize) {
+    const int64_t e = std::min(last, b + options.batchSize);
     const auto xb = data.images.slice(0, b, e);
     // Within a batch (a suite's batch may take minutes): the attack's own estimate, and its stage.
     const int64_t before = progress.done();
@@ -136,6 +165,7 @@ AttackRun attackRun(ClassifierImpl& model, const Dataset& data, const AttackSpec
     }
     progress.advanceTo(before + (e - b), status);
   }
+  if (comm) gatherRun(*comm, run, preds, linf, l2, own, zero, total);
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summarise(run, r, options.norm, preds, linf, l2, own);
   run.zeroGradFraction = total ? static_cast<double>(zero) / static_cast<double>(total) : 0.0;
@@ -183,7 +213,9 @@ EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOption
 
   // eps 0 costs nothing (the clean predictions): the bar counts the attacked examples only.
   const auto attacked = std::count_if(options.epsGrid.begin(), options.epsGrid.end(), [](double eps) { return eps != 0; });
-  Progress progress("attack", static_cast<int64_t>(options.attacks.size()) * attacked * n, options.progress);
+  // A data-parallel rank counts its own share (rank 0's bar speaks for all).
+  const int64_t share = options.comm && options.comm->size() > 1 ? n * (options.comm->rank() + 1) / options.comm->size() - n * options.comm->rank() / options.comm->size() : n;
+  Progress progress("attack", static_cast<int64_t>(options.attacks.size()) * attacked * share, options.progress);
   for (const auto& spec : options.attacks) {
     for (double eps : options.epsGrid) {
       if (eps == 0) {
@@ -195,7 +227,8 @@ EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOption
   }
   progress.finish();
   worstCase(r);
-  if (options.sanityChecks) runSanityChecks(model, data, options, device, r);
+  const bool writer = !options.comm || options.comm->rank() == 0;
+  if (options.sanityChecks && writer) runSanityChecks(model, data, options, device, r);
   return r;
 }
 

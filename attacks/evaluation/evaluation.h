@@ -8,10 +8,13 @@
 #include "data/dataset.h"
 #include "framework/runtime/runtime.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace robustlab {
+
+class Communicator;
 
 struct AttackSpec {
   std::string name;       ///< registry name
@@ -28,6 +31,10 @@ struct EvalOptions {
   int64_t sanityLimit = 500;     ///< examples used by the extra sanity-check attacks
   bool progress = true;
   Precision precision = Precision::kFp32;  ///< arithmetic of every forward/backward pass
+  /// Data-parallel ranks (null or one rank: this process alone): each attacks its contiguous share of
+  /// the examples and the per-example results are gathered in order, so every rank holds the whole
+  /// result; the sanity checks run on rank 0 only (the rank that writes).
+  std::shared_ptr<Communicator> comm;
   void validate() const;
 };
 

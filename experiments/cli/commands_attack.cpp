@@ -7,6 +7,7 @@
 
 #include "attacks/registry.h"
 #include "data/atomic_write.h"
+#include "framework/distributed/communicator.h"
 #include "data/h5io.h"
 #include "data/tasks.h"
 #include "framework/models/checkpoint.h"
@@ -125,12 +126,18 @@ Dataset checkpointTestSet(const std::string& ckpt, const Config& c, const Classi
 /// Evaluates a model and writes the results file: the part shared by checkpoints and TorchScript files.
 void evaluateAndWrite(const cxxopts::ParseResult& args, int argc, char** argv, const Config& c, ClassifierImpl& model,
                       const Dataset& test, torch::Device device, const std::string& source, const std::string& sourceAttr) {
+  const EvalOptions e = evalOptionsFrom(c);
+  if (e.comm && e.comm->rank() != 0) {
+    // A data-parallel rank other than 0 attacks its share of the examples; rank 0 writes.
+    useEvalThreads(c);
+    evaluate(model, test, e, device);
+    return;
+  }
   // Every output is checked before the work and moved into place together after it: all or none.
   OutputSet outputs;
   const std::string out = args["out"].as<std::string>(), json = args.count("json") ? args["json"].as<std::string>() : "";
   outputs.declare(out, "-o");
   if (!json.empty()) outputs.declare(json, "--json");
-  const EvalOptions e = evalOptionsFrom(c);
   useEvalThreads(c);
   const EvalResult r = evaluate(model, test, e, device);
   printEvalTable(r);
@@ -178,6 +185,8 @@ int cmdAttack(int argc, char** argv) {
                         "checkpoint's stored config, then --config's [attack] and other sections, then --set, then the flags below.");
   addConfigOptions(opts);
   addAttackOptions(opts);
+  opts.add_options()("nproc", "run as N data-parallel ranks on this machine, each attacking its share of the examples (README: scaling out)",
+                     cxxopts::value<int>());
   cxxopts::ParseResult args;
   if (!parseOrHelp(opts, argc, argv, args)) return 0;
   if (args.count("checkpoint") == args.count("model")) throw std::invalid_argument("attack: give --checkpoint or --model (one of them)");

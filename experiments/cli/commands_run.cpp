@@ -23,11 +23,29 @@ void addRunOptions(cxxopts::Options& opts) {
        cxxopts::value<std::string>()->default_value("auto"))
       ("j,jobs", "local: units computed at once (default: one per core, at most one per GiB of available memory)",
        cxxopts::value<int>()->default_value("0"))
-      ("unit", "compute only unit K of the plan (what a worker does) and exit", cxxopts::value<int64_t>());
+      ("unit", "compute only unit K of the plan (what a worker does) and exit", cxxopts::value<int64_t>())
+      ("nproc", "local: every unit runs as N data-parallel ranks (--unit: this unit; README: scaling out)", cxxopts::value<int>())
+      ("ntasks-per-unit", "slurm: each pre-training unit runs as N tasks of one srun step, data-parallel", cxxopts::value<int>()->default_value("1"));
   addSlurmOptions(opts);
   opts.positional_help("[CONFIG]");
   opts.add_options()("positional", "config file, same as --config", cxxopts::value<std::vector<std::string>>());
   opts.parse_positional({"positional"});
+}
+
+/// --nproc (local: ranks per unit worker, sharing the cores with the other workers) and
+/// --ntasks-per-unit (slurm), each refused where it has no meaning.
+void applyRanks(const cxxopts::ParseResult& args, const std::string& backend, ExecutorOptions& o) {
+  o.nproc = args.count("nproc") ? args["nproc"].as<int>() : 1;
+  o.ntasksPerUnit = args["ntasks-per-unit"].as<int>();
+  if (o.nproc < 1 || o.nproc > 1024) throw std::invalid_argument("--nproc: must be in 1..1024, got " + std::to_string(o.nproc));
+  if (o.ntasksPerUnit < 1 || o.ntasksPerUnit > 4096)
+    throw std::invalid_argument("--ntasks-per-unit: must be in 1..4096, got " + std::to_string(o.ntasksPerUnit));
+  if (o.nproc > 1 && backend != "local")
+    throw std::invalid_argument("--nproc: runs units as ranks of worker processes, expected --backend local (or auto), not " + backend +
+                                (backend == "slurm" ? " (use --ntasks-per-unit)" : ""));
+  if (o.ntasksPerUnit > 1 && backend != "slurm") throw std::invalid_argument("--ntasks-per-unit: expected --backend slurm, not " + backend);
+  // Given --nproc, the default number of workers leaves each rank a core.
+  if (o.nproc > 1 && !(args.count("jobs") && args["jobs"].as<int>() > 0)) o.jobs = std::max(1, o.jobs / o.nproc);
 }
 
 /// MemAvailable from /proc/meminfo in MiB; 0 when unknown.
@@ -101,13 +119,15 @@ int cmdRun(int argc, char** argv) {
     if (args.count("jobs") && args["jobs"].as<int>() < 1) throw std::invalid_argument("--jobs: must be >= 1");
     o.jobs = args["jobs"].as<int>() > 0 ? args["jobs"].as<int>() : autoJobs();
   }
+  if (backend == "auto" && args.count("nproc") && args["nproc"].as<int>() > 1) backend = "local";  // ranks are processes
+  applyRanks(args, backend, o);
   if (backend == "auto") {
     backend = autoBackend(c, device, o.jobs);
     if (backend == "local" && !Progress::quiet())
       std::fprintf(stderr, "backend: local, %d worker processes of 1 thread (fp32 trains fastest on 1 thread; --backend inprocess for one process)\n",
                    o.jobs);
   }
-  o.threads = c.threads > 0 ? static_cast<int>(c.threads) : std::max(1, usableCores() / std::max(o.jobs, 1));
+  o.threads = c.threads > 0 ? static_cast<int>(c.threads) : std::max(1, usableCores() / std::max(o.jobs * o.nproc, 1));
   const std::string job = runExperiment(backend, c, command, device, o);
   if (!job.empty()) {
     std::printf("submitted; job %s merges the results into %s and writes its report when the units are done\n", job.c_str(), c.output.c_str());

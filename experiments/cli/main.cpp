@@ -82,10 +82,14 @@ void installCrashHandler() {
   for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE}) ::sigaction(sig, &sa, nullptr);
 }
 
-/// The commands that run as data-parallel ranks (--nproc, torchrun, srun).
-bool dataParallel(const char* name) {
-  for (const char* c : {"train", "pretrain", "finetune"})
+/// The commands that run as data-parallel ranks (--nproc, torchrun, srun): the training and attack
+/// commands, and `run --unit K` (one unit; `run` itself hands --nproc to its unit workers).
+bool dataParallel(const char* name, int argc, char** argv) {
+  for (const char* c : {"train", "pretrain", "finetune", "attack"})
     if (std::strcmp(name, c) == 0) return true;
+  if (std::strcmp(name, "run") != 0) return false;
+  for (int i = 2; i < argc; ++i)
+    if (std::strcmp(argv[i], "--unit") == 0 || std::strncmp(argv[i], "--unit=", 7) == 0) return true;
   return false;
 }
 
@@ -134,7 +138,7 @@ int main(int argc, char** argv) {
   for (const auto& c : kCommands) {
     if (std::strcmp(argv[1], c.name) != 0) continue;
     try {
-      if (dataParallel(c.name)) {
+      if (dataParallel(c.name, argc, argv)) {
         const int nproc = robustlab::takeNprocFlag(argc, argv, 2);
         if (nproc > 1) {
           const auto info = robustlab::rankInfoFromEnvironment();

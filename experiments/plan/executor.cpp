@@ -174,6 +174,7 @@ std::string sbatchHeader(const SlurmArray& a, const SlurmOptions& o) {
   };
   out << "#!/bin/bash\n#SBATCH --job-name=" << safe(a.jobName) << "\n#SBATCH --array=";
   for (size_t i = 0; i < a.tasks.size(); ++i) out << (i ? "," : "") << a.tasks[i].first;
+  if (a.ntasks > 1) out << "\n#SBATCH --ntasks=" << a.ntasks;
   out << "\n#SBATCH --cpus-per-task=" << o.cpus << "\n#SBATCH --time=" << safe(o.time) << "\n";
   if (!o.partition.empty()) out << "#SBATCH --partition=" << safe(o.partition) << "\n";
   if (!o.mem.empty()) out << "#SBATCH --mem=" << safe(o.mem) << "\n";
@@ -191,7 +192,7 @@ std::string submitSlurmArray(const SlurmArray& a, const SlurmOptions& o) {
   for (const auto& [k, v] : a.env) script << "export " << k << "=" << shellQuote(v) << "\n";
   script << "case \"$SLURM_ARRAY_TASK_ID\" in\n";
   for (const auto& [index, argv] : a.tasks) {
-    script << "  " << index << ") exec";
+    script << "  " << index << ") exec" << (a.ntasks > 1 ? " srun --ntasks=" + std::to_string(a.ntasks) : std::string());
     for (const auto& arg : argv) script << " " << shellQuote(arg);
     script << " ;;\n";
   }

@@ -62,6 +62,7 @@ struct SlurmArray {
   std::vector<std::pair<int64_t, std::vector<std::string>>> tasks;
   std::vector<std::pair<std::string, std::string>> env;  ///< exported before each task runs
   std::string dependency;                                ///< afterok on this job id ("" = none)
+  int ntasks = 1;  ///< > 1: each task runs as that many Slurm tasks of one srun step (data-parallel ranks)
 };
 
 /// Writes the array's script and submits it with sbatch; returns the job id. Throws with sbatch's

@@ -67,8 +67,10 @@ std::string workerSummary(const std::string& logPath, const std::string& label) 
   return last.empty() ? "done" : last.substr(label.size() + 2);
 }
 
-std::vector<std::string> workerArgv(const std::string& binary, const std::string& config, size_t unit, int threads) {
-  return {binary, "run", config, "--unit", std::to_string(unit), "--threads", std::to_string(threads), "-q"};
+std::vector<std::string> workerArgv(const std::string& binary, const std::string& config, size_t unit, int threads, int nproc = 1) {
+  std::vector<std::string> argv{binary, "run", config, "--unit", std::to_string(unit), "--threads", std::to_string(threads), "-q"};
+  if (nproc > 1) argv.insert(argv.end(), {"--nproc", std::to_string(nproc)});
+  return argv;
 }
 
 /// In-process: every unit here, one after another.
@@ -94,7 +96,7 @@ bool computeLocal(const Plan& p, torch::Device, const ExecutorOptions& o, std::s
         if (!Progress::quiet()) std::fprintf(stderr, "%s: cached\n", p.units[i].label().c_str());
         continue;
       }
-      tasks.push_back({p.units[i].label(), workerArgv(binary, config, i, o.threads), p.unitsDir + "/unit-" + std::to_string(i) + ".log"});
+      tasks.push_back({p.units[i].label(), workerArgv(binary, config, i, o.threads, o.nproc), p.unitsDir + "/unit-" + std::to_string(i) + ".log"});
       index.push_back(i);
     }
     // Like one process, the run stops at the first unit that fails, with that unit's error line.
@@ -136,6 +138,8 @@ bool submitSlurm(const Plan& p, torch::Device, const ExecutorOptions& o, std::st
     a.jobName = "robustlab-" + c.name + "-" + names[stage];
     a.scriptPath = p.unitsDir + "/" + names[stage++] + ".sbatch";
     a.dependency = last;
+    // A pre-training unit as one srun step of several tasks: its ranks (framework/distributed).
+    if (kind == Unit::Kind::kPretrain) a.ntasks = o.ntasksPerUnit;
     for (size_t i : p.indicesOf(kind))
       if (!unitDone(p.units[i])) a.tasks.emplace_back(static_cast<int64_t>(i), workerArgv(binary, config, i, o.slurm.cpus));
     if (!a.tasks.empty()) last = submitSlurmArray(a, o.slurm);

@@ -20,9 +20,12 @@
 
 namespace robustlab {
 
-/// How the executors run: worker processes at a time and their threads (local), Slurm's flags (slurm).
+/// How the executors run: worker processes at a time, their threads and ranks (local), Slurm's flags and
+/// tasks (slurm).
 struct ExecutorOptions {
   int jobs = 1, threads = 1;
+  int nproc = 1;          ///< local: each unit's worker runs as this many data-parallel ranks (--nproc)
+  int ntasksPerUnit = 1;  ///< slurm: each pre-training unit runs as this many tasks of one srun step
   SlurmOptions slurm;
 };
 

@@ -145,6 +145,19 @@ void useEvalThreads(const Config& c) {
   else configureThreads(defaultEvalThreads(), coresPerRank());
 }
 
+bool writesResults() {
+  const auto comm = worldCommunicator();
+  return !comm || comm->rank() == 0;
+}
+
+bool rankZeroSays(bool value) {
+  const auto comm = worldCommunicator();
+  if (!comm) return value;
+  auto flag = torch::tensor({value ? 1 : 0}, torch::kInt32);
+  comm->broadcast({flag}, 0);
+  return flag.item<int>() != 0;
+}
+
 double sharedAccuracy(ClassifierImpl& model, const Dataset& d, torch::Device device) {
   const auto comm = worldCommunicator();
   if (!comm || d.size() == 0) return accuracy(model, d, device);
@@ -212,10 +225,16 @@ void saveStage(const std::string& path, StageResult& s, const Config& c, const S
     f.setAttr("/task", "test_accuracy", s.testAccuracy);
     f.setAttr("/task", "initialisation", s.initialisation);
     writeHistory(f, "/history", s.history);
+    // Trained as data-parallel ranks: how many (their numbers depend on it; absent: one process).
+    if (const auto comm = worldCommunicator(); comm && comm->size() > 1) f.setAttr("/", "ranks", static_cast<int64_t>(comm->size()));
     if (extra) extra(f);
   });
 }
 
-EvalOptions evalOptionsFrom(const Config& c) { return c.attack.evalOptions(c.resolvedPrecision); }
+EvalOptions evalOptionsFrom(const Config& c) {
+  EvalOptions e = c.attack.evalOptions(c.resolvedPrecision);
+  e.comm = worldCommunicator();
+  return e;
+}
 
 }  // namespace robustlab

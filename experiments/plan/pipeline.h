@@ -67,6 +67,10 @@ EvalOptions evalOptionsFrom(const Config& c);
 /// This process's share of the usable cores: all of them, or as one of several data-parallel ranks on
 /// one host, an equal share (unless the launcher bound each rank to its own cores).
 int coresPerRank();
+/// Whether this process writes results: always, unless it is a data-parallel rank other than 0.
+bool writesResults();
+/// Rank 0's `value`, on every data-parallel rank (`value` itself without ranks).
+bool rankZeroSays(bool value);
 /// Clean accuracy; as one of several data-parallel ranks, each scores its share and the verdicts are gathered.
 double sharedAccuracy(ClassifierImpl& model, const Dataset& d, torch::Device device);
 /// Applies the config's device and thread choices for training; returns the device. As one of several

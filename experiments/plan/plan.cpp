@@ -10,6 +10,7 @@
 #include "experiments/plan/robustness_eval.h"
 #include "experiments/plan/robustbench.h"
 #include "experiments/plan/version.h"
+#include "framework/distributed/communicator.h"
 #include "framework/models/kernels/conv_kernels.h"
 #include "framework/models/kernels/direct_conv.h"
 #include "framework/runtime/cpu_info.h"
@@ -18,6 +19,7 @@
 #include <torch/version.h>
 
 #include <chrono>
+#include <memory>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -134,6 +136,7 @@ void computePretraining(const Plan& p, const Unit& u, torch::Device device) {
   const Config cs = forSeed(p.config, u.seed);
   StageResult r = runStage(cs, u.stage, Stage::kPretrain, "", "pretrain " + u.name, device);
   const double secs = secondsSince(t0);
+  if (!writesResults()) return;
   saveStage(u.path, r, cs, u.stage, Stage::kPretrain, [&](H5File& f) {
     f.setAttr("/", "unit_hash", u.hash);
     f.setAttr("/", "variant", u.name);
@@ -161,6 +164,8 @@ void writeArmUnit(const Unit& u, const std::string& pretrainPath, const StageRes
     f.setAttr("/unit", "val_accuracy", r.valAccuracy);
     f.setAttr("/unit", "train_seconds", trainSecs);
     f.setAttr("/unit", "eval_seconds", evalSecs);
+    // Computed as data-parallel ranks: how many (absent: one process). Not part of the unit's key.
+    if (const auto comm = worldCommunicator(); comm && comm->size() > 1) f.setAttr("/unit", "ranks", static_cast<int64_t>(comm->size()));
     writeHistory(f, "/unit/train", r.history);
     writeEvaluation(f, "/unit/eval", ev);
     writeRobustness(f, "/unit/robustness", rbConfig, rb);
@@ -183,7 +188,8 @@ std::string computeArm(const Plan& p, const Unit& u, torch::Device device) {
   const auto e0 = std::chrono::steady_clock::now();
   const EvalResult ev = evaluate(*r.model, r.data.test, evalOptionsFrom(cs), device);
   const RobustnessResult rb = evaluateRobustness(*r.model, r.data.test, r.corruptedLabels, r.trainClassCounts, cs, device);
-  // The model first, then the unit file: a done unit's model is there (when kept).
+  // The model first, then the unit file: a done unit's model is there (when kept). Rank 0 writes.
+  if (!writesResults()) return "";
   if (p.config.keepModels) saveStage(modelPathOf(u), r, cs, u.stage, Stage::kFinetune, [&](H5File& f) { f.setAttr("/", "unit_hash", u.hash); });
   writeArmUnit(u, pretrainPath, r, ev, rb, cs.robustness, trainSecs, secondsSince(e0));
   char how[96];
@@ -235,8 +241,11 @@ bool unitDone(const Unit& u) { return h5RootAttrEquals(u.path, "unit_hash", u.ha
 double computeUnit(const Plan& p, size_t i, torch::Device device, std::string* how) {
   const Unit& u = p.units.at(i);
   if (unitDone(u)) return 0;
-  FileLock lock(u.path + ".lock", FileLock::Wait::kYes);  // a second process waits, then finds it done
-  if (unitDone(u)) return 0;  // another process computed it while we waited
+  // Data-parallel ranks: rank 0 takes the lock and decides for all (the others would wait for it forever).
+  const bool writer = writesResults();
+  std::unique_ptr<FileLock> lock;
+  if (writer) lock = std::make_unique<FileLock>(u.path + ".lock", FileLock::Wait::kYes);  // a second process waits, then finds it done
+  if (rankZeroSays(writer && unitDone(u))) return 0;  // another process computed it while we waited
   const auto t0 = std::chrono::steady_clock::now();
   if (u.kind == Unit::Kind::kPretrain) {
     computePretraining(p, u, device);

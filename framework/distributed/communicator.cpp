@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
+#include <numeric>
 #include <stdexcept>
 
 namespace robustlab {
@@ -119,6 +120,14 @@ torch::Tensor Communicator::allGather(const torch::Tensor& t, std::vector<int64_
   const int64_t most = *std::max_element(rows.begin(), rows.end());
   auto shape = t.sizes().vec();
   shape[0] = most;
+  if (rowsPerRank) *rowsPerRank = rows;
+  // Nothing to send (Gloo divides by the element count): every rank's rows are empty.
+  int64_t rowNumel = 1;
+  for (size_t d = 1; d < shape.size(); ++d) rowNumel *= shape[d];
+  if (most == 0 || rowNumel == 0) {
+    shape[0] = std::accumulate(rows.begin(), rows.end(), int64_t{0});
+    return torch::empty(shape, t.options());
+  }
   auto padded = torch::zeros(shape, t.options().device(torch::kCPU));
   padded.slice(0, 0, t.size(0)).copy_(t.detach());
   std::vector<at::Tensor> in{padded};
