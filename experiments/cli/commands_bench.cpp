@@ -13,6 +13,8 @@
 #include "framework/runtime/cpu_info.h"
 #include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
+#include "framework/distributed/communicator.h"
+#include "framework/models/model.h"
 #include "framework/training/trainer.h"
 
 #include <ATen/ops/relu.h>
@@ -244,6 +246,45 @@ void writeBenchTable(const std::string& out, const std::vector<Row>& rows, torch
   });
 }
 
+/// `bench --allreduce`, as one of several data-parallel ranks: the time of one gradient sum
+/// (Communicator::allReduceSum, bucketed as in training) for the parameter sets of the small CNN,
+/// PreAct ResNet-18 and WRN-28-10; rank 0 prints the medians.
+void benchAllReduce(int repeats) {
+  const auto comm = worldCommunicator();
+  if (!comm) throw std::invalid_argument("--allreduce: needs data-parallel ranks, e.g. robustlab bench --allreduce --nproc 2");
+  ModelSpec cnn = defaultSmallCnn(), resnet, wrn;
+  resnet.arch = "resnet";
+  resnet.resnetWidth = 64;
+  resnet.resnetBlocks = {2, 2, 2, 2};
+  wrn.arch = "wrn";
+  for (ModelSpec* m : {&resnet, &wrn}) {
+    m->inChannels = 3;
+    m->height = m->width = 32;
+  }
+  if (comm->rank() == 0) std::printf("%-18s %12s %10s %12s %12s %10s\n", "gradients of", "parameters", "MiB", "median ms", "min ms", "GB/s");
+  for (const auto& [name, spec] : {std::pair<std::string, ModelSpec>{"small CNN", cnn}, {"PreAct ResNet-18", resnet}, {"WRN-28-10", wrn}}) {
+    Classifier model(spec);
+    std::vector<torch::Tensor> grads;
+    int64_t count = 0;
+    for (const auto& p : model->parameters()) {
+      grads.push_back(torch::ones_like(p));
+      count += p.numel();
+    }
+    std::vector<double> ms;
+    for (int rep = 0; rep < repeats + 2; ++rep) {  // two warm-up sums first
+      comm->barrier();
+      const auto t0 = std::chrono::steady_clock::now();
+      comm->allReduceSum(grads);
+      if (rep >= 2) ms.push_back(1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    const double mib = static_cast<double>(count) * 4 / (1 << 20), median = ms[ms.size() / 2];
+    if (comm->rank() == 0)
+      std::printf("%-18s %12lld %10.2f %12.3f %12.3f %10.2f\n", name.c_str(), static_cast<long long>(count), mib, median, ms.front(),
+                  static_cast<double>(count) * 4 / (median * 1e6));
+  }
+}
+
 void addBenchOptions(cxxopts::Options& opts) {
   opts.add_options()
       ("train-images", "training images per clean epoch", cxxopts::value<int64_t>()->default_value("60000"))
@@ -258,6 +299,8 @@ void addBenchOptions(cxxopts::Options& opts) {
       ("v,verbose", "also print every run, not only the medians")
       ("first-conv", "instead: time the first convolution's forward pass and input gradient, LibTorch's kernels against robustlab's")
       ("second-conv", "instead: the same for the second convolution (16 -> 32 channels)")
+      ("allreduce", "instead: with --nproc N, time one gradient sum over the N ranks for the small CNN, PreAct ResNet-18 and WRN-28-10")
+      ("nproc", "run as N data-parallel ranks on this machine (with --allreduce)", cxxopts::value<int>())
       ("device", "auto | cpu | cuda", cxxopts::value<std::string>()->default_value("cpu"))
       ("kernels", "robustlab's kernel path: auto, avx512-bf16, avx512, avx2, libtorch (default: ROBUSTLAB_KERNELS, else auto)",
        cxxopts::value<std::string>())
@@ -284,6 +327,11 @@ int cmdBench(int argc, char** argv) {
   const Dataset testSet = loadSplit(src, "test").head(args["attack-images"].as<int64_t>());
   const int repeats = args["repeats"].as<int>();
   if (repeats < 1) throw std::invalid_argument("--repeats: must be >= 1");
+  if (args.count("allreduce")) {
+    benchAllReduce(repeats);
+    return 0;
+  }
+  if (worldCommunicator()) throw std::invalid_argument("--nproc: bench measures data-parallel ranks with --allreduce only");
   if (args.count("first-conv") || args.count("second-conv")) {
     benchConv(args.count("second-conv") > 0, testSet, splitList(args["precision"].as<std::string>()), splitList(args["threads"].as<std::string>()), repeats);
     return 0;

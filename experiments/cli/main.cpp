@@ -83,13 +83,14 @@ void installCrashHandler() {
 }
 
 /// The commands that run as data-parallel ranks (--nproc, torchrun, srun): the training and attack
-/// commands, and `run --unit K` (one unit; `run` itself hands --nproc to its unit workers).
+/// commands, `run --unit K` (one unit; `run` itself hands --nproc to its unit workers) and
+/// `bench --allreduce`.
 bool dataParallel(const char* name, int argc, char** argv) {
   for (const char* c : {"train", "pretrain", "finetune", "attack"})
     if (std::strcmp(name, c) == 0) return true;
-  if (std::strcmp(name, "run") != 0) return false;
-  for (int i = 2; i < argc; ++i)
-    if (std::strcmp(argv[i], "--unit") == 0 || std::strncmp(argv[i], "--unit=", 7) == 0) return true;
+  const char* needs = std::strcmp(name, "run") == 0 ? "--unit" : std::strcmp(name, "bench") == 0 ? "--allreduce" : nullptr;
+  for (int i = 2; needs && i < argc; ++i)
+    if (std::strcmp(argv[i], needs) == 0 || (std::strncmp(argv[i], needs, std::strlen(needs)) == 0 && argv[i][std::strlen(needs)] == '=')) return true;
   return false;
 }
 

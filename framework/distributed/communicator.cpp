@@ -50,6 +50,13 @@ std::mutex worldMutex;
 
 }  // namespace
 
+/// Adds the time of one collective call to the communicator's count.
+struct CollectiveTimer {
+  Communicator& c;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  ~CollectiveTimer() { c.collectiveSeconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+};
+
 std::shared_ptr<Communicator> Communicator::connect(const RankInfo& info, std::chrono::milliseconds timeout, const std::string& backend) {
   if (backend != "auto" && backend != "gloo")
     throw std::invalid_argument("backend: '" + backend + "' is not available in this build (CPU LibTorch), expected auto or gloo");
@@ -67,6 +74,7 @@ std::shared_ptr<Communicator> Communicator::connect(const RankInfo& info, std::c
     c->impl_->store = c10::make_intrusive<c10d::TCPStore>(info.masterAddr, o);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(glooDevice(info));
+    options->threads = 1;  // one collective at a time is all a rank asks for (BENCHMARKS.md: two threads were slower here)
     c->impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(c->impl_->store, info.rank, info.worldSize, options);
   } catch (const std::exception& e) {
     throw PeerFailure("rank " + std::to_string(info.rank) + " of " + std::to_string(info.worldSize) + ": could not meet the other ranks at " +
@@ -80,6 +88,7 @@ Communicator::~Communicator() = default;
 
 void Communicator::allReduceSum(const std::vector<torch::Tensor>& tensors) {
   if (size() == 1) return;
+  CollectiveTimer timer{*this};
   torch::NoGradGuard noGrad;
   size_t i = 0;
   while (i < tensors.size()) {
@@ -110,6 +119,7 @@ torch::Tensor Communicator::allGather(const torch::Tensor& t, std::vector<int64_
     if (rowsPerRank) *rowsPerRank = {t.size(0)};
     return t;
   }
+  CollectiveTimer timer{*this};
   // The row counts first, so every rank can pad its rows to the largest count.
   std::vector<at::Tensor> count{torch::full({1}, t.size(0), torch::kInt64)};
   std::vector<std::vector<at::Tensor>> counts(1);
@@ -142,6 +152,7 @@ torch::Tensor Communicator::allGather(const torch::Tensor& t, std::vector<int64_
 
 void Communicator::broadcast(const std::vector<torch::Tensor>& tensors, int root) {
   if (size() == 1 || tensors.empty()) return;
+  CollectiveTimer timer{*this};
   torch::NoGradGuard noGrad;
   c10d::BroadcastOptions o;
   o.rootRank = root;
@@ -154,6 +165,7 @@ void Communicator::broadcast(const std::vector<torch::Tensor>& tensors, int root
 
 void Communicator::barrier() {
   if (size() == 1) return;
+  CollectiveTimer timer{*this};
   finish(impl_->group->barrier(), rank(), "waiting");
 }
 

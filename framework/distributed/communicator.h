@@ -42,6 +42,8 @@ class Communicator {
   /// Overwrites each tensor with rank `root`'s.
   void broadcast(const std::vector<torch::Tensor>& tensors, int root = 0);
   void barrier();
+  /// Seconds this rank has spent in collectives so far (waiting for slower ranks included).
+  double collectiveSeconds() const { return collectiveSeconds_; }
   /// Throws std::invalid_argument naming the first rank whose `value` differs from rank 0's (`what`
   /// names it in the message: "config").
   void checkSame(const std::string& what, const std::string& value);
@@ -51,6 +53,8 @@ class Communicator {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   RankInfo info_;
+  double collectiveSeconds_ = 0;
+  friend struct CollectiveTimer;
 };
 
 /// The process's group when it runs as one of several ranks (set once by the command line), else null.

@@ -194,6 +194,7 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
   Progress progress(opt.label, opt.epochs * n);
   for (int64_t epoch = 0; epoch < opt.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
+    const double comm0 = comm ? comm->collectiveSeconds() : 0;
     model.train();
     if (opt.headOnly) model.backbone()->eval();
     if (opt.freezeBatchNorm)
@@ -230,6 +231,7 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
     objective.endEpoch(model, val.size() > 0 ? val : trainSet, rec);
     if (val.size() > 0) std::tie(rec.valLoss, rec.valAccuracy) = validate(model, objective, val, device, 1000, opt.seed + epoch, comm);
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (comm) rec.commSeconds = comm->collectiveSeconds() - comm0;
     history.push_back(rec);
   }
   progress.finish();
@@ -274,7 +276,9 @@ void writeHistory(H5File& f, const std::string& group, const TrainHistory& h) {
   f.writeTensor(group + "/val_loss", column([](const EpochRecord& r) { return r.valLoss; }));
   f.writeTensor(group + "/val_accuracy", column([](const EpochRecord& r) { return r.valAccuracy; }));
   f.writeTensor(group + "/seconds", column([](const EpochRecord& r) { return r.seconds; }));
-  // Only histories with a check hold its columns, so other results files keep their layout.
+  // Only histories with a check (data-parallel ranks) hold its columns, so other results files keep their layout.
+  if (std::any_of(h.begin(), h.end(), [](const EpochRecord& r) { return std::isfinite(r.commSeconds); }))
+    f.writeTensor(group + "/comm_seconds", column([](const EpochRecord& r) { return r.commSeconds; }));
   if (std::none_of(h.begin(), h.end(), [](const EpochRecord& r) { return std::isfinite(r.pgdCheck); })) return;
   f.writeTensor(group + "/pgd_check", column([](const EpochRecord& r) { return r.pgdCheck; }));
   f.writeTensor(group + "/overfitting", column([](const EpochRecord& r) { return r.overfitting ? 1.0 : 0.0; }));

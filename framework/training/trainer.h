@@ -58,6 +58,9 @@ struct EpochRecord {
   /// examples), NaN when it has none; `overfitting`: the check collapsed this epoch.
   double pgdCheck = NAN;
   bool overfitting = false;
+  /// Data-parallel: seconds of the epoch this rank spent in collectives (gradient sums and gathers,
+  /// waiting for slower ranks included); NaN for one process.
+  double commSeconds = NAN;
 };
 using TrainHistory = std::vector<EpochRecord>;
 
@@ -78,7 +81,7 @@ TrainHistory trainLpFt(ClassifierImpl& model, TrainingObjective& objective, cons
                        const TrainOptions& options, const LpFtOptions& probe, torch::Device device);
 
 /// Stores curves as /<group>/{epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds}, and
-/// /<group>/{pgd_check,overfitting} when an epoch has a check.
+/// /<group>/{pgd_check,overfitting} when an epoch has a check, /<group>/comm_seconds when data-parallel.
 void writeHistory(H5File& f, const std::string& group, const TrainHistory& h);
 
 }  // namespace robustlab
