@@ -318,6 +318,7 @@ int cmdBench(int argc, char** argv) {
   cxxopts::ParseResult args;
   if (!parseOrHelp(opts, argc, argv, args)) return 0;
   Progress::setQuiet(true);
+  if (args.count("nproc") && !args.count("allreduce")) throw std::invalid_argument("--nproc: bench measures data-parallel ranks with --allreduce only");
   const torch::Device device = resolveDevice(args["device"].as<std::string>());
   if (args.count("kernels")) setKernelPath(parseKernelPath(args["kernels"].as<std::string>()));
   std::printf("machine: %s\n", machineSummary().c_str());
@@ -331,7 +332,6 @@ int cmdBench(int argc, char** argv) {
     benchAllReduce(repeats);
     return 0;
   }
-  if (worldCommunicator()) throw std::invalid_argument("--nproc: bench measures data-parallel ranks with --allreduce only");
   if (args.count("first-conv") || args.count("second-conv")) {
     benchConv(args.count("second-conv") > 0, testSet, splitList(args["precision"].as<std::string>()), splitList(args["threads"].as<std::string>()), repeats);
     return 0;

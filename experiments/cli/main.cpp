@@ -106,7 +106,8 @@ void joinRanks() {
     if (*end != '\0' || seconds < 1)
       throw std::invalid_argument(std::string("environment variable ROBUSTLAB_DIST_TIMEOUT='") + t + "': expected whole seconds >= 1");
   }
-  robustlab::setWorldCommunicator(robustlab::Communicator::connect(info, std::chrono::seconds(seconds)));
+  const char* backend = std::getenv("ROBUSTLAB_DIST_BACKEND");
+  robustlab::setWorldCommunicator(robustlab::Communicator::connect(info, std::chrono::seconds(seconds), backend && *backend ? backend : "auto"));
   if (info.rank != 0) {
     robustlab::Progress::setQuiet(true);
     if (!std::freopen("/dev/null", "w", stdout)) throw std::runtime_error("rank " + std::to_string(info.rank) + ": cannot silence stdout");

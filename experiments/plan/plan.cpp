@@ -187,9 +187,10 @@ std::string computeArm(const Plan& p, const Unit& u, torch::Device device) {
   useEvalThreads(cs);
   const auto e0 = std::chrono::steady_clock::now();
   const EvalResult ev = evaluate(*r.model, r.data.test, evalOptionsFrom(cs), device);
-  const RobustnessResult rb = evaluateRobustness(*r.model, r.data.test, r.corruptedLabels, r.trainClassCounts, cs, device);
-  // The model first, then the unit file: a done unit's model is there (when kept). Rank 0 writes.
+  // Data-parallel: the robustness axes (no collectives) and every write on rank 0 alone.
   if (!writesResults()) return "";
+  const RobustnessResult rb = evaluateRobustness(*r.model, r.data.test, r.corruptedLabels, r.trainClassCounts, cs, device);
+  // The model first, then the unit file: a done unit's model is there (when kept).
   if (p.config.keepModels) saveStage(modelPathOf(u), r, cs, u.stage, Stage::kFinetune, [&](H5File& f) { f.setAttr("/", "unit_hash", u.hash); });
   writeArmUnit(u, pretrainPath, r, ev, rb, cs.robustness, trainSecs, secondsSince(e0));
   char how[96];

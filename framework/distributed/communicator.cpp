@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <mutex>
 #include <numeric>
 #include <stdexcept>
@@ -59,7 +60,7 @@ struct CollectiveTimer {
 
 std::shared_ptr<Communicator> Communicator::connect(const RankInfo& info, std::chrono::milliseconds timeout, const std::string& backend) {
   if (backend != "auto" && backend != "gloo")
-    throw std::invalid_argument("backend: '" + backend + "' is not available in this build (CPU LibTorch), expected auto or gloo");
+    throw std::invalid_argument("ROBUSTLAB_DIST_BACKEND='" + backend + "': not available in this build (Gloo, CPU), expected auto or gloo");
   std::shared_ptr<Communicator> c(new Communicator);
   c->impl_ = std::make_unique<Impl>();
   c->info_ = info;
@@ -86,24 +87,24 @@ std::shared_ptr<Communicator> Communicator::connect(const RankInfo& info, std::c
 
 Communicator::~Communicator() = default;
 
-void Communicator::allReduceSum(const std::vector<torch::Tensor>& tensors) {
-  if (size() == 1) return;
-  CollectiveTimer timer{*this};
-  torch::NoGradGuard noGrad;
+namespace {
+
+/// Runs `op` on flat buckets of `tensors`: consecutive tensors of one dtype up to kBucketBytes (a
+/// larger tensor alone), then copies each bucket's result back into its tensors.
+void inBuckets(const std::vector<torch::Tensor>& tensors, const std::function<void(std::vector<at::Tensor>&)>& op) {
   size_t i = 0;
   while (i < tensors.size()) {
-    // A bucket: consecutive tensors of one dtype up to kBucketBytes (a larger tensor travels alone).
     size_t j = i;
     int64_t bytes = 0;
     std::vector<torch::Tensor> flat;
     while (j < tensors.size() && tensors[j].scalar_type() == tensors[i].scalar_type() &&
-           (j == i || bytes + tensors[j].nbytes() <= static_cast<size_t>(kBucketBytes))) {
+           (j == i || bytes + static_cast<int64_t>(tensors[j].nbytes()) <= Communicator::kBucketBytes)) {
       bytes += static_cast<int64_t>(tensors[j].nbytes());
       flat.push_back(tensors[j].reshape(-1));
       ++j;
     }
     std::vector<at::Tensor> bucket{torch::cat(flat)};
-    finish(impl_->group->allreduce(bucket), rank(), "summing gradients");
+    op(bucket);
     int64_t offset = 0;
     for (size_t k = i; k < j; ++k) {
       const int64_t n = tensors[k].numel();
@@ -112,6 +113,15 @@ void Communicator::allReduceSum(const std::vector<torch::Tensor>& tensors) {
     }
     i = j;
   }
+}
+
+}  // namespace
+
+void Communicator::allReduceSum(const std::vector<torch::Tensor>& tensors) {
+  if (size() == 1) return;
+  CollectiveTimer timer{*this};
+  torch::NoGradGuard noGrad;
+  inBuckets(tensors, [&](std::vector<at::Tensor>& bucket) { finish(impl_->group->allreduce(bucket), rank(), "summing gradients"); });
 }
 
 torch::Tensor Communicator::allGather(const torch::Tensor& t, std::vector<int64_t>* rowsPerRank) {
@@ -156,11 +166,7 @@ void Communicator::broadcast(const std::vector<torch::Tensor>& tensors, int root
   torch::NoGradGuard noGrad;
   c10d::BroadcastOptions o;
   o.rootRank = root;
-  for (const auto& t : tensors) {
-    std::vector<at::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
-    finish(impl_->group->broadcast(one, o), rank(), "receiving rank 0's tensors");
-    if (!one[0].is_same(t)) t.copy_(one[0]);
-  }
+  inBuckets(tensors, [&](std::vector<at::Tensor>& bucket) { finish(impl_->group->broadcast(bucket, o), rank(), "receiving rank 0's tensors"); });
 }
 
 void Communicator::barrier() {

@@ -39,7 +39,7 @@ class Communicator {
   /// Every rank's `t` (rows may differ in number, trailing shape and dtype may not), concatenated
   /// along dim 0 in rank order; `rowsPerRank` (may be null) receives each rank's row count.
   torch::Tensor allGather(const torch::Tensor& t, std::vector<int64_t>* rowsPerRank = nullptr);
-  /// Overwrites each tensor with rank `root`'s.
+  /// Overwrites each tensor with rank `root`'s (in flat buckets, as allReduceSum).
   void broadcast(const std::vector<torch::Tensor>& tensors, int root = 0);
   void barrier();
   /// Seconds this rank has spent in collectives so far (waiting for slower ranks included).

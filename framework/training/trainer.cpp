@@ -154,6 +154,16 @@ StepTally trainStep(ClassifierImpl& model, TrainingObjective& objective, const D
   return {out.loss.item<double>() * static_cast<double>(shard.rows), out.correct, out.count};
 }
 
+/// What training changes besides the parameters: BatchNorm's running statistics (a TorchScript
+/// model's buffers, all of them: its layers are inside the script).
+std::vector<torch::Tensor> trainedStatistics(ClassifierImpl& model) {
+  if (model.spec().arch == "torchscript") return model.buffers();
+  std::vector<torch::Tensor> out;
+  for (const auto& bn : batchNormLayers(model))
+    for (const auto& b : bn->buffers()) out.push_back(b);
+  return out;
+}
+
 /// Epoch sums over all ranks (loss sum, correct, count), in double.
 StepTally gathered(const StepTally& mine, Communicator* comm) {
   if (!comm || comm->size() == 1) return mine;
@@ -182,6 +192,7 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
     comm->broadcast(model.buffers());
     comm->broadcast(objective.extraParameters());
   }
+  const std::vector<torch::Tensor> statistics = comm ? trainedStatistics(model) : std::vector<torch::Tensor>{};
   auto optimizer = makeOptimizer(opt.optim, params);
   auto gen = makeGenerator(opt.seed);
   // A data-parallel rank's objective draws (random starts, views) from its own stream: the same
@@ -213,7 +224,7 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
       if (opt.optim.clipGradNorm > 0) torch::nn::utils::clip_grad_norm_(params, opt.optim.clipGradNorm);
       optimizer->step();
       objective.afterStep(model);
-      if (comm) comm->broadcast(model.buffers());  // rank 0's BatchNorm statistics on every rank
+      if (comm) comm->broadcast(statistics);  // rank 0's BatchNorm statistics on every rank
       sum.lossSum += step.lossSum;
       sum.correct += step.correct;
       sum.count += step.count;

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Data-parallel training throughput (BENCHMARKS.md "Data-parallel training"): clean and PGD-10 training
+# of the small CNN on 10,000 Fashion-MNIST images, batch 128, as 2 ranks x 1 thread (--nproc 2) against
+# 1 process x 1 thread and 1 process with the per-core chunks (threads = 0), fp32 and bf16, and clean
+# training with batch 512 (four times the work per gradient sum), in interleaved rounds. Each run trains 2 epochs; the second epoch's seconds count (the first warms
+# oneDNN's primitives), and for 2 ranks also its seconds in collectives (comm_seconds).
+#   experiments/bench/data_parallel.sh [BINARY] [ROUNDS]
+set -euo pipefail
+bin=${1:-build/robustlab}
+rounds=${2:-3}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+common=(train -q --set data.train_limit=10000 --set data.val_fraction=0 --set train.epochs=2 --set 'train.augment="none"'
+        --set train.batch_size=128 --set 'train.schedule="constant"')
+pgd=(--set 'train.objective="pgd"' --set train.adv_steps=10)
+declare -A runs=(
+  [clean-fp32-1x1]="--threads 1"
+  [clean-fp32-2ranks]="--threads 1 --nproc 2"
+  [clean-fp32-threads0]="--threads 0"
+  [pgd10-fp32-1x1]="PGD --threads 1"
+  [pgd10-fp32-2ranks]="PGD --threads 1 --nproc 2"
+  [pgd10-fp32-threads0]="PGD --threads 0"
+  [clean-bf16-2ranks]="BF16 --threads 1 --nproc 2"
+  [clean-bf16-threads0]="BF16 --threads 0"
+  [pgd10-bf16-2ranks]="PGD BF16 --threads 1 --nproc 2"
+  [pgd10-bf16-threads0]="PGD BF16 --threads 0"
+  [clean512-fp32-1x1]="B512 --threads 1"
+  [clean512-fp32-2ranks]="B512 --threads 1 --nproc 2"
+)
+order=(clean-fp32-1x1 clean-fp32-2ranks clean-fp32-threads0 pgd10-fp32-1x1 pgd10-fp32-2ranks pgd10-fp32-threads0
+       clean-bf16-2ranks clean-bf16-threads0 pgd10-bf16-2ranks pgd10-bf16-threads0 clean512-fp32-1x1 clean512-fp32-2ranks)
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; $(date -u +%Y-%m-%dT%H:%MZ)"
+for r in $(seq 1 "$rounds"); do
+  for name in "${order[@]}"; do
+    args=()
+    for w in ${runs[$name]}; do
+      case $w in
+        PGD) args+=("${pgd[@]}") ;;
+        BF16) args+=(--set 'precision="bf16"') ;;
+        B512) args+=(--set train.batch_size=512) ;;
+        *) args+=("$w") ;;
+      esac
+    done
+    "$bin" "${common[@]}" "${args[@]}" -o "$work/$name-$r.h5" >/dev/null
+  done
+done
+/usr/bin/python3 - "$work" "$rounds" "${order[@]}" <<'PY'
+import sys, h5py, statistics
+work, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+images = 10000
+rows = {}
+for n in names:
+    secs, comm = [], []
+    for r in range(1, rounds + 1):
+        h = h5py.File(f"{work}/{n}-{r}.h5", "r")["history"]
+        secs.append(float(h["seconds"][1]))
+        if "comm_seconds" in h: comm.append(float(h["comm_seconds"][1]))
+    rows[n] = (secs, comm)
+print(f"| run | epoch-2 seconds ({rounds} rounds) | median | images/s | in collectives |")
+print("|---|---|---|---|---|")
+for n in names:
+    secs, comm = rows[n]
+    m = statistics.median(secs)
+    c = f"{statistics.median(comm):.3f} s ({100 * statistics.median(comm) / m:.0f}%)" if comm else ""
+    print(f"| {n} | {', '.join(f'{s:.2f}' for s in secs)} | {m:.2f} s | {images / m:,.0f} | {c} |")
+def ratio(a, b):
+    return statistics.median(rows[b][0]) / statistics.median(rows[a][0])
+print()
+for kind in ("clean-fp32", "pgd10-fp32", "clean512-fp32"):
+    print(f"{kind}: 2 ranks / 1 process x 1 thread = {ratio(kind + '-2ranks', kind + '-1x1'):.2f}x; "
+          + (f"2 ranks / threads 0 = {ratio(kind + '-2ranks', kind + '-threads0'):.2f}x" if kind + '-threads0' in rows else ""))
+for kind in ("clean-bf16", "pgd10-bf16"):
+    print(f"{kind}: 2 ranks / threads 0 = {ratio(kind + '-2ranks', kind + '-threads0'):.2f}x")
+PY
