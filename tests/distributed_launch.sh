@@ -48,6 +48,59 @@ else
   echo "torchrun: not runnable here ($(tail -1 "$work/torchrun.log" 2>/dev/null)), skipped"
 fi
 
+# attack --nproc 2: each rank attacks half the examples; FGSM has no random numbers, so the gathered
+# verdicts are one process's example for example.
+for n in 1 2; do
+  "$bin" attack --checkpoint "$work/a.h5" --attack fgsm,pgd --eps 0,0.1 --limit 200 --threads 1 -q --nproc $n -o "$work/att$n.h5" >/dev/null ||
+    fail "attack --nproc $n"
+done
+/usr/bin/python3 - "$work/att1.h5" "$work/att2.h5" <<'PY' || fail "attack --nproc 2 and one process differ"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+for k in ["eval/model/attacks/fgsm/robust", "eval/model/attacks/fgsm/adv_pred", "eval/model/clean_pred", "test_indices"]:
+    if not np.array_equal(np.asarray(a[k]), np.asarray(b[k])): sys.exit(f"{k} differs")
+for k in ["eval/model/attacks/pgd/robust"]:  # random starts per rank: same shape, close accuracy
+    x, y = np.asarray(a[k]), np.asarray(b[k])
+    if x.shape != y.shape or abs(x.mean() - y.mean()) > 0.05: sys.exit(f"{k}: {x.mean()} vs {y.mean()}")
+PY
+echo "attack --nproc 2: FGSM's verdicts equal one process's example for example"
+
+# run --nproc 2: every unit of a small experiment as two ranks; the units record it; a rerun reuses them.
+cat > "$work/dp.toml" <<'TOML'
+name = "dp"
+seeds = [0]
+[data]
+test_limit = 100
+[pretrain]
+classes = [0, 1, 2, 3, 4]
+per_class = 60
+epochs = 1
+[pretrain.variants.clean]
+objective = "standard"
+[finetune]
+classes = [5, 6, 7, 8, 9]
+per_class = 20
+epochs = 2
+[[arms]]
+name = "scratch"
+pretrain = "none"
+[[arms]]
+name = "pre"
+pretrain = "clean"
+baseline = "scratch"
+[attack]
+attacks = ["fgsm"]
+eps = [0, 0.1]
+TOML
+"$bin" run "$work/dp.toml" -o "$work/run/dp.h5" --nproc 2 -q >/dev/null 2>"$work/run.err" || { cat "$work/run.err"; fail "run --nproc 2"; }
+for f in "$work"/run/dp.units/*-seed0-*[0-9a-f].h5; do
+  [ "$(h5dump -a /unit/ranks "$f" | sed -n 's/^ *(0): *//p')" = 2 ] || fail "$f does not record 2 ranks"
+done
+cp "$work/run/dp.h5" "$work/run-first.h5"
+"$bin" run "$work/dp.toml" -o "$work/run/dp.h5" --nproc 2 2>&1 >/dev/null | grep -q "cached" || fail "a rerun of run --nproc 2 recomputed its units"
+/usr/bin/python3 "$(dirname "$0")/compare_results.py" "$work/run-first.h5" "$work/run/dp.h5" >/dev/null || fail "a rerun changed the results"
+echo "run --nproc 2: units computed as 2 ranks, a rerun reuses them"
+
 byHand "$work/m.h5" --set train.lr=0.1 && fail "ranks with different configs were not refused"
 grep -q "rank 1's config differs from rank 0's" "$work/m.h5.err0" || { cat "$work"/m.h5.err*; fail "the config mismatch was not named"; }
 [ -e "$work/m.h5" ] && fail "a refused job wrote results"
