@@ -31,7 +31,7 @@ fail() { echo "check-libtorch2: FAILED: $*"; exit 1; }
 # benchmark's torch.compile peer (experiments/bench/compare.py, through scripts/in-trixie.sh).
 deps=(build-essential cmake ccache pkg-config libtorch-dev libgloo-dev libhdf5-dev libboost-dev libboost-math-dev
       libcxxopts-dev libtomlplusplus-dev libpng-dev zlib1g-dev dataset-fashion-mnist libopenblas0-pthread
-      python3-torch python3-numpy python3-h5py python3-setuptools python3-dev)
+      python3-torch python3-numpy python3-h5py python3-setuptools python3-dev procps hdf5-tools)
 
 mounted=()
 cleanup() { for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done; }
@@ -130,4 +130,7 @@ inRoot sh -c "cmake --build /src/build -j$(nproc) >/src/build.log 2>&1" ||
 echo "check-libtorch2: built in $(( $(date +%s) - start )) s so far; running $areas"
 inRoot sh -c "cd /src/build && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 tests/robustlab_tests '$areas' --order decl" ||
   fail "tests against LibTorch ${torch:-2.x} failed"
+# Data-parallel ranks through the real launchers, torchrun included (Debian 13's runs; Debian 12's does not).
+inRoot sh -c "bash /src/robustlab/tests/distributed_launch.sh /src/build/robustlab /src/robustlab" ||
+  fail "data-parallel launchers against LibTorch ${torch:-2.x} failed"
 echo "check-libtorch2: passed against LibTorch ${torch:-2.x} in $(( $(date +%s) - start )) s"
