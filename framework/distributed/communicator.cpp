@@ -3,6 +3,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -47,6 +48,28 @@ uint64_t fnv1a(const std::string& s) {
 }
 
 std::shared_ptr<Communicator> theWorld;
+
+/// c10d's TCPStore on rank 0's host (rank 0 serves it and waits for every rank to connect).
+c10::intrusive_ptr<c10d::Store> openStore(const RankInfo& info, std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions o;
+  o.port = static_cast<std::uint16_t>(info.masterPort);
+  o.isServer = info.rank == 0;
+  o.numWorkers = static_cast<std::size_t>(info.worldSize);
+  o.waitWorkers = true;
+  o.timeout = timeout;
+  try {
+    return c10::make_intrusive<c10d::TCPStore>(info.masterAddr, o);
+  } catch (const std::exception& e) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+    // LibTorch 2.x asks for its libuv store by default; a build without libuv (Debian's) has the classic one.
+    if (std::string(e.what()).find("libuv") == std::string::npos) throw;
+    o.useLibUV = false;
+    return c10::make_intrusive<c10d::TCPStore>(info.masterAddr, o);
+#else
+    throw;
+#endif
+  }
+}
 std::mutex worldMutex;
 
 }  // namespace
@@ -66,13 +89,7 @@ std::shared_ptr<Communicator> Communicator::connect(const RankInfo& info, std::c
   c->info_ = info;
   const std::string where = info.masterAddr + ":" + std::to_string(info.masterPort);
   try {
-    c10d::TCPStoreOptions o;
-    o.port = static_cast<std::uint16_t>(info.masterPort);
-    o.isServer = info.rank == 0;
-    o.numWorkers = static_cast<std::size_t>(info.worldSize);
-    o.waitWorkers = true;
-    o.timeout = timeout;
-    c->impl_->store = c10::make_intrusive<c10d::TCPStore>(info.masterAddr, o);
+    c->impl_->store = openStore(info, timeout);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(glooDevice(info));
     options->threads = 1;  // one collective at a time is all a rank asks for (BENCHMARKS.md: two threads were slower here)

@@ -217,6 +217,8 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
     StepTally sum;
     for (int64_t s = 0; s < stepsPerEpoch; ++s) {
       auto idx = perm.slice(0, s * opt.batchSize, std::min(n, (s + 1) * opt.batchSize));
+      // A last batch with fewer examples than ranks would leave a rank without rows: skipped on every rank.
+      if (comm && idx.size(0) < comm->size()) continue;
       lr = scheduledLr(opt.optim, epoch, opt.epochs, s, stepsPerEpoch);
       for (auto& g : optimizer->param_groups()) g.options().set_lr(lr);
       optimizer->zero_grad();
