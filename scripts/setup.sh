@@ -11,7 +11,7 @@ packages=(
   libcxxopts-dev catch2 libtomlplusplus-dev
   dataset-fashion-mnist
   gnuplot-nox libpng-dev chromium
-  slurm-wlm munge
+  slurm-wlm munge procps
   python3-torch python3-numpy python3-h5py
 )
 
