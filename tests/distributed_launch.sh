@@ -6,20 +6,13 @@
 #   tests/distributed_launch.sh BINARY SOURCE_DIR
 set -uo pipefail
 bin=$1
+src=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAILED: $*"; exit 1; }
 args=(train --set train.epochs=2 --set train.per_class=100 --set 'train.augment="none"' --threads 1 -q)
 # Weights and curves equal bit for bit (the per-epoch timings aside).
-same() {
-  /usr/bin/python3 - "$1" "$2" <<'PY' || fail "$1 and $2 differ"
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-names = ["state/" + k for k in a["state"]] + ["history/" + k for k in a["history"] if k not in ("seconds", "comm_seconds")]
-bad = [n for n in names if not np.array_equal(np.asarray(a[n]), np.asarray(b[n]))]
-sys.exit(f"differ: {bad}" if bad else 0)
-PY
-}
+same() { /usr/bin/python3 "$src/tests/same_weights.py" "$1" "$2" || fail "$1 and $2 differ"; }
 port() { echo $((20000 + RANDOM % 20000)); }
 byHand() {  # byHand OUT [extra args of rank 1]: two ranks with torchrun's variables
   local out=$1 p; p=$(port); shift
@@ -66,40 +59,14 @@ PY
 echo "attack --nproc 2: FGSM's verdicts equal one process's example for example"
 
 # run --nproc 2: every unit of a small experiment as two ranks; the units record it; a rerun reuses them.
-cat > "$work/dp.toml" <<'TOML'
-name = "dp"
-seeds = [0]
-[data]
-test_limit = 100
-[pretrain]
-classes = [0, 1, 2, 3, 4]
-per_class = 60
-epochs = 1
-[pretrain.variants.clean]
-objective = "standard"
-[finetune]
-classes = [5, 6, 7, 8, 9]
-per_class = 20
-epochs = 2
-[[arms]]
-name = "scratch"
-pretrain = "none"
-[[arms]]
-name = "pre"
-pretrain = "clean"
-baseline = "scratch"
-[attack]
-attacks = ["fgsm"]
-eps = [0, 0.1]
-TOML
-"$bin" run "$work/dp.toml" -o "$work/run/dp.h5" --nproc 2 -q >/dev/null 2>"$work/run.err" || { cat "$work/run.err"; fail "run --nproc 2"; }
+"$bin" run "$src/tests/data_parallel_tiny.toml" -o "$work/run/dp.h5" --nproc 2 -q >/dev/null 2>"$work/run.err" || { cat "$work/run.err"; fail "run --nproc 2"; }
 for f in "$work"/run/dp.units/*-seed0-*[0-9a-f].h5; do
   [ "$(h5dump -a /unit/ranks "$f" | sed -n 's/^ *(0): *//p')" = 2 ] || fail "$f does not record 2 ranks"
 done
 cp "$work/run/dp.h5" "$work/run-first.h5"
-"$bin" run "$work/dp.toml" -o "$work/run/dp.h5" --nproc 2 >/dev/null 2>"$work/rerun.err" || fail "a rerun of run --nproc 2"
+"$bin" run "$src/tests/data_parallel_tiny.toml" -o "$work/run/dp.h5" --nproc 2 >/dev/null 2>"$work/rerun.err" || fail "a rerun of run --nproc 2"
 [ "$(grep -c ": cached" "$work/rerun.err")" = 3 ] || { cat "$work/rerun.err"; fail "a rerun of run --nproc 2 recomputed units"; }
-/usr/bin/python3 "$(dirname "$0")/compare_results.py" "$work/run-first.h5" "$work/run/dp.h5" >/dev/null || fail "a rerun changed the results"
+/usr/bin/python3 "$src/tests/compare_results.py" "$work/run-first.h5" "$work/run/dp.h5" >/dev/null || fail "a rerun changed the results"
 echo "run --nproc 2: units computed as 2 ranks, a rerun reuses them"
 
 byHand "$work/m.h5" --set train.lr=0.1 && fail "ranks with different configs were not refused"

@@ -51,45 +51,13 @@ echo "run --backend slurm and in-process results identical"
 dp=(train --set train.epochs=2 --set train.per_class=100 --set 'train.augment="none"' --threads 1 -q)
 "$bin" "${dp[@]}" --nproc 2 -o "$work/dp-nproc.h5" >/dev/null || { echo "--nproc 2 failed"; exit 1; }
 srun -n 2 --cpus-per-task 1 "$bin" "${dp[@]}" -o "$work/dp-srun.h5" >/dev/null || { echo "srun -n 2 failed"; exit 1; }
-/usr/bin/python3 - "$work/dp-nproc.h5" "$work/dp-srun.h5" <<'PY' || { echo "srun -n 2 and --nproc 2 differ"; exit 1; }
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-names = ["state/" + k for k in a["state"]] + ["history/" + k for k in a["history"] if k not in ("seconds", "comm_seconds")]
-bad = [n for n in names if not np.array_equal(np.asarray(a[n]), np.asarray(b[n]))]
-sys.exit(f"differ: {bad}" if bad else 0)
-PY
+/usr/bin/python3 "$src/tests/same_weights.py" "$work/dp-nproc.h5" "$work/dp-srun.h5" || { echo "srun -n 2 and --nproc 2 differ"; exit 1; }
 echo "srun -n 2 and --nproc 2: the same weights bit for bit"
 
 # An experiment whose pre-training unit runs as a two-task srun step (run --backend slurm
 # --ntasks-per-unit 2): the job script asks for the tasks, the unit records its two ranks, the results
 # are merged.
-cat > "$work/dp.toml" <<'TOML'
-name = "dp"
-seeds = [0]
-[data]
-test_limit = 100
-[pretrain]
-classes = [0, 1, 2, 3, 4]
-per_class = 100
-epochs = 1
-[pretrain.variants.clean]
-objective = "standard"
-[finetune]
-classes = [5, 6, 7, 8, 9]
-per_class = 20
-epochs = 2
-[[arms]]
-name = "scratch"
-pretrain = "none"
-[[arms]]
-name = "pre"
-pretrain = "clean"
-baseline = "scratch"
-[attack]
-attacks = ["fgsm"]
-eps = [0, 0.1]
-TOML
-"$bin" run "$work/dp.toml" -o "$work/run-dp/dp.h5" --backend slurm --cpus 1 --ntasks-per-unit 2 -q || { echo "run --ntasks-per-unit 2 submission failed"; exit 1; }
+"$bin" run "$src/tests/data_parallel_tiny.toml" -o "$work/run-dp/dp.h5" --backend slurm --cpus 1 --ntasks-per-unit 2 -q || { echo "run --ntasks-per-unit 2 submission failed"; exit 1; }
 grep -q "^#SBATCH --ntasks=2" "$work/run-dp/dp.units/pretrain.sbatch" && grep -q "exec srun --ntasks=2" "$work/run-dp/dp.units/pretrain.sbatch" ||
   { cat "$work/run-dp/dp.units/pretrain.sbatch"; echo "the pre-training job script does not run two tasks"; exit 1; }
 for _ in $(seq 1 600); do
