@@ -47,8 +47,6 @@ uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
-std::shared_ptr<Communicator> theWorld;
-
 /// c10d's TCPStore on rank 0's host (rank 0 serves it and waits for every rank to connect).
 c10::intrusive_ptr<c10d::Store> openStore(const RankInfo& info, std::chrono::milliseconds timeout) {
   c10d::TCPStoreOptions o;
@@ -70,6 +68,8 @@ c10::intrusive_ptr<c10d::Store> openStore(const RankInfo& info, std::chrono::mil
 #endif
   }
 }
+
+std::shared_ptr<Communicator> theWorld;
 std::mutex worldMutex;
 
 }  // namespace
