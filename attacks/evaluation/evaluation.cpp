@@ -106,13 +106,12 @@ void gatherRun(Communicator& comm, AttackRun& run, std::vector<torch::Tensor>& p
   run.examples = comm.allGather(run.examples);
   std::vector<int64_t> counts{zero, total, run.gradientEvaluations, run.queries};
   counts.insert(counts.end(), run.stageRobust.begin(), run.stageRobust.end());
-  auto t = torch::tensor(counts, torch::kInt64);
-  comm.allReduceSum({t});
-  zero = t[0].item<int64_t>();
-  total = t[1].item<int64_t>();
-  run.gradientEvaluations = t[2].item<int64_t>();
-  run.queries = t[3].item<int64_t>();
-  for (size_t i = 0; i < run.stageRobust.size(); ++i) run.stageRobust[i] = t[4 + static_cast<int64_t>(i)].item<int64_t>();
+  counts = comm.sum(counts);
+  zero = counts[0];
+  total = counts[1];
+  run.gradientEvaluations = counts[2];
+  run.queries = counts[3];
+  std::copy(counts.begin() + 4, counts.end(), run.stageRobust.begin());
 }
 
 /// One attack at one eps > 0 over the whole set, batch by batch (as a data-parallel rank: over its share).
@@ -131,8 +130,8 @@ AttackRun attackRun(ClassifierImpl& model, const Dataset& data, const AttackSpec
   int64_t zero = 0, total = 0;
   char status[64];
   std::snprintf(status, sizeof status, "%s eps=%g", run.attack.c_str(), eps);
-  Communicator* comm = options.comm && options.comm->size() > 1 ? options.comm.get() : nullptr;
-  const int64_t first = comm ? n * comm->rank() / comm->size() : 0, last = comm ? n * (comm->rank() + 1) / comm->size() : n;
+  Communicator* comm = severalRanks(options.comm);
+  const auto [first, last] = rankShare(comm, n);
   if (comm) {
     // Every rank's pieces exist, even a rank with no rows or no kept examples, for the gathers to match.
     run.stageNames = attack->stages();
@@ -214,8 +213,8 @@ EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOption
   // eps 0 costs nothing (the clean predictions): the bar counts the attacked examples only.
   const auto attacked = std::count_if(options.epsGrid.begin(), options.epsGrid.end(), [](double eps) { return eps != 0; });
   // A data-parallel rank counts its own share (rank 0's bar speaks for all).
-  const int64_t share = options.comm && options.comm->size() > 1 ? n * (options.comm->rank() + 1) / options.comm->size() - n * options.comm->rank() / options.comm->size() : n;
-  Progress progress("attack", static_cast<int64_t>(options.attacks.size()) * attacked * share, options.progress);
+  const auto [first, last] = rankShare(severalRanks(options.comm), n);
+  Progress progress("attack", static_cast<int64_t>(options.attacks.size()) * attacked * (last - first), options.progress);
   for (const auto& spec : options.attacks) {
     for (double eps : options.epsGrid) {
       if (eps == 0) {

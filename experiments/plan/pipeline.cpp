@@ -159,10 +159,10 @@ bool rankZeroSays(bool value) {
 }
 
 double sharedAccuracy(ClassifierImpl& model, const Dataset& d, torch::Device device) {
-  const auto comm = worldCommunicator();
+  Communicator* comm = severalRanks(worldCommunicator());
   if (!comm || d.size() == 0) return accuracy(model, d, device);
   // Each rank predicts its contiguous share; the per-example verdicts are gathered in rank order.
-  const int64_t a = d.size() * comm->rank() / comm->size(), b = d.size() * (comm->rank() + 1) / comm->size();
+  const auto [a, b] = rankShare(comm, d.size());
   const auto right = predict(model, d.images.slice(0, a, b), device).eq(d.labels.slice(0, a, b)).to(torch::kInt64);
   return static_cast<double>(comm->allGather(right).sum().item<int64_t>()) / static_cast<double>(d.size());
 }

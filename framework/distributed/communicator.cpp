@@ -201,6 +201,13 @@ void Communicator::checkSame(const std::string& what, const std::string& value) 
                                   " and flags");
 }
 
+Communicator* severalRanks(const std::shared_ptr<Communicator>& comm) { return comm && comm->size() > 1 ? comm.get() : nullptr; }
+
+std::pair<int64_t, int64_t> rankShare(const Communicator* comm, int64_t n) {
+  if (!comm || comm->size() == 1) return {0, n};
+  return {n * comm->rank() / comm->size(), n * (comm->rank() + 1) / comm->size()};
+}
+
 std::shared_ptr<Communicator> worldCommunicator() {
   std::lock_guard<std::mutex> lock(worldMutex);
   return theWorld;

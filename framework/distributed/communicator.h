@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace robustlab {
@@ -39,6 +41,17 @@ class Communicator {
   /// Every rank's `t` (rows may differ in number, trailing shape and dtype may not), concatenated
   /// along dim 0 in rank order; `rowsPerRank` (may be null) receives each rank's row count.
   torch::Tensor allGather(const torch::Tensor& t, std::vector<int64_t>* rowsPerRank = nullptr);
+  /// Each value summed over the ranks (counts and sums of an epoch, an evaluation): in double, or in
+  /// int64 for counts that must stay exact.
+  template <typename T>
+  std::vector<T> sum(const std::vector<T>& values) {
+    using Wide = std::conditional_t<std::is_integral<T>::value, int64_t, double>;
+    // The dtype given: torch::tensor of doubles is float32 otherwise (the default dtype).
+    auto t = torch::tensor(std::vector<Wide>(values.begin(), values.end()), torch::TensorOptions().dtype(c10::CppTypeToScalarType<Wide>::value));
+    allReduceSum({t});
+    const Wide* p = t.template data_ptr<Wide>();
+    return std::vector<T>(p, p + t.numel());
+  }
   /// Overwrites each tensor with rank `root`'s (in flat buckets, as allReduceSum).
   void broadcast(const std::vector<torch::Tensor>& tensors, int root = 0);
   void barrier();
@@ -56,6 +69,14 @@ class Communicator {
   double collectiveSeconds_ = 0;
   friend struct CollectiveTimer;
 };
+
+/// `comm` when it joins several ranks, else null (no group, or a group of one): the one test of
+/// "this work is data-parallel".
+Communicator* severalRanks(const std::shared_ptr<Communicator>& comm);
+
+/// Rows [first, last) of `n` that this rank takes when they are split into contiguous shares in rank
+/// order (shares differ by at most one row); [0, n) without several ranks.
+std::pair<int64_t, int64_t> rankShare(const Communicator* comm, int64_t n);
 
 /// The process's group when it runs as one of several ranks (set once by the command line), else null.
 std::shared_ptr<Communicator> worldCommunicator();

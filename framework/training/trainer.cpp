@@ -55,8 +55,7 @@ std::pair<double, double> validate(ClassifierImpl& model, TrainingObjective& obj
   int64_t correct = 0, count = 0, n = 0;
   auto gen = makeGenerator(seed ^ 0x9e3779b97f4a7c15ULL);
   // Data-parallel: each rank scores its contiguous share of the examples; the sums are gathered below.
-  const int64_t first = comm ? val.size() * comm->rank() / comm->size() : 0;
-  const int64_t last = comm ? val.size() * (comm->rank() + 1) / comm->size() : val.size();
+  const auto [first, last] = rankShare(comm, val.size());
   for (int64_t b = first; b < last; b += batchSize) {
     const int64_t e = std::min(b + batchSize, last);
     auto x = val.images.slice(0, b, e).to(device);
@@ -78,13 +77,12 @@ std::pair<double, double> validate(ClassifierImpl& model, TrainingObjective& obj
   }
   model.train(wasTraining);
   objective.setTraining(wasTraining);
-  if (comm) {
-    auto sums = torch::tensor({lossSum, static_cast<double>(correct), static_cast<double>(count), static_cast<double>(n)}, torch::kFloat64);
-    comm->allReduceSum({sums});
-    lossSum = sums[0].item<double>();
-    correct = static_cast<int64_t>(sums[1].item<double>());
-    count = static_cast<int64_t>(sums[2].item<double>());
-    n = static_cast<int64_t>(sums[3].item<double>());
+  if (comm) {  // one sum; counts are exact in double
+    const auto all = comm->sum(std::vector<double>{lossSum, static_cast<double>(correct), static_cast<double>(count), static_cast<double>(n)});
+    lossSum = all[0];
+    correct = static_cast<int64_t>(all[1]);
+    count = static_cast<int64_t>(all[2]);
+    n = static_cast<int64_t>(all[3]);
   }
   return {n ? lossSum / n : NAN, count ? static_cast<double>(correct) / count : NAN};
 }
@@ -124,13 +122,10 @@ struct StepTally {
 StepTally trainStep(ClassifierImpl& model, TrainingObjective& objective, const Dataset& trainSet, const torch::Tensor& idx,
                     const TrainOptions& opt, torch::Device device, const std::vector<torch::Tensor>& params, at::Generator& gen,
                     at::Generator& objectiveGen) {
-  Communicator* comm = opt.comm && opt.comm->size() > 1 ? opt.comm.get() : nullptr;
+  Communicator* comm = severalRanks(opt.comm);
   const int64_t rows = idx.size(0);
-  Shard shard{comm, 0, rows, rows};
-  if (comm) {
-    shard.offset = rows * comm->rank() / comm->size();
-    shard.rows = rows * (comm->rank() + 1) / comm->size() - shard.offset;
-  }
+  const auto [first, last] = rankShare(comm, rows);
+  const Shard shard{comm, first, last - first, rows};
   auto x = augmentBatch(trainSet.images.index_select(0, idx), opt.augment, opt.cropPadding, gen);
   auto y = trainSet.labels.index_select(0, idx);
   if (comm) {
@@ -164,12 +159,11 @@ std::vector<torch::Tensor> trainedStatistics(ClassifierImpl& model) {
   return out;
 }
 
-/// Epoch sums over all ranks (loss sum, correct, count), in double.
+/// Epoch sums over all ranks (loss sum, correct, count).
 StepTally gathered(const StepTally& mine, Communicator* comm) {
-  if (!comm || comm->size() == 1) return mine;
-  auto t = torch::tensor({mine.lossSum, static_cast<double>(mine.correct), static_cast<double>(mine.count)}, torch::kFloat64);
-  comm->allReduceSum({t});
-  return {t[0].item<double>(), static_cast<int64_t>(t[1].item<double>()), static_cast<int64_t>(t[2].item<double>())};
+  if (!comm) return mine;
+  const auto all = comm->sum(std::vector<double>{mine.lossSum, static_cast<double>(mine.correct), static_cast<double>(mine.count)});
+  return {all[0], static_cast<int64_t>(all[1]), static_cast<int64_t>(all[2])};
 }
 
 }  // namespace
@@ -178,7 +172,7 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
                    const TrainOptions& opt, torch::Device device) {
   opt.validate();
   if (trainSet.size() == 0) throw std::invalid_argument("training set is empty");
-  Communicator* comm = opt.comm && opt.comm->size() > 1 ? opt.comm.get() : nullptr;
+  Communicator* comm = severalRanks(opt.comm);
   model.to(device);
   objective.to(device);
   if (opt.headOnly) model.freezeBackbone(true);
@@ -188,9 +182,10 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
   for (auto& p : objective.extraParameters()) params.push_back(p);
   // Every rank starts from rank 0's weights and statistics (already equal when seeded alike).
   if (comm) {
-    comm->broadcast(model.parameters());
-    comm->broadcast(model.buffers());
-    comm->broadcast(objective.extraParameters());
+    auto start = model.parameters();
+    for (const auto& t : model.buffers()) start.push_back(t);
+    for (const auto& t : objective.extraParameters()) start.push_back(t);
+    comm->broadcast(start);
   }
   const std::vector<torch::Tensor> statistics = comm ? trainedStatistics(model) : std::vector<torch::Tensor>{};
   auto optimizer = makeOptimizer(opt.optim, params);
@@ -289,7 +284,8 @@ void writeHistory(H5File& f, const std::string& group, const TrainHistory& h) {
   f.writeTensor(group + "/val_loss", column([](const EpochRecord& r) { return r.valLoss; }));
   f.writeTensor(group + "/val_accuracy", column([](const EpochRecord& r) { return r.valAccuracy; }));
   f.writeTensor(group + "/seconds", column([](const EpochRecord& r) { return r.seconds; }));
-  // Only histories with a check (data-parallel ranks) hold its columns, so other results files keep their layout.
+  // Only histories trained as several ranks hold comm_seconds, only those with a check its columns, so
+  // other results files keep their layout.
   if (std::any_of(h.begin(), h.end(), [](const EpochRecord& r) { return std::isfinite(r.commSeconds); }))
     f.writeTensor(group + "/comm_seconds", column([](const EpochRecord& r) { return r.commSeconds; }));
   if (std::none_of(h.begin(), h.end(), [](const EpochRecord& r) { return std::isfinite(r.pgdCheck); })) return;
