@@ -143,4 +143,11 @@ TEST_CASE("trained fixture models are built and cached", "[fixtures]") {
   CHECK(adversarialModel()->spec().numClasses == 10);
 }
 
+bool sameTensors(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!torch::equal(a[i], b[i])) return false;
+  return true;
+}
+
 }  // namespace robustlab::test

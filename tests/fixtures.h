@@ -5,6 +5,7 @@
 #include "framework/models/model.h"
 
 #include <string>
+#include <vector>
 
 namespace robustlab::test {
 
@@ -26,6 +27,9 @@ int shell(const std::string& command);
 
 /// A fresh temporary directory for one test.
 std::string tempDir(const std::string& name);
+
+/// Whether the two lists hold equal tensors, bit for bit, in the same order.
+bool sameTensors(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b);
 
 /// The small CNN spec sized for Fashion-MNIST with `classes` classes; optional BatchNorm after convs.
 ModelSpec smallCnn(int64_t classes = 10, bool batchNorm = false);

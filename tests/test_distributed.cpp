@@ -67,13 +67,6 @@ std::vector<torch::Tensor> snapshot(ClassifierImpl& m) {
   return out;
 }
 
-bool sameBits(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (!torch::equal(a[i], b[i])) return false;
-  return true;
-}
-
 /// For every parameter of the small CNN at its current weights on batch (x, y): the sum of the
 /// magnitudes of the products its mean-loss gradient adds up (S of Higham's bound), and how many
 /// roundings any one of them passes through (n of gamma_n): the layer's batch x positions reduction
@@ -224,7 +217,7 @@ TEST_CASE("Two ranks take one process's optimiser step on the same global batch,
       o.comm = std::shared_ptr<Communicator>(&c, [](Communicator*) {});
       train(*ranks[c.rank()], objective, batch, Dataset{}, o, torch::kCPU);
     });
-    REQUIRE(sameBits(snapshot(*ranks[0]), snapshot(*ranks[1])));  // every rank the same weights, bit for bit
+    REQUIRE(test::sameTensors(snapshot(*ranks[0]), snapshot(*ranks[1])));  // every rank the same weights, bit for bit
     double worstShare = 0;
     for (const auto& p : one->named_parameters()) {
       const auto& [s, n] = magnitudes.at(p.key());
@@ -235,7 +228,7 @@ TEST_CASE("Two ranks take one process's optimiser step on the same global batch,
       CHECK((diff <= bound).all().item<bool>());
       worstShare = std::max(worstShare, (diff / bound).max().item<double>());
     }
-    CHECK_FALSE(sameBits(snapshot(*one), start));  // the step moved the weights
+    CHECK_FALSE(test::sameTensors(snapshot(*one), start));  // the step moved the weights
     WARN("step " << step << ": largest difference " << worstShare << " of its bound");
     copyWeights(*model, *one);
   }
@@ -275,14 +268,14 @@ TEST_CASE("Two-rank training with one seed is the same bit for bit run to run, o
         weights[c.rank()] = snapshot(*m);
       });
       INFO(mode);
-      CHECK(sameBits(weights[0], weights[1]));
+      CHECK(test::sameTensors(weights[0], weights[1]));
       CHECK(histories[0][1].loss == histories[1][1].loss);  // the epoch's loss gathered from both ranks
       CHECK(std::isfinite(histories[0][1].loss));
       return std::make_pair(weights[0], histories[0][1].loss);
     };
     const auto first = run(), second = run();
     INFO(mode);
-    CHECK(sameBits(first.first, second.first));
+    CHECK(test::sameTensors(first.first, second.first));
     CHECK(first.second == second.second);
   }
 }

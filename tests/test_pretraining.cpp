@@ -29,33 +29,15 @@ TrainOptions quick(int64_t epochs, int64_t batch = 128, double lr = 0.05) {
   return o;
 }
 
-bool sameParameters(ClassifierImpl& a, ClassifierImpl& b) {
-  auto pa = a.parameters(), pb = b.parameters();
-  if (pa.size() != pb.size()) return false;
-  for (size_t i = 0; i < pa.size(); ++i)
-    if (!torch::equal(pa[i], pb[i])) return false;
-  return true;
-}
+bool sameParameters(ClassifierImpl& a, ClassifierImpl& b) { return test::sameTensors(a.parameters(), b.parameters()); }
 
-bool sameBackbone(ClassifierImpl& a, ClassifierImpl& b) {
-  auto pa = a.backbone()->parameters(), pb = b.backbone()->parameters();
-  for (size_t i = 0; i < pa.size(); ++i)
-    if (!torch::equal(pa[i], pb[i])) return false;
-  return true;
-}
+bool sameBackbone(ClassifierImpl& a, ClassifierImpl& b) { return test::sameTensors(a.backbone()->parameters(), b.backbone()->parameters()); }
 
 std::vector<torch::Tensor> batchNormBuffers(ClassifierImpl& m) {
   std::vector<torch::Tensor> out;
   for (const auto& l : batchNormLayers(m))
     for (const auto& b : l->named_buffers(false)) out.push_back(b.value().clone());
   return out;
-}
-
-bool sameTensors(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (!torch::equal(a[i], b[i])) return false;
-  return true;
 }
 
 /// The contrastive recipe measured on this slice (the [.recipe] case below, small CNN, 2000 images,
@@ -252,10 +234,10 @@ TEST_CASE("BatchNorm statistics on fine-tuning: frozen keeps the pre-trained one
   auto opt = quick(1, 64, 0.01);
   opt.freezeBatchNorm = true;
   train(*pre, ce, target, Dataset{}, opt, torch::kCPU);
-  CHECK(sameTensors(batchNormBuffers(*pre), before));
+  CHECK(test::sameTensors(batchNormBuffers(*pre), before));
   opt.freezeBatchNorm = false;
   train(*pre, ce, target, Dataset{}, opt, torch::kCPU);
-  CHECK_FALSE(sameTensors(batchNormBuffers(*pre), before));
+  CHECK_FALSE(test::sameTensors(batchNormBuffers(*pre), before));
 }
 
 TEST_CASE("adversarial contrastive pre-training: the adversarial view, dual BatchNorm", "[pretraining]") {
@@ -296,7 +278,7 @@ TEST_CASE("adversarial contrastive pre-training: the adversarial view, dual Batc
   p.contrastive.dualBatchNorm = true;
   auto dualObjective = makePretrainObjective("adv-contrastive", "standard", p, *dual);
   train(*dual, *dualObjective, d, Dataset{}, quick(1, 256), torch::kCPU);
-  CHECK_FALSE(sameTensors(batchNormBuffers(*dual), batchNormBuffers(*single)));
+  CHECK_FALSE(test::sameTensors(batchNormBuffers(*dual), batchNormBuffers(*single)));
   seedEverything(0);
   Classifier plain(test::smallCnn());
   CHECK_THROWS_WITH(makePretrainObjective("adv-contrastive", "standard", p, *plain), Catch::Contains("no BatchNorm layers"));

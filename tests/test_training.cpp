@@ -25,12 +25,7 @@ TrainOptions quick(int64_t epochs) {
   return o;
 }
 
-bool sameBackbone(ClassifierImpl& a, ClassifierImpl& b) {
-  auto pa = a.backbone()->parameters(), pb = b.backbone()->parameters();
-  for (size_t i = 0; i < pa.size(); ++i)
-    if (!torch::equal(pa[i], pb[i])) return false;
-  return true;
-}
+bool sameBackbone(ClassifierImpl& a, ClassifierImpl& b) { return test::sameTensors(a.backbone()->parameters(), b.backbone()->parameters()); }
 
 }  // namespace
 
