@@ -3,6 +3,7 @@
 // weights on every rank, reruns bit for bit, SimCLR's negatives from the whole batch). Ranks here are
 // threads of this process, each with its own Gloo process group, met through a real TCPStore.
 #include "fixtures.h"
+#include "ranks.h"
 #include "tolerance.h"
 
 #include "framework/distributed/communicator.h"
@@ -28,29 +29,6 @@
 using namespace robustlab;
 
 namespace {
-
-/// Runs fn(comm) on `n` ranks, one thread each, met at a fresh local port; rethrows the first error.
-void onRanks(int n, const std::function<void(Communicator&)>& fn) {
-  const int port = freeLocalPort();
-  std::vector<std::exception_ptr> errors(n);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        RankInfo info;
-        info.rank = r;
-        info.worldSize = n;
-        info.masterPort = port;
-        auto comm = Communicator::connect(info, std::chrono::seconds(60));
-        fn(*comm);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-}
 
 void copyWeights(ClassifierImpl& to, ClassifierImpl& from) {
   torch::NoGradGuard noGrad;
@@ -161,7 +139,7 @@ TEST_CASE("--nproc is taken out of the command line; a bad count is one error na
 }
 
 TEST_CASE("Collectives over two ranks: bucketed sums, uneven gathers, broadcasts, a config check naming the rank", "[distributed]") {
-  onRanks(2, [](Communicator& c) {
+  test::onRanks(2, [](Communicator& c) {
     const float r = static_cast<float>(c.rank());
     // Three tensors, one past the bucket size, so a sum takes several buckets.
     std::vector<torch::Tensor> t{torch::full({3}, r + 1), torch::full({Communicator::kBucketBytes / 4 + 5}, 2 * r), torch::full({2, 2}, r)};
@@ -210,11 +188,11 @@ TEST_CASE("Two ranks take one process's optimiser step on the same global batch,
     copyWeights(*one, *model);
     train(*one, ce, batch, Dataset{}, opt, torch::kCPU);
     std::vector<Classifier> ranks{Classifier(test::smallCnn()), Classifier(test::smallCnn())};
-    onRanks(2, [&](Communicator& c) {
+    test::onRanks(2, [&](Communicator& c) {
       copyWeights(*ranks[c.rank()], *model);
       CrossEntropyObjective objective;
       TrainOptions o = opt;
-      o.comm = std::shared_ptr<Communicator>(&c, [](Communicator*) {});
+      o.comm = test::borrowed(c);
       train(*ranks[c.rank()], objective, batch, Dataset{}, o, torch::kCPU);
     });
     REQUIRE(test::sameTensors(snapshot(*ranks[0]), snapshot(*ranks[1])));  // every rank the same weights, bit for bit
@@ -255,7 +233,7 @@ TEST_CASE("Two-rank training with one seed is the same bit for bit run to run, o
         const bool pretext = mode == "rotation" || mode == "masked" || mode == "simclr" || mode == "adv-contrastive";
         objectives.push_back(pretext ? makePretrainObjective(mode, "standard", p, *models[r]) : makeObjective(mode, p, *models[r]));
       }
-      onRanks(2, [&](Communicator& c) {
+      test::onRanks(2, [&](Communicator& c) {
         auto& m = models[c.rank()];
         auto& objective = objectives[c.rank()];
         TrainOptions o;
@@ -263,7 +241,7 @@ TEST_CASE("Two-rank training with one seed is the same bit for bit run to run, o
         o.batchSize = 64;
         o.augment = "none";
         o.seed = 11;
-        o.comm = std::shared_ptr<Communicator>(&c, [](Communicator*) {});
+        o.comm = test::borrowed(c);
         histories[c.rank()] = train(*m, *objective, data, Dataset{}, o, torch::kCPU);
         weights[c.rank()] = snapshot(*m);
       });
@@ -290,7 +268,7 @@ TEST_CASE("SimCLR on two ranks uses the whole batch's negatives: one process's l
   whole.backward();
   std::vector<torch::Tensor> losses(2), grads1(2), grads2(2);
   std::vector<int64_t> correct(2);
-  onRanks(2, [&](Communicator& c) {
+  test::onRanks(2, [&](Communicator& c) {
     const Shard shard{&c, c.rank() * n / 2, n / 2, n};
     auto m1 = z1.slice(0, shard.offset, shard.offset + n / 2).clone().requires_grad_(true);
     auto m2 = z2.slice(0, shard.offset, shard.offset + n / 2).clone().requires_grad_(true);

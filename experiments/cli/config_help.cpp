@@ -104,6 +104,7 @@ const std::vector<std::pair<std::string, std::string>> kHelp{
     {"stage.lr", R"~(learning rate (the schedule's peak))~"},
     {"stage.momentum", R"~(SGD momentum)~"},
     {"stage.nesterov", R"~(Nesterov momentum (SGD))~"},
+    {"stage.sync_batchnorm", R"~(data-parallel only (`--nproc`, torchrun, srun): BatchNorm normalises with the statistics of the whole batch, summed over the ranks in the forward and backward passes (PyTorch's SyncBatchNorm), instead of each rank's shard's; the default keeps BatchNorm per rank, as PyTorch DDP does. No effect in one process; not available for TorchScript models. Part of a unit's key only when set)~"},
     {"stage.weight_decay", R"~(L2 weight decay (SGD; Adam: added to the gradient))~"},
     {"stage.step_epochs", R"~(`schedule = "step"`: decay every this many epochs (0 = at 50% and 75% of the epochs))~"},
     {"stage.gamma", R"~(`schedule = "step"`: the decay factor)~"},

@@ -165,7 +165,7 @@ ObjectiveParams objectiveParams(const StageConfig& s) {
 }
 
 std::vector<std::string> stageKeysJoinedWhenSet() {
-  return {"adv_random_start", "adv_fraction", "mart_beta", "overfit_check", "awp_gamma", "awp_warmup"};
+  return {"adv_random_start", "adv_fraction", "mart_beta", "overfit_check", "awp_gamma", "awp_warmup", "sync_batchnorm"};
 }
 
 std::string dataToToml(const DataConfig& data) { return sectionToToml("data", config::dataFields(), data); }

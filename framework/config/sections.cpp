@@ -25,6 +25,7 @@ Fields<StageConfig> stageFields(const std::string& section) {
       config::real<S>("lr", ROBUSTLAB_REF(S, train.optim.lr), 1e-12, 100.0),
       config::real<S>("momentum", ROBUSTLAB_REF(S, train.optim.momentum), 0.0, 0.999999),
       config::boolean<S>("nesterov", ROBUSTLAB_REF(S, train.optim.nesterov)),
+      config::boolean<S>("sync_batchnorm", ROBUSTLAB_REF(S, train.syncBatchNorm)),
       config::real<S>("weight_decay", ROBUSTLAB_REF(S, train.optim.weightDecay), 0.0, 1.0),
       config::choice<S>("schedule", ROBUSTLAB_REF(S, train.optim.schedule), [] { return std::vector<std::string>{"constant", "cosine", "step"}; }),
       config::integer<S>("step_epochs", ROBUSTLAB_REF(S, train.optim.stepEpochs), 0),

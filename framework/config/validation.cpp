@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <utility>
+#include <vector>
 
 namespace robustlab::config {
 namespace {
@@ -157,6 +159,16 @@ void validateRobustness(const RobustnessConfig& r, const std::string& what) {
     }
 }
 
+/// sync_batchnorm reaches the BatchNorm layers robustlab builds; a TorchScript model's are inside its script.
+void validateSyncBatchNorm(const Config& c, const std::string& what) {
+  if (c.model.arch != "torchscript") return;
+  std::vector<std::pair<std::string, const StageConfig*>> stages{{"train", &c.train}, {"pretrain", &c.pretrain}, {"finetune", &c.finetune}};
+  for (const auto& [n, v] : c.variants) stages.emplace_back("pretrain.variants." + n, &v);
+  for (const auto& [section, s] : stages)
+    if (s->train.syncBatchNorm)
+      throw ConfigError(what + ": field '" + section + ".sync_batchnorm': not available for model.arch = \"torchscript\" (its BatchNorm layers are inside the script), expected false");
+}
+
 }  // namespace
 
 void validate(const Config& c, const std::string& what) {
@@ -166,6 +178,7 @@ void validate(const Config& c, const std::string& what) {
   validateStage(c.pretrain, what, "pretrain");
   for (const auto& [n, v] : c.variants) validateStage(v, what, "pretrain.variants." + n);
   validateStage(c.finetune, what, "finetune");
+  validateSyncBatchNorm(c, what);
   checkArms(c, what);
   validateAttack(c.attack, c.resolvedPrecision, what);
   validateAttackClasses(c.attack, c.finetune, what);

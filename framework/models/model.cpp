@@ -1,6 +1,7 @@
 #include "framework/models/model.h"
 
 #include "framework/models/architectures.h"
+#include "framework/models/batchnorm.h"
 #include "framework/models/conv.h"
 #include "framework/models/resnet.h"
 #include "framework/models/torchscript.h"
@@ -39,8 +40,8 @@ void appendCnn(nn::Sequential& seq, const ModelSpec& spec) {
       s.h = (s.h + 2 * l.padding - l.kernel) / l.stride + 1;
       s.w = (s.w + 2 * l.padding - l.kernel) / l.stride + 1;
     } else if (l.type == "bn") {
-      if (s.flattened) seq->push_back(nn::BatchNorm1d(s.flat));
-      else seq->push_back(nn::BatchNorm2d(s.c));
+      if (s.flattened) seq->push_back(SyncableBatchNorm1d(s.flat));
+      else seq->push_back(SyncableBatchNorm2d(s.c));
     } else if (l.type == "relu") {
       seq->push_back(nn::ReLU());
     } else if (l.type == "maxpool" || l.type == "avgpool") {
@@ -94,7 +95,7 @@ void appendResnet(nn::Sequential& seq, const ModelSpec& spec) {
       in = out;
     }
   }
-  seq->push_back(nn::BatchNorm2d(in));
+  seq->push_back(SyncableBatchNorm2d(in));
   seq->push_back(nn::ReLU());
   seq->push_back(nn::AdaptiveAvgPool2d(1));
   seq->push_back(nn::Flatten());
@@ -122,7 +123,7 @@ void appendWrn(nn::Sequential& seq, const ModelSpec& spec) {
       seq->push_back(PreActBlock(in, widths[stage], stage > 0 && b == 0 ? 2 : 1));
       in = widths[stage];
     }
-  seq->push_back(nn::BatchNorm2d(in));
+  seq->push_back(SyncableBatchNorm2d(in));
   seq->push_back(nn::ReLU());
   seq->push_back(nn::AdaptiveAvgPool2d(1));
   seq->push_back(nn::Flatten());
@@ -211,9 +212,11 @@ torch::Tensor ClassifierImpl::features(const torch::Tensor& x) {
 }
 
 torch::Tensor ClassifierImpl::forward(const torch::Tensor& x) {
-  // Under bf16 autocast the logits come out in bf16; losses and argmax are taken in fp32.
+  // Under bf16 autocast the logits come out in bf16; losses and argmax are taken in fp32 (an fp64
+  // model's, in the tests' exact comparisons, in fp64).
   const auto f = features(x);
-  return (head_ ? head_->forward(f) : f).to(torch::kFloat32);
+  const auto logits = head_ ? head_->forward(f) : f;
+  return logits.scalar_type() == torch::kFloat64 ? logits : logits.to(torch::kFloat32);
 }
 
 void ClassifierImpl::resetHead(int64_t numClasses) {

@@ -6,9 +6,9 @@ namespace robustlab {
 
 PreActBlockImpl::PreActBlockImpl(int64_t in, int64_t out, int64_t stride) {
   namespace nn = torch::nn;
-  bn1_ = register_module("bn1", nn::BatchNorm2d(in));
+  bn1_ = register_module("bn1", SyncableBatchNorm2d(in));
   conv1_ = register_module("conv1", Conv(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
-  bn2_ = register_module("bn2", nn::BatchNorm2d(out));
+  bn2_ = register_module("bn2", SyncableBatchNorm2d(out));
   conv2_ = register_module("conv2", Conv(nn::Conv2dOptions(out, out, 3).stride(1).padding(1).bias(false)));
   if (stride != 1 || in != out)
     shortcut_ = register_module("shortcut", Conv(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)));

@@ -2,8 +2,8 @@
 // Pre-activation residual block (He et al. 2016, "Identity Mappings in Deep Residual Networks"):
 // BN-ReLU-conv3x3-BN-ReLU-conv3x3 with an identity or 1x1-conv shortcut.
 #include <torch/nn/module.h>
-#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/any.h>
+#include "framework/models/batchnorm.h"
 #include "framework/models/conv.h"
 
 #include <torch/nn/modules/conv.h>
@@ -17,7 +17,7 @@ class PreActBlockImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
-  torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
+  SyncableBatchNorm2d bn1_{nullptr}, bn2_{nullptr};
   Conv conv1_{nullptr}, conv2_{nullptr}, shortcut_{nullptr};
 };
 TORCH_MODULE(PreActBlock);

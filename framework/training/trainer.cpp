@@ -1,6 +1,7 @@
 #include "framework/training/trainer.h"
 
 #include "framework/training/augment.h"
+#include "framework/training/rank_batchnorm.h"
 
 #include "data/h5io.h"
 #include "framework/distributed/communicator.h"
@@ -121,7 +122,7 @@ struct StepTally {
 /// objective's random numbers (a rank's own stream when data-parallel, else `gen` itself).
 StepTally trainStep(ClassifierImpl& model, TrainingObjective& objective, const Dataset& trainSet, const torch::Tensor& idx,
                     const TrainOptions& opt, torch::Device device, const std::vector<torch::Tensor>& params, at::Generator& gen,
-                    at::Generator& objectiveGen) {
+                    at::Generator& objectiveGen, RankBatchStatistics* sync) {
   Communicator* comm = severalRanks(opt.comm);
   const int64_t rows = idx.size(0);
   const auto [first, last] = rankShare(comm, rows);
@@ -133,10 +134,12 @@ StepTally trainStep(ClassifierImpl& model, TrainingObjective& objective, const D
     y = y.slice(0, shard.offset, shard.offset + shard.rows);
   }
   objective.setShard(shard);
+  if (sync) sync->setLossShare(shard.weight());
   BatchOutput out;
   {
     PrecisionGuard precision(opt.precision);
     out = objective.batch(model, x.to(device), y.to(device), objectiveGen);
+    if (sync && out.globalLoss) sync->setLossShare(1);
     // Backpropagated without autocast, as autograd's backward is meant to run, but under the
     // guard: where oneDNN is held below AVX-512 it keeps bf16 off oneDNN, which then cannot
     // compute it ("could not create a primitive descriptor iterator" from the backward otherwise).
@@ -187,7 +190,12 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
     for (const auto& t : objective.extraParameters()) start.push_back(t);
     comm->broadcast(start);
   }
-  const std::vector<torch::Tensor> statistics = comm ? trainedStatistics(model) : std::vector<torch::Tensor>{};
+  if (opt.syncBatchNorm && model.spec().arch == "torchscript")
+    throw std::invalid_argument("sync_batchnorm: not available for a TorchScript model (its BatchNorm layers are inside the script)");
+  const BatchNormSyncGuard synced(model, comm && opt.syncBatchNorm ? std::make_shared<RankBatchStatistics>(*comm) : nullptr);
+  // Per-rank BatchNorm: rank 0's running statistics are copied to the others after each step. Synced,
+  // every rank computes the same ones from the same sums.
+  const std::vector<torch::Tensor> statistics = comm && !synced.get() ? trainedStatistics(model) : std::vector<torch::Tensor>{};
   auto optimizer = makeOptimizer(opt.optim, params);
   auto gen = makeGenerator(opt.seed);
   // A data-parallel rank's objective draws (random starts, views) from its own stream: the same
@@ -217,11 +225,11 @@ TrainHistory train(ClassifierImpl& model, TrainingObjective& objective, const Da
       lr = scheduledLr(opt.optim, epoch, opt.epochs, s, stepsPerEpoch);
       for (auto& g : optimizer->param_groups()) g.options().set_lr(lr);
       optimizer->zero_grad();
-      const StepTally step = trainStep(model, objective, trainSet, idx, opt, device, params, gen, objectiveGen);
+      const StepTally step = trainStep(model, objective, trainSet, idx, opt, device, params, gen, objectiveGen, synced.get());
       if (opt.optim.clipGradNorm > 0) torch::nn::utils::clip_grad_norm_(params, opt.optim.clipGradNorm);
       optimizer->step();
       objective.afterStep(model);
-      if (comm) comm->broadcast(statistics);  // rank 0's BatchNorm statistics on every rank
+      if (comm) comm->broadcast(statistics);
       sum.lossSum += step.lossSum;
       sum.correct += step.correct;
       sum.count += step.count;

@@ -48,6 +48,10 @@ struct TrainOptions {
   /// every rank; rank 0's BatchNorm statistics are copied to the others after each step (PyTorch DDP's
   /// broadcast_buffers); validation is split across the ranks and its sums gathered.
   std::shared_ptr<Communicator> comm;
+  /// Data-parallel: BatchNorm normalises with the whole batch's statistics, summed over the ranks in
+  /// the forward and backward passes (PyTorch's SyncBatchNorm), instead of each rank's shard's; the
+  /// ranks' running statistics are then the same by construction. Nothing changes for one process.
+  bool syncBatchNorm = false;
   void validate() const;
 };
 
