@@ -71,3 +71,25 @@ done
 ranks=$(h5dump -a /ranks "$work"/run-dp/cache/pretrain-clean-*.h5 | sed -n 's/^ *(0): *//p')
 [ "$ranks" = 2 ] || { echo "the pre-training unit records ranks '$ranks', expected 2"; exit 1; }
 echo "run --backend slurm --ntasks-per-unit 2: the pre-training ran as 2 ranks, results merged"
+
+# A sweep whose points pre-train as two-task srun steps (sweep --backend slurm --ntasks-per-unit 2):
+# each point's job reserves two tasks, its run starts the pre-training unit as a step of both.
+sweep_dp=$src/tests/data_parallel_sweep.toml
+"$bin" sweep "$sweep_dp" --dir "$work/sweep-dp" --backend slurm --cpus 1 --ntasks-per-unit 2 || { echo "sweep --ntasks-per-unit 2 submission failed"; exit 1; }
+grep -q "^#SBATCH --ntasks=2" "$work/sweep-dp/sweep.sbatch" && grep -q "'--ntasks-per-unit' '2'" "$work/sweep-dp/sweep.sbatch" ||
+  { cat "$work/sweep-dp/sweep.sbatch"; echo "the sweep's job script does not reserve two tasks per point"; exit 1; }
+for _ in $(seq 1 600); do
+  status=$("$bin" sweep status "$sweep_dp" --dir "$work/sweep-dp")
+  echo "$status" | head -1 | grep -q "2 done" && break
+  echo "$status" | head -1 | grep -q "failed" && { echo "$status"; cat "$work"/sweep-dp/logs/slurm-*.log; exit 1; }
+  sleep 1
+done
+echo "$status" | head -1 | grep -q "2 done" || { echo "$status"; cat "$work"/sweep-dp/logs/slurm-*.log; exit 1; }
+n=0
+for f in $(find "$work/sweep-dp" -name 'pretrain-clean-*.h5' ! -name '*.lock'); do
+  ranks=$(h5dump -a /ranks "$f" | sed -n 's/^ *(0): *//p')
+  [ "$ranks" = 2 ] || { echo "$f records ranks '$ranks', expected 2"; exit 1; }
+  n=$((n + 1))
+done
+[ "$n" = 2 ] || { echo "expected 2 pre-training units in the sweep, found $n"; exit 1; }
+echo "sweep --backend slurm --ntasks-per-unit 2: both points pre-trained as 2 ranks"

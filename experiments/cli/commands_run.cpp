@@ -8,6 +8,7 @@
 #include "framework/runtime/runtime.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <filesystem>
 
@@ -25,7 +26,9 @@ void addRunOptions(cxxopts::Options& opts) {
        cxxopts::value<int>()->default_value("0"))
       ("unit", "compute only unit K of the plan (what a worker does) and exit", cxxopts::value<int64_t>())
       ("nproc", "local: every unit runs as N data-parallel ranks (--unit: this unit; README: scaling out)", cxxopts::value<int>())
-      ("ntasks-per-unit", "slurm: each pre-training unit runs as N tasks of one srun step, data-parallel", cxxopts::value<int>()->default_value("1"));
+      ("ntasks-per-unit", "slurm: each pre-training unit runs as N tasks of one srun step, data-parallel; local, inside a Slurm allocation: "
+                          "each pre-training unit's worker starts as such a step",
+       cxxopts::value<int>()->default_value("1"));
   addSlurmOptions(opts);
   opts.positional_help("[CONFIG]");
   opts.add_options()("positional", "config file, same as --config", cxxopts::value<std::vector<std::string>>());
@@ -43,9 +46,20 @@ void applyRanks(const cxxopts::ParseResult& args, const std::string& backend, Ex
   if (o.nproc > 1 && backend != "local")
     throw std::invalid_argument("--nproc: runs units as ranks of worker processes, expected --backend local (or auto), not " + backend +
                                 (backend == "slurm" ? " (use --ntasks-per-unit)" : ""));
-  if (o.ntasksPerUnit > 1 && backend != "slurm") throw std::invalid_argument("--ntasks-per-unit: expected --backend slurm, not " + backend);
-  // Given --nproc, the default number of workers leaves each rank a core.
-  if (o.nproc > 1 && !(args.count("jobs") && args["jobs"].as<int>() > 0)) o.jobs = std::max(1, o.jobs / o.nproc);
+  if (o.ntasksPerUnit > 1 && backend != "slurm" && backend != "local")
+    throw std::invalid_argument("--ntasks-per-unit: expected --backend slurm (or local inside a Slurm allocation), not " + backend);
+  if (o.ntasksPerUnit > 1 && backend == "local") {
+    const char* job = std::getenv("SLURM_JOB_ID");
+    if (!job || !*job)
+      throw std::invalid_argument("--ntasks-per-unit: with --backend local it starts pre-training units as srun steps, which needs a Slurm "
+                                  "allocation (sbatch, salloc), and SLURM_JOB_ID is not set; use --nproc for ranks on this machine");
+    if (o.nproc > 1) throw std::invalid_argument("--ntasks-per-unit: give it or --nproc, not both");
+  }
+  const bool jobsGiven = args.count("jobs") && args["jobs"].as<int>() > 0;
+  // Given --nproc, the default number of workers leaves each rank a core; srun steps take the
+  // allocation's tasks, one unit at a time.
+  if (o.nproc > 1 && !jobsGiven) o.jobs = std::max(1, o.jobs / o.nproc);
+  if (o.ntasksPerUnit > 1 && backend == "local" && !jobsGiven) o.jobs = 1;
 }
 
 /// MemAvailable from /proc/meminfo in MiB; 0 when unknown.

@@ -24,6 +24,8 @@ int cmdSweep(int argc, char** argv) {
       ("backend", "local | slurm", cxxopts::value<std::string>()->default_value("local"))
       ("j,jobs", "local: points run at once", cxxopts::value<int>()->default_value("1"))
       ("threads", "threads per point (0: cores / jobs)", cxxopts::value<int>()->default_value("0"))
+      ("ntasks-per-unit", "slurm: each point's job reserves N tasks and runs each pre-training unit as one srun step of N tasks, data-parallel",
+       cxxopts::value<int>()->default_value("1"))
       ("q,quiet", "no progress output")
       ("h,help", "show this help");
   addSlurmOptions(opts);
@@ -43,6 +45,9 @@ int cmdSweep(int argc, char** argv) {
     return 0;
   }
   const std::string backend = args["backend"].as<std::string>();
+  const int ntasks = args["ntasks-per-unit"].as<int>();
+  if (ntasks < 1 || ntasks > 4096) throw std::invalid_argument("--ntasks-per-unit: must be in 1..4096, got " + std::to_string(ntasks));
+  if (ntasks > 1 && backend != "slurm") throw std::invalid_argument("--ntasks-per-unit: expected --backend slurm, not " + backend);
   if (backend == "local") {
     const int jobs = args["jobs"].as<int>();
     if (jobs < 1) throw std::invalid_argument("--jobs: must be >= 1");
@@ -56,7 +61,7 @@ int cmdSweep(int argc, char** argv) {
   }
   if (backend == "slurm") {
     const SlurmOptions o = slurmOptionsFrom(args);
-    const std::string job = submitSweepSlurm(s, o, selfExecutable());
+    const std::string job = submitSweepSlurm(s, o, selfExecutable(), ntasks);
     if (job.empty()) std::printf("sweep '%s': every point is done; 'robustlab sweep collect' tabulates them\n", s.name.c_str());
     else std::printf("submitted job array %s (%s/sweep.sbatch); 'robustlab sweep status' follows it\n", job.c_str(), s.dir.c_str());
     return 0;

@@ -192,7 +192,7 @@ std::string submitSlurmArray(const SlurmArray& a, const SlurmOptions& o) {
   for (const auto& [k, v] : a.env) script << "export " << k << "=" << shellQuote(v) << "\n";
   script << "case \"$SLURM_ARRAY_TASK_ID\" in\n";
   for (const auto& [index, argv] : a.tasks) {
-    script << "  " << index << ") exec" << (a.ntasks > 1 ? " srun --ntasks=" + std::to_string(a.ntasks) : std::string());
+    script << "  " << index << ") exec" << (a.ntasks > 1 && !a.allocationOnly ? " srun --ntasks=" + std::to_string(a.ntasks) : std::string());
     for (const auto& arg : argv) script << " " << shellQuote(arg);
     script << " ;;\n";
   }

@@ -63,6 +63,9 @@ struct SlurmArray {
   std::vector<std::pair<std::string, std::string>> env;  ///< exported before each task runs
   std::string dependency;                                ///< afterok on this job id ("" = none)
   int ntasks = 1;  ///< > 1: each task runs as that many Slurm tasks of one srun step (data-parallel ranks)
+  /// With ntasks > 1: the job only reserves the tasks, and each task's command starts its own srun
+  /// steps (a sweep point whose pre-training units are steps of `ntasks` tasks).
+  bool allocationOnly = false;
 };
 
 /// Writes the array's script and submits it with sbatch; returns the job id. Throws with sbatch's

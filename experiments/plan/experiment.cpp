@@ -96,7 +96,10 @@ bool computeLocal(const Plan& p, torch::Device, const ExecutorOptions& o, std::s
         if (!Progress::quiet()) std::fprintf(stderr, "%s: cached\n", p.units[i].label().c_str());
         continue;
       }
-      tasks.push_back({p.units[i].label(), workerArgv(binary, config, i, o.threads, o.nproc), p.unitsDir + "/unit-" + std::to_string(i) + ".log"});
+      auto argv = workerArgv(binary, config, i, o.threads, o.nproc);
+      // Inside a Slurm allocation: a pre-training unit as one srun step of several tasks, its ranks.
+      if (kind == Unit::Kind::kPretrain && o.ntasksPerUnit > 1) argv.insert(argv.begin(), {"srun", "--ntasks=" + std::to_string(o.ntasksPerUnit)});
+      tasks.push_back({p.units[i].label(), argv, p.unitsDir + "/unit-" + std::to_string(i) + ".log"});
       index.push_back(i);
     }
     // Like one process, the run stops at the first unit that fails, with that unit's error line.

@@ -25,7 +25,9 @@ namespace robustlab {
 struct ExecutorOptions {
   int jobs = 1, threads = 1;
   int nproc = 1;          ///< local: each unit's worker runs as this many data-parallel ranks (--nproc)
-  int ntasksPerUnit = 1;  ///< slurm: each pre-training unit runs as this many tasks of one srun step
+  /// slurm: each pre-training unit runs as this many tasks of one srun step; local, inside a Slurm
+  /// allocation (a sweep point's job): each pre-training unit's worker starts as such an srun step.
+  int ntasksPerUnit = 1;
   SlurmOptions slurm;
 };
 

@@ -59,7 +59,7 @@ bool pointDone(const SweepPoint& p);
 int runSweepLocal(const Sweep& s, int jobs, int threads, const std::string& binary);
 
 /// Writes <dir>/sweep.sbatch for the points not done and submits it with sbatch; returns the job id.
-std::string submitSweepSlurm(const Sweep& s, const SlurmOptions& o, const std::string& binary);
+std::string submitSweepSlurm(const Sweep& s, const SlurmOptions& o, const std::string& binary, int ntasksPerUnit = 1);
 
 /// One line per point: index, state (done, running, pending, failed, not started), params.
 std::string sweepStatus(const Sweep& s);

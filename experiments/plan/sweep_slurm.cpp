@@ -23,15 +23,20 @@ std::vector<std::string> readLines(const std::string& path) {
 
 }  // namespace
 
-std::string submitSweepSlurm(const Sweep& s, const SlurmOptions& o, const std::string& binary) {
+std::string submitSweepSlurm(const Sweep& s, const SlurmOptions& o, const std::string& binary, int ntasksPerUnit) {
   SlurmArray a;
   a.jobName = "robustlab-" + s.name;
   a.scriptPath = s.dir + "/sweep.sbatch";
   a.logDir = s.dir + "/logs";
   a.workDir = fs::current_path().string();
+  // Data-parallel pre-training: the point's job reserves the tasks; its run starts each pre-training
+  // unit as an srun step of them (run --backend local --ntasks-per-unit), the other units one by one.
+  a.ntasks = ntasksPerUnit;
+  a.allocationOnly = true;
   for (const auto& p : s.points) {
     if (pointDone(p)) continue;
     std::vector<std::string> argv{fs::absolute(binary).string(), "run", fs::absolute(p.configPath).string(), "-q", "--threads", std::to_string(o.cpus)};
+    if (ntasksPerUnit > 1) argv.insert(argv.end(), {"--backend", "local", "--jobs", "1", "--ntasks-per-unit", std::to_string(ntasksPerUnit)});
     if (o.gpus > 0) argv.insert(argv.end(), {"--device", "cuda"});
     a.tasks.emplace_back(p.index, argv);
   }
