@@ -76,6 +76,17 @@ echo "ranks with different configs: refused ($(head -1 "$work/m.h5.err0"))"
 RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$bin" "${args[@]}" --nproc 2 2>"$work/nested.err" && fail "a nested --nproc ran"
 grep -q "already rank 0 of 2" "$work/nested.err" || { cat "$work/nested.err"; fail "a nested --nproc was not named"; }
 
+# The backend: NCCL where this build or machine cannot have it is one line naming the variable; a
+# process alone in a group of one (the backend check) computes one process's weights.
+ROBUSTLAB_DIST_BACKEND=nccl "$bin" "${args[@]}" --nproc 2 -o "$work/n.h5" >/dev/null 2>"$work/n.err" && fail "ROBUSTLAB_DIST_BACKEND=nccl ran"
+[ "$(grep -c . "$work/n.err")" = 1 ] && grep -q "ROBUSTLAB_DIST_BACKEND='nccl'" "$work/n.err" || { cat "$work/n.err"; fail "nccl: expected one line naming it"; }
+[ -e "$work/n.h5" ] && fail "a refused backend wrote results"
+echo "ROBUSTLAB_DIST_BACKEND=nccl here: $(cat "$work/n.err")"
+"$bin" "${args[@]}" -o "$work/alone.h5" >/dev/null || fail "one process"
+ROBUSTLAB_DIST_FORCE_GROUP=1 MASTER_PORT=$(port) "$bin" "${args[@]}" -o "$work/group1.h5" >/dev/null || fail "a group of one"
+same "$work/alone.h5" "$work/group1.h5"
+echo "a group of one: one process's weights"
+
 # A rank killed mid-training, then a rank that hangs (stopped): the job ends, one line names the rank.
 for how in KILL STOP; do
   start=$(date +%s)
@@ -83,11 +94,12 @@ for how in KILL STOP; do
     >/dev/null 2>"$work/k.err" &
   launcher=$!
   rank1=""
-  for _ in $(seq 1 200); do
-    rank1=$(pgrep -P $launcher | sort -n | tail -1)
-    [ "$(pgrep -P $launcher | wc -l)" = 2 ] && break
+  for _ in $(seq 1 200); do  # one listing per look: the second rank may start between two
+    kids=$(pgrep -P $launcher | sort -n)
+    [ "$(echo "$kids" | grep -c .)" = 2 ] && { rank1=$(echo "$kids" | tail -1); break; }
     sleep 0.05
   done
+  [ -n "$rank1" ] || fail "$how: the launcher's two ranks were not found"
   sleep 2  # both ranks past their start, training
   kill -$how "$rank1"
   wait $launcher && fail "the job succeeded with a $how rank"

@@ -94,6 +94,27 @@ if [ "$tests" = 1 ] && [ -x build-gpu/tests/robustlab_tests ]; then
 fi
 res=/tmp/robustlab-gpu-results  # the run's cache and report stay out of $OUT (8 files at most come back)
 mkdir -p $res
+# Data-parallel on the GPU (framework/distributed): two ranks sharing the one GPU through Gloo (auto's
+# choice when a host has fewer GPUs than ranks), then the NCCL process group: robustlab rebuilt with
+# -DROBUSTLAB_NCCL=ON against this CUDA LibTorch, a one-rank NCCL job (its group and first sum on the GPU,
+# ROBUSTLAB_DIST_FORCE_GROUP=1 connects a world of one) and the refusal of two ranks on one GPU. Into tests.txt.
+if [ -x "$bin" ] && [ "$(left)" -gt 150 ]; then
+  step "data-parallel on CUDA, NCCL build"
+  dp=(train --device cuda --set train.epochs=1 --set train.per_class=100 --set 'train.augment="none"' -q)
+  {
+    echo "-- 2 ranks on one GPU, auto (Gloo)"
+    run_rl 60 "$bin" "${dp[@]}" --nproc 2 -o $res/dp-auto.h5; echo "exit $?"
+    echo "-- NCCL build (-DROBUSTLAB_NCCL=ON)"
+    if timeout 60 cmake -DROBUSTLAB_NCCL=ON build-gpu > /tmp/nccl-build.log 2>&1 &&
+       timeout 120 cmake --build build-gpu --target robustlab -j"$(nproc)" >> /tmp/nccl-build.log 2>&1; then
+      echo "built"
+      ROBUSTLAB_DIST_BACKEND=nccl ROBUSTLAB_DIST_FORCE_GROUP=1 run_rl 60 "$bin" "${dp[@]}" --nproc 1 -o $res/dp-nccl1.h5; echo "one rank, NCCL: exit $?"
+      ROBUSTLAB_DIST_BACKEND=nccl run_rl 60 "$bin" "${dp[@]}" --nproc 2 -o $res/dp-nccl2.h5; echo "two ranks on one GPU, NCCL: exit $? (1 expected: refused)"
+    else
+      echo "NCCL build failed:"; grep -E -A6 'error|Error' /tmp/nccl-build.log | head -60
+    fi
+  } >> "$out/tests.txt" 2>&1
+fi
 if [ -x "$bin" ] && [ "$(left)" -gt 30 ]; then
   step "default experiment on CUDA"
   ( time run_rl $(($(left) - 10)) "$bin" run --device cuda -o $res/default-cuda.h5 ) > "$out/default-cuda.log" 2>&1 \

@@ -98,7 +98,10 @@ bool dataParallel(const char* name, int argc, char** argv) {
 /// ranks. Ranks other than 0 print nothing on stdout and show no progress: rank 0 speaks for the job.
 void joinRanks() {
   const robustlab::RankInfo info = robustlab::rankInfoFromEnvironment();
-  if (!info.distributed()) return;
+  // ROBUSTLAB_DIST_FORCE_GROUP=1: a process alone joins a group of one too, checking the backend (NCCL's
+  // group and first sum on a one-GPU machine); its work is then computed as one process's.
+  const char* force = std::getenv("ROBUSTLAB_DIST_FORCE_GROUP");
+  if (!info.distributed() && !(force && std::strcmp(force, "1") == 0)) return;
   long seconds = 300;
   if (const char* t = std::getenv("ROBUSTLAB_DIST_TIMEOUT"); t && *t) {
     char* end = nullptr;
@@ -147,6 +150,9 @@ int main(int argc, char** argv) {
           if (info.distributed())
             throw std::invalid_argument("--nproc: this process is already rank " + std::to_string(info.rank) + " of " + std::to_string(info.worldSize) +
                                         " (set by " + info.launcher + "); let one launcher start the ranks");
+          // A backend that cannot be had is refused once, here, before any rank starts.
+          const char* backend = std::getenv("ROBUSTLAB_DIST_BACKEND");
+          robustlab::Communicator::checkBackend(backend && *backend ? backend : "auto", nproc);
           return robustlab::launchLocalRanks(nproc, std::vector<std::string>(argv, argv + argc));
         }
         joinRanks();

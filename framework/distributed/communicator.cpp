@@ -4,6 +4,12 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/version.h>
+#ifdef ROBUSTLAB_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#include <torch/cuda.h>
+#endif
 
 #include <algorithm>
 #include <cstdlib>
@@ -16,7 +22,22 @@ namespace robustlab {
 
 struct Communicator::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;  ///< CPU tensors (and every tensor with backend gloo)
+#ifdef ROBUSTLAB_WITH_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;  ///< CUDA tensors, unless the backend is gloo
+#endif
+  c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& bucket) {
+#ifdef ROBUSTLAB_WITH_NCCL
+    if (nccl && bucket.front().is_cuda()) return nccl->allreduce(bucket);
+#endif
+    return group->allreduce(bucket);
+  }
+  c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& bucket, const c10d::BroadcastOptions& o) {
+#ifdef ROBUSTLAB_WITH_NCCL
+    if (nccl && bucket.front().is_cuda()) return nccl->broadcast(bucket, o);
+#endif
+    return group->broadcast(bucket, o);
+  }
 };
 
 namespace {
@@ -72,6 +93,32 @@ c10::intrusive_ptr<c10d::Store> openStore(const RankInfo& info, std::chrono::mil
 std::shared_ptr<Communicator> theWorld;
 std::mutex worldMutex;
 
+#ifdef ROBUSTLAB_WITH_NCCL
+/// c10d's NCCL group for CUDA tensors, on this rank's GPU (device LOCAL_RANK, made current: a tensor
+/// made for `cuda` lands there), checked at once by one sum over the ranks.
+c10::intrusive_ptr<c10d::ProcessGroupNCCL> openNccl(const RankInfo& info, const c10::intrusive_ptr<c10d::Store>& store,
+                                                   std::chrono::milliseconds timeout) {
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(info.localRank));
+  auto options = c10d::ProcessGroupNCCL::Options::create();
+  options->timeout = timeout;
+  auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("nccl", store), info.rank, info.worldSize, options);
+  std::vector<at::Tensor> one{torch::ones({1}, torch::TensorOptions().device(torch::kCUDA))};
+  nccl->allreduce(one)->wait();
+  if (one.front().item<float>() != static_cast<float>(info.worldSize))
+    throw std::runtime_error("NCCL's first sum over the ranks gave " + std::to_string(one.front().item<float>()));
+  return nccl;
+}
+#endif
+
+/// The backends this build has: Gloo always; NCCL for CUDA tensors when built with it (ROBUSTLAB_NCCL).
+bool ncclBuilt() {
+#ifdef ROBUSTLAB_WITH_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
 }  // namespace
 
 /// Adds the time of one collective call to the communicator's count.
@@ -81,9 +128,22 @@ struct CollectiveTimer {
   ~CollectiveTimer() { c.collectiveSeconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
 };
 
+void Communicator::checkBackend(const std::string& backend, int ranksOnHost) {
+  if (backend != "auto" && backend != "gloo" && backend != "nccl")
+    throw std::invalid_argument("ROBUSTLAB_DIST_BACKEND='" + backend + "': expected auto (Gloo for CPU tensors, NCCL for CUDA ones where built), gloo or nccl");
+  if (backend == "nccl" && !ncclBuilt())
+    throw std::invalid_argument("ROBUSTLAB_DIST_BACKEND='nccl': this build has no NCCL (configure a CUDA LibTorch build with -DROBUSTLAB_NCCL=ON), expected auto or gloo");
+#ifdef ROBUSTLAB_WITH_NCCL
+  // NCCL needs a GPU of its own per rank.
+  const int gpus = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  if (backend == "nccl" && ranksOnHost > gpus)
+    throw std::invalid_argument("ROBUSTLAB_DIST_BACKEND='nccl': " + std::to_string(ranksOnHost) + " ranks on this host and " + std::to_string(gpus) +
+                                " CUDA devices; NCCL needs one device per rank (gloo shares them)");
+#endif
+}
+
 std::shared_ptr<Communicator> Communicator::connect(const RankInfo& info, std::chrono::milliseconds timeout, const std::string& backend) {
-  if (backend != "auto" && backend != "gloo")
-    throw std::invalid_argument("ROBUSTLAB_DIST_BACKEND='" + backend + "': not available in this build (Gloo, CPU), expected auto or gloo");
+  checkBackend(backend, info.localWorldSize);
   std::shared_ptr<Communicator> c(new Communicator);
   c->impl_ = std::make_unique<Impl>();
   c->info_ = info;
@@ -94,6 +154,13 @@ std::shared_ptr<Communicator> Communicator::connect(const RankInfo& info, std::c
     options->devices.push_back(glooDevice(info));
     options->threads = 1;  // one collective at a time is all a rank asks for (BENCHMARKS.md: two threads were slower here)
     c->impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(c->impl_->store, info.rank, info.worldSize, options);
+#ifdef ROBUSTLAB_WITH_NCCL
+    // Auto takes NCCL when every rank on this host has a GPU of its own.
+    const int gpus = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+    if (backend == "nccl" || (backend == "auto" && gpus > 0 && info.localWorldSize <= gpus)) c->impl_->nccl = openNccl(info, c->impl_->store, timeout);
+#endif
+  } catch (const std::invalid_argument&) {
+    throw;
   } catch (const std::exception& e) {
     throw PeerFailure("rank " + std::to_string(info.rank) + " of " + std::to_string(info.worldSize) + ": could not meet the other ranks at " +
                       where + " within " + std::to_string(timeout.count() / 1000) + " s (" + firstLine(e.what()) +
@@ -138,7 +205,7 @@ void Communicator::allReduceSum(const std::vector<torch::Tensor>& tensors) {
   if (size() == 1) return;
   CollectiveTimer timer{*this};
   torch::NoGradGuard noGrad;
-  inBuckets(tensors, [&](std::vector<at::Tensor>& bucket) { finish(impl_->group->allreduce(bucket), rank(), "summing gradients"); });
+  inBuckets(tensors, [&](std::vector<at::Tensor>& bucket) { finish(impl_->allreduce(bucket), rank(), "summing gradients"); });
 }
 
 torch::Tensor Communicator::allGather(const torch::Tensor& t, std::vector<int64_t>* rowsPerRank) {
@@ -183,7 +250,7 @@ void Communicator::broadcast(const std::vector<torch::Tensor>& tensors, int root
   torch::NoGradGuard noGrad;
   c10d::BroadcastOptions o;
   o.rootRank = root;
-  inBuckets(tensors, [&](std::vector<at::Tensor>& bucket) { finish(impl_->group->broadcast(bucket, o), rank(), "receiving rank 0's tensors"); });
+  inBuckets(tensors, [&](std::vector<at::Tensor>& bucket) { finish(impl_->broadcast(bucket, o), rank(), "receiving rank 0's tensors"); });
 }
 
 void Communicator::barrier() {

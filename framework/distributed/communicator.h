@@ -25,9 +25,14 @@ class Communicator {
  public:
   /// Meets the other ranks of `info` (rank 0 hosts the store) within `timeout`, which also bounds every
   /// later collective: a rank that dies or hangs makes the others throw PeerFailure within it. `backend`:
-  /// "gloo" (the only one in a CPU build; "auto" picks it).
+  /// "gloo" (every tensor; the only one in a CPU build), "nccl" (CUDA tensors through NCCL, one GPU per
+  /// rank, device LOCAL_RANK; CPU tensors through Gloo; needs a build with ROBUSTLAB_NCCL) or "auto"
+  /// (NCCL where built and every rank on the host has a GPU of its own, else Gloo).
   static std::shared_ptr<Communicator> connect(const RankInfo& info, std::chrono::milliseconds timeout, const std::string& backend = "auto");
   ~Communicator();
+  /// Throws std::invalid_argument (one line naming ROBUSTLAB_DIST_BACKEND) when `backend` is unknown or
+  /// cannot be had here for `ranksOnHost` ranks on this host; connect() checks it too.
+  static void checkBackend(const std::string& backend, int ranksOnHost);
 
   int rank() const { return info_.rank; }
   int size() const { return info_.worldSize; }
