@@ -105,7 +105,8 @@ if [ -x "$bin" ] && [ "$(left)" -gt 150 ]; then
     echo "-- 2 ranks on one GPU, auto (Gloo)"
     run_rl 60 "$bin" "${dp[@]}" --nproc 2 -o $res/dp-auto.h5; echo "exit $?"
     echo "-- NCCL build (-DROBUSTLAB_NCCL=ON)"
-    if timeout 60 cmake -DROBUSTLAB_NCCL=ON build-gpu > /tmp/nccl-build.log 2>&1 &&
+    nccl_inc=$(python3 -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "include"))' 2>/dev/null || true)
+    if timeout 60 cmake -DROBUSTLAB_NCCL=ON ${nccl_inc:+-DNCCL_INCLUDE_DIR="$nccl_inc"} build-gpu > /tmp/nccl-build.log 2>&1 &&
        timeout 120 cmake --build build-gpu --target robustlab -j"$(nproc)" >> /tmp/nccl-build.log 2>&1; then
       echo "built"
       ROBUSTLAB_DIST_BACKEND=nccl ROBUSTLAB_DIST_FORCE_GROUP=1 run_rl 60 "$bin" "${dp[@]}" --nproc 1 -o $res/dp-nccl1.h5; echo "one rank, NCCL: exit $?"
