@@ -28,6 +28,8 @@ int shell(const std::string& command);
 /// A fresh temporary directory for one test.
 std::string tempDir(const std::string& name);
 
+/// A module's parameters, then its buffers, as detached copies.
+std::vector<torch::Tensor> snapshot(torch::nn::Module& m);
 /// Whether the two lists hold equal tensors, bit for bit, in the same order.
 bool sameTensors(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b);
 

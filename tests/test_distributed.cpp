@@ -38,13 +38,6 @@ void copyWeights(ClassifierImpl& to, ClassifierImpl& from) {
   for (size_t i = 0; i < c.size(); ++i) c[i].copy_(d[i]);
 }
 
-std::vector<torch::Tensor> snapshot(ClassifierImpl& m) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : m.parameters()) out.push_back(p.detach().clone());
-  for (const auto& b : m.buffers()) out.push_back(b.detach().clone());
-  return out;
-}
-
 /// For every parameter of the small CNN at its current weights on batch (x, y): the sum of the
 /// magnitudes of the products its mean-loss gradient adds up (S of Higham's bound), and how many
 /// roundings any one of them passes through (n of gamma_n): the layer's batch x positions reduction
@@ -179,7 +172,7 @@ TEST_CASE("Two ranks take one process's optimiser step on the same global batch,
   opt.augment = "none";
   for (int64_t step = 0; step < 4; ++step) {
     const Dataset batch = data.select(torch::arange(step * b, (step + 1) * b, torch::kInt64));
-    const auto start = snapshot(*model);
+    const auto start = test::snapshot(*model);
     // S and n per parameter, at the step's starting weights, on the same examples (the order inside the
     // batch does not change S).
     const auto magnitudes = gradientMagnitudes(*model, batch.images, batch.labels);
@@ -195,7 +188,7 @@ TEST_CASE("Two ranks take one process's optimiser step on the same global batch,
       o.comm = test::borrowed(c);
       train(*ranks[c.rank()], objective, batch, Dataset{}, o, torch::kCPU);
     });
-    REQUIRE(test::sameTensors(snapshot(*ranks[0]), snapshot(*ranks[1])));  // every rank the same weights, bit for bit
+    REQUIRE(test::sameTensors(test::snapshot(*ranks[0]), test::snapshot(*ranks[1])));  // every rank the same weights, bit for bit
     double worstShare = 0;
     for (const auto& p : one->named_parameters()) {
       const auto& [s, n] = magnitudes.at(p.key());
@@ -206,7 +199,7 @@ TEST_CASE("Two ranks take one process's optimiser step on the same global batch,
       CHECK((diff <= bound).all().item<bool>());
       worstShare = std::max(worstShare, (diff / bound).max().item<double>());
     }
-    CHECK_FALSE(test::sameTensors(snapshot(*one), start));  // the step moved the weights
+    CHECK_FALSE(test::sameTensors(test::snapshot(*one), start));  // the step moved the weights
     WARN("step " << step << ": largest difference " << worstShare << " of its bound");
     copyWeights(*model, *one);
   }
@@ -219,32 +212,7 @@ TEST_CASE("Two-rank training with one seed is the same bit for bit run to run, o
   const Dataset data = test::fashionTrain().head(256);
   for (const std::string mode : {"standard", "pgd", "trades", "rotation", "masked", "simclr", "adv-contrastive"}) {
     auto run = [&] {
-      std::vector<std::vector<torch::Tensor>> weights(2);
-      std::vector<TrainHistory> histories(2);
-      // Models and objectives made here, one after the other: LibTorch's global generator initialises them.
-      std::vector<Classifier> models;
-      std::vector<std::unique_ptr<TrainingObjective>> objectives;
-      torch::manual_seed(7);
-      for (int r = 0; r < 2; ++r) {
-        models.emplace_back(test::smallCnn(10, /*batchNorm=*/true));
-        ObjectiveParams p;
-        p.adversary.eps = 0.1;
-        p.adversary.steps = 3;
-        const bool pretext = mode == "rotation" || mode == "masked" || mode == "simclr" || mode == "adv-contrastive";
-        objectives.push_back(pretext ? makePretrainObjective(mode, "standard", p, *models[r]) : makeObjective(mode, p, *models[r]));
-      }
-      test::onRanks(2, [&](Communicator& c) {
-        auto& m = models[c.rank()];
-        auto& objective = objectives[c.rank()];
-        TrainOptions o;
-        o.epochs = 2;
-        o.batchSize = 64;
-        o.augment = "none";
-        o.seed = 11;
-        o.comm = test::borrowed(c);
-        histories[c.rank()] = train(*m, *objective, data, Dataset{}, o, torch::kCPU);
-        weights[c.rank()] = snapshot(*m);
-      });
+      const auto [weights, histories] = test::trainTwoRanks(mode, data);
       INFO(mode);
       CHECK(test::sameTensors(weights[0], weights[1]));
       CHECK(histories[0][1].loss == histories[1][1].loss);  // the epoch's loss gathered from both ranks

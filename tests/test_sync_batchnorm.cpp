@@ -26,13 +26,6 @@ namespace {
 
 constexpr double kUnitFp64 = 0x1p-53;
 
-std::vector<torch::Tensor> snapshot(ClassifierImpl& m) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : m.parameters()) out.push_back(p.detach().clone());
-  for (const auto& b : m.buffers()) out.push_back(b.detach().clone());
-  return out;
-}
-
 /// The conditioning of a BatchNorm's statistics on `x` (N x C x ...): the two-pass variance of values
 /// that sit up to max|x - mean| from a mean of magnitude |mean| loses relatively (|mean| + max|x -
 /// mean|)^2 / var times the summation error (Higham §1.9); the largest over the channels, plus one.
@@ -141,28 +134,7 @@ TEST_CASE("Two-rank training with sync_batchnorm: the same weights and statistic
   const Dataset data = test::fashionTrain().head(192);
   for (const std::string mode : {"standard", "pgd", "simclr"}) {
     auto run = [&](bool sync) {
-      std::vector<std::vector<torch::Tensor>> weights(2);
-      std::vector<Classifier> models;
-      std::vector<std::unique_ptr<TrainingObjective>> objectives;
-      torch::manual_seed(7);
-      for (int r = 0; r < 2; ++r) {
-        models.emplace_back(test::smallCnn(10, /*batchNorm=*/true));
-        ObjectiveParams p;
-        p.adversary.eps = 0.1;
-        p.adversary.steps = 3;
-        objectives.push_back(mode == "simclr" ? makePretrainObjective(mode, "standard", p, *models[r]) : makeObjective(mode, p, *models[r]));
-      }
-      test::onRanks(2, [&](Communicator& c) {
-        TrainOptions o;
-        o.epochs = 2;
-        o.batchSize = 64;
-        o.augment = "none";
-        o.seed = 11;
-        o.comm = test::borrowed(c);
-        o.syncBatchNorm = sync;
-        train(*models[c.rank()], *objectives[c.rank()], data, Dataset{}, o, torch::kCPU);
-        weights[c.rank()] = snapshot(*models[c.rank()]);
-      });
+      const auto weights = test::trainTwoRanks(mode, data, sync).weights;
       INFO(mode);
       // Synced, the ranks' running statistics are equal without rank 0's being copied.
       CHECK(test::sameTensors(weights[0], weights[1]));
@@ -202,12 +174,12 @@ TEST_CASE("sync_batchnorm in the trainer: two ranks take one process's SGD steps
   for (auto& m : models) m->to(torch::kFloat64);
   for (size_t i = 1; i < models.size(); ++i) {
     torch::NoGradGuard noGrad;
-    const auto from = snapshot(*models[0]);
+    const auto from = test::snapshot(*models[0]);
     auto to = models[i]->parameters();
     for (const auto& b : models[i]->buffers()) to.push_back(b);
     for (size_t k = 0; k < to.size(); ++k) to[k].copy_(from[k]);
   }
-  const auto start = snapshot(*models[0]);
+  const auto start = test::snapshot(*models[0]);
   REQUIRE_FALSE(models[0]->normalises());
   auto* linear = models[0]->backbone()->ptr(1)->as<torch::nn::LinearImpl>();
   const auto hidden = linear->forward(data.images.flatten(1)).detach();  // the BatchNorm's inputs at the start
@@ -220,7 +192,7 @@ TEST_CASE("sync_batchnorm in the trainer: two ranks take one process's SGD steps
     o.syncBatchNorm = true;
     train(*models[1 + c.rank()], objective, data, Dataset{}, o, torch::kCPU);
   });
-  const auto one = snapshot(*models[0]), rank0 = snapshot(*models[1]), rank1 = snapshot(*models[2]);
+  const auto one = test::snapshot(*models[0]), rank0 = test::snapshot(*models[1]), rank1 = test::snapshot(*models[2]);
   CHECK(test::sameTensors(rank0, rank1));
   const double relative = 2 * test::gamma(784 + 4 * 25 + 32 + 25 + 64, kUnitFp64) * conditioning(hidden);
   // The first layer's bias (tensor 1) has an exact gradient of zero (BatchNorm takes any shift of its
