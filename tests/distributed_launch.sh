@@ -87,6 +87,17 @@ ROBUSTLAB_DIST_FORCE_GROUP=1 MASTER_PORT=$(port) "$bin" "${args[@]}" -o "$work/g
 same "$work/alone.h5" "$work/group1.h5"
 echo "a group of one: one process's weights"
 
+# sync_batchnorm from the config: alone it changes nothing (bit for bit); on two ranks it changes what a
+# model with BatchNorm computes (the whole batch's statistics).
+bn=(--set 'model.layers=[{type = "conv", channels = 16, kernel = 4, stride = 2, padding = 1}, {type = "bn"}, {type = "relu"}, {type = "flatten"}, {type = "fc", units = 32}, {type = "bn"}, {type = "relu"}]')
+"$bin" "${args[@]}" "${bn[@]}" -o "$work/bn1.h5" >/dev/null || fail "a BatchNorm model, one process"
+"$bin" "${args[@]}" "${bn[@]}" --set train.sync_batchnorm=true -o "$work/bn1s.h5" >/dev/null || fail "sync_batchnorm, one process"
+same "$work/bn1.h5" "$work/bn1s.h5"
+"$bin" "${args[@]}" "${bn[@]}" --nproc 2 -o "$work/bn2.h5" >/dev/null || fail "a BatchNorm model, two ranks"
+"$bin" "${args[@]}" "${bn[@]}" --set train.sync_batchnorm=true --nproc 2 -o "$work/bn2s.h5" >/dev/null || fail "sync_batchnorm, two ranks"
+/usr/bin/python3 "$src/tests/same_weights.py" "$work/bn2.h5" "$work/bn2s.h5" >/dev/null 2>&1 && fail "sync_batchnorm changed nothing on two ranks"
+echo "sync_batchnorm: one process unchanged bit for bit; two ranks compute otherwise"
+
 # A rank killed mid-training, then a rank that hangs (stopped): the job ends, one line names the rank.
 for how in KILL STOP; do
   start=$(date +%s)
