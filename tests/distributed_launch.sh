@@ -76,6 +76,16 @@ echo "ranks with different configs: refused ($(head -1 "$work/m.h5.err0"))"
 RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$bin" "${args[@]}" --nproc 2 2>"$work/nested.err" && fail "a nested --nproc ran"
 grep -q "already rank 0 of 2" "$work/nested.err" || { cat "$work/nested.err"; fail "a nested --nproc was not named"; }
 
+# run --backend local --ntasks-per-unit starts srun steps: refused outside a Slurm allocation, and
+# beside --nproc (one line each, nothing written).
+env -u SLURM_JOB_ID "$bin" run "$src/tests/data_parallel_tiny.toml" -o "$work/s.h5" --backend local --ntasks-per-unit 2 -q 2>"$work/s.err" &&
+  fail "--ntasks-per-unit ran outside an allocation"
+grep -q "needs a Slurm allocation" "$work/s.err" && [ "$(grep -c . "$work/s.err")" = 1 ] || { cat "$work/s.err"; fail "--ntasks-per-unit outside an allocation: expected one line"; }
+SLURM_JOB_ID=1 "$bin" run "$src/tests/data_parallel_tiny.toml" -o "$work/s.h5" --backend local --ntasks-per-unit 2 --nproc 2 -q 2>"$work/s.err" &&
+  fail "--ntasks-per-unit ran beside --nproc"
+grep -q "give it or --nproc, not both" "$work/s.err" || { cat "$work/s.err"; fail "--ntasks-per-unit with --nproc: not named"; }
+[ -e "$work/s.h5" ] && fail "a refused run wrote results"
+
 # The backend: NCCL where this build or machine cannot have it is one line naming the variable; a
 # process alone in a group of one (the backend check) computes one process's weights.
 ROBUSTLAB_DIST_BACKEND=nccl "$bin" "${args[@]}" --nproc 2 -o "$work/n.h5" >/dev/null 2>"$work/n.err" && fail "ROBUSTLAB_DIST_BACKEND=nccl ran"
