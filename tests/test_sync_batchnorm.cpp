@@ -4,7 +4,11 @@
 // statistics equal bit for bit without copying them, run to run.
 #include "fixtures.h"
 #include "ranks.h"
+#include "tiny_experiment.h"
 #include "tolerance.h"
+
+#include "experiments/plan/plan.h"
+#include "framework/config/config.h"
 
 #include "framework/models/batchnorm.h"
 #include "framework/training/rank_batchnorm.h"
@@ -207,5 +211,28 @@ TEST_CASE("sync_batchnorm in the trainer: two ranks take one process's SGD steps
     const double diff = (one[k] - rank0[k]).abs().max().item<double>();
     INFO("tensor " << k << ": moved " << moved << ", largest difference " << diff << ", bound " << limit);
     CHECK(diff <= limit);
+  }
+}
+
+TEST_CASE("sync_batchnorm joins a unit's key only when set: the pre-training's and the arms after it, or the arms' alone",
+          "[distributed]") {
+  auto plan = [](const std::string& pretrain, const std::string& finetune) {
+    std::string text = test::kTinyConfig;
+    text.replace(text.find("[pretrain]\n"), 11, "[pretrain]\n" + pretrain);
+    text.replace(text.find("[finetune]\n"), 11, "[finetune]\n" + finetune);
+    Config c = parseConfig(text, "<tiny>");
+    c.output = test::tempDir("sync-keys") + "/a.h5";
+    return makePlan(c, torch::kCPU);
+  };
+  const Plan plain = plan("", ""), off = plan("sync_batchnorm = false\n", "sync_batchnorm = false\n");
+  const Plan pre = plan("sync_batchnorm = true\n", ""), fine = plan("", "sync_batchnorm = true\n");
+  REQUIRE(plain.units.size() == pre.units.size());
+  for (size_t i = 0; i < plain.units.size(); ++i) {
+    const Unit& u = plain.units[i];
+    INFO(u.name);
+    CHECK(u.hash == off.units[i].hash);
+    const bool afterPretraining = u.kind == Unit::Kind::kPretrain || u.pretrain >= 0;
+    CHECK((u.hash != pre.units[i].hash) == afterPretraining);
+    CHECK((u.hash != fine.units[i].hash) == (u.kind == Unit::Kind::kArm));
   }
 }
