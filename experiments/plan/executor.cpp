@@ -192,7 +192,9 @@ std::string submitSlurmArray(const SlurmArray& a, const SlurmOptions& o) {
   for (const auto& [k, v] : a.env) script << "export " << k << "=" << shellQuote(v) << "\n";
   script << "case \"$SLURM_ARRAY_TASK_ID\" in\n";
   for (const auto& [index, argv] : a.tasks) {
-    script << "  " << index << ") exec" << (a.ntasks > 1 && !a.allocationOnly ? " srun --ntasks=" + std::to_string(a.ntasks) : std::string());
+    // srun since Slurm 22.05 does not take the job's --cpus-per-task: each task's CPUs given again.
+    script << "  " << index << ") exec"
+           << (a.ntasks > 1 && !a.allocationOnly ? " srun --ntasks=" + std::to_string(a.ntasks) + " --cpus-per-task=" + std::to_string(o.cpus) : std::string());
     for (const auto& arg : argv) script << " " << shellQuote(arg);
     script << " ;;\n";
   }
