@@ -81,6 +81,12 @@ void addSlurmOptions(cxxopts::Options& opts) {
       ("sbatch-line", "slurm: an extra #SBATCH line (repeatable)", cxxopts::value<std::vector<std::string>>());
 }
 
+int ntasksPerUnitFrom(const cxxopts::ParseResult& args) {
+  const int n = args["ntasks-per-unit"].as<int>();
+  if (n < 1 || n > 4096) throw std::invalid_argument("--ntasks-per-unit: must be in 1..4096, got " + std::to_string(n));
+  return n;
+}
+
 SlurmOptions slurmOptionsFrom(const cxxopts::ParseResult& args) {
   SlurmOptions o;
   o.partition = args["partition"].as<std::string>();

@@ -38,6 +38,8 @@ bool maybeDumpConfig(const cxxopts::ParseResult& args, const Config& c);
 /// Adds the Slurm flags --partition, --time, --cpus, --mem, --gpus, --sbatch-line.
 void addSlurmOptions(cxxopts::Options& opts);
 SlurmOptions slurmOptionsFrom(const cxxopts::ParseResult& args);
+/// --ntasks-per-unit (run, sweep), checked: 1..4096.
+int ntasksPerUnitFrom(const cxxopts::ParseResult& args);
 
 /// Splits "a,b,c"; an empty item or list is an error naming `flag`.
 std::vector<std::string> splitList(const std::string& s, const std::string& flag = "list");

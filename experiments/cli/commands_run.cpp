@@ -39,10 +39,8 @@ void addRunOptions(cxxopts::Options& opts) {
 /// --ntasks-per-unit (slurm), each refused where it has no meaning.
 void applyRanks(const cxxopts::ParseResult& args, const std::string& backend, ExecutorOptions& o) {
   o.nproc = args.count("nproc") ? args["nproc"].as<int>() : 1;
-  o.ntasksPerUnit = args["ntasks-per-unit"].as<int>();
+  o.ntasksPerUnit = ntasksPerUnitFrom(args);
   if (o.nproc < 1 || o.nproc > 1024) throw std::invalid_argument("--nproc: must be in 1..1024, got " + std::to_string(o.nproc));
-  if (o.ntasksPerUnit < 1 || o.ntasksPerUnit > 4096)
-    throw std::invalid_argument("--ntasks-per-unit: must be in 1..4096, got " + std::to_string(o.ntasksPerUnit));
   if (o.nproc > 1 && backend != "local")
     throw std::invalid_argument("--nproc: runs units as ranks of worker processes, expected --backend local (or auto), not " + backend +
                                 (backend == "slurm" ? " (use --ntasks-per-unit)" : ""));

@@ -45,8 +45,7 @@ int cmdSweep(int argc, char** argv) {
     return 0;
   }
   const std::string backend = args["backend"].as<std::string>();
-  const int ntasks = args["ntasks-per-unit"].as<int>();
-  if (ntasks < 1 || ntasks > 4096) throw std::invalid_argument("--ntasks-per-unit: must be in 1..4096, got " + std::to_string(ntasks));
+  const int ntasks = ntasksPerUnitFrom(args);
   if (ntasks > 1 && backend != "slurm") throw std::invalid_argument("--ntasks-per-unit: expected --backend slurm, not " + backend);
   if (backend == "local") {
     const int jobs = args["jobs"].as<int>();

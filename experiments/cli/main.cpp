@@ -94,6 +94,12 @@ bool dataParallel(const char* name, int argc, char** argv) {
   return false;
 }
 
+/// ROBUSTLAB_DIST_BACKEND, "auto" when unset.
+std::string distBackend() {
+  const char* backend = std::getenv("ROBUSTLAB_DIST_BACKEND");
+  return backend && *backend ? backend : "auto";
+}
+
 /// Joins the job the environment describes (torchrun's variables, an srun step) when it has several
 /// ranks. Ranks other than 0 print nothing on stdout and show no progress: rank 0 speaks for the job.
 void joinRanks() {
@@ -109,8 +115,7 @@ void joinRanks() {
     if (*end != '\0' || seconds < 1)
       throw std::invalid_argument(std::string("environment variable ROBUSTLAB_DIST_TIMEOUT='") + t + "': expected whole seconds >= 1");
   }
-  const char* backend = std::getenv("ROBUSTLAB_DIST_BACKEND");
-  robustlab::setWorldCommunicator(robustlab::Communicator::connect(info, std::chrono::seconds(seconds), backend && *backend ? backend : "auto"));
+  robustlab::setWorldCommunicator(robustlab::Communicator::connect(info, std::chrono::seconds(seconds), distBackend()));
   if (info.rank != 0) {
     robustlab::Progress::setQuiet(true);
     if (!std::freopen("/dev/null", "w", stdout)) throw std::runtime_error("rank " + std::to_string(info.rank) + ": cannot silence stdout");
@@ -151,8 +156,7 @@ int main(int argc, char** argv) {
             throw std::invalid_argument("--nproc: this process is already rank " + std::to_string(info.rank) + " of " + std::to_string(info.worldSize) +
                                         " (set by " + info.launcher + "); let one launcher start the ranks");
           // A backend that cannot be had is refused once, here, before any rank starts.
-          const char* backend = std::getenv("ROBUSTLAB_DIST_BACKEND");
-          robustlab::Communicator::checkBackend(backend && *backend ? backend : "auto", nproc);
+          robustlab::Communicator::checkBackend(distBackend(), nproc);
           return robustlab::launchLocalRanks(nproc, std::vector<std::string>(argv, argv + argc));
         }
         joinRanks();

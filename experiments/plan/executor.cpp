@@ -185,6 +185,10 @@ std::string sbatchHeader(const SlurmArray& a, const SlurmOptions& o) {
 
 }  // namespace
 
+std::vector<std::string> srunStep(int ntasks, int cpusPerTask) {
+  return {"srun", "--ntasks=" + std::to_string(ntasks), "--cpus-per-task=" + std::to_string(cpusPerTask)};
+}
+
 std::string submitSlurmArray(const SlurmArray& a, const SlurmOptions& o) {
   if (a.tasks.empty()) throw std::invalid_argument("submitSlurmArray: no tasks");
   std::ostringstream script;
@@ -192,9 +196,9 @@ std::string submitSlurmArray(const SlurmArray& a, const SlurmOptions& o) {
   for (const auto& [k, v] : a.env) script << "export " << k << "=" << shellQuote(v) << "\n";
   script << "case \"$SLURM_ARRAY_TASK_ID\" in\n";
   for (const auto& [index, argv] : a.tasks) {
-    // srun since Slurm 22.05 does not take the job's --cpus-per-task: each task's CPUs given again.
-    script << "  " << index << ") exec"
-           << (a.ntasks > 1 && !a.allocationOnly ? " srun --ntasks=" + std::to_string(a.ntasks) + " --cpus-per-task=" + std::to_string(o.cpus) : std::string());
+    script << "  " << index << ") exec";
+    if (a.ntasks > 1 && !a.allocationOnly)
+      for (const auto& word : srunStep(a.ntasks, o.cpus)) script << " " << word;  // plain words: no quoting needed
     for (const auto& arg : argv) script << " " << shellQuote(arg);
     script << " ;;\n";
   }

@@ -48,6 +48,10 @@ std::string lastLogLine(const std::string& path, const std::string& prefix = "")
 /// `s` as one word for bash, in single quotes ('\'' for a quote inside).
 std::string shellQuote(const std::string& s);
 
+/// The command words that start a command as one srun step of `ntasks` tasks of `cpusPerTask` CPUs each
+/// (data-parallel ranks). The CPUs are given again: srun since Slurm 22.05 does not take the job's.
+std::vector<std::string> srunStep(int ntasks, int cpusPerTask);
+
 struct SlurmOptions {
   std::string partition, time = "01:00:00", mem;
   int cpus = 1;

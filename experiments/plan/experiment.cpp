@@ -98,9 +98,10 @@ bool computeLocal(const Plan& p, torch::Device, const ExecutorOptions& o, std::s
       }
       auto argv = workerArgv(binary, config, i, o.threads, o.nproc);
       // Inside a Slurm allocation: a pre-training unit as one srun step of several tasks, its ranks.
-      // (srun since Slurm 22.05 does not take the job's --cpus-per-task: each rank's threads given again.)
-      if (kind == Unit::Kind::kPretrain && o.ntasksPerUnit > 1)
-        argv.insert(argv.begin(), {"srun", "--ntasks=" + std::to_string(o.ntasksPerUnit), "--cpus-per-task=" + std::to_string(o.threads)});
+      if (kind == Unit::Kind::kPretrain && o.ntasksPerUnit > 1) {
+        const auto srun = srunStep(o.ntasksPerUnit, o.threads);
+        argv.insert(argv.begin(), srun.begin(), srun.end());
+      }
       tasks.push_back({p.units[i].label(), argv, p.unitsDir + "/unit-" + std::to_string(i) + ".log"});
       index.push_back(i);
     }

@@ -8,8 +8,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <utility>
-#include <vector>
 
 namespace robustlab::config {
 namespace {
@@ -58,7 +56,7 @@ void checkArms(const Config& c, const std::string& what) {
 /// Each section's rules beyond a field's own type and range, in one place: the training options'
 /// and attack options' own validate() (one rule each, shared with code that builds them directly),
 /// the data source's required keys, the arms' references.
-void validateStage(const StageConfig& s, const std::string& what, const std::string& section) {
+void validateStage(const StageConfig& s, const std::string& what, const std::string& section, const std::string& arch) {
   try {
     s.train.validate();
   } catch (const std::invalid_argument& e) {
@@ -74,6 +72,9 @@ void validateStage(const StageConfig& s, const std::string& what, const std::str
     asConfigError(std::invalid_argument(why), what, section);
   if (s.contrastive.dualBatchNorm && s.mode != "adv-contrastive")
     throw ConfigError(what + ": field '" + section + ".dual_bn': needs mode = \"adv-contrastive\" (it keeps the adversarial view's BatchNorm statistics apart), mode is \"" + s.mode + "\"");
+  // sync_batchnorm reaches the BatchNorm layers robustlab builds; a TorchScript model's are inside its script.
+  if (s.train.syncBatchNorm && arch == "torchscript")
+    throw ConfigError(what + ": field '" + section + ".sync_batchnorm': not available for model.arch = \"torchscript\" (its BatchNorm layers are inside the script), expected false");
 }
 
 void validateData(const DataConfig& d, const std::string& what) {
@@ -159,26 +160,15 @@ void validateRobustness(const RobustnessConfig& r, const std::string& what) {
     }
 }
 
-/// sync_batchnorm reaches the BatchNorm layers robustlab builds; a TorchScript model's are inside its script.
-void validateSyncBatchNorm(const Config& c, const std::string& what) {
-  if (c.model.arch != "torchscript") return;
-  std::vector<std::pair<std::string, const StageConfig*>> stages{{"train", &c.train}, {"pretrain", &c.pretrain}, {"finetune", &c.finetune}};
-  for (const auto& [n, v] : c.variants) stages.emplace_back("pretrain.variants." + n, &v);
-  for (const auto& [section, s] : stages)
-    if (s->train.syncBatchNorm)
-      throw ConfigError(what + ": field '" + section + ".sync_batchnorm': not available for model.arch = \"torchscript\" (its BatchNorm layers are inside the script), expected false");
-}
-
 }  // namespace
 
 void validate(const Config& c, const std::string& what) {
   validateNames(c, what);
   validateData(c.data, what);
-  validateStage(c.train, what, "train");
-  validateStage(c.pretrain, what, "pretrain");
-  for (const auto& [n, v] : c.variants) validateStage(v, what, "pretrain.variants." + n);
-  validateStage(c.finetune, what, "finetune");
-  validateSyncBatchNorm(c, what);
+  validateStage(c.train, what, "train", c.model.arch);
+  validateStage(c.pretrain, what, "pretrain", c.model.arch);
+  for (const auto& [n, v] : c.variants) validateStage(v, what, "pretrain.variants." + n, c.model.arch);
+  validateStage(c.finetune, what, "finetune", c.model.arch);
   checkArms(c, what);
   validateAttack(c.attack, c.resolvedPrecision, what);
   validateAttackClasses(c.attack, c.finetune, what);

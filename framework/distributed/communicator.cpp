@@ -94,6 +94,9 @@ std::shared_ptr<Communicator> theWorld;
 std::mutex worldMutex;
 
 #ifdef ROBUSTLAB_WITH_NCCL
+/// CUDA devices this process sees (0 without CUDA).
+int cudaDevices() { return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0; }
+
 /// c10d's NCCL group for CUDA tensors, on this rank's GPU (device LOCAL_RANK, made current: a tensor
 /// made for `cuda` lands there), checked at once by one sum over the ranks.
 c10::intrusive_ptr<c10d::ProcessGroupNCCL> openNccl(const RankInfo& info, const c10::intrusive_ptr<c10d::Store>& store,
@@ -135,7 +138,7 @@ void Communicator::checkBackend(const std::string& backend, int ranksOnHost) {
     throw std::invalid_argument("ROBUSTLAB_DIST_BACKEND='nccl': this build has no NCCL (configure a CUDA LibTorch build with -DROBUSTLAB_NCCL=ON), expected auto or gloo");
 #ifdef ROBUSTLAB_WITH_NCCL
   // NCCL needs a GPU of its own per rank.
-  const int gpus = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  const int gpus = cudaDevices();
   if (backend == "nccl" && ranksOnHost > gpus)
     throw std::invalid_argument("ROBUSTLAB_DIST_BACKEND='nccl': " + std::to_string(ranksOnHost) + " ranks on this host and " + std::to_string(gpus) +
                                 " CUDA devices; NCCL needs one device per rank (gloo shares them)");
@@ -156,7 +159,7 @@ std::shared_ptr<Communicator> Communicator::connect(const RankInfo& info, std::c
     c->impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(c->impl_->store, info.rank, info.worldSize, options);
 #ifdef ROBUSTLAB_WITH_NCCL
     // Auto takes NCCL when every rank on this host has a GPU of its own.
-    const int gpus = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+    const int gpus = cudaDevices();
     if (backend == "nccl" || (backend == "auto" && gpus > 0 && info.localWorldSize <= gpus)) c->impl_->nccl = openNccl(info, c->impl_->store, timeout);
 #endif
   } catch (const std::invalid_argument&) {

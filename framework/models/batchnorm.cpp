@@ -33,7 +33,7 @@ void BatchNormImplBase<2, BatchNorm2dImpl>::pretty_print(std::ostream& stream) c
 
 namespace robustlab {
 
-torch::Tensor normaliseAcrossRanks(const torch::Tensor& input, torch::nn::BatchNormOptions& options, const torch::Tensor& weight,
+torch::Tensor normaliseAcrossRanks(const torch::Tensor& input, const torch::nn::BatchNormOptions& options, const torch::Tensor& weight,
                                    const torch::Tensor& bias, torch::Tensor& runningMean, torch::Tensor& runningVar,
                                    torch::Tensor& batchesTracked, BatchStatisticsSum& sum) {
   // Statistics in fp32 at least (bf16 activations too: LibTorch's batch norm also accumulates in fp32).

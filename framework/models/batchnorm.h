@@ -41,7 +41,7 @@ class BatchStatisticsSum {
 /// count, mean and (biased) variance are summed into one table (each rank's row, zeros elsewhere), then
 /// combined by Chan et al.'s pairwise formula in fp64 alike on every rank; the running statistics take the
 /// whole batch's mean and unbiased variance, as one process given the whole batch would.
-torch::Tensor normaliseAcrossRanks(const torch::Tensor& input, torch::nn::BatchNormOptions& options, const torch::Tensor& weight,
+torch::Tensor normaliseAcrossRanks(const torch::Tensor& input, const torch::nn::BatchNormOptions& options, const torch::Tensor& weight,
                                    const torch::Tensor& bias, torch::Tensor& runningMean, torch::Tensor& runningVar,
                                    torch::Tensor& batchesTracked, BatchStatisticsSum& sum);
 

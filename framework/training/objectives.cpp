@@ -19,7 +19,7 @@ void Shard::reduceGradients(const std::vector<torch::Tensor>& params, bool globa
   if (!comm || comm->size() == 1) return;
   torch::NoGradGuard noGrad;
   std::vector<torch::Tensor> grads;
-  const double w = globalLoss ? 1.0 : weight();
+  const double w = lossShare(globalLoss);
   for (const auto& p : params) {
     auto& g = const_cast<torch::Tensor&>(p).mutable_grad();
     if (!g.defined()) g = torch::zeros_like(p);

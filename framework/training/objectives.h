@@ -37,6 +37,9 @@ struct Shard {
   int64_t offset = 0, rows = 0, globalRows = 0;
   /// The share of the batch mean this rank's mean stands for.
   double weight() const { return globalRows ? static_cast<double>(rows) / static_cast<double>(globalRows) : 1.0; }
+  /// The share of the batch's loss a rank's loss stands for: weight(), or 1 for a `globalLoss`
+  /// (BatchOutput), computed alike on every rank.
+  double lossShare(bool globalLoss) const { return globalLoss ? 1.0 : weight(); }
   /// Makes every rank's .grad of `params` the whole batch's gradient: each rank's scaled by weight()
   /// (by 1 for a `globalLoss`), then summed over the ranks. A parameter without a gradient on this
   /// rank counts as zeros. Nothing to do without `comm`.

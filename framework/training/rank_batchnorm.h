@@ -16,9 +16,9 @@ class RankBatchStatistics : public BatchStatisticsSum {
   int rank() const override;
   int ranks() const override;
   torch::Tensor sum(const torch::Tensor& t) override;
-  /// The share of the batch's loss this rank's loss stands for (Shard::weight, 1 for a loss computed
-  /// alike on every rank): the backward sums the ranks' gradients of the statistics each scaled by its
-  /// share, then divides by this rank's, since the trainer scales this rank's whole gradient by it.
+  /// The share of the batch's loss this rank's loss stands for (Shard::lossShare): the backward sums
+  /// the ranks' gradients of the statistics each scaled by its share, then divides by this rank's,
+  /// since the trainer scales this rank's whole gradient by it.
   void setLossShare(double share) { share_ = share; }
   double lossShare() const { return share_; }
   Communicator& communicator() { return comm_; }

@@ -134,12 +134,12 @@ StepTally trainStep(ClassifierImpl& model, TrainingObjective& objective, const D
     y = y.slice(0, shard.offset, shard.offset + shard.rows);
   }
   objective.setShard(shard);
-  if (sync) sync->setLossShare(shard.weight());
+  if (sync) sync->setLossShare(shard.lossShare(false));  // until the objective says whether its loss is global
   BatchOutput out;
   {
     PrecisionGuard precision(opt.precision);
     out = objective.batch(model, x.to(device), y.to(device), objectiveGen);
-    if (sync && out.globalLoss) sync->setLossShare(1);
+    if (sync) sync->setLossShare(shard.lossShare(out.globalLoss));
     // Backpropagated without autocast, as autograd's backward is meant to run, but under the
     // guard: where oneDNN is held below AVX-512 it keeps bf16 off oneDNN, which then cannot
     // compute it ("could not create a primitive descriptor iterator" from the backward otherwise).
