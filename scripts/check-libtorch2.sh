@@ -3,7 +3,10 @@
 # GPU: Debian trixie's libtorch-dev (2.6) in a debootstrapped root kept in a cache folder and reused.
 # Every TORCH_VERSION branch for 2.x is compiled for real there. Used by .ci/run after the main suite.
 #
-#   bash scripts/check-libtorch2.sh [--areas "[data],[config],..."] [--keep-going]
+#   bash scripts/check-libtorch2.sh [--areas "[data],[config],..."] [--sync-only]
+#
+# --sync-only: make (or reuse) the root and copy the working tree to its /src/robustlab, then stop
+# (scripts/check-nccl-build.sh builds from there).
 #
 # Environment: ROBUSTLAB_TRIXIE_ROOT (default /var/cache/robustlab/trixie-root), ROBUSTLAB_TRIXIE_MIRROR
 # (default: the host's Debian mirror). Exit codes: 0 built and passed, or the root could not be made
@@ -16,7 +19,14 @@ root=${ROBUSTLAB_TRIXIE_ROOT:-/var/cache/robustlab/trixie-root}
 # the tiny experiment), with every TORCH_VERSION branch and the TorchScript code compiled and run;
 # [kernels] on the best kernel path of this CPU.
 areas="[data],[config],[models],[kernels],[statistics],[torchscript],[distributed]"
-[ "${1:-}" = "--areas" ] && { areas=$2; shift 2; }
+syncOnly=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --areas) areas=$2; shift 2 ;;
+    --sync-only) syncOnly=1; shift ;;
+    *) echo "check-libtorch2: unknown option '$1': expected --areas LIST or --sync-only"; exit 2 ;;
+  esac
+done
 mirror=${ROBUSTLAB_TRIXIE_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
   grep -vE '^[[:space:]]*#' | grep -oE 'https?://[^ ]*/debian/?( |$)' | head -1 | tr -d ' ' || true)}
 mirror=${mirror:-http://deb.debian.org/debian}
@@ -121,6 +131,7 @@ done
   [ -e "$stage/$f" ] || rm -f "$src/$f"
 done
 rm -rf "$stage"
+[ "$syncOnly" = 1 ] && { echo "check-libtorch2: the working tree is in $src"; exit 0; }
 torch=$(awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH)/ {print $3}' "$root/usr/include/torch/csrc/api/include/torch/version.h" 2>/dev/null | paste -sd.)
 echo "check-libtorch2: LibTorch ${torch:-?} in the root; building (ccache in the root's /root/.ccache)"
 inRoot sh -c "cmake -S /src/robustlab -B /src/build -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=/opt/catch2-v2 >/src/cmake.log 2>&1" ||

@@ -29,6 +29,12 @@ byHand() {  # byHand OUT [extra args of rank 1]: two ranks with torchrun's varia
 "$bin" "${args[@]}" --nproc 2 -o "$work/b.h5" >/dev/null || fail "--nproc 2, again"
 same "$work/a.h5" "$work/b.h5"
 echo "--nproc 2: a rerun is the same bit for bit"
+# Polling a collective or sleeping on it at once is timing only: the same weights.
+ROBUSTLAB_DIST_POLL_US=0 "$bin" "${args[@]}" --nproc 2 -o "$work/sleep.h5" >/dev/null || fail "--nproc 2, sleeping on collectives"
+same "$work/a.h5" "$work/sleep.h5"
+ROBUSTLAB_DIST_POLL_US=soon "$bin" "${args[@]}" --nproc 2 -o "$work/p.h5" >/dev/null 2>"$work/p.err" && fail "ROBUSTLAB_DIST_POLL_US=soon ran"
+[ "$(grep -c . "$work/p.err")" = 1 ] && grep -q "ROBUSTLAB_DIST_POLL_US='soon'" "$work/p.err" || { cat "$work/p.err"; fail "a bad poll limit: expected one line naming it"; }
+echo "--nproc 2 sleeping on every collective (ROBUSTLAB_DIST_POLL_US=0): the same weights as polling"
 byHand "$work/c.h5" || { cat "$work"/c.h5.err*; fail "ranks started with torchrun's variables"; }
 same "$work/a.h5" "$work/c.h5"
 echo "ranks started with torchrun's variables: the same weights as --nproc 2"

@@ -152,6 +152,30 @@ TEST_CASE("Collectives over two ranks: bucketed sums, uneven gathers, broadcasts
   });
 }
 
+TEST_CASE("A collective is polled only while every rank's threads have a CPU, and ends alike polled, slept on or late",
+          "[distributed]") {
+  using std::chrono::microseconds;
+  CHECK(defaultPollLimit(2, 1, 2) == Communicator::kPollLimit);  // --nproc 2 x 1 thread on 2 CPUs
+  CHECK(defaultPollLimit(1, 2, 2) == Communicator::kPollLimit);
+  CHECK(defaultPollLimit(2, 2, 2) == microseconds(0));  // oversubscribed: sleep at once
+  CHECK(defaultPollLimit(4, 1, 2) == microseconds(0));
+  CHECK(defaultPollLimit(2, 1, 1) == microseconds(0));  // two ranks bound to one CPU
+  // The same sums whether a rank polls, sleeps at once, or polls past its limit because the other
+  // rank comes 100 ms late (then sleeps until it does).
+  for (const auto poll : {microseconds(0), microseconds(1000), microseconds(500000)}) {
+    test::onRanks(2, [&](Communicator& c) {
+      c.setPollLimit(poll);
+      CHECK(c.pollLimit() == poll);
+      if (c.rank() == 1) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::vector<torch::Tensor> t{torch::full({5}, static_cast<double>(c.rank()) + 0.25, torch::kFloat64)};
+      c.allReduceSum(t);
+      CHECK(torch::equal(t[0], torch::full({5}, 1.5, torch::kFloat64)));
+      CHECK(c.sum(std::vector<int64_t>{c.rank() + 1}) == std::vector<int64_t>{3});
+      c.barrier();
+    });
+  }
+}
+
 TEST_CASE("Two ranks take one process's optimiser step on the same global batch, step by step, within the fp32 summation bound",
           "[distributed]") {
   // The small CNN has no BatchNorm and no dropout: a rank's rows are independent of the others', so the

@@ -3,7 +3,9 @@
 # of the small CNN on 10,000 Fashion-MNIST images, batch 128, as 2 ranks x 1 thread (--nproc 2) against
 # 1 process x 1 thread and 1 process with the per-core chunks (threads = 0), fp32 and bf16, and clean
 # training with batch 512 (four times the work per gradient sum), in interleaved rounds. Each run trains 2 epochs; the second epoch's seconds count (the first warms
-# oneDNN's primitives), and for 2 ranks also its seconds in collectives (comm_seconds).
+# oneDNN's primitives), and for 2 ranks also its seconds in collectives (comm_seconds). The "-sleep" rows
+# run 2 ranks that sleep on every collective at once (ROBUSTLAB_DIST_POLL_US=0) instead of polling it
+# first (the default when each rank has a CPU of its own), the reference for the poll.
 #   experiments/bench/data_parallel.sh [BINARY] [ROUNDS]
 set -euo pipefail
 bin=${1:-build/robustlab}
@@ -16,9 +18,11 @@ pgd=(--set 'train.objective="pgd"' --set train.adv_steps=10)
 declare -A runs=(
   [clean-fp32-1x1]="--threads 1"
   [clean-fp32-2ranks]="--threads 1 --nproc 2"
+  [clean-fp32-2ranks-sleep]="SLEEP --threads 1 --nproc 2"
   [clean-fp32-threads0]="--threads 0"
   [pgd10-fp32-1x1]="PGD --threads 1"
   [pgd10-fp32-2ranks]="PGD --threads 1 --nproc 2"
+  [pgd10-fp32-2ranks-sleep]="PGD SLEEP --threads 1 --nproc 2"
   [pgd10-fp32-threads0]="PGD --threads 0"
   [clean-bf16-2ranks]="BF16 --threads 1 --nproc 2"
   [clean-bf16-threads0]="BF16 --threads 0"
@@ -27,21 +31,24 @@ declare -A runs=(
   [clean512-fp32-1x1]="B512 --threads 1"
   [clean512-fp32-2ranks]="B512 --threads 1 --nproc 2"
 )
-order=(clean-fp32-1x1 clean-fp32-2ranks clean-fp32-threads0 pgd10-fp32-1x1 pgd10-fp32-2ranks pgd10-fp32-threads0
+order=(clean-fp32-1x1 clean-fp32-2ranks clean-fp32-2ranks-sleep clean-fp32-threads0 pgd10-fp32-1x1 pgd10-fp32-2ranks
+       pgd10-fp32-2ranks-sleep pgd10-fp32-threads0
        clean-bf16-2ranks clean-bf16-threads0 pgd10-bf16-2ranks pgd10-bf16-threads0 clean512-fp32-1x1 clean512-fp32-2ranks)
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; $(date -u +%Y-%m-%dT%H:%MZ)"
 for r in $(seq 1 "$rounds"); do
   for name in "${order[@]}"; do
     args=()
+    poll=  # unset: the default
     for w in ${runs[$name]}; do
       case $w in
+        SLEEP) poll=0 ;;
         PGD) args+=("${pgd[@]}") ;;
         BF16) args+=(--set 'precision="bf16"') ;;
         B512) args+=(--set train.batch_size=512) ;;
         *) args+=("$w") ;;
       esac
     done
-    "$bin" "${common[@]}" "${args[@]}" -o "$work/$name-$r.h5" >/dev/null
+    ROBUSTLAB_DIST_POLL_US=$poll "$bin" "${common[@]}" "${args[@]}" -o "$work/$name-$r.h5" >/dev/null
   done
 done
 /usr/bin/python3 - "$work" "$rounds" "${order[@]}" <<'PY'
@@ -68,6 +75,7 @@ def ratio(a, b):
 print()
 for kind in ("clean-fp32", "pgd10-fp32", "clean512-fp32"):
     print(f"{kind}: 2 ranks / 1 process x 1 thread = {ratio(kind + '-2ranks', kind + '-1x1'):.2f}x; "
+          + (f"sleeping on collectives {ratio(kind + '-2ranks-sleep', kind + '-1x1'):.2f}x; " if kind + '-2ranks-sleep' in rows else "")
           + (f"2 ranks / threads 0 = {ratio(kind + '-2ranks', kind + '-threads0'):.2f}x" if kind + '-threads0' in rows else ""))
 for kind in ("clean-bf16", "pgd10-bf16"):
     print(f"{kind}: 2 ranks / threads 0 = {ratio(kind + '-2ranks', kind + '-threads0'):.2f}x")

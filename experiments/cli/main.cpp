@@ -94,10 +94,29 @@ bool dataParallel(const char* name, int argc, char** argv) {
   return false;
 }
 
-/// ROBUSTLAB_DIST_BACKEND, "auto" when unset.
-std::string distBackend() {
-  const char* backend = std::getenv("ROBUSTLAB_DIST_BACKEND");
-  return backend && *backend ? backend : "auto";
+/// The ranks' settings from the environment, each checked (one line naming the variable).
+struct DistSettings {
+  std::string backend = "auto";  ///< ROBUSTLAB_DIST_BACKEND
+  long timeoutSeconds = 300;     ///< ROBUSTLAB_DIST_TIMEOUT: the meeting and every collective
+  long pollMicros = -1;          ///< ROBUSTLAB_DIST_POLL_US: polling a collective before sleeping (-1: by the load)
+};
+
+/// The environment variable `name` as a whole number >= `least`, `unset` when it is unset or empty.
+long wholeFromEnvironment(const char* name, long unset, long least, const char* expected) {
+  const char* t = std::getenv(name);
+  if (!t || !*t) return unset;
+  char* end = nullptr;
+  const long v = std::strtol(t, &end, 10);
+  if (*end != '\0' || v < least) throw std::invalid_argument(std::string("environment variable ") + name + "='" + t + "': expected " + expected);
+  return v;
+}
+
+DistSettings distSettings() {
+  DistSettings d;
+  if (const char* backend = std::getenv("ROBUSTLAB_DIST_BACKEND"); backend && *backend) d.backend = backend;
+  d.timeoutSeconds = wholeFromEnvironment("ROBUSTLAB_DIST_TIMEOUT", d.timeoutSeconds, 1, "whole seconds >= 1");
+  d.pollMicros = wholeFromEnvironment("ROBUSTLAB_DIST_POLL_US", d.pollMicros, 0, "whole microseconds >= 0");
+  return d;
 }
 
 /// Joins the job the environment describes (torchrun's variables, an srun step) when it has several
@@ -108,14 +127,10 @@ void joinRanks() {
   // group and first sum on a one-GPU machine); its work is then computed as one process's.
   const char* force = std::getenv("ROBUSTLAB_DIST_FORCE_GROUP");
   if (!info.distributed() && !(force && std::strcmp(force, "1") == 0)) return;
-  long seconds = 300;
-  if (const char* t = std::getenv("ROBUSTLAB_DIST_TIMEOUT"); t && *t) {
-    char* end = nullptr;
-    seconds = std::strtol(t, &end, 10);
-    if (*end != '\0' || seconds < 1)
-      throw std::invalid_argument(std::string("environment variable ROBUSTLAB_DIST_TIMEOUT='") + t + "': expected whole seconds >= 1");
-  }
-  robustlab::setWorldCommunicator(robustlab::Communicator::connect(info, std::chrono::seconds(seconds), distBackend()));
+  const DistSettings d = distSettings();
+  auto comm = robustlab::Communicator::connect(info, std::chrono::seconds(d.timeoutSeconds), d.backend);
+  if (d.pollMicros >= 0) comm->setPollLimit(std::chrono::microseconds(d.pollMicros));
+  robustlab::setWorldCommunicator(std::move(comm));
   if (info.rank != 0) {
     robustlab::Progress::setQuiet(true);
     if (!std::freopen("/dev/null", "w", stdout)) throw std::runtime_error("rank " + std::to_string(info.rank) + ": cannot silence stdout");
@@ -155,8 +170,8 @@ int main(int argc, char** argv) {
           if (info.distributed())
             throw std::invalid_argument("--nproc: this process is already rank " + std::to_string(info.rank) + " of " + std::to_string(info.worldSize) +
                                         " (set by " + info.launcher + "); let one launcher start the ranks");
-          // A backend that cannot be had is refused once, here, before any rank starts.
-          robustlab::Communicator::checkBackend(distBackend(), nproc);
+          // Settings that cannot be had are refused once, here, before any rank starts.
+          robustlab::Communicator::checkBackend(distSettings().backend, nproc);
           return robustlab::launchLocalRanks(nproc, std::vector<std::string>(argv, argv + argc));
         }
         joinRanks();

@@ -4,6 +4,9 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/version.h>
+#include <ATen/Parallel.h>
+
+#include <sched.h>
 #ifdef ROBUSTLAB_WITH_NCCL
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -17,6 +20,7 @@
 #include <mutex>
 #include <numeric>
 #include <stdexcept>
+#include <thread>
 
 namespace robustlab {
 
@@ -44,8 +48,14 @@ namespace {
 
 std::string firstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 
-/// Waits for a collective; any failure of it (a peer gone, the timeout) becomes one PeerFailure.
-void finish(const c10::intrusive_ptr<c10d::Work>& work, int rank, const char* what) {
+/// Waits for a collective, polling it for up to `poll` first (Communicator::pollLimit); any failure of
+/// it (a peer gone, the timeout) becomes one PeerFailure. A peer that hangs ends the poll at its limit,
+/// and the wait at the group's timeout, as before.
+void finish(const c10::intrusive_ptr<c10d::Work>& work, int rank, const char* what, std::chrono::microseconds poll) {
+  if (poll.count() > 0) {
+    const auto until = std::chrono::steady_clock::now() + poll;
+    while (!work->isCompleted() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  }
   try {
     work->wait();
   } catch (const std::exception& e) {
@@ -174,6 +184,20 @@ std::shared_ptr<Communicator> Communicator::connect(const RankInfo& info, std::c
 
 Communicator::~Communicator() = default;
 
+std::chrono::microseconds Communicator::pollLimit() const {
+  if (pollLimit_ != kPollAuto) return pollLimit_;
+  static const int cpus = [] {
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  }();
+  return defaultPollLimit(info_.localWorldSize, at::get_num_threads(), cpus);
+}
+
+std::chrono::microseconds defaultPollLimit(int localRanks, int threadsPerRank, int cpus) {
+  const bool ownCpus = static_cast<int64_t>(localRanks) * threadsPerRank <= cpus;
+  return ownCpus ? Communicator::kPollLimit : std::chrono::microseconds(0);
+}
+
 namespace {
 
 /// Runs `op` on flat buckets of `tensors`: consecutive tensors of one dtype up to kBucketBytes (a
@@ -208,7 +232,8 @@ void Communicator::allReduceSum(const std::vector<torch::Tensor>& tensors) {
   if (size() == 1) return;
   CollectiveTimer timer{*this};
   torch::NoGradGuard noGrad;
-  inBuckets(tensors, [&](std::vector<at::Tensor>& bucket) { finish(impl_->allreduce(bucket), rank(), "summing gradients"); });
+  const auto poll = pollLimit();
+  inBuckets(tensors, [&](std::vector<at::Tensor>& bucket) { finish(impl_->allreduce(bucket), rank(), "summing gradients", poll); });
 }
 
 torch::Tensor Communicator::allGather(const torch::Tensor& t, std::vector<int64_t>* rowsPerRank) {
@@ -221,7 +246,8 @@ torch::Tensor Communicator::allGather(const torch::Tensor& t, std::vector<int64_
   std::vector<at::Tensor> count{torch::full({1}, t.size(0), torch::kInt64)};
   std::vector<std::vector<at::Tensor>> counts(1);
   for (int r = 0; r < size(); ++r) counts[0].push_back(torch::empty({1}, torch::kInt64));
-  finish(impl_->group->allgather(counts, count), rank(), "gathering row counts");
+  const auto poll = pollLimit();
+  finish(impl_->group->allgather(counts, count), rank(), "gathering row counts", poll);
   std::vector<int64_t> rows;
   for (const auto& c : counts[0]) rows.push_back(c.item<int64_t>());
   const int64_t most = *std::max_element(rows.begin(), rows.end());
@@ -240,7 +266,7 @@ torch::Tensor Communicator::allGather(const torch::Tensor& t, std::vector<int64_
   std::vector<at::Tensor> in{padded};
   std::vector<std::vector<at::Tensor>> out(1);
   for (int r = 0; r < size(); ++r) out[0].push_back(torch::empty(shape, padded.options()));
-  finish(impl_->group->allgather(out, in), rank(), "gathering tensors");
+  finish(impl_->group->allgather(out, in), rank(), "gathering tensors", poll);
   std::vector<torch::Tensor> parts;
   for (int r = 0; r < size(); ++r) parts.push_back(out[0][r].slice(0, 0, rows[r]));
   if (rowsPerRank) *rowsPerRank = rows;
@@ -253,13 +279,14 @@ void Communicator::broadcast(const std::vector<torch::Tensor>& tensors, int root
   torch::NoGradGuard noGrad;
   c10d::BroadcastOptions o;
   o.rootRank = root;
-  inBuckets(tensors, [&](std::vector<at::Tensor>& bucket) { finish(impl_->broadcast(bucket, o), rank(), "receiving rank 0's tensors"); });
+  const auto poll = pollLimit();
+  inBuckets(tensors, [&](std::vector<at::Tensor>& bucket) { finish(impl_->broadcast(bucket, o), rank(), "receiving rank 0's tensors", poll); });
 }
 
 void Communicator::barrier() {
   if (size() == 1) return;
   CollectiveTimer timer{*this};
-  finish(impl_->group->barrier(), rank(), "waiting");
+  finish(impl_->group->barrier(), rank(), "waiting", pollLimit());
 }
 
 void Communicator::checkSame(const std::string& what, const std::string& value) {

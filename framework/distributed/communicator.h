@@ -60,6 +60,17 @@ class Communicator {
   /// Overwrites each tensor with rank `root`'s (in flat buckets, as allReduceSum).
   void broadcast(const std::vector<torch::Tensor>& tensors, int root = 0);
   void barrier();
+  /// How long a rank polls a collective, yielding its CPU, before it sleeps on it. Waking a sleeping
+  /// process took longer on a 2-vCPU VM than the small CNN's whole gradient sum (BENCHMARKS.md,
+  /// "waiting for a collective"). Polling pays only while each compute thread of this host's ranks has a
+  /// CPU of its own, so the default (kPollAuto) polls up to kPollLimit when localWorldSize x
+  /// at::get_num_threads() <= the CPUs this process may run on, and sleeps at once when they share CPUs,
+  /// as Open MPI does when oversubscribed. Zero: always sleep; positive: poll that long whatever the load.
+  void setPollLimit(std::chrono::microseconds limit) { pollLimit_ = limit; }
+  static constexpr std::chrono::microseconds kPollAuto{-1};
+  static constexpr std::chrono::microseconds kPollLimit{20000};
+  /// The poll limit for the next collective (kPollAuto resolved against the present thread count).
+  std::chrono::microseconds pollLimit() const;
   /// Seconds this rank has spent in collectives so far (waiting for slower ranks included).
   double collectiveSeconds() const { return collectiveSeconds_; }
   /// Throws std::invalid_argument naming the first rank whose `value` differs from rank 0's (`what`
@@ -72,8 +83,13 @@ class Communicator {
   std::unique_ptr<Impl> impl_;
   RankInfo info_;
   double collectiveSeconds_ = 0;
+  std::chrono::microseconds pollLimit_ = kPollAuto;
   friend struct CollectiveTimer;
 };
+
+/// Communicator::pollLimit's default rule: kPollLimit while `localRanks` x `threadsPerRank` compute
+/// threads fit in `cpus`, else zero (sleep at once).
+std::chrono::microseconds defaultPollLimit(int localRanks, int threadsPerRank, int cpus);
 
 /// `comm` when it joins several ranks, else null (no group, or a group of one): the one test of
 /// "this work is data-parallel".

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Compiles and links robustlab's NCCL path (cmake -DROBUSTLAB_NCCL=ON: c10d's ProcessGroupNCCL in
+# framework/distributed/communicator.cpp) against Debian trixie's CUDA LibTorch 2.6, without a GPU.
+#
+# The packages are unpacked, not installed, under /opt/torch-cuda of the LibTorch 2.x root that
+# scripts/check-libtorch2.sh makes: libtorch-cuda-dev and libtorch-cuda-2.6 (contrib), libnccl-dev
+# (contrib, nccl.h), nvidia-cuda-dev and libcudart12 (non-free, CUDA 12.4's headers and runtime).
+# The root's CPU LibTorch 2.6 has the same headers but for two generated CUDA ones, which
+# NCCL_INCLUDE_DIR (/opt/torch-cuda/usr/include) supplies; robustlab is then linked with the CUDA
+# build's libtorch_cuda.so and libc10_cuda.so, so every c10d and CUDA call of the NCCL path is
+# resolved against the library that will run it. Nothing runs: those libraries need a GPU driver and
+# cuDNN. About 1.5 GB of packages are downloaded once (checked against the mirror's SHA256 sums) into
+# /var/cache/robustlab/cuda-debs. Not part of .ci/run (the download); a GPU machine's check
+# (experiments/bench/gpu_check.sh) builds the same option against its own LibTorch and runs it.
+#
+#   bash scripts/check-nccl-build.sh
+#
+# Environment: ROBUSTLAB_TRIXIE_ROOT, ROBUSTLAB_TRIXIE_MIRROR (as check-libtorch2.sh), ROBUSTLAB_CUDA_DEBS
+# (the download cache). Exit codes: 0 built and linked, or skipped (one line says why); 1 a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=${ROBUSTLAB_TRIXIE_ROOT:-/var/cache/robustlab/trixie-root}
+debs=${ROBUSTLAB_CUDA_DEBS:-/var/cache/robustlab/cuda-debs}
+mirror=${ROBUSTLAB_TRIXIE_MIRROR:-http://deb.debian.org/debian}
+start=$(date +%s)
+skip() { echo "check-nccl-build: SKIPPED: $*"; exit 0; }
+fail() { echo "check-nccl-build: FAILED: $*"; exit 1; }
+
+bash scripts/check-libtorch2.sh --sync-only | sed 's/^/  /'
+[ -f "$root/.robustlab-ready" ] && [ -d "$root/src/robustlab" ] || skip "no LibTorch 2.x root (check-libtorch2.sh said why above)"
+
+# section:package pairs; each package's file name and SHA256 from the mirror's trixie index.
+packages=(contrib:libtorch-cuda-dev contrib:libtorch-cuda-2.6 contrib:libnccl-dev non-free:nvidia-cuda-dev non-free:libcudart12)
+mkdir -p "$debs"
+for section in contrib non-free; do
+  curl -fsS -o "$debs/Packages-$section.xz" "$mirror/dists/trixie/$section/binary-amd64/Packages.xz" ||
+    skip "cannot read $mirror/dists/trixie/$section/binary-amd64/Packages.xz (no network to the Debian mirror?)"
+done
+opt="$root/opt/torch-cuda"
+stamp="$opt/.unpacked"
+wanted=""
+for entry in "${packages[@]}"; do
+  section=${entry%%:*} package=${entry#*:}
+  read -r file sum < <(xz -dc "$debs/Packages-$section.xz" | awk -v p="$package" '
+    $0 == "Package: " p {f = 1} f && /^Filename:/ {file = $2} f && /^SHA256:/ {sum = $2} f && /^$/ {print file, sum; exit}')
+  [ -n "${file:-}" ] || fail "package $package is not in trixie's $section index at $mirror"
+  deb="$debs/$(basename "$file")"
+  if ! echo "$sum  $deb" | sha256sum -c --quiet 2>/dev/null; then
+    echo "check-nccl-build: downloading $(basename "$file")"
+    curl -fsS -o "$deb" "$mirror/$file" || skip "cannot download $mirror/$file"
+    echo "$sum  $deb" | sha256sum -c --quiet || fail "$deb does not match the index's SHA256 ($sum)"
+  fi
+  wanted+="$(basename "$deb") "
+done
+# Unpacked once per set of packages; nvidia-cuda-dev only for its headers and libcudart.so link.
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  rm -rf "$opt" && mkdir -p "$opt"
+  for deb in $wanted; do
+    case $deb in
+      nvidia-cuda-dev_*) dpkg-deb --fsys-tarfile "$debs/$deb" | tar -C "$opt" -x --wildcards './usr/include/*' './usr/lib/x86_64-linux-gnu/libcudart.so' ;;
+      *) dpkg-deb -x "$debs/$deb" "$opt" ;;
+    esac
+  done
+  echo "$wanted" >"$stamp"
+fi
+inc=/opt/torch-cuda/usr/include
+lib=/opt/torch-cuda/usr/lib/x86_64-linux-gnu
+for f in "$opt$inc/nccl.h" "$opt$inc/cuda_runtime_api.h" "$opt$inc/c10/cuda/impl/cuda_cmake_macros.h" "$opt$lib/libtorch_cuda.so"; do
+  [ -e "$f" ] || fail "$f is missing after unpacking (did a package move it?)"
+done
+
+# The NCCL symbols come from the CUDA libraries; what those need in turn (cuBLAS, cuDNN, the driver)
+# is not here and not looked for (ignore-in-shared-libs).
+link="-L$lib -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -lcudart -Wl,--unresolved-symbols=ignore-in-shared-libs -Wl,-rpath-link,$lib"
+echo "check-nccl-build: configuring /src/build-nccl with -DROBUSTLAB_NCCL=ON and building robustlab"
+bash scripts/in-trixie.sh sh -c "cmake -S /src/robustlab -B /src/build-nccl -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=/opt/catch2-v2 \
+    -DROBUSTLAB_NCCL=ON -DNCCL_INCLUDE_DIR=$inc '-DCMAKE_EXE_LINKER_FLAGS=$link' >/src/cmake-nccl.log 2>&1" ||
+  { tail -20 "$root/src/cmake-nccl.log"; fail "CMake configure with -DROBUSTLAB_NCCL=ON failed (log: $root/src/cmake-nccl.log)"; }
+bash scripts/in-trixie.sh sh -c "cmake --build /src/build-nccl --target robustlab -j$(nproc) >/src/build-nccl.log 2>&1" ||
+  { grep -E -A4 'error|Error|undefined reference' "$root/src/build-nccl.log" | head -40; fail "the NCCL build failed (log: $root/src/build-nccl.log)"; }
+# The binary must call the NCCL process group, found in libtorch_cuda.so at link time.
+bin="$root/src/build-nccl/robustlab"
+nm -C --undefined-only "$bin" | grep -q 'c10d::ProcessGroupNCCL::ProcessGroupNCCL' ||
+  fail "$bin does not call c10d::ProcessGroupNCCL: was communicator.cpp built with ROBUSTLAB_WITH_NCCL?"
+readelf -d "$bin" | grep -q 'libtorch_cuda.so' || fail "$bin is not linked with libtorch_cuda.so"
+echo "check-nccl-build: passed: robustlab with ROBUSTLAB_NCCL compiled and linked against CUDA LibTorch 2.6 in $(( $(date +%s) - start )) s"
