@@ -4,7 +4,8 @@
 #
 # The packages are unpacked, not installed, under /opt/torch-cuda of the LibTorch 2.x root that
 # scripts/check-libtorch2.sh makes: libtorch-cuda-dev and libtorch-cuda-2.6 (contrib), libnccl-dev
-# (contrib, nccl.h), nvidia-cuda-dev and libcudart12 (non-free, CUDA 12.4's headers and runtime).
+# (contrib, nccl.h), nvidia-cuda-dev and libcudart12 (non-free, CUDA 12.4's headers and runtime) and
+# libcu++-dev (main, <nv/target>, which CUDA's headers include).
 # The root's CPU LibTorch 2.6 has the same headers but for two generated CUDA ones, which
 # NCCL_INCLUDE_DIR (/opt/torch-cuda/usr/include) supplies; robustlab is then linked with the CUDA
 # build's libtorch_cuda.so and libc10_cuda.so, so every c10d and CUDA call of the NCCL path is
@@ -30,9 +31,9 @@ bash scripts/check-libtorch2.sh --sync-only | sed 's/^/  /'
 [ -f "$root/.robustlab-ready" ] && [ -d "$root/src/robustlab" ] || skip "no LibTorch 2.x root (check-libtorch2.sh said why above)"
 
 # section:package pairs; each package's file name and SHA256 from the mirror's trixie index.
-packages=(contrib:libtorch-cuda-dev contrib:libtorch-cuda-2.6 contrib:libnccl-dev non-free:nvidia-cuda-dev non-free:libcudart12)
+packages=(contrib:libtorch-cuda-dev contrib:libtorch-cuda-2.6 contrib:libnccl-dev non-free:nvidia-cuda-dev non-free:libcudart12 main:libcu++-dev)
 mkdir -p "$debs"
-for section in contrib non-free; do
+for section in main contrib non-free; do
   curl -fsS -o "$debs/Packages-$section.xz" "$mirror/dists/trixie/$section/binary-amd64/Packages.xz" ||
     skip "cannot read $mirror/dists/trixie/$section/binary-amd64/Packages.xz (no network to the Debian mirror?)"
 done
@@ -45,19 +46,21 @@ for entry in "${packages[@]}"; do
     $0 == "Package: " p {f = 1} f && /^Filename:/ {file = $2} f && /^SHA256:/ {sum = $2} f && /^$/ {print file, sum; exit}')
   [ -n "${file:-}" ] || fail "package $package is not in trixie's $section index at $mirror"
   deb="$debs/$(basename "$file")"
-  if ! echo "$sum  $deb" | sha256sum -c --quiet 2>/dev/null; then
+  if ! echo "$sum  $deb" | sha256sum -c --quiet >/dev/null 2>&1; then
     echo "check-nccl-build: downloading $(basename "$file")"
     curl -fsS -o "$deb" "$mirror/$file" || skip "cannot download $mirror/$file"
     echo "$sum  $deb" | sha256sum -c --quiet || fail "$deb does not match the index's SHA256 ($sum)"
   fi
   wanted+="$(basename "$deb") "
 done
-# Unpacked once per set of packages; nvidia-cuda-dev only for its headers and libcudart.so link.
+# Unpacked once per set of packages; nvidia-cuda-dev only for its headers and libcudart.so link,
+# libnccl-dev for nccl.h.
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   rm -rf "$opt" && mkdir -p "$opt"
   for deb in $wanted; do
     case $deb in
       nvidia-cuda-dev_*) dpkg-deb --fsys-tarfile "$debs/$deb" | tar -C "$opt" -x --wildcards './usr/include/*' './usr/lib/x86_64-linux-gnu/libcudart.so' ;;
+      libnccl-dev_*) dpkg-deb --fsys-tarfile "$debs/$deb" | tar -C "$opt" -x --wildcards './usr/include/*' ;;
       *) dpkg-deb -x "$debs/$deb" "$opt" ;;
     esac
   done
@@ -65,7 +68,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
 fi
 inc=/opt/torch-cuda/usr/include
 lib=/opt/torch-cuda/usr/lib/x86_64-linux-gnu
-for f in "$opt$inc/nccl.h" "$opt$inc/cuda_runtime_api.h" "$opt$inc/c10/cuda/impl/cuda_cmake_macros.h" "$opt$lib/libtorch_cuda.so"; do
+for f in "$root$inc/nccl.h" "$root$inc/cuda_runtime_api.h" "$root$inc/c10/cuda/impl/cuda_cmake_macros.h" "$root$lib/libtorch_cuda.so"; do
   [ -e "$f" ] || fail "$f is missing after unpacking (did a package move it?)"
 done
 
@@ -78,9 +81,11 @@ bash scripts/in-trixie.sh sh -c "cmake -S /src/robustlab -B /src/build-nccl -DCM
   { tail -20 "$root/src/cmake-nccl.log"; fail "CMake configure with -DROBUSTLAB_NCCL=ON failed (log: $root/src/cmake-nccl.log)"; }
 bash scripts/in-trixie.sh sh -c "cmake --build /src/build-nccl --target robustlab -j$(nproc) >/src/build-nccl.log 2>&1" ||
   { grep -E -A4 'error|Error|undefined reference' "$root/src/build-nccl.log" | head -40; fail "the NCCL build failed (log: $root/src/build-nccl.log)"; }
-# The binary must call the NCCL process group, found in libtorch_cuda.so at link time.
+# The binary must call the NCCL process group, found in libtorch_cuda.so at link time (the linker
+# refuses a symbol of robustlab's own objects that no library defines). grep -c reads all its input:
+# grep -q would end nm early, and pipefail would take nm's broken pipe for a failure.
 bin="$root/src/build-nccl/robustlab"
-nm -C --undefined-only "$bin" | grep -q 'c10d::ProcessGroupNCCL::ProcessGroupNCCL' ||
+nm -C --undefined-only "$bin" | grep -c 'c10d::ProcessGroupNCCL::ProcessGroupNCCL' >/dev/null ||
   fail "$bin does not call c10d::ProcessGroupNCCL: was communicator.cpp built with ROBUSTLAB_WITH_NCCL?"
-readelf -d "$bin" | grep -q 'libtorch_cuda.so' || fail "$bin is not linked with libtorch_cuda.so"
+readelf -d "$bin" | grep -c 'NEEDED.*libtorch_cuda.so' >/dev/null || fail "$bin is not linked with libtorch_cuda.so"
 echo "check-nccl-build: passed: robustlab with ROBUSTLAB_NCCL compiled and linked against CUDA LibTorch 2.6 in $(( $(date +%s) - start )) s"
