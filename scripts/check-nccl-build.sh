@@ -27,6 +27,7 @@ start=$(date +%s)
 skip() { echo "check-nccl-build: SKIPPED: $*"; exit 0; }
 fail() { echo "check-nccl-build: FAILED: $*"; exit 1; }
 
+for tool in curl xz dpkg-deb nm readelf; do command -v $tool >/dev/null || skip "$tool is not installed (scripts/setup.sh installs it)"; done
 bash scripts/check-libtorch2.sh --sync-only | sed 's/^/  /'
 [ -f "$root/.robustlab-ready" ] && [ -d "$root/src/robustlab" ] || skip "no LibTorch 2.x root (check-libtorch2.sh said why above)"
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs every Debian package robustlab needs (debootstrap: scripts/check-libtorch2.sh). Idempotent:
+# Installs every Debian package robustlab needs (debootstrap: scripts/check-libtorch2.sh; curl, xz-utils:
+# scripts/check-nccl-build.sh). Idempotent:
 # packages already present are skipped.
 set -euo pipefail
 
 packages=(
-  build-essential cmake ccache pkg-config debootstrap
+  build-essential cmake ccache pkg-config debootstrap curl xz-utils
   libtorch-dev libgloo-dev libopenblas0-pthread
   libhdf5-dev hdf5-tools
   libboost-dev libboost-math-dev
