@@ -106,6 +106,13 @@ if [ -x "$bin" ] && [ "${GPU_CHECK_DP:-1}" = 1 ] && [ "$(left)" -gt 150 ]; then
   {
     echo "-- 2 ranks on one GPU, auto (Gloo)"
     run_rl "$(upto 60)" "$bin" "${dp[@]}" --nproc 2 -o $res/dp-auto.h5; echo "exit $?"
+    # torchrun itself (Debian's, built without libuv, cannot start; PyTorch's wheel has it).
+    if command -v torchrun > /dev/null; then
+      echo "-- torchrun --nproc_per_node 2 --no_python (the same job)"
+      run_rl "$(upto 60)" torchrun --nproc_per_node 2 --no_python "$bin" "${dp[@]}" -o $res/dp-torchrun.h5 > $res/torchrun.log 2>&1
+      echo "exit $?"; tail -3 $res/torchrun.log
+      python3 tests/same_weights.py $res/dp-auto.h5 $res/dp-torchrun.h5 2>&1 | tail -1 && echo "(compared with --nproc 2's weights)"
+    fi
     echo "-- NCCL build (-DROBUSTLAB_NCCL=ON)"
     nccl_inc=$(python3 -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "include"))' 2>/dev/null || true)
     if timeout "$(upto 60)" cmake -DROBUSTLAB_NCCL=ON ${nccl_inc:+-DNCCL_INCLUDE_DIR="$nccl_inc"} build-gpu > /tmp/nccl-build.log 2>&1 &&
