@@ -20,6 +20,7 @@
 #include <catch2/catch.hpp>
 
 #include <exception>
+#include <sched.h>
 #include <functional>
 #include <map>
 #include <string>
@@ -159,7 +160,21 @@ TEST_CASE("A collective is polled only while every rank's threads have a CPU, an
   CHECK(defaultPollLimit(1, 2, 2) == Communicator::kPollLimit);
   CHECK(defaultPollLimit(2, 2, 2) == microseconds(0));  // oversubscribed: sleep at once
   CHECK(defaultPollLimit(4, 1, 2) == microseconds(0));
-  CHECK(defaultPollLimit(2, 1, 1) == microseconds(0));  // two ranks bound to one CPU
+  CHECK(defaultPollLimit(2, 1, 1) == microseconds(0));  // two ranks on one CPU
+  // Ranks share this host's CPUs unless a launcher bound each to its own (srun): then a rank counts alone.
+  RankInfo two;
+  two.worldSize = two.localWorldSize = 2;
+  if (std::thread::hardware_concurrency() >= 2) {
+    std::thread([&] {
+      CHECK(ranksSharingCpus(two) == 2);
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(sched_getcpu(), &one);
+      REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);  // this thread only
+      CHECK(cpusOfThisProcess() == 1);
+      CHECK(ranksSharingCpus(two) == 1);
+    }).join();
+  }
   // The same sums whether a rank polls, sleeps at once, or polls past its limit because the other
   // rank comes 100 ms late (then sleeps until it does).
   for (const auto poll : {microseconds(0), microseconds(1000), microseconds(500000)}) {

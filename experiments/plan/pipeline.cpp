@@ -126,8 +126,7 @@ int coresPerRank() {
   const int cores = usableCores();
   const auto comm = worldCommunicator();
   // Ranks on one host share its cores, unless a launcher (srun's binding) gave each its own already.
-  if (!comm || cores < static_cast<int>(std::thread::hardware_concurrency())) return cores;
-  return std::max(1, cores / comm->info().localWorldSize);
+  return comm ? std::max(1, cores / ranksSharingCpus(comm->info())) : cores;
 }
 
 torch::Device setUpRuntime(const Config& c) {

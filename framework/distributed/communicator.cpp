@@ -186,11 +186,18 @@ Communicator::~Communicator() = default;
 
 std::chrono::microseconds Communicator::pollLimit() const {
   if (pollLimit_ != kPollAuto) return pollLimit_;
-  static const int cpus = [] {
-    cpu_set_t set;
-    return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-  }();
-  return defaultPollLimit(info_.localWorldSize, at::get_num_threads(), cpus);
+  return defaultPollLimit(ranksSharingCpus(info_), at::get_num_threads(), cpusOfThisProcess());
+}
+
+int cpusOfThisProcess() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+int ranksSharingCpus(const RankInfo& info) {
+  return cpusOfThisProcess() < static_cast<int>(std::thread::hardware_concurrency()) ? 1 : info.localWorldSize;
 }
 
 std::chrono::microseconds defaultPollLimit(int localRanks, int threadsPerRank, int cpus) {
