@@ -26,6 +26,8 @@ mirror=${ROBUSTLAB_TRIXIE_MIRROR:-http://deb.debian.org/debian}
 start=$(date +%s)
 skip() { echo "check-nccl-build: SKIPPED: $*"; exit 0; }
 fail() { echo "check-nccl-build: FAILED: $*"; exit 1; }
+# A stalled download gives up (below 100 kB/s for a minute) instead of holding CI until its limit.
+fetch() { curl -fsS --connect-timeout 30 --speed-limit 100000 --speed-time 60 -o "$1" "$2"; }
 
 for tool in curl xz dpkg-deb nm readelf; do command -v $tool >/dev/null || skip "$tool is not installed (scripts/setup.sh installs it)"; done
 bash scripts/check-libtorch2.sh --sync-only | sed 's/^/  /'
@@ -35,7 +37,7 @@ bash scripts/check-libtorch2.sh --sync-only | sed 's/^/  /'
 packages=(contrib:libtorch-cuda-dev contrib:libtorch-cuda-2.6 contrib:libnccl-dev non-free:nvidia-cuda-dev non-free:libcudart12 main:libcu++-dev)
 mkdir -p "$debs"
 for section in main contrib non-free; do
-  curl -fsS -o "$debs/Packages-$section.xz" "$mirror/dists/trixie/$section/binary-amd64/Packages.xz" ||
+  fetch "$debs/Packages-$section.xz" "$mirror/dists/trixie/$section/binary-amd64/Packages.xz" ||
     skip "cannot read $mirror/dists/trixie/$section/binary-amd64/Packages.xz (no network to the Debian mirror?)"
 done
 opt="$root/opt/torch-cuda"
@@ -49,7 +51,7 @@ for entry in "${packages[@]}"; do
   deb="$debs/$(basename "$file")"
   if ! echo "$sum  $deb" | sha256sum -c --quiet >/dev/null 2>&1; then
     echo "check-nccl-build: downloading $(basename "$file")"
-    curl -fsS -o "$deb" "$mirror/$file" || skip "cannot download $mirror/$file"
+    fetch "$deb" "$mirror/$file" || { rm -f "$deb"; skip "cannot download $mirror/$file"; }
     echo "$sum  $deb" | sha256sum -c --quiet || fail "$deb does not match the index's SHA256 ($sum)"
   fi
   wanted+="$(basename "$deb") "
