@@ -8,6 +8,7 @@
 
 #include "framework/distributed/communicator.h"
 #include "framework/distributed/launcher.h"
+#include "framework/runtime/runtime.h"
 #include "framework/training/contrastive.h"
 #include "framework/training/registry.h"
 #include "framework/training/trainer.h"
@@ -116,6 +117,16 @@ TEST_CASE("Ranks come from torchrun's variables, else from an srun step's, else 
   CHECK_THROWS_WITH(rankInfoFromEnvironment(table({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "1"}})),
                     Catch::Contains("RANK='2'") && Catch::Contains("[0, 1]"));
   CHECK_THROWS_WITH(rankInfoFromEnvironment(table({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "29500"}})), Catch::Contains("MASTER_ADDR"));
+  // The ranks' own settings: defaults, values, and a malformed one named.
+  const DistSettings unset = distSettingsFromEnvironment(table({}));
+  CHECK((unset.backend == "auto" && unset.timeoutSeconds == 300 && unset.pollMicros == -1));
+  const DistSettings set = distSettingsFromEnvironment(
+      table({{"ROBUSTLAB_DIST_BACKEND", "gloo"}, {"ROBUSTLAB_DIST_TIMEOUT", "5"}, {"ROBUSTLAB_DIST_POLL_US", "0"}}));
+  CHECK((set.backend == "gloo" && set.timeoutSeconds == 5 && set.pollMicros == 0));
+  CHECK_THROWS_WITH(distSettingsFromEnvironment(table({{"ROBUSTLAB_DIST_TIMEOUT", "0"}})),
+                    Catch::Contains("ROBUSTLAB_DIST_TIMEOUT='0'") && Catch::Contains(">= 1"));
+  CHECK_THROWS_WITH(distSettingsFromEnvironment(table({{"ROBUSTLAB_DIST_POLL_US", "soon"}})),
+                    Catch::Contains("ROBUSTLAB_DIST_POLL_US='soon'") && Catch::Contains(">= 0"));
 }
 
 TEST_CASE("--nproc is taken out of the command line; a bad count is one error naming it", "[distributed]") {
@@ -166,13 +177,13 @@ TEST_CASE("A collective is polled only while every rank's threads have a CPU, an
   two.worldSize = two.localWorldSize = 2;
   if (std::thread::hardware_concurrency() >= 2) {
     std::thread([&] {
-      CHECK(ranksSharingCpus(two) == 2);
+      CHECK(ranksSharingCpus(two, usableCores()) == 2);
       cpu_set_t one;
       CPU_ZERO(&one);
       CPU_SET(sched_getcpu(), &one);
       REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);  // this thread only
-      CHECK(cpusOfThisProcess() == 1);
-      CHECK(ranksSharingCpus(two) == 1);
+      CHECK(usableCores() == 1);
+      CHECK(ranksSharingCpus(two, usableCores()) == 1);
     }).join();
   }
   // The same sums whether a rank polls, sleeps at once, or polls past its limit because the other

@@ -94,31 +94,6 @@ bool dataParallel(const char* name, int argc, char** argv) {
   return false;
 }
 
-/// The ranks' settings from the environment, each checked (one line naming the variable).
-struct DistSettings {
-  std::string backend = "auto";  ///< ROBUSTLAB_DIST_BACKEND
-  long timeoutSeconds = 300;     ///< ROBUSTLAB_DIST_TIMEOUT: the meeting and every collective
-  long pollMicros = -1;          ///< ROBUSTLAB_DIST_POLL_US: polling a collective before sleeping (-1: by the load)
-};
-
-/// The environment variable `name` as a whole number >= `least`, `unset` when it is unset or empty.
-long wholeFromEnvironment(const char* name, long unset, long least, const char* expected) {
-  const char* t = std::getenv(name);
-  if (!t || !*t) return unset;
-  char* end = nullptr;
-  const long v = std::strtol(t, &end, 10);
-  if (*end != '\0' || v < least) throw std::invalid_argument(std::string("environment variable ") + name + "='" + t + "': expected " + expected);
-  return v;
-}
-
-DistSettings distSettings() {
-  DistSettings d;
-  if (const char* backend = std::getenv("ROBUSTLAB_DIST_BACKEND"); backend && *backend) d.backend = backend;
-  d.timeoutSeconds = wholeFromEnvironment("ROBUSTLAB_DIST_TIMEOUT", d.timeoutSeconds, 1, "whole seconds >= 1");
-  d.pollMicros = wholeFromEnvironment("ROBUSTLAB_DIST_POLL_US", d.pollMicros, 0, "whole microseconds >= 0");
-  return d;
-}
-
 /// Joins the job the environment describes (torchrun's variables, an srun step) when it has several
 /// ranks. Ranks other than 0 print nothing on stdout and show no progress: rank 0 speaks for the job.
 void joinRanks() {
@@ -127,7 +102,7 @@ void joinRanks() {
   // group and first sum on a one-GPU machine); its work is then computed as one process's.
   const char* force = std::getenv("ROBUSTLAB_DIST_FORCE_GROUP");
   if (!info.distributed() && !(force && std::strcmp(force, "1") == 0)) return;
-  const DistSettings d = distSettings();
+  const robustlab::DistSettings d = robustlab::distSettingsFromEnvironment();
   auto comm = robustlab::Communicator::connect(info, std::chrono::seconds(d.timeoutSeconds), d.backend);
   if (d.pollMicros >= 0) comm->setPollLimit(std::chrono::microseconds(d.pollMicros));
   robustlab::setWorldCommunicator(std::move(comm));
@@ -171,7 +146,7 @@ int main(int argc, char** argv) {
             throw std::invalid_argument("--nproc: this process is already rank " + std::to_string(info.rank) + " of " + std::to_string(info.worldSize) +
                                         " (set by " + info.launcher + "); let one launcher start the ranks");
           // Settings that cannot be had are refused once, here, before any rank starts.
-          robustlab::Communicator::checkBackend(distSettings().backend, nproc);
+          robustlab::Communicator::checkBackend(robustlab::distSettingsFromEnvironment().backend, nproc);
           return robustlab::launchLocalRanks(nproc, std::vector<std::string>(argv, argv + argc));
         }
         joinRanks();

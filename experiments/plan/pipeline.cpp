@@ -126,7 +126,7 @@ int coresPerRank() {
   const int cores = usableCores();
   const auto comm = worldCommunicator();
   // Ranks on one host share its cores, unless a launcher (srun's binding) gave each its own already.
-  return comm ? std::max(1, cores / ranksSharingCpus(comm->info())) : cores;
+  return comm ? std::max(1, cores / ranksSharingCpus(comm->info(), cores)) : cores;
 }
 
 torch::Device setUpRuntime(const Config& c) {

@@ -1,12 +1,12 @@
 #include "framework/distributed/communicator.h"
 
+#include "framework/runtime/runtime.h"
+
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/version.h>
 #include <ATen/Parallel.h>
-
-#include <sched.h>
 #ifdef ROBUSTLAB_WITH_NCCL
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -186,18 +186,12 @@ Communicator::~Communicator() = default;
 
 std::chrono::microseconds Communicator::pollLimit() const {
   if (pollLimit_ != kPollAuto) return pollLimit_;
-  return defaultPollLimit(ranksSharingCpus(info_), at::get_num_threads(), cpusOfThisProcess());
+  const int cpus = usableCores();
+  return defaultPollLimit(ranksSharingCpus(info_, cpus), at::get_num_threads(), cpus);
 }
 
-int cpusOfThisProcess() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-}
-
-int ranksSharingCpus(const RankInfo& info) {
-  return cpusOfThisProcess() < static_cast<int>(std::thread::hardware_concurrency()) ? 1 : info.localWorldSize;
+int ranksSharingCpus(const RankInfo& info, int cpus) {
+  return cpus < static_cast<int>(std::thread::hardware_concurrency()) ? 1 : info.localWorldSize;
 }
 
 std::chrono::microseconds defaultPollLimit(int localRanks, int threadsPerRank, int cpus) {

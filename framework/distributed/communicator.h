@@ -63,7 +63,7 @@ class Communicator {
   /// How long a rank polls a collective, yielding its CPU, before it sleeps on it. Waking a sleeping
   /// process took longer on a 2-vCPU VM than the small CNN's whole gradient sum (BENCHMARKS.md,
   /// "waiting for a collective"). Polling pays only while each compute thread of this host's ranks has a
-  /// CPU of its own, so the default (kPollAuto) polls up to kPollLimit when ranksSharingCpus() x
+  /// CPU of its own, so the default (kPollAuto) polls up to kPollLimit when ranksSharingCpus x
   /// at::get_num_threads() <= the CPUs this process may run on, and sleeps at once when they share CPUs,
   /// as Open MPI does when oversubscribed. Zero: always sleep; positive: poll that long whatever the load.
   void setPollLimit(std::chrono::microseconds limit) { pollLimit_ = limit; }
@@ -91,12 +91,10 @@ class Communicator {
 /// threads fit in `cpus`, else zero (sleep at once).
 std::chrono::microseconds defaultPollLimit(int localRanks, int threadsPerRank, int cpus);
 
-/// How many of this host's ranks share the CPUs this process may run on: all of them (localWorldSize),
-/// unless a launcher bound each rank to CPUs of its own (srun's binding: the process may run on fewer
-/// CPUs than the machine has), then 1.
-int ranksSharingCpus(const RankInfo& info);
-/// The CPUs this process may run on (its affinity mask).
-int cpusOfThisProcess();
+/// How many of this host's ranks share the `cpus` this process may run on (usableCores()): all of them
+/// (localWorldSize), unless a launcher bound each rank to CPUs of its own (srun's binding: the process
+/// may run on fewer CPUs than the machine has), then 1.
+int ranksSharingCpus(const RankInfo& info, int cpus);
 
 /// `comm` when it joins several ranks, else null (no group, or a group of one): the one test of
 /// "this work is data-parallel".

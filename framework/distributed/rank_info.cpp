@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <stdexcept>
 
 namespace robustlab {
@@ -18,8 +19,9 @@ int intVar(const EnvLookup& env, const char* name, int lo, int hi) {
     used = 0;
   }
   if (text.empty() || used != text.size() || value < lo || value > hi)
-    throw std::invalid_argument("environment variable " + std::string(name) + "='" + text + "': expected a whole number in [" +
-                                std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    throw std::invalid_argument("environment variable " + std::string(name) + "='" + text + "': expected a whole number " +
+                                (hi == std::numeric_limits<int>::max() ? ">= " + std::to_string(lo)
+                                                                       : "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]"));
   return static_cast<int>(value);
 }
 
@@ -29,6 +31,15 @@ bool isSet(const EnvLookup& env, const char* name) {
 }
 
 }  // namespace
+
+DistSettings distSettingsFromEnvironment(const EnvLookup& env) {
+  DistSettings d;
+  constexpr int kAny = std::numeric_limits<int>::max();
+  if (isSet(env, "ROBUSTLAB_DIST_BACKEND")) d.backend = env("ROBUSTLAB_DIST_BACKEND");
+  if (isSet(env, "ROBUSTLAB_DIST_TIMEOUT")) d.timeoutSeconds = intVar(env, "ROBUSTLAB_DIST_TIMEOUT", 1, kAny);
+  if (isSet(env, "ROBUSTLAB_DIST_POLL_US")) d.pollMicros = intVar(env, "ROBUSTLAB_DIST_POLL_US", 0, kAny);
+  return d;
+}
 
 std::string firstSlurmHost(const std::string& nodeList) {
   // The first item is everything before the first comma outside brackets.

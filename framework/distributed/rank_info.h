@@ -28,6 +28,15 @@ using EnvLookup = std::function<const char*(const char*)>;
 /// ids; else one process. A malformed value throws std::invalid_argument naming the variable.
 RankInfo rankInfoFromEnvironment(const EnvLookup& env = [](const char* name) { return std::getenv(name); });
 
+/// The ranks' own settings from the environment; a malformed value throws std::invalid_argument naming
+/// the variable.
+struct DistSettings {
+  std::string backend = "auto";  ///< ROBUSTLAB_DIST_BACKEND: auto | gloo | nccl (Communicator::checkBackend)
+  int timeoutSeconds = 300;      ///< ROBUSTLAB_DIST_TIMEOUT: the meeting and every collective, >= 1
+  int pollMicros = -1;           ///< ROBUSTLAB_DIST_POLL_US: polling a collective before sleeping, >= 0 (-1: by the load)
+};
+DistSettings distSettingsFromEnvironment(const EnvLookup& env = [](const char* name) { return std::getenv(name); });
+
 /// The first host of a Slurm node list: "node[03-05,9],gpu1" -> "node03".
 std::string firstSlurmHost(const std::string& nodeList);
 
