@@ -6,8 +6,10 @@
 #include "ranks.h"
 #include "tolerance.h"
 
+#include "attacks/evaluation/evaluation.h"
 #include "framework/distributed/communicator.h"
 #include "framework/distributed/launcher.h"
+#include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
 #include "framework/training/contrastive.h"
 #include "framework/training/registry.h"
@@ -20,6 +22,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <exception>
 #include <sched.h>
 #include <functional>
@@ -302,4 +305,71 @@ TEST_CASE("SimCLR on two ranks uses the whole batch's negatives: one process's l
   CHECK(correct[0] + correct[1] == allCorrect);
   CHECK(torch::equal(torch::cat(grads1), a1.grad()));
   CHECK(torch::equal(torch::cat(grads2), a2.grad()));
+}
+
+namespace {
+
+/// FGSM and PGD-10 at three eps on 200 test images, with the sanity checks on all of them.
+EvalOptions smallSuite() {
+  Progress::setQuiet(true);
+  EvalOptions e;
+  for (const std::string n : {"fgsm", "pgd"}) {
+    AttackOptions o;
+    o.steps = 10;
+    e.attacks.push_back({n, o});
+  }
+  e.epsGrid = {0.0, 0.05, 0.1};
+  e.sanityLimit = 200;
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("Two ranks share the sanity checks' examples and reach one process's verdicts, the same on every rank", "[distributed]") {
+  // The checks' own attacks (eps 0, a huge eps, PGD with twice the steps) and the five passes of the
+  // randomness check split the examples like the attacks do; their counts are summed over the ranks.
+  // Deterministic parts (FGSM, every attack at eps 0, the model's passes) give one process's numbers;
+  // PGD's random starts are drawn per rank. A masked model must still fail on two ranks.
+  const Dataset data = test::fashionTest().head(200);
+  for (const bool masked : {false, true}) {
+    auto model = [masked] {
+      Classifier m = test::standardModel();
+      if (masked) {  // saturated softmax: zero input gradients (as in test_evaluation.cpp)
+        torch::NoGradGuard g;
+        m->head()->weight.mul_(1e4);
+        m->head()->bias.mul_(1e4);
+      }
+      return m;
+    };
+    Classifier one = model();
+    const EvalResult alone = evaluate(*one, data, smallSuite(), torch::kCPU);
+    std::vector<EvalResult> ranks(2);
+    std::vector<Classifier> models{model(), model()};
+    test::onRanks(2, [&](Communicator& c) {
+      EvalOptions e = smallSuite();
+      e.comm = test::borrowed(c);
+      ranks[static_cast<size_t>(c.rank())] = evaluate(*models[static_cast<size_t>(c.rank())], data, e, torch::kCPU);
+    });
+    INFO((masked ? "masked model" : "trained model"));
+    REQUIRE(alone.checks.size() == 7);
+    for (const auto& r : ranks) REQUIRE(r.checks.size() == alone.checks.size());
+    for (size_t i = 0; i < alone.checks.size(); ++i) {
+      const auto &a = alone.checks[i], &r0 = ranks[0].checks[i], &r1 = ranks[1].checks[i];
+      INFO(a.name << ": one process '" << a.detail << "', rank 0 '" << r0.detail << "'");
+      CHECK(r0.name == a.name);
+      CHECK(r0.passed == a.passed);
+      CHECK((r1.name == r0.name && r1.passed == r0.passed && r1.detail == r0.detail));  // every rank the same verdicts
+      if (a.name == "deterministic_model" || a.name == "eps_zero_identity" || a.name == "zero_gradients" || a.name == "monotone_in_eps")
+        CHECK(r0.detail == a.detail);
+    }
+    std::vector<std::string> failed;
+    for (const auto& c : ranks[0].checks)
+      if (!c.passed) failed.push_back(c.name);
+    if (masked) {
+      CHECK(std::find(failed.begin(), failed.end(), "zero_gradients") != failed.end());
+      CHECK(std::find(failed.begin(), failed.end(), "large_eps_breaks_model") != failed.end());
+    } else {
+      CHECK(failed.empty());
+    }
+  }
 }

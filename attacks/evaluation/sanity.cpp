@@ -2,6 +2,7 @@
 
 #include "attacks/registry.h"
 #include "data/tasks.h"
+#include "framework/distributed/communicator.h"
 #include "framework/models/predict.h"
 
 #include <algorithm>
@@ -19,10 +20,31 @@ std::string pct(double v) {
   return os.str();
 }
 
-/// Robust accuracy of one attack over `data` (all examples; clean mistakes count as not robust).
-double robustAccuracy(ClassifierImpl& model, const Dataset& data, const std::string& name, const AttackOptions& o,
+/// The sanity checks' examples as data-parallel ranks share them: each rank attacks its contiguous
+/// share (`mine`) and the counts are summed over the ranks; one process holds them all.
+struct Share {
+  Dataset mine;
+  int64_t total = 0;           ///< examples over all ranks
+  Communicator* comm = nullptr;
+
+  Share(const Dataset& all, Communicator* c) : total(all.size()), comm(c) {
+    const auto [first, last] = rankShare(comm, total);
+    mine = comm ? all.select(torch::arange(first, last, torch::kInt64)) : all;
+  }
+  /// `count` summed over the ranks (one process: itself).
+  int64_t sum(int64_t count) const { return comm ? comm->sum(std::vector<int64_t>{count})[0] : count; }
+  /// Share of all examples that `count` (this rank's) makes, summed over the ranks.
+  double fraction(int64_t count) const { return static_cast<double>(sum(count)) / static_cast<double>(total); }
+  double max(double v) const {
+    return comm ? comm->allGather(torch::tensor({v}, torch::kFloat64)).max().item<double>() : v;
+  }
+};
+
+/// Robust accuracy of one attack over the shared examples (clean mistakes count as not robust).
+double robustAccuracy(ClassifierImpl& model, const Share& share, const std::string& name, const AttackOptions& o,
                       torch::Device device, int64_t batchSize, double* maxChange = nullptr) {
   auto attack = makeAttack(name, o);
+  const Dataset& data = share.mine;
   int64_t robust = 0;
   double change = 0;
   for (int64_t b = 0; b < data.size(); b += batchSize) {
@@ -32,8 +54,8 @@ double robustAccuracy(ClassifierImpl& model, const Dataset& data, const std::str
     change = std::max(change, (xadv - xb).abs().max().item<double>());
     robust += predict(model, xadv, device, batchSize).eq(yb).sum().item<int64_t>();
   }
-  if (maxChange) *maxChange = change;
-  return static_cast<double>(robust) / static_cast<double>(data.size());
+  if (maxChange) *maxChange = share.max(change);
+  return share.fraction(robust);
 }
 
 const AttackSpec* findSpec(const EvalOptions& options, const std::string& name) {
@@ -87,7 +109,7 @@ void checkZeroGradients(EvalResult& r) {
   r.checks.push_back(c);
 }
 
-void checkEpsZeroIdentity(ClassifierImpl& model, const Dataset& subset, double subsetClean, const EvalOptions& options,
+void checkEpsZeroIdentity(ClassifierImpl& model, const Share& subset, double subsetClean, const EvalOptions& options,
                           torch::Device device, EvalResult& r) {
   SanityCheck c{"eps_zero_identity", true, "every attack at eps = 0 returns the input and the clean accuracy"};
   for (const auto& spec : options.attacks) {
@@ -105,11 +127,11 @@ void checkEpsZeroIdentity(ClassifierImpl& model, const Dataset& subset, double s
   r.checks.push_back(c);
 }
 
-void checkLargeEpsBreaksModel(ClassifierImpl& model, const Dataset& subset, const EvalOptions& options, torch::Device device,
+void checkLargeEpsBreaksModel(ClassifierImpl& model, const Share& subset, const EvalOptions& options, torch::Device device,
                               EvalResult& r) {
   AttackOptions o;
   o.norm = options.norm;
-  const double d = static_cast<double>(subset.images[0].numel());
+  const double d = static_cast<double>(subset.mine.channels() * subset.mine.height() * subset.mine.width());
   o.eps = options.norm == Norm::kLinf ? 0.5 : options.norm == Norm::kL2 ? 0.5 * std::sqrt(d) : 0.5 * d;
   o.steps = 20;
   o.seed = 7;
@@ -120,7 +142,7 @@ void checkLargeEpsBreaksModel(ClassifierImpl& model, const Dataset& subset, cons
                       (attack == "pgd" ? "PGD-20" : "APGD-CE-20") + std::string(" at ") + normName(o.norm) + " eps " + std::to_string(o.eps) + " leaves " + pct(acc) + " (expected ~0)"});
 }
 
-void checkMoreStepsStable(ClassifierImpl& model, const Dataset& subset, const EvalOptions& options, torch::Device device, EvalResult& r) {
+void checkMoreStepsStable(ClassifierImpl& model, const Share& subset, const EvalOptions& options, torch::Device device, EvalResult& r) {
   const auto* spec = findSpec(options, "pgd");
   if (!spec) return;
   const double eps = options.epsGrid[options.epsGrid.size() / 2];
@@ -189,25 +211,30 @@ void checkBlackBoxNotStronger(EvalResult& r) {
 /// AutoAttack's check_randomized: 5 eval-mode passes over the same inputs give the same predictions
 /// and logits (normalised to unit L2 length) within 1e-4. A model that does not is randomized, and an
 /// evaluation of it without EOT (autoattack-rand, or eot_iter > 1) fails the check.
-void checkDeterministic(ClassifierImpl& model, const Dataset& subset, const EvalOptions& options, torch::Device device, EvalResult& r) {
+void checkDeterministic(ClassifierImpl& model, const Share& subset, const EvalOptions& options, torch::Device device, EvalResult& r) {
   constexpr int kPasses = 5;
-  std::vector<torch::Tensor> outs;
-  for (int k = 0; k < kPasses; ++k) {
-    const auto z = logits(model, subset.images, device, options.batchSize).to(torch::kFloat64);
-    outs.push_back(z / (z.norm(2, 1, /*keepdim=*/true) + 1e-10));
-  }
   double maxDiff = 0;
-  int64_t changed = 0;
-  for (int i = 1; i < kPasses; ++i) {
-    maxDiff = std::max(maxDiff, (outs[i] - outs[0]).norm(2, 1).max().item<double>());
-    changed = std::max(changed, outs[i].argmax(1).ne(outs[0].argmax(1)).sum().item<int64_t>());
+  std::vector<int64_t> changedPerPass(kPasses - 1, 0);
+  if (subset.mine.size() > 0) {
+    std::vector<torch::Tensor> outs;
+    for (int k = 0; k < kPasses; ++k) {
+      const auto z = logits(model, subset.mine.images, device, options.batchSize).to(torch::kFloat64);
+      outs.push_back(z / (z.norm(2, 1, /*keepdim=*/true) + 1e-10));
+    }
+    for (int i = 1; i < kPasses; ++i) {
+      maxDiff = std::max(maxDiff, (outs[i] - outs[0]).norm(2, 1).max().item<double>());
+      changedPerPass[static_cast<size_t>(i - 1)] = outs[i].argmax(1).ne(outs[0].argmax(1)).sum().item<int64_t>();
+    }
   }
+  maxDiff = subset.max(maxDiff);
+  if (subset.comm) changedPerPass = subset.comm->sum(changedPerPass);
+  const int64_t changed = *std::max_element(changedPerPass.begin(), changedPerPass.end());
   bool eot = false;
   for (const auto& spec : options.attacks) eot |= spec.name == "autoattack-rand" || spec.options.eotIter > 1;
   const bool randomized = changed > 0 || maxDiff > 1e-4;
   char numbers[160];
   std::snprintf(numbers, sizeof numbers, "largest normalised logit difference %.3g, up to %lld of %lld predictions changed", maxDiff,
-                static_cast<long long>(changed), static_cast<long long>(subset.size()));
+                static_cast<long long>(changed), static_cast<long long>(subset.total));
   r.checks.push_back({"deterministic_model", !randomized || eot,
                       !randomized ? std::string("5 passes over the same inputs give the same outputs")
                       : eot       ? std::string("a randomized model (") + numbers + "), evaluated with EOT"
@@ -223,8 +250,11 @@ void runSanityChecks(ClassifierImpl& model, const Dataset& data, const EvalOptio
   checkMonotoneInEps(options, slack, r);
   checkZeroGradients(r);
   checkBlackBoxNotStronger(r);
-  const Dataset subset = sampleSubset(data, options.sanityLimit, 1234);
-  const double subsetClean = accuracy(model, subset, device, options.batchSize);
+  // The subset's attacks are most of the checks' time: data-parallel ranks share its examples.
+  const Share subset(sampleSubset(data, options.sanityLimit, 1234), severalRanks(options.comm));
+  const double subsetClean =
+      subset.comm ? subset.fraction(subset.mine.size() ? predict(model, subset.mine.images, device, options.batchSize).eq(subset.mine.labels).sum().item<int64_t>() : 0)
+                  : accuracy(model, subset.mine, device, options.batchSize);
   checkDeterministic(model, subset, options, device, r);
   checkEpsZeroIdentity(model, subset, subsetClean, options, device, r);
   checkLargeEpsBreaksModel(model, subset, options, device, r);

@@ -1,6 +1,7 @@
 #pragma once
 // Gradient-masking sanity checks (Carlini et al. 2019, "On Evaluating Adversarial Robustness"),
 // run with every evaluation and stored with it. A failed check is a visible warning, never silence.
+// Data-parallel ranks (options.comm) share the checks' examples and all reach the same verdicts.
 #include "attacks/evaluation/evaluation.h"
 
 namespace robustlab {
