@@ -11,8 +11,9 @@
 # build's libtorch_cuda.so and libc10_cuda.so, so every c10d and CUDA call of the NCCL path is
 # resolved against the library that will run it. Nothing runs: those libraries need a GPU driver and
 # cuDNN. About 1.5 GB of packages are downloaded once (checked against the mirror's SHA256 sums) into
-# /var/cache/robustlab/cuda-debs. Not part of .ci/run (the download); a GPU machine's check
-# (experiments/bench/gpu_check.sh) builds the same option against its own LibTorch and runs it.
+# /var/cache/robustlab/cuda-debs. The last step of .ci/run (skipped with one line where the mirror
+# cannot be reached); a GPU machine's check (experiments/bench/gpu_check.sh) builds the same option
+# against its own LibTorch and runs it.
 #
 #   bash scripts/check-nccl-build.sh
 #

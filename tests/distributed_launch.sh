@@ -38,9 +38,24 @@ echo "--nproc 2 sleeping on every collective (ROBUSTLAB_DIST_POLL_US=0): the sam
 byHand "$work/c.h5" || { cat "$work"/c.h5.err*; fail "ranks started with torchrun's variables"; }
 same "$work/a.h5" "$work/c.h5"
 echo "ranks started with torchrun's variables: the same weights as --nproc 2"
-if command -v torchrun >/dev/null && torchrun --nproc_per_node 2 --no_python "$bin" "${args[@]}" -o "$work/d.h5" >"$work/torchrun.log" 2>&1; then
+# torchrun itself. A PyTorch built without libuv (Debian 13's) cannot make the TCPStore of torchrun's
+# default rendezvous: torchrun then meets through a file (store_type=file), leaves the ranks' store to
+# them (TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1) and is given the local address (a host name the root
+# cannot resolve would otherwise reach MASTER_ADDR). That way must work where the first fails for libuv.
+torchrunRan=""
+if command -v torchrun >/dev/null; then
+  if ROBUSTLAB_DIST_TIMEOUT=60 timeout 300 torchrun --nproc_per_node 2 --no_python "$bin" "${args[@]}" -o "$work/d.h5" >"$work/torchrun.log" 2>&1; then
+    torchrunRan="torchrun --nproc_per_node 2"
+  elif grep -q "without libuv" "$work/torchrun.log"; then
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 ROBUSTLAB_DIST_TIMEOUT=60 timeout 300 torchrun --nproc_per_node 2 --rdzv-backend c10d \
+      --rdzv-endpoint "$work/rdzv" --rdzv-conf store_type=file --local-addr 127.0.0.1 --no_python "$bin" "${args[@]}" -o "$work/d.h5" \
+      >"$work/torchrun.log" 2>&1 || { grep -v '^ ' "$work/torchrun.log" | tail -5; fail "torchrun with a file rendezvous (this PyTorch has no libuv)"; }
+    torchrunRan="torchrun --nproc_per_node 2 (a file rendezvous: this PyTorch has no libuv)"
+  fi
+fi
+if [ -n "$torchrunRan" ]; then
   same "$work/a.h5" "$work/d.h5"
-  echo "torchrun --nproc_per_node 2: the same weights as --nproc 2"
+  echo "$torchrunRan: the same weights as --nproc 2"
 else
   # Debian 12's torchrun (PyTorch 1.13 under Python 3.11) fails in its own argument handling before
   # starting anything; scripts/check-libtorch2.sh runs this script with Debian 13's.

@@ -132,6 +132,23 @@ TEST_CASE("Ranks come from torchrun's variables, else from an srun step's, else 
                     Catch::Contains("ROBUSTLAB_DIST_POLL_US='soon'") && Catch::Contains(">= 0"));
 }
 
+TEST_CASE("A MASTER_ADDR that no resolver knows is one line at once, not a wait until the timeout", "[distributed]") {
+  CHECK(unresolvableHost("127.0.0.1").empty());
+  CHECK(unresolvableHost("localhost").empty());
+  // .invalid is reserved never to resolve (RFC 6761).
+  const std::string why = unresolvableHost("no-such-host.invalid");
+  if (why.empty()) WARN("this resolver does not answer for no-such-host.invalid (no DNS?): the fast refusal is not tested here");
+  if (why.empty()) return;
+  RankInfo info;
+  info.rank = 1;
+  info.worldSize = 2;
+  info.masterAddr = "no-such-host.invalid";
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH(Communicator::connect(info, std::chrono::seconds(60)),
+                    Catch::Contains("rank 1 of 2: MASTER_ADDR 'no-such-host.invalid'") && Catch::Contains("cannot be resolved here (" + why + ")"));
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));  // not the 60 s timeout
+}
+
 TEST_CASE("--nproc is taken out of the command line; a bad count is one error naming it", "[distributed]") {
   std::vector<std::string> words{"robustlab", "train", "--nproc", "2", "-q", "--nproc=3"};
   std::vector<char*> argv;

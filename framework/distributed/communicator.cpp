@@ -161,6 +161,11 @@ std::shared_ptr<Communicator> Communicator::connect(const RankInfo& info, std::c
   c->impl_ = std::make_unique<Impl>();
   c->info_ = info;
   const std::string where = info.masterAddr + ":" + std::to_string(info.masterPort);
+  // A name no resolver knows would only be retried until the timeout: one line now.
+  if (const std::string why = unresolvableHost(info.masterAddr); !why.empty())
+    throw std::invalid_argument("rank " + std::to_string(info.rank) + " of " + std::to_string(info.worldSize) + ": MASTER_ADDR '" + info.masterAddr +
+                                "' (rank 0's host, where the ranks meet) cannot be resolved here (" + why +
+                                "): give an address or a host name that every rank can resolve");
   try {
     c->impl_->store = openStore(info, timeout);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);

@@ -1,5 +1,8 @@
 #include "framework/distributed/rank_info.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
@@ -94,6 +97,21 @@ RankInfo rankInfoFromEnvironment(const EnvLookup& env) {
     }
   }
   return r;
+}
+
+std::string unresolvableHost(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (found) ::freeaddrinfo(found);
+  const bool forGood = rc == EAI_NONAME
+#ifdef EAI_NODATA
+                       || rc == EAI_NODATA
+#endif
+      ;
+  return forGood ? ::gai_strerror(rc) : "";
 }
 
 }  // namespace robustlab

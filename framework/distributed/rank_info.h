@@ -40,4 +40,9 @@ DistSettings distSettingsFromEnvironment(const EnvLookup& env = [](const char* n
 /// The first host of a Slurm node list: "node[03-05,9],gpu1" -> "node03".
 std::string firstSlurmHost(const std::string& nodeList);
 
+/// Why `host` (MASTER_ADDR) cannot be resolved here, when the resolver says so for good ("Name or
+/// service not known"); empty when it resolves, or when the failure may pass (a resolver not
+/// answering yet), for the meeting's own retries to settle.
+std::string unresolvableHost(const std::string& host);
+
 }  // namespace robustlab
