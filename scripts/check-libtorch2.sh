@@ -2,19 +2,20 @@
 # Builds robustlab against LibTorch 2.x and runs the test areas that need no long training, without a
 # GPU: Debian trixie's libtorch-dev (2.6) in a debootstrapped root kept in a cache folder and reused.
 # Every TORCH_VERSION branch for 2.x is compiled for real there. Used by .ci/run after the main suite.
+# --suite sid does the same against Debian unstable's newer LibTorch (2.14 on 2026-12-05), in a root
+# of its own; by hand, not in CI (unstable moves).
 #
-#   bash scripts/check-libtorch2.sh [--areas "[data],[config],..."] [--sync-only]
+#   bash scripts/check-libtorch2.sh [--areas "[data],[config],..."] [--sync-only] [--suite trixie|sid]
 #
 # --sync-only: make (or reuse) the root and copy the working tree to its /src/robustlab, then stop
 # (scripts/check-nccl-build.sh builds from there).
 #
-# Environment: ROBUSTLAB_TRIXIE_ROOT (default /var/cache/robustlab/trixie-root), ROBUSTLAB_TRIXIE_MIRROR
-# (default: the host's Debian mirror). Exit codes: 0 built and passed, or the root could not be made
+# Environment: ROBUSTLAB_TRIXIE_ROOT (default /var/cache/robustlab/trixie-root; with --suite S,
+# /var/cache/robustlab/S-root), ROBUSTLAB_TRIXIE_MIRROR (default: the host's Debian mirror). Exit codes: 0 built and passed, or the root could not be made
 # (one line says why: no network, no debootstrap, no right to mount); 1 a build or test failure inside.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-root=${ROBUSTLAB_TRIXIE_ROOT:-/var/cache/robustlab/trixie-root}
 # Areas whose tests train nothing longer than a few seconds ([torchscript]: the fixture CNN, ~20 s, and
 # the tiny experiment), with every TORCH_VERSION branch and the TorchScript code compiled and run;
 # [kernels] on the best kernel path of this CPU.
@@ -24,9 +25,15 @@ while [ $# -gt 0 ]; do
   case $1 in
     --areas) areas=$2; shift 2 ;;
     --sync-only) syncOnly=1; shift ;;
-    *) echo "check-libtorch2: unknown option '$1': expected --areas LIST or --sync-only"; exit 2 ;;
+    --suite) suite=$2; shift 2 ;;
+    *) echo "check-libtorch2: unknown option '$1': expected --areas LIST, --sync-only or --suite trixie|sid"; exit 2 ;;
   esac
 done
+case ${suite:=trixie} in
+  trixie) root=${ROBUSTLAB_TRIXIE_ROOT:-/var/cache/robustlab/trixie-root} ;;
+  sid) root=/var/cache/robustlab/sid-root ;;
+  *) echo "check-libtorch2: --suite '$suite': expected trixie or sid"; exit 2 ;;
+esac
 mirror=${ROBUSTLAB_TRIXIE_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
   grep -vE '^[[:space:]]*#' | grep -oE 'https?://[^ ]*/debian/?( |$)' | head -1 | tr -d ' ' || true)}
 mirror=${mirror:-http://deb.debian.org/debian}
@@ -62,7 +69,10 @@ installDeps() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-  inRoot apt-get update -qq >"$root.apt.log" 2>&1 || { tail -5 "$root.apt.log"; skip "apt-get update failed inside the root"; }
+  # Unstable's index carries a Valid-Until date, which a mirror kept as of a day can pass.
+  local aptOpts=()
+  [ "$suite" = trixie ] || aptOpts=(-o Acquire::Check-Valid-Until=false)
+  inRoot apt-get "${aptOpts[@]}" update -qq >"$root.apt.log" 2>&1 || { tail -5 "$root.apt.log"; skip "apt-get update failed inside the root"; }
   DEBIAN_FRONTEND=noninteractive inRoot apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$root.apt.log" 2>&1 ||
     { tail -5 "$root.apt.log"; skip "installing ${missing[*]} inside the root failed"; }
   inRoot apt-get clean
@@ -71,12 +81,12 @@ installDeps() {
 if [ ! -f "$root/.robustlab-ready" ]; then
   command -v debootstrap >/dev/null 2>&1 || skip "debootstrap is not installed (scripts/setup.sh installs it)"
   [ "$(id -u)" -eq 0 ] || skip "debootstrap and chroot need root"
-  echo "check-libtorch2: making the trixie root in $root from $mirror (first run: several minutes)"
+  echo "check-libtorch2: making the $suite root in $root from $mirror (first run: several minutes)"
   # A half-made root of a killed run may still have /dev and /proc mounted: never delete through them.
   for m in "$root/dev" "$root/proc"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
   rm -rf --one-file-system "$root"
   mkdir -p "$(dirname "$root")"
-  debootstrap --variant=minbase trixie "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
+  debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
     { tail -5 "$root.debootstrap.log"; rm -rf --one-file-system "$root"; skip "debootstrap failed (log above; no network to the Debian mirror?)"; }
   mountIn proc proc "$root/proc" || skip "cannot mount /proc inside the root"
   mountIn bind /dev "$root/dev" || skip "cannot bind /dev inside the root"
@@ -84,7 +94,7 @@ if [ ! -f "$root/.robustlab-ready" ]; then
   touch "$root/.robustlab-ready"
   echo "check-libtorch2: root ready after $(( $(date +%s) - start )) s"
 else
-  echo "check-libtorch2: reusing the trixie root in $root"
+  echo "check-libtorch2: reusing the $suite root in $root"
   mountIn proc proc "$root/proc" || skip "cannot mount /proc inside the root"
   mountIn bind /dev "$root/dev" || skip "cannot bind /dev inside the root"
   installDeps  # a root made by an earlier version of this script may lack newer dependencies
