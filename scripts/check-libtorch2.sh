@@ -142,7 +142,7 @@ done
 done
 rm -rf "$stage"
 [ "$syncOnly" = 1 ] && { echo "check-libtorch2: the working tree is in $src"; exit 0; }
-torch=$(awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH)/ {print $3}' "$root/usr/include/torch/csrc/api/include/torch/version.h" 2>/dev/null | paste -sd.)
+torch=$(sed -n 's/^set(PACKAGE_VERSION "\(.*\)")/\1/p' "$root"/usr/lib/*/cmake/Torch/TorchConfigVersion.cmake 2>/dev/null | head -1)
 echo "check-libtorch2: LibTorch ${torch:-?} in the root; building (ccache in the root's /root/.ccache)"
 inRoot sh -c "cmake -S /src/robustlab -B /src/build -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=/opt/catch2-v2 >/src/cmake.log 2>&1" ||
   { tail -20 "$root/src/cmake.log"; fail "CMake configure against LibTorch ${torch:-2.x} failed (log: $root/src/cmake.log)"; }

@@ -374,19 +374,21 @@ TEST_CASE("Two ranks share the sanity checks' examples and reach one process's v
       const auto &a = alone.checks[i], &r0 = ranks[0].checks[i], &r1 = ranks[1].checks[i];
       INFO(a.name << ": one process '" << a.detail << "', rank 0 '" << r0.detail << "'");
       CHECK(r0.name == a.name);
-      CHECK(r0.passed == a.passed);
       CHECK((r1.name == r0.name && r1.passed == r0.passed && r1.detail == r0.detail));  // every rank the same verdicts
-      if (a.name == "deterministic_model" || a.name == "eps_zero_identity" || a.name == "zero_gradients" || a.name == "monotone_in_eps")
-        CHECK(r0.detail == a.detail);
+      // Their numbers come from no random draw: one process's, word for word. (zero_gradients and the
+      // others count PGD's steps from random starts: close, not equal, on a masked model.)
+      if (a.name == "deterministic_model" || a.name == "eps_zero_identity") CHECK(r0.detail == a.detail);
     }
-    std::vector<std::string> failed;
-    for (const auto& c : ranks[0].checks)
-      if (!c.passed) failed.push_back(c.name);
-    if (masked) {
-      CHECK(std::find(failed.begin(), failed.end(), "zero_gradients") != failed.end());
-      CHECK(std::find(failed.begin(), failed.end(), "large_eps_breaks_model") != failed.end());
-    } else {
-      CHECK(failed.empty());
+    for (const EvalResult* result : {&alone, static_cast<const EvalResult*>(&ranks[0])}) {
+      std::vector<std::string> failed;
+      for (const auto& c : result->checks)
+        if (!c.passed) failed.push_back(c.name);
+      if (masked) {
+        CHECK(std::find(failed.begin(), failed.end(), "zero_gradients") != failed.end());
+        CHECK(std::find(failed.begin(), failed.end(), "large_eps_breaks_model") != failed.end());
+      } else {
+        CHECK(failed.empty());
+      }
     }
   }
 }

@@ -129,7 +129,7 @@ void readAxes(H5File& f, const std::string& group, const std::string& name, Comp
 ComparisonReport readComparison(Reader& rd, const ReportData& d, const std::string& arm, const std::string& baseline) {
   const std::string g = "/comparisons/" + arm + "_vs_" + baseline;
   rd.need(g);
-  ComparisonReport c{arm, baseline, rd.vec(g + "/mean_difference"), rd.vec(g + "/paired_p"), rd.vec(g + "/cohens_d"), rd.vec(g + "/mcnemar_p"), {}, {}};
+  ComparisonReport c{arm, baseline, rd.vec(g + "/mean_difference"), rd.vec(g + "/paired_p"), rd.vec(g + "/cohens_d"), rd.vec(g + "/mcnemar_p"), {}, {}, {}};
   const ArmReport &a = d.arm(arm), &b = d.arm(baseline);
   for (size_t e = 0; e < d.eps.size(); ++e) {
     std::vector<double> diff;

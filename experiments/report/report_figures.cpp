@@ -223,8 +223,9 @@ void flushNothing(png_structp) {}
 
 std::vector<uint8_t> encodePng(const torch::Tensor& pixels) {
   const auto img = pixels.to(torch::kUInt8).contiguous();
-  const int h = static_cast<int>(img.size(0)), w = static_cast<int>(img.size(1));
-  const int channels = img.dim() == 3 ? static_cast<int>(img.size(2)) : 1;
+  // libpng reports a failure by longjmp to the setjmp below: what is read after it is volatile.
+  const volatile int h = static_cast<int>(img.size(0)), w = static_cast<int>(img.size(1));
+  const volatile int channels = img.dim() == 3 ? static_cast<int>(img.size(2)) : 1;
   if (channels != 1 && channels != 3) throw std::invalid_argument("encodePng: expected H x W or H x W x 3 pixels");
   std::vector<uint8_t> out;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
