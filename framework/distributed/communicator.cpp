@@ -17,8 +17,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <functional>
+#include <iostream>
 #include <mutex>
 #include <numeric>
+#include <streambuf>
 #include <stdexcept>
 #include <thread>
 
@@ -100,6 +102,34 @@ c10::intrusive_ptr<c10d::Store> openStore(const RankInfo& info, std::chrono::mil
   }
 }
 
+/// Gloo as LibTorch 2.14 ships it writes an INFO line to std::cerr for each peer it connects to, on
+/// every rank (rank 0 alone speaks, and a failure is one line). Put in front of std::cerr's own buffer
+/// at the first connect, this one drops Gloo's INFO messages (each one write) and passes the rest on.
+class DropGlooInfo : public std::streambuf {
+ public:
+  explicit DropGlooInfo(std::streambuf* to) : to_(to) {}
+
+ protected:
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    const std::string text(s, static_cast<size_t>(n));
+    if (text.find("gloo/") != std::string::npos && text.find("] INFO ") != std::string::npos) return n;
+    return to_->sputn(s, n);
+  }
+  int_type overflow(int_type c) override {
+    return traits_type::eq_int_type(c, traits_type::eof()) ? traits_type::not_eof(c) : to_->sputc(traits_type::to_char_type(c));
+  }
+  int sync() override { return to_->pubsync(); }
+
+ private:
+  std::streambuf* to_;
+};
+
+void dropGlooInfo() {
+  static std::once_flag once;
+  // Never deleted: std::cerr outlives every static object, and may be written to after them.
+  std::call_once(once, [] { std::cerr.rdbuf(new DropGlooInfo(std::cerr.rdbuf())); });
+}
+
 std::shared_ptr<Communicator> theWorld;
 std::mutex worldMutex;
 
@@ -171,6 +201,7 @@ std::shared_ptr<Communicator> Communicator::connect(const RankInfo& info, std::c
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(glooDevice(info));
     options->threads = 1;  // one collective at a time is all a rank asks for (BENCHMARKS.md: two threads were slower here)
+    dropGlooInfo();
     c->impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(c->impl_->store, info.rank, info.worldSize, options);
 #ifdef ROBUSTLAB_WITH_NCCL
     // Auto takes NCCL when every rank on this host has a GPU of its own.
