@@ -2,14 +2,13 @@
 // collectives, and the trainer's semantics (one process's step on the same global batch, the same
 // weights on every rank, reruns bit for bit, SimCLR's negatives from the whole batch). Ranks here are
 // threads of this process, each with its own Gloo process group, met through a real TCPStore.
+#include "eval_suite.h"
 #include "fixtures.h"
 #include "ranks.h"
 #include "tolerance.h"
 
-#include "attacks/evaluation/evaluation.h"
 #include "framework/distributed/communicator.h"
 #include "framework/distributed/launcher.h"
-#include "framework/runtime/progress.h"
 #include "framework/runtime/runtime.h"
 #include "framework/training/contrastive.h"
 #include "framework/training/registry.h"
@@ -324,24 +323,6 @@ TEST_CASE("SimCLR on two ranks uses the whole batch's negatives: one process's l
   CHECK(torch::equal(torch::cat(grads2), a2.grad()));
 }
 
-namespace {
-
-/// FGSM and PGD-10 at three eps on 200 test images, with the sanity checks on all of them.
-EvalOptions smallSuite() {
-  Progress::setQuiet(true);
-  EvalOptions e;
-  for (const std::string n : {"fgsm", "pgd"}) {
-    AttackOptions o;
-    o.steps = 10;
-    e.attacks.push_back({n, o});
-  }
-  e.epsGrid = {0.0, 0.05, 0.1};
-  e.sanityLimit = 200;
-  return e;
-}
-
-}  // namespace
-
 TEST_CASE("Two ranks share the sanity checks' examples and reach one process's verdicts, the same on every rank", "[distributed]") {
   // The checks' own attacks (eps 0, a huge eps, PGD with twice the steps) and the five passes of the
   // randomness check split the examples like the attacks do; their counts are summed over the ranks.
@@ -359,11 +340,11 @@ TEST_CASE("Two ranks share the sanity checks' examples and reach one process's v
       return m;
     };
     Classifier one = model();
-    const EvalResult alone = evaluate(*one, data, smallSuite(), torch::kCPU);
+    const EvalResult alone = evaluate(*one, data, test::fgsmPgdSuite(), torch::kCPU);
     std::vector<EvalResult> ranks(2);
     std::vector<Classifier> models{model(), model()};
     test::onRanks(2, [&](Communicator& c) {
-      EvalOptions e = smallSuite();
+      EvalOptions e = test::fgsmPgdSuite();
       e.comm = test::borrowed(c);
       ranks[static_cast<size_t>(c.rank())] = evaluate(*models[static_cast<size_t>(c.rank())], data, e, torch::kCPU);
     });

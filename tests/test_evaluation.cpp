@@ -1,4 +1,5 @@
 // Evaluation semantics (ATTACK-CORRECTNESS.md items 11-15) and the HDF5 results they produce.
+#include "eval_suite.h"
 #include "fixtures.h"
 
 #include "attacks/evaluation/evaluation.h"
@@ -14,19 +15,7 @@ using namespace robustlab;
 
 namespace {
 
-EvalOptions fullSuite() {
-  Progress::setQuiet(true);
-  EvalOptions e;
-  for (const std::string n : {"fgsm", "pgd"}) {
-    AttackOptions o;
-    o.steps = 10;
-    e.attacks.push_back({n, o});
-  }
-  e.epsGrid = {0.0, 0.02, 0.05, 0.1};
-  e.keepExamples = 4;
-  e.sanityLimit = 200;
-  return e;
-}
+EvalOptions fullSuite() { return test::fgsmPgdSuite(); }
 
 const EvalResult& standardEval() {
   static const EvalResult r = [] {
