@@ -21,15 +21,16 @@ repo=$(pwd)
 # [kernels] on the best kernel path of this CPU.
 areas="[data],[config],[models],[kernels],[statistics],[torchscript],[distributed]"
 syncOnly=0
+suite=trixie
 while [ $# -gt 0 ]; do
   case $1 in
     --areas) areas=$2; shift 2 ;;
     --sync-only) syncOnly=1; shift ;;
-    --suite) suite=$2; shift 2 ;;
+    --suite) suite=${2:-}; shift 2 || shift ;;
     *) echo "check-libtorch2: unknown option '$1': expected --areas LIST, --sync-only or --suite trixie|sid"; exit 2 ;;
   esac
 done
-case ${suite:=trixie} in
+case $suite in
   trixie) root=${ROBUSTLAB_TRIXIE_ROOT:-/var/cache/robustlab/trixie-root} ;;
   sid) root=/var/cache/robustlab/sid-root ;;
   *) echo "check-libtorch2: --suite '$suite': expected trixie or sid"; exit 2 ;;
