@@ -190,6 +190,13 @@ void worstCase(EvalResult& r) {
 
 }  // namespace
 
+double sharedAccuracy(ClassifierImpl& model, const Dataset& d, torch::Device device, Communicator* comm, int64_t batchSize) {
+  if (!comm || comm->size() == 1 || d.size() == 0) return accuracy(model, d, device, batchSize);
+  const auto [a, b] = rankShare(comm, d.size());
+  const int64_t right = a < b ? predict(model, d.images.slice(0, a, b), device, batchSize).eq(d.labels.slice(0, a, b)).sum().item<int64_t>() : 0;
+  return static_cast<double>(comm->sum(std::vector<int64_t>{right})[0]) / static_cast<double>(d.size());
+}
+
 EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOptions& options, torch::Device device) {
   options.validate();
   model.to(device);

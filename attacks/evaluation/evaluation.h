@@ -81,6 +81,10 @@ struct EvalResult {
   const AttackRun* find(const std::string& attack, double eps) const;
 };
 
+/// Clean accuracy of `model` on `d`. With several data-parallel ranks (`comm`), each rank predicts its
+/// contiguous share and the correct counts are summed over the ranks; alone, accuracy().
+double sharedAccuracy(ClassifierImpl& model, const Dataset& d, torch::Device device, Communicator* comm, int64_t batchSize = 1000);
+
 /// Runs the whole evaluation. The model's mode is restored afterwards.
 EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOptions& options, torch::Device device);
 

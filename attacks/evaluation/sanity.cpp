@@ -251,10 +251,9 @@ void runSanityChecks(ClassifierImpl& model, const Dataset& data, const EvalOptio
   checkZeroGradients(r);
   checkBlackBoxNotStronger(r);
   // The subset's attacks are most of the checks' time: data-parallel ranks share its examples.
-  const Share subset(sampleSubset(data, options.sanityLimit, 1234), severalRanks(options.comm));
-  const double subsetClean =
-      subset.comm ? subset.fraction(subset.mine.size() ? predict(model, subset.mine.images, device, options.batchSize).eq(subset.mine.labels).sum().item<int64_t>() : 0)
-                  : accuracy(model, subset.mine, device, options.batchSize);
+  const Dataset sample = sampleSubset(data, options.sanityLimit, 1234);
+  const Share subset(sample, severalRanks(options.comm));
+  const double subsetClean = sharedAccuracy(model, sample, device, subset.comm, options.batchSize);
   checkDeterministic(model, subset, options, device, r);
   checkEpsZeroIdentity(model, subset, subsetClean, options, device, r);
   checkLargeEpsBreaksModel(model, subset, options, device, r);

@@ -157,15 +157,6 @@ bool rankZeroSays(bool value) {
   return flag.item<int>() != 0;
 }
 
-double sharedAccuracy(ClassifierImpl& model, const Dataset& d, torch::Device device) {
-  Communicator* comm = severalRanks(worldCommunicator());
-  if (!comm || d.size() == 0) return accuracy(model, d, device);
-  // Each rank predicts its contiguous share; the per-example verdicts are gathered in rank order.
-  const auto [a, b] = rankShare(comm, d.size());
-  const auto right = predict(model, d.images.slice(0, a, b), device).eq(d.labels.slice(0, a, b)).to(torch::kInt64);
-  return static_cast<double>(comm->allGather(right).sum().item<int64_t>()) / static_cast<double>(d.size());
-}
-
 StageResult runStage(const Config& c, Stage section, const std::string& backbone, const std::string& label,
                      torch::Device device, bool scriptWeights) {
   return runStage(c, stageOf(c, section), section, backbone, label, device, scriptWeights);
@@ -209,8 +200,8 @@ StageResult runStage(const Config& c, const StageConfig& stage, Stage section, c
                     : resolveAugment(stage.train.augment, stage.dataSource.empty() ? c.data.source.source : stage.dataSource);
   if (finetuning && stage.finetune == "lp-ft") r.history = trainLpFt(*r.model, *objective, r.data.train, r.data.val, opt, stage.lpFt, device);
   else r.history = train(*r.model, *objective, r.data.train, r.data.val, opt, device);
-  r.valAccuracy = r.data.val.size() ? sharedAccuracy(*r.model, r.data.val, device) : NAN;
-  r.testAccuracy = sharedAccuracy(*r.model, r.data.test, device);
+  r.valAccuracy = r.data.val.size() ? sharedAccuracy(*r.model, r.data.val, device, worldCommunicator().get()) : NAN;
+  r.testAccuracy = sharedAccuracy(*r.model, r.data.test, device, worldCommunicator().get());
   return r;
 }
 

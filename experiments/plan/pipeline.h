@@ -71,8 +71,6 @@ int coresPerRank();
 bool writesResults();
 /// Rank 0's `value`, on every data-parallel rank (`value` itself without ranks).
 bool rankZeroSays(bool value);
-/// Clean accuracy; as one of several data-parallel ranks, each scores its share and the verdicts are gathered.
-double sharedAccuracy(ClassifierImpl& model, const Dataset& d, torch::Device device);
 /// Applies the config's device and thread choices for training; returns the device. As one of several
 /// data-parallel ranks, first checks that every rank resolved the same config.
 torch::Device setUpRuntime(const Config& c);

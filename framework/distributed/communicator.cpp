@@ -21,6 +21,7 @@
 #include <mutex>
 #include <numeric>
 #include <streambuf>
+#include <string_view>
 #include <stdexcept>
 #include <thread>
 
@@ -111,8 +112,8 @@ class DropGlooInfo : public std::streambuf {
 
  protected:
   std::streamsize xsputn(const char* s, std::streamsize n) override {
-    const std::string text(s, static_cast<size_t>(n));
-    if (text.find("gloo/") != std::string::npos && text.find("] INFO ") != std::string::npos) return n;
+    const std::string_view text(s, static_cast<size_t>(n));
+    if (text.find("gloo/") != text.npos && text.find("] INFO ") != text.npos) return n;
     return to_->sputn(s, n);
   }
   int_type overflow(int_type c) override {
