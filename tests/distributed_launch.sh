@@ -84,11 +84,20 @@ echo "attack --nproc 2: FGSM's verdicts equal one process's example for example"
 for f in "$work"/run/dp.units/*-seed0-*[0-9a-f].h5; do
   [ "$(h5dump -a /unit/ranks "$f" | sed -n 's/^ *(0): *//p')" = 2 ] || fail "$f does not record 2 ranks"
 done
+/usr/bin/python3 - "$work"/run/dp.units/*-seed0-*[0-9a-f].h5 <<'PY' || fail "run --nproc 2: an arm's unit lacks its corruptions"
+import sys, h5py
+arms = [h5py.File(f, "r") for f in sys.argv[1:]]
+arms = [f for f in arms if "unit/eval" in f]
+assert len(arms) == 2, len(arms)
+for f in arms:  # every severity of both corruptions, each a 5 x 100 per-example table
+    for c in ("rotate", "fog"):
+        assert f["unit/robustness/corruptions/" + c + "/correct"].shape == (5, 100), (f.filename, c)
+PY
 cp "$work/run/dp.h5" "$work/run-first.h5"
 "$bin" run "$src/tests/data_parallel_tiny.toml" -o "$work/run/dp.h5" --nproc 2 >/dev/null 2>"$work/rerun.err" || fail "a rerun of run --nproc 2"
 [ "$(grep -c ": cached" "$work/rerun.err")" = 3 ] || { cat "$work/rerun.err"; fail "a rerun of run --nproc 2 recomputed units"; }
 /usr/bin/python3 "$src/tests/compare_results.py" "$work/run-first.h5" "$work/run/dp.h5" >/dev/null || fail "a rerun changed the results"
-echo "run --nproc 2: units computed as 2 ranks, a rerun reuses them"
+echo "run --nproc 2: units computed as 2 ranks (corruptions shared), a rerun reuses them"
 
 byHand "$work/m.h5" --set train.lr=0.1 && fail "ranks with different configs were not refused"
 grep -q "rank 1's config differs from rank 0's" "$work/m.h5.err0" || { cat "$work"/m.h5.err*; fail "the config mismatch was not named"; }

@@ -2,7 +2,6 @@
 // collectives, and the trainer's semantics (one process's step on the same global batch, the same
 // weights on every rank, reruns bit for bit, SimCLR's negatives from the whole batch). Ranks here are
 // threads of this process, each with its own Gloo process group, met through a real TCPStore.
-#include "eval_suite.h"
 #include "fixtures.h"
 #include "ranks.h"
 #include "tolerance.h"
@@ -321,55 +320,4 @@ TEST_CASE("SimCLR on two ranks uses the whole batch's negatives: one process's l
   CHECK(correct[0] + correct[1] == allCorrect);
   CHECK(torch::equal(torch::cat(grads1), a1.grad()));
   CHECK(torch::equal(torch::cat(grads2), a2.grad()));
-}
-
-TEST_CASE("Two ranks share the sanity checks' examples and reach one process's verdicts, the same on every rank", "[distributed]") {
-  // The checks' own attacks (eps 0, a huge eps, PGD with twice the steps) and the five passes of the
-  // randomness check split the examples like the attacks do; their counts are summed over the ranks.
-  // Deterministic parts (FGSM, every attack at eps 0, the model's passes) give one process's numbers;
-  // PGD's random starts are drawn per rank. A masked model must still fail on two ranks.
-  const Dataset data = test::fashionTest().head(200);
-  for (const bool masked : {false, true}) {
-    auto model = [masked] {
-      Classifier m = test::standardModel();
-      if (masked) {  // saturated softmax: zero input gradients (as in test_evaluation.cpp)
-        torch::NoGradGuard g;
-        m->head()->weight.mul_(1e4);
-        m->head()->bias.mul_(1e4);
-      }
-      return m;
-    };
-    Classifier one = model();
-    const EvalResult alone = evaluate(*one, data, test::fgsmPgdSuite(), torch::kCPU);
-    std::vector<EvalResult> ranks(2);
-    std::vector<Classifier> models{model(), model()};
-    test::onRanks(2, [&](Communicator& c) {
-      EvalOptions e = test::fgsmPgdSuite();
-      e.comm = test::borrowed(c);
-      ranks[static_cast<size_t>(c.rank())] = evaluate(*models[static_cast<size_t>(c.rank())], data, e, torch::kCPU);
-    });
-    INFO((masked ? "masked model" : "trained model"));
-    REQUIRE(alone.checks.size() == 7);
-    for (const auto& r : ranks) REQUIRE(r.checks.size() == alone.checks.size());
-    for (size_t i = 0; i < alone.checks.size(); ++i) {
-      const auto &a = alone.checks[i], &r0 = ranks[0].checks[i], &r1 = ranks[1].checks[i];
-      INFO(a.name << ": one process '" << a.detail << "', rank 0 '" << r0.detail << "'");
-      CHECK(r0.name == a.name);
-      CHECK((r1.name == r0.name && r1.passed == r0.passed && r1.detail == r0.detail));  // every rank the same verdicts
-      // Their numbers come from no random draw: one process's, word for word. (zero_gradients and the
-      // others count PGD's steps from random starts: close, not equal, on a masked model.)
-      if (a.name == "deterministic_model" || a.name == "eps_zero_identity") CHECK(r0.detail == a.detail);
-    }
-    for (const EvalResult* result : {&alone, static_cast<const EvalResult*>(&ranks[0])}) {
-      std::vector<std::string> failed;
-      for (const auto& c : result->checks)
-        if (!c.passed) failed.push_back(c.name);
-      if (masked) {
-        CHECK(std::find(failed.begin(), failed.end(), "zero_gradients") != failed.end());
-        CHECK(std::find(failed.begin(), failed.end(), "large_eps_breaks_model") != failed.end());
-      } else {
-        CHECK(failed.empty());
-      }
-    }
-  }
 }

@@ -54,6 +54,15 @@ void checkFiniteOutputs(ClassifierImpl& model, const Dataset& data, torch::Devic
                              "no accuracy is reported");
 }
 
+/// The model's prediction on every example. A data-parallel rank predicts its share (rankShare, as
+/// the attacks split the examples) and the shares are gathered in rank order: every rank holds all.
+torch::Tensor cleanPredictions(ClassifierImpl& model, const Dataset& data, torch::Device device, int64_t batchSize, Communicator* comm) {
+  if (!comm) return predict(model, data.images, device, batchSize);
+  const auto [first, last] = rankShare(comm, data.size());
+  const auto mine = first < last ? predict(model, data.images.slice(0, first, last), device, batchSize) : torch::empty({0}, torch::kInt64);
+  return comm->allGather(mine);
+}
+
 /// An eps-0 attack returns its input (the eps_zero_identity sanity check runs the real attacks at
 /// eps 0 to prove it), so the clean predictions are its result.
 AttackRun zeroEpsRun(const AttackSpec& spec, const EvalResult& r) {
@@ -212,7 +221,7 @@ EvalResult evaluate(ClassifierImpl& model, const Dataset& data, const EvalOption
       throw std::invalid_argument("attack " + canonicalAttackName(a.name) + ": needs at least " + std::to_string(attackMinClasses(a.name)) +
                                   " classes, the model has " + std::to_string(model.spec().numClasses));
   checkFiniteOutputs(model, data, device, options.batchSize);
-  r.cleanPred = predict(model, data.images, device, options.batchSize);
+  r.cleanPred = cleanPredictions(model, data, device, options.batchSize, severalRanks(options.comm));
   r.cleanCorrect = r.cleanPred.eq(r.labels);
   r.cleanAccuracy = r.cleanCorrect.to(torch::kFloat64).mean().item<double>();
   r.exampleInputs = data.images.slice(0, 0, (options.keepExamples < 0 ? n : std::min(options.keepExamples, n))).clone();

@@ -3,6 +3,7 @@
 #include "attacks/corruptions/corruptions.h"
 #include "data/tasks.h"
 #include "experiments/plan/pipeline.h"
+#include "framework/distributed/communicator.h"
 #include "framework/models/predict.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -50,8 +51,37 @@ void checkOodSources(const Config& c) {
   }
 }
 
+namespace {
+
+/// Whether each test image is right under each corruption at each severity (row 5 i + severity - 1 for
+/// `names[i]`). The (corruption, severity) pairs are what data-parallel ranks share: a rank takes every
+/// ranks-th pair from its own rank on (a corruption's severities cost alike, so the shares do too), and
+/// the rows are gathered back into order. A pair's images are corrupted by one seeded draw over the
+/// whole test set, as in one process, so the rows do not depend on the ranks.
+torch::Tensor corruptionCorrect(ClassifierImpl& model, const Dataset& test, const std::vector<std::string>& names, uint64_t seed,
+                                torch::Device device, Communicator* comm) {
+  const int64_t pairs = 5 * static_cast<int64_t>(names.size()), n = test.size();
+  const int64_t rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
+  std::vector<torch::Tensor> mine;
+  for (int64_t i = rank; i < pairs; i += ranks) {
+    const int severity = static_cast<int>(i % 5) + 1;
+    const auto images = corrupt(names[static_cast<size_t>(i / 5)], test.images, severity, corruptionSeed(seed, severity));
+    mine.push_back(predict(model, images, device).eq(test.labels).to(torch::kUInt8));
+  }
+  auto rows = mine.empty() ? torch::empty({0, n}, torch::kUInt8) : torch::stack(mine);
+  if (!comm) return rows.to(torch::kBool);
+  const auto gathered = comm->allGather(rows);  // rank 0's rows, then rank 1's, ...
+  auto out = torch::empty({pairs, n}, torch::kBool);
+  int64_t row = 0;
+  for (int64_t r = 0; r < ranks; ++r)
+    for (int64_t i = r; i < pairs; i += ranks) out[i].copy_(gathered[row++]);
+  return out;
+}
+
+}  // namespace
+
 RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, const torch::Tensor& corrupted,
-                                    const torch::Tensor& trainClassCounts, const Config& c, torch::Device device) {
+                                    const torch::Tensor& trainClassCounts, const Config& c, torch::Device device, Communicator* comm) {
   const RobustnessConfig& rc = c.robustness;
   RobustnessResult r;
   r.any = !rc.isDefault();
@@ -69,14 +99,11 @@ RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, 
     r.hasCalibration = true;
     r.calibration = calibration(clean, test.labels, rc.calibrationBins);
   }
-  for (const auto& name : rc.corruptionList()) {
-    CorruptionResult cr{name, {}, {}};
-    std::vector<torch::Tensor> rights;
-    for (int sev = 1; sev <= 5; ++sev) {
-      rights.push_back(predict(model, corrupt(name, test.images, sev, corruptionSeed(c.seed, sev)), device).eq(test.labels));
-      cr.accuracy.push_back(rights.back().to(torch::kFloat64).mean().item<double>());
-    }
-    cr.correct = torch::stack(rights);
+  const auto names = rc.corruptionList();
+  const auto correct = corruptionCorrect(model, test, names, c.seed, device, comm);
+  for (size_t i = 0; i < names.size(); ++i) {
+    CorruptionResult cr{names[i], {}, correct.slice(0, 5 * static_cast<int64_t>(i), 5 * static_cast<int64_t>(i) + 5)};
+    for (int64_t sev = 0; sev < 5; ++sev) cr.accuracy.push_back(cr.correct[sev].to(torch::kFloat64).mean().item<double>());
     r.corruptions.push_back(cr);
   }
   const auto inMsp = maxSoftmax(clean), inMax = std::get<0>(clean.max(1));

@@ -52,10 +52,16 @@ void checkOodSources(const Config& c);
 /// its example strip with it).
 inline uint64_t corruptionSeed(uint64_t seed, int severity) { return seed + 41 + static_cast<uint64_t>(severity); }
 
+class Communicator;
+
 /// Everything [robustness] asks for, on the clean test set `test`; `corrupted` and `trainClassCounts`
-/// describe the fine-tuning training set (pipeline.h, StageResult).
+/// describe the fine-tuning training set (pipeline.h, StageResult). Data-parallel ranks (`comm`; null:
+/// one process) share the corruptions' (corruption, severity) pairs and every rank returns the whole
+/// result, the same numbers as one process; the rest (one pass over the test set, the OOD images) every
+/// rank computes. Collective: every rank calls it.
 RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, const torch::Tensor& corrupted,
-                                    const torch::Tensor& trainClassCounts, const Config& c, torch::Device device);
+                                    const torch::Tensor& trainClassCounts, const Config& c, torch::Device device,
+                                    Communicator* comm = nullptr);
 
 /// Writes `r` under `group` (nothing when !r.any).
 void writeRobustness(H5File& f, const std::string& group, const RobustnessConfig& config, const RobustnessResult& r);
