@@ -2,7 +2,9 @@
 # Data-parallel training throughput (BENCHMARKS.md "Data-parallel training"): clean and PGD-10 training
 # of the small CNN on 10,000 Fashion-MNIST images, batch 128, as 2 ranks x 1 thread (--nproc 2) against
 # 1 process x 1 thread and 1 process with the per-core chunks (threads = 0), fp32 and bf16, and clean
-# training with batch 512 (four times the work per gradient sum), in interleaved rounds. Each run trains 2 epochs; the second epoch's seconds count (the first warms
+# training with batch 512 (four times the work per gradient sum), and clean training of the CPU-sized
+# pre-activation ResNet (model.arch = "resnet": width 16, blocks [2, 2, 2]; 2,560 images, a step ~30
+# times the small CNN's), in interleaved rounds. Each run trains 2 epochs; the second epoch's seconds count (the first warms
 # oneDNN's primitives), and for 2 ranks also its seconds in collectives (comm_seconds). The "-sleep" rows
 # run 2 ranks that sleep on every collective at once (ROBUSTLAB_DIST_POLL_US=0) instead of polling it
 # first (the default when each rank has a CPU of its own), the reference for the poll.
@@ -30,10 +32,13 @@ declare -A runs=(
   [pgd10-bf16-threads0]="PGD BF16 --threads 0"
   [clean512-fp32-1x1]="B512 --threads 1"
   [clean512-fp32-2ranks]="B512 --threads 1 --nproc 2"
+  [clean-resnet-fp32-1x1]="RESNET --threads 1"
+  [clean-resnet-fp32-2ranks]="RESNET --threads 1 --nproc 2"
 )
 order=(clean-fp32-1x1 clean-fp32-2ranks clean-fp32-2ranks-sleep clean-fp32-threads0 pgd10-fp32-1x1 pgd10-fp32-2ranks
        pgd10-fp32-2ranks-sleep pgd10-fp32-threads0
-       clean-bf16-2ranks clean-bf16-threads0 pgd10-bf16-2ranks pgd10-bf16-threads0 clean512-fp32-1x1 clean512-fp32-2ranks)
+       clean-bf16-2ranks clean-bf16-threads0 pgd10-bf16-2ranks pgd10-bf16-threads0 clean512-fp32-1x1 clean512-fp32-2ranks
+       clean-resnet-fp32-1x1 clean-resnet-fp32-2ranks)
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; $(date -u +%Y-%m-%dT%H:%MZ)"
 for r in $(seq 1 "$rounds"); do
   for name in "${order[@]}"; do
@@ -45,6 +50,7 @@ for r in $(seq 1 "$rounds"); do
         PGD) args+=("${pgd[@]}") ;;
         BF16) args+=(--set 'precision="bf16"') ;;
         B512) args+=(--set train.batch_size=512) ;;
+        RESNET) args+=(--set 'model.arch="resnet"' --set data.train_limit=2560) ;;
         *) args+=("$w") ;;
       esac
     done
@@ -54,7 +60,8 @@ done
 /usr/bin/python3 - "$work" "$rounds" "${order[@]}" <<'PY'
 import sys, h5py, statistics
 work, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-images = 10000
+def images(n):
+    return 2560 if "resnet" in n else 10000
 rows = {}
 for n in names:
     secs, comm = [], []
@@ -69,11 +76,11 @@ for n in names:
     secs, comm = rows[n]
     m = statistics.median(secs)
     c = f"{statistics.median(comm):.3f} s ({100 * statistics.median(comm) / m:.0f}%)" if comm else ""
-    print(f"| {n} | {', '.join(f'{s:.2f}' for s in secs)} | {m:.2f} s | {images / m:,.0f} | {c} |")
+    print(f"| {n} | {', '.join(f'{s:.2f}' for s in secs)} | {m:.2f} s | {images(n) / m:,.0f} | {c} |")
 def ratio(a, b):
     return statistics.median(rows[b][0]) / statistics.median(rows[a][0])
 print()
-for kind in ("clean-fp32", "pgd10-fp32", "clean512-fp32"):
+for kind in ("clean-fp32", "pgd10-fp32", "clean512-fp32", "clean-resnet-fp32"):
     print(f"{kind}: 2 ranks / 1 process x 1 thread = {ratio(kind + '-2ranks', kind + '-1x1'):.2f}x; "
           + (f"sleeping on collectives {ratio(kind + '-2ranks-sleep', kind + '-1x1'):.2f}x; " if kind + '-2ranks-sleep' in rows else "")
           + (f"2 ranks / threads 0 = {ratio(kind + '-2ranks', kind + '-threads0'):.2f}x" if kind + '-threads0' in rows else ""))
