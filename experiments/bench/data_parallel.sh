@@ -8,10 +8,11 @@
 # oneDNN's primitives), and for 2 ranks also its seconds in collectives (comm_seconds). The "-sleep" rows
 # run 2 ranks that sleep on every collective at once (ROBUSTLAB_DIST_POLL_US=0) instead of polling it
 # first (the default when each rank has a CPU of its own), the reference for the poll.
-#   experiments/bench/data_parallel.sh [BINARY] [ROUNDS]
+#   experiments/bench/data_parallel.sh [BINARY] [ROUNDS] [PATTERN]   (PATTERN: only the runs whose names match this grep -E pattern)
 set -euo pipefail
 bin=${1:-build/robustlab}
 rounds=${2:-3}
+pattern=${3:-.}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 common=(train -q --set data.train_limit=10000 --set data.val_fraction=0 --set train.epochs=2 --set 'train.augment="none"'
@@ -34,11 +35,13 @@ declare -A runs=(
   [clean512-fp32-2ranks]="B512 --threads 1 --nproc 2"
   [clean-resnet-fp32-1x1]="RESNET --threads 1"
   [clean-resnet-fp32-2ranks]="RESNET --threads 1 --nproc 2"
+  [clean-resnet-fp32-threads0]="RESNET --threads 0"
 )
 order=(clean-fp32-1x1 clean-fp32-2ranks clean-fp32-2ranks-sleep clean-fp32-threads0 pgd10-fp32-1x1 pgd10-fp32-2ranks
        pgd10-fp32-2ranks-sleep pgd10-fp32-threads0
        clean-bf16-2ranks clean-bf16-threads0 pgd10-bf16-2ranks pgd10-bf16-threads0 clean512-fp32-1x1 clean512-fp32-2ranks
-       clean-resnet-fp32-1x1 clean-resnet-fp32-2ranks)
+       clean-resnet-fp32-1x1 clean-resnet-fp32-2ranks clean-resnet-fp32-threads0)
+mapfile -t order < <(printf '%s\n' "${order[@]}" | grep -E -- "$pattern")
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; $(date -u +%Y-%m-%dT%H:%MZ)"
 for r in $(seq 1 "$rounds"); do
   for name in "${order[@]}"; do
@@ -79,11 +82,15 @@ for n in names:
     print(f"| {n} | {', '.join(f'{s:.2f}' for s in secs)} | {m:.2f} s | {images(n) / m:,.0f} | {c} |")
 def ratio(a, b):
     return statistics.median(rows[b][0]) / statistics.median(rows[a][0])
+def have(*names):
+    return all(n in rows for n in names)
 print()
 for kind in ("clean-fp32", "pgd10-fp32", "clean512-fp32", "clean-resnet-fp32"):
+    if not have(kind + '-2ranks', kind + '-1x1'): continue
     print(f"{kind}: 2 ranks / 1 process x 1 thread = {ratio(kind + '-2ranks', kind + '-1x1'):.2f}x; "
           + (f"sleeping on collectives {ratio(kind + '-2ranks-sleep', kind + '-1x1'):.2f}x; " if kind + '-2ranks-sleep' in rows else "")
           + (f"2 ranks / threads 0 = {ratio(kind + '-2ranks', kind + '-threads0'):.2f}x" if kind + '-threads0' in rows else ""))
 for kind in ("clean-bf16", "pgd10-bf16"):
+    if not have(kind + '-2ranks', kind + '-threads0'): continue
     print(f"{kind}: 2 ranks / threads 0 = {ratio(kind + '-2ranks', kind + '-threads0'):.2f}x")
 PY
