@@ -99,7 +99,7 @@ if [ "$suite" = sid ]; then
   bash scripts/check-libtorch2.sh --suite sid --sync-only | sed 's/^/  /'
   [ -f "$sid/.robustlab-ready" ] && [ -d "$sid/src/robustlab" ] || skip "no unstable root (check-libtorch2.sh said why above)"
   hdr=/opt/cuda-nccl/include
-  rm -rf "$sid/opt/cuda-nccl" && mkdir -p "$sid$hdr/ATen/cuda" "$sid$hdr/c10/cuda/impl"
+  rm -rf "$sid/opt/cuda-nccl" && mkdir -p "$sid$hdr"
   cp -a "$root$inc/." "$sid$hdr/"
   rm -rf "$sid$hdr"/{ATen,THC,c10,caffe2,kineto,torch}  # LibTorch's own headers: unstable's
   # Its LibTorch asks for NCCL >= 2.23 (trixie's is 2.22): unstable's nccl.h (contrib).

@@ -54,13 +54,18 @@ void checkFiniteOutputs(ClassifierImpl& model, const Dataset& data, torch::Devic
                              "no accuracy is reported");
 }
 
-/// The model's prediction on every example. A data-parallel rank predicts its share (rankShare, as
-/// the attacks split the examples) and the shares are gathered in rank order: every rank holds all.
+/// The model's predictions on rows [first, last) of `data`: a data-parallel rank's share (rankShare),
+/// empty when the rank has none.
+torch::Tensor predictRows(ClassifierImpl& model, const Dataset& data, torch::Device device, int64_t batchSize, int64_t first, int64_t last) {
+  return first < last ? predict(model, data.images.slice(0, first, last), device, batchSize) : torch::empty({0}, torch::kInt64);
+}
+
+/// The model's prediction on every example. A data-parallel rank predicts its share (as the attacks
+/// split the examples) and the shares are gathered in rank order: every rank holds all.
 torch::Tensor cleanPredictions(ClassifierImpl& model, const Dataset& data, torch::Device device, int64_t batchSize, Communicator* comm) {
   if (!comm) return predict(model, data.images, device, batchSize);
   const auto [first, last] = rankShare(comm, data.size());
-  const auto mine = first < last ? predict(model, data.images.slice(0, first, last), device, batchSize) : torch::empty({0}, torch::kInt64);
-  return comm->allGather(mine);
+  return comm->allGather(predictRows(model, data, device, batchSize, first, last));
 }
 
 /// An eps-0 attack returns its input (the eps_zero_identity sanity check runs the real attacks at
@@ -202,7 +207,7 @@ void worstCase(EvalResult& r) {
 double sharedAccuracy(ClassifierImpl& model, const Dataset& d, torch::Device device, Communicator* comm, int64_t batchSize) {
   if (!comm || comm->size() == 1 || d.size() == 0) return accuracy(model, d, device, batchSize);
   const auto [a, b] = rankShare(comm, d.size());
-  const int64_t right = a < b ? predict(model, d.images.slice(0, a, b), device, batchSize).eq(d.labels.slice(0, a, b)).sum().item<int64_t>() : 0;
+  const int64_t right = predictRows(model, d, device, batchSize, a, b).eq(d.labels.slice(0, a, b)).sum().item<int64_t>();
   return static_cast<double>(comm->sum(std::vector<int64_t>{right})[0]) / static_cast<double>(d.size());
 }
 

@@ -188,7 +188,7 @@ std::string computeArm(const Plan& p, const Unit& u, torch::Device device) {
   const auto e0 = std::chrono::steady_clock::now();
   const EvalResult ev = evaluate(*r.model, r.data.test, evalOptionsFrom(cs), device);
   // Data-parallel: the ranks share the corruptions; every write is rank 0's alone.
-  const RobustnessResult rb = evaluateRobustness(*r.model, r.data.test, r.corruptedLabels, r.trainClassCounts, cs, device, worldCommunicator().get());
+  const RobustnessResult rb = evaluateRobustness(*r.model, r.data.test, r.corruptedLabels, r.trainClassCounts, cs, device, severalRanks(worldCommunicator()));
   if (!writesResults()) return "";
   // The model first, then the unit file: a done unit's model is there (when kept).
   if (p.config.keepModels) saveStage(modelPathOf(u), r, cs, u.stage, Stage::kFinetune, [&](H5File& f) { f.setAttr("/", "unit_hash", u.hash); });

@@ -60,7 +60,6 @@ namespace {
 /// whole test set, as in one process, so the rows do not depend on the ranks.
 torch::Tensor corruptionCorrect(ClassifierImpl& model, const Dataset& test, const std::vector<std::string>& names, uint64_t seed,
                                 torch::Device device, Communicator* comm) {
-  if (comm && comm->size() == 1) comm = nullptr;
   const int64_t pairs = 5 * static_cast<int64_t>(names.size()), n = test.size();
   const int64_t rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
   std::vector<torch::Tensor> mine;

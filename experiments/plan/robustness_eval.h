@@ -55,8 +55,8 @@ inline uint64_t corruptionSeed(uint64_t seed, int severity) { return seed + 41 +
 class Communicator;
 
 /// Everything [robustness] asks for, on the clean test set `test`; `corrupted` and `trainClassCounts`
-/// describe the fine-tuning training set (pipeline.h, StageResult). Data-parallel ranks (`comm`; null:
-/// one process) share the corruptions' (corruption, severity) pairs and every rank returns the whole
+/// describe the fine-tuning training set (pipeline.h, StageResult). Data-parallel ranks (`comm`, as
+/// severalRanks gives it; null: one process) share the corruptions' (corruption, severity) pairs and every rank returns the whole
 /// result, the same numbers as one process; the rest (one pass over the test set, the OOD images) every
 /// rank computes. Collective: every rank calls it.
 RobustnessResult evaluateRobustness(ClassifierImpl& model, const Dataset& test, const torch::Tensor& corrupted,
